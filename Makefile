@@ -1,0 +1,53 @@
+# Stream Montages. `make demo` runs a montage on a one-process farm; `make test`
+# runs every test. Both install what they need when it is missing.
+SHELL := /bin/bash
+GO ?= go
+GOBIN := $(shell $(GO) env GOPATH)/bin
+export PATH := $(GOBIN):$(PATH)
+BINARIES := bin/montage-coordinator bin/montage-agent bin/montagectl bin/montage-samples
+
+.PHONY: build demo test test-race ci proto proto-check lint tools ffmpeg bench fuzz clean
+
+build:
+	$(GO) build -o bin/montage-coordinator ./coordinator
+	$(GO) build -o bin/montage-agent ./agent
+	$(GO) build -o bin/montagectl ./ctl
+	$(GO) build -o bin/montage-samples ./internal/testmedia/cmd/montage-samples
+
+ffmpeg:
+	@scripts/ensure-ffmpeg.sh
+
+tools:
+	@scripts/ensure-tools.sh
+
+demo: ffmpeg build
+	scripts/demo.sh
+
+# Every test; the coordinator's packages also run under the race detector.
+test: ffmpeg tools
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -race -timeout 10m ./coordinator/...
+
+ci: ffmpeg tools lint test
+
+proto: tools
+	buf lint
+	buf generate
+
+lint: tools
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	staticcheck ./...
+	buf lint
+
+bench: ffmpeg build
+	bench/overhead.sh
+
+fuzz:
+	$(GO) test ./internal/spec -run '^$$' -fuzz FuzzParseTimestamp -fuzztime 30s
+	$(GO) test ./internal/spec -run '^$$' -fuzz FuzzValidate -fuzztime 30s
+	$(GO) test ./ctl/specfile -run '^$$' -fuzz FuzzParse -fuzztime 30s
+
+clean:
+	rm -rf bin out

@@ -1,0 +1,200 @@
+package media
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Tools locates ffmpeg and ffprobe.
+type Tools struct {
+	FFmpeg  string
+	FFprobe string
+}
+
+// FindTools looks both programs up on PATH and says how to install them if
+// they are missing.
+func FindTools() (Tools, error) {
+	ff, err1 := exec.LookPath("ffmpeg")
+	fp, err2 := exec.LookPath("ffprobe")
+	if err1 != nil || err2 != nil {
+		return Tools{}, errors.New("ffmpeg and ffprobe are required and were not found on PATH; install them (Debian/Ubuntu: sudo apt-get install -y ffmpeg)")
+	}
+	return Tools{FFmpeg: ff, FFprobe: fp}, nil
+}
+
+// Version returns the first line of `prog -version`.
+func Version(ctx context.Context, prog string) (string, error) {
+	out, err := exec.CommandContext(ctx, prog, "-hide_banner", "-version").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s -version: %w", prog, err)
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimSpace(line), nil
+}
+
+// tail keeps the last n bytes written, for error messages.
+type tail struct {
+	mu  sync.Mutex
+	buf []byte
+	n   int
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.n {
+		t.buf = t.buf[len(t.buf)-t.n:]
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.buf))
+}
+
+// RunFFmpeg runs ffmpeg with args that include "-progress pipe:1", calling
+// progress with the fraction of total seconds done. Canceling ctx kills
+// ffmpeg. The error carries the end of ffmpeg's stderr.
+func (t Tools) RunFFmpeg(ctx context.Context, args []string, total float64, progress func(float64)) error {
+	cmd := exec.CommandContext(ctx, t.FFmpeg, args...)
+	stderr := &tail{n: 2048}
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("ffmpeg: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start ffmpeg: %w", err)
+	}
+	parseProgress(stdout, total, progress)
+	err = cmd.Wait()
+	if ctx.Err() != nil {
+		return fmt.Errorf("ffmpeg stopped: %w", ctx.Err())
+	}
+	if err != nil {
+		msg := stderr.String()
+		if msg == "" {
+			msg = "no message"
+		}
+		return fmt.Errorf("ffmpeg failed (%v): %s", err, msg)
+	}
+	return nil
+}
+
+// parseProgress reads ffmpeg's key=value progress blocks.
+func parseProgress(r io.Reader, total float64, progress func(float64)) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if !ok || progress == nil || total <= 0 {
+			continue
+		}
+		// out_time_us is microseconds despite ffmpeg also printing out_time_ms.
+		if k == "out_time_us" {
+			us, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err == nil && us >= 0 {
+				f := float64(us) / 1e6 / total
+				if f > 1 {
+					f = 1
+				}
+				progress(f)
+			}
+		}
+	}
+	_, _ = io.Copy(io.Discard, r)
+}
+
+// Info is what ffprobe tells about a file or source.
+type Info struct {
+	Duration   float64
+	Format     string
+	HasVideo   bool
+	HasAudio   bool
+	VideoCodec string
+	AudioCodec string
+	Width      int
+	Height     int
+	FrameRate  string
+	SampleRate int
+	Channels   int
+}
+
+type probeJSON struct {
+	Streams []struct {
+		CodecType  string `json:"codec_type"`
+		CodecName  string `json:"codec_name"`
+		Width      int    `json:"width"`
+		Height     int    `json:"height"`
+		RFrameRate string `json:"r_frame_rate"`
+		SampleRate string `json:"sample_rate"`
+		Channels   int    `json:"channels"`
+	} `json:"streams"`
+	Format struct {
+		Duration   string `json:"duration"`
+		FormatName string `json:"format_name"`
+	} `json:"format"`
+}
+
+// ParseProbe reads ffprobe's JSON.
+func ParseProbe(b []byte) (Info, error) {
+	var p probeJSON
+	if err := json.Unmarshal(b, &p); err != nil {
+		return Info{}, fmt.Errorf("ffprobe output: %w", err)
+	}
+	info := Info{Format: p.Format.FormatName}
+	info.Duration, _ = strconv.ParseFloat(p.Format.Duration, 64)
+	for _, s := range p.Streams {
+		switch s.CodecType {
+		case "video":
+			if !info.HasVideo {
+				info.HasVideo, info.VideoCodec, info.Width, info.Height, info.FrameRate = true, s.CodecName, s.Width, s.Height, s.RFrameRate
+			}
+		case "audio":
+			if !info.HasAudio {
+				info.HasAudio, info.AudioCodec, info.Channels = true, s.CodecName, s.Channels
+				info.SampleRate, _ = strconv.Atoi(s.SampleRate)
+			}
+		}
+	}
+	return info, nil
+}
+
+// Probe runs ffprobe on a source or file.
+func (t Tools) Probe(ctx context.Context, source string, kind SourceKind) (Info, error) {
+	cmd := exec.CommandContext(ctx, t.FFprobe, ProbeArgs(source, kind)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if len(msg) > 2048 {
+			msg = msg[len(msg)-2048:]
+		}
+		return Info{}, fmt.Errorf("ffprobe failed (%v): %s", err, msg)
+	}
+	return ParseProbe(out)
+}
+
+// ProbeLocal probes a file this agent wrote itself.
+func (t Tools) ProbeLocal(ctx context.Context, path string) (Info, error) {
+	cmd := exec.CommandContext(ctx, t.FFprobe, "-hide_banner", "-v", "error", "-protocol_whitelist", "file",
+		"-show_entries", "stream=index,codec_type,codec_name,width,height,r_frame_rate,sample_rate,channels:format=duration,format_name",
+		"-of", "json", path)
+	out, err := cmd.Output()
+	if err != nil {
+		return Info{}, fmt.Errorf("ffprobe %s: %w", path, err)
+	}
+	return ParseProbe(out)
+}

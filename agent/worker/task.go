@@ -1,0 +1,191 @@
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/stream-montages/montage/agent/media"
+	"github.com/stream-montages/montage/internal/spec"
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+)
+
+func profileOf(p *montagev1.RenderProfile) (media.Profile, error) {
+	r, err := spec.ResolveProfile(p)
+	if err != nil {
+		return media.Profile{}, fmt.Errorf("lease profile: %w", err)
+	}
+	return media.Profile{
+		Width: r.Width, Height: r.Height, FPS: r.FPS, Quality: r.Quality,
+		AudioBitrate: strconv.Itoa(r.AudioBitrate/1000) + "k",
+	}, nil
+}
+
+// runTask does the work of one lease in a private directory and uploads the
+// result; the caller reports it.
+func (a *Agent) runTask(ctx context.Context, l *montagev1.Lease, progress func(float64)) (*montagev1.TaskResult, error) {
+	dir := filepath.Join(a.cfg.DataDir, "work", fmt.Sprintf("%s-%d", l.GetTaskId(), l.GetAttempt()))
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("work dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	prof, err := profileOf(l.GetProfile())
+	if err != nil {
+		return nil, err
+	}
+	out := filepath.Join(dir, "out.mp4")
+	switch l.GetType() {
+	case montagev1.TaskType_TASK_TYPE_RENDER:
+		err = a.render(ctx, l.GetRender(), prof, out, progress)
+	case montagev1.TaskType_TASK_TYPE_CONCAT:
+		err = a.concat(ctx, l.GetConcat(), prof, dir, out, progress)
+	default:
+		err = fmt.Errorf("task type %s is not supported by this agent", l.GetType())
+	}
+	if err != nil {
+		return nil, err
+	}
+	info, err := a.tools.ProbeLocal(ctx, out)
+	if err != nil {
+		return nil, fmt.Errorf("check output: %w", err)
+	}
+	if !info.HasVideo || !info.HasAudio {
+		return nil, fmt.Errorf("output lacks a video or audio stream (video %v, audio %v)", info.HasVideo, info.HasAudio)
+	}
+	size, sum, err := a.upload(ctx, out, l.GetOutputPutUrl())
+	if err != nil {
+		return nil, err
+	}
+	return &montagev1.TaskResult{Key: l.GetOutputKey(), Size: size, Sha256: sum, DurationSeconds: info.Duration}, nil
+}
+
+func (a *Agent) render(ctx context.Context, in *montagev1.RenderInput, prof media.Profile, out string, progress func(float64)) error {
+	if in == nil {
+		return fmt.Errorf("render lease without input")
+	}
+	if err := spec.CheckSourceURL(in.GetSourceUrl()); err != nil {
+		return fmt.Errorf("source url: %w", err)
+	}
+	kind := media.KindOf(in.GetSourceUrl())
+	info, err := a.tools.Probe(ctx, in.GetSourceUrl(), kind)
+	if err != nil {
+		return fmt.Errorf("probe source %s: %w", in.GetSourceUrl(), err)
+	}
+	if !info.HasVideo {
+		return fmt.Errorf("source %s has no video stream", in.GetSourceUrl())
+	}
+	if info.Duration > 0 && in.GetStartSeconds() >= info.Duration {
+		return fmt.Errorf("highlight starts at %s but the source is only %s long",
+			spec.FormatTimestamp(in.GetStartSeconds()), spec.FormatTimestamp(info.Duration))
+	}
+	args := media.RenderArgs(media.Render{
+		Source: in.GetSourceUrl(), Kind: kind, Start: in.GetStartSeconds(), Duration: in.GetDurationSeconds(),
+		HasAudio: info.HasAudio, Profile: prof, Output: out,
+	})
+	return a.tools.RunFFmpeg(ctx, args, in.GetDurationSeconds(), progress)
+}
+
+func (a *Agent) concat(ctx context.Context, in *montagev1.ConcatInput, prof media.Profile, dir, out string, progress func(float64)) error {
+	if in == nil || len(in.GetSegments()) == 0 {
+		return fmt.Errorf("concat lease without segments")
+	}
+	var (
+		paths    []string
+		chapters []media.Chapter
+		at       float64
+	)
+	for i, s := range in.GetSegments() {
+		p := filepath.Join(dir, fmt.Sprintf("seg-%03d.mp4", i))
+		if err := a.download(ctx, s.GetUrl(), p); err != nil {
+			return fmt.Errorf("segment %d: %w", i, err)
+		}
+		info, err := a.tools.ProbeLocal(ctx, p)
+		if err != nil {
+			return fmt.Errorf("segment %d: %w", i, err)
+		}
+		title := s.GetTitle()
+		if title == "" {
+			title = fmt.Sprintf("Highlight %d", i+1)
+		}
+		chapters = append(chapters, media.Chapter{Title: title, Start: at, End: at + info.Duration})
+		at += info.Duration
+		paths = append(paths, p)
+		progress(0.5 * float64(i+1) / float64(len(in.GetSegments())))
+	}
+	list := filepath.Join(dir, "list.ffconcat")
+	if err := os.WriteFile(list, []byte(media.ConcatList(paths)), 0o640); err != nil {
+		return fmt.Errorf("concat list: %w", err)
+	}
+	meta := filepath.Join(dir, "chapters.ffmeta")
+	if err := os.WriteFile(meta, []byte(media.FFMetadata("", chapters)), 0o640); err != nil {
+		return fmt.Errorf("chapters: %w", err)
+	}
+	return a.tools.RunFFmpeg(ctx, media.ConcatArgs(list, meta, prof.AudioBitrate, out), at,
+		func(p float64) { progress(0.5 + 0.5*p) })
+}
+
+func (a *Agent) download(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("download: %w", err)
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("download: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("download: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("download: %w", err)
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("download: %w", err)
+	}
+	return f.Close()
+}
+
+// upload PUTs the file to its presigned URL and returns its size and SHA-256,
+// which the coordinator checks against what it stored before committing.
+func (a *Agent) upload(ctx context.Context, path, url string) (int64, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", fmt.Errorf("upload: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	size, err := io.Copy(h, f)
+	if err != nil {
+		return 0, "", fmt.Errorf("upload: hash: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, "", fmt.Errorf("upload: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, f)
+	if err != nil {
+		return 0, "", fmt.Errorf("upload: %w", err)
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "video/mp4")
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return 0, "", fmt.Errorf("upload: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return 0, "", fmt.Errorf("upload: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return size, hex.EncodeToString(h.Sum(nil)), nil
+}

@@ -1,0 +1,341 @@
+// Package worker is the agent's lease loop: register, long-poll for leases,
+// run each with ffmpeg, renew leases with progress, report results, and hand
+// work back on shutdown.
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/stream-montages/montage/agent/media"
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+	"github.com/stream-montages/montage/proto/montage/v1/montagev1connect"
+)
+
+// Config says where the agent works and whom it works for.
+type Config struct {
+	Coordinator string // base URL, e.g. http://127.0.0.1:7400
+	DataDir     string
+	Name        string
+	Slots       int
+	Labels      map[string]string
+	HTTPClient  *http.Client
+	Log         *slog.Logger
+	// PollWait is how long one LeaseTask call waits for work.
+	PollWait time.Duration
+}
+
+// Agent runs leased tasks.
+type Agent struct {
+	cfg    Config
+	id     string
+	tools  media.Tools
+	caps   *montagev1.AgentCapabilities
+	client montagev1connect.AgentServiceClient
+	http   *http.Client
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	running map[string]*running
+	slotCh  chan struct{} // signalled when a slot frees
+	ttl     time.Duration
+}
+
+type running struct {
+	lease    *montagev1.Lease
+	cancel   context.CancelCauseFunc
+	progress float64
+}
+
+var errRevoked = errors.New("lease revoked by the coordinator")
+var errShutdown = errors.New("agent shutting down")
+
+// New prepares an agent: it loads (or creates) its persistent id and proves
+// that ffmpeg and ffprobe run.
+func New(ctx context.Context, cfg Config) (*Agent, error) {
+	if cfg.Coordinator == "" {
+		return nil, errors.New("coordinator address is required (-coordinator http://HOST:PORT)")
+	}
+	if cfg.Slots <= 0 {
+		cfg.Slots = 1
+	}
+	if cfg.PollWait == 0 {
+		cfg.PollWait = 20 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("agent data dir %s: %w", cfg.DataDir, err)
+	}
+	id, err := loadID(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	tools, err := media.FindTools()
+	if err != nil {
+		return nil, err
+	}
+	ffv, err := media.Version(ctx, tools.FFmpeg)
+	if err != nil {
+		return nil, fmt.Errorf("ffmpeg does not run: %w", err)
+	}
+	fpv, err := media.Version(ctx, tools.FFprobe)
+	if err != nil {
+		return nil, fmt.Errorf("ffprobe does not run: %w", err)
+	}
+	if cfg.Name == "" {
+		h, _ := os.Hostname()
+		cfg.Name = h
+	}
+	a := &Agent{
+		cfg:   cfg,
+		id:    id,
+		tools: tools,
+		caps: &montagev1.AgentCapabilities{
+			FfmpegVersion: ffv, FfprobeVersion: fpv, Encoders: []string{"libx264"},
+			Os: runtime.GOOS, Arch: runtime.GOARCH,
+		},
+		client:  montagev1connect.NewAgentServiceClient(cfg.HTTPClient, strings.TrimRight(cfg.Coordinator, "/")),
+		http:    cfg.HTTPClient,
+		log:     cfg.Log.With("agent", id),
+		running: map[string]*running{},
+		slotCh:  make(chan struct{}, 1),
+		ttl:     15 * time.Second,
+	}
+	return a, nil
+}
+
+// ID is the agent's persistent id.
+func (a *Agent) ID() string { return a.id }
+
+func loadID(dir string) (string, error) {
+	p := filepath.Join(dir, "agent-id")
+	if b, err := os.ReadFile(p); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read agent id: %w", err)
+	}
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	id := "a" + hex.EncodeToString(b)
+	if err := os.WriteFile(p, []byte(id+"\n"), 0o640); err != nil {
+		return "", fmt.Errorf("write agent id: %w", err)
+	}
+	return id, nil
+}
+
+// Run works until ctx ends, then hands back what it holds.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.register(ctx); err != nil {
+		return err
+	}
+	hbCtx, stopHB := context.WithCancel(context.Background())
+	hbDone := make(chan struct{})
+	go func() { defer close(hbDone); a.heartbeatLoop(hbCtx) }()
+	var wg sync.WaitGroup
+	backoff := 200 * time.Millisecond
+	for ctx.Err() == nil {
+		free := a.cfg.Slots - a.busy()
+		if free <= 0 {
+			select {
+			case <-ctx.Done():
+			case <-a.slotCh:
+			}
+			continue
+		}
+		callCtx, cancel := context.WithTimeout(ctx, a.cfg.PollWait+10*time.Second)
+		resp, err := a.client.LeaseTask(callCtx, connect.NewRequest(&montagev1.LeaseTaskRequest{
+			AgentId: a.id, FreeSlots: int32(free), WaitSeconds: a.cfg.PollWait.Seconds(),
+		}))
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			if connect.CodeOf(err) == connect.CodeNotFound {
+				_ = a.register(ctx) // the coordinator lost us (fresh cluster); register again
+			}
+			a.log.Warn("lease request failed; retrying", "err", err, "backoff", backoff)
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 200 * time.Millisecond
+		for _, l := range resp.Msg.GetLeases() {
+			if l.GetTtlSeconds() > 0 {
+				a.mu.Lock()
+				a.ttl = time.Duration(l.GetTtlSeconds() * float64(time.Second))
+				a.mu.Unlock()
+			}
+			tctx, tcancel := context.WithCancelCause(context.Background())
+			r := &running{lease: l, cancel: tcancel}
+			a.mu.Lock()
+			a.running[l.GetTaskId()] = r
+			a.mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				a.execute(tctx, r)
+			}()
+		}
+	}
+	// Shutdown: stop ffmpeg and hand every lease back so others take it now
+	// rather than after the lease expires.
+	a.mu.Lock()
+	for _, r := range a.running {
+		r.cancel(errShutdown)
+	}
+	a.mu.Unlock()
+	wg.Wait()
+	stopHB()
+	<-hbDone
+	return nil
+}
+
+func (a *Agent) busy() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.running)
+}
+
+func (a *Agent) register(ctx context.Context) error {
+	backoff := 200 * time.Millisecond
+	for {
+		_, err := a.client.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{
+			AgentId: a.id, Name: a.cfg.Name, Capabilities: a.caps, Slots: int32(a.cfg.Slots), Labels: a.cfg.Labels,
+		}))
+		if err == nil {
+			a.log.Info("registered", "coordinator", a.cfg.Coordinator, "slots", a.cfg.Slots)
+			return nil
+		}
+		if c := connect.CodeOf(err); c == connect.CodeInvalidArgument || c == connect.CodePermissionDenied || c == connect.CodeUnauthenticated {
+			return fmt.Errorf("register with %s: %w", a.cfg.Coordinator, err)
+		}
+		a.log.Warn("register failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// heartbeatLoop renews all running leases every third of their TTL.
+func (a *Agent) heartbeatLoop(ctx context.Context) {
+	for {
+		a.mu.Lock()
+		every := a.ttl / 3
+		a.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+		a.heartbeat(ctx)
+	}
+}
+
+func (a *Agent) heartbeat(ctx context.Context) {
+	a.mu.Lock()
+	req := &montagev1.HeartbeatRequest{AgentId: a.id}
+	for id, r := range a.running {
+		req.Leases = append(req.Leases, &montagev1.LeaseProgress{TaskId: id, Token: r.lease.GetToken(), Progress: r.progress})
+	}
+	a.mu.Unlock()
+	if len(req.Leases) == 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := a.client.Heartbeat(cctx, connect.NewRequest(req))
+	if err != nil {
+		a.log.Warn("heartbeat failed", "err", err)
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, id := range resp.Msg.GetRevokedTaskIds() {
+		if r := a.running[id]; r != nil {
+			a.log.Info("lease revoked; stopping task", "task", id)
+			r.cancel(errRevoked)
+		}
+	}
+}
+
+func (a *Agent) setProgress(taskID string, p float64) {
+	a.mu.Lock()
+	if r := a.running[taskID]; r != nil {
+		r.progress = p
+	}
+	a.mu.Unlock()
+}
+
+// execute runs one lease and reports how it ended.
+func (a *Agent) execute(ctx context.Context, r *running) {
+	l := r.lease
+	log := a.log.With("task", l.GetTaskId(), "token", l.GetToken(), "attempt", l.GetAttempt())
+	defer func() {
+		a.mu.Lock()
+		delete(a.running, l.GetTaskId())
+		a.mu.Unlock()
+		select {
+		case a.slotCh <- struct{}{}:
+		default:
+		}
+	}()
+	log.Info("task started", "type", l.GetType().String())
+	start := time.Now()
+	res, err := a.runTask(ctx, l, func(p float64) { a.setProgress(l.GetTaskId(), p) })
+	// Reports use a fresh context: the task's own may be canceled already.
+	rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	switch {
+	case err == nil:
+		_, err = a.client.CompleteTask(rctx, connect.NewRequest(&montagev1.CompleteTaskRequest{
+			AgentId: a.id, TaskId: l.GetTaskId(), Token: l.GetToken(), Result: res,
+		}))
+		if err != nil {
+			log.Warn("completion refused", "err", err)
+			return
+		}
+		log.Info("task done", "seconds", time.Since(start).Seconds(), "bytes", res.GetSize())
+	case errors.Is(context.Cause(ctx), errRevoked):
+		log.Info("task stopped: lease revoked")
+	default:
+		handback := errors.Is(context.Cause(ctx), errShutdown)
+		msg := err.Error()
+		if handback {
+			msg = "agent shut down; work handed back"
+		}
+		_, ferr := a.client.FailTask(rctx, connect.NewRequest(&montagev1.FailTaskRequest{
+			AgentId: a.id, TaskId: l.GetTaskId(), Token: l.GetToken(), Error: msg, Handback: handback,
+		}))
+		if ferr != nil {
+			log.Warn("failure report refused", "err", ferr)
+		}
+		log.Warn("task failed", "err", msg, "handback", handback)
+	}
+}

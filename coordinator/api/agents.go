@@ -1,0 +1,336 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/stream-montages/montage/coordinator/blob"
+	"github.com/stream-montages/montage/coordinator/fsm"
+	"github.com/stream-montages/montage/coordinator/sched"
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+)
+
+func checkAgentID(id string) error {
+	if id == "" || len(id) > 64 {
+		return invalid("agent_id", "must be 1..64 characters")
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return invalid("agent_id", "may hold only letters, digits, '-', '_' and '.'")
+		}
+	}
+	return nil
+}
+
+func (s *Server) seen(agentID string) {
+	s.mu.Lock()
+	s.lastSeen[agentID] = s.clock.Now()
+	s.mu.Unlock()
+}
+
+// Register adds or updates an agent.
+func (s *Server) Register(_ context.Context, req *connect.Request[montagev1.RegisterRequest]) (*connect.Response[montagev1.RegisterResponse], error) {
+	m := req.Msg
+	if err := checkAgentID(m.GetAgentId()); err != nil {
+		return nil, err
+	}
+	if m.GetSlots() < 1 || m.GetSlots() > 256 {
+		return nil, invalid("slots", "must be between 1 and 256, got %d", m.GetSlots())
+	}
+	caps, err := proto.MarshalOptions{Deterministic: true}.Marshal(m.GetCapabilities())
+	if err != nil {
+		return nil, invalid("capabilities", "%v", err)
+	}
+	name := m.GetName()
+	if name == "" {
+		name = m.GetAgentId()
+	}
+	a := &fsm.Agent{ID: m.GetAgentId(), Name: name, Capabilities: caps, Slots: int(m.GetSlots()), Labels: m.GetLabels()}
+	if _, err := s.apply(&fsm.Command{Register: &fsm.RegisterCmd{Agent: a}}); err != nil {
+		return nil, err
+	}
+	s.seen(a.ID)
+	var out *montagev1.Agent
+	s.node.View(func(st *fsm.State) {
+		if a := st.Agents[m.GetAgentId()]; a != nil {
+			out = agentProto(a)
+		}
+	})
+	out.LastSeen = timestamppb.New(s.clock.Now())
+	s.log.Info("agent registered", "agent", a.ID, "name", name, "slots", a.Slots)
+	return connect.NewResponse(&montagev1.RegisterResponse{Agent: out}), nil
+}
+
+// LeaseTask grants up to free_slots runnable tasks, waiting for work up to
+// wait_seconds (a long poll), woken by every raft apply.
+func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.LeaseTaskRequest]) (*connect.Response[montagev1.LeaseTaskResponse], error) {
+	m := req.Msg
+	if err := checkAgentID(m.GetAgentId()); err != nil {
+		return nil, err
+	}
+	if m.GetFreeSlots() < 0 || m.GetFreeSlots() > 256 {
+		return nil, invalid("free_slots", "must be between 0 and 256")
+	}
+	wait := time.Duration(m.GetWaitSeconds() * float64(time.Second))
+	if wait < 0 {
+		return nil, invalid("wait_seconds", "must not be negative")
+	}
+	if wait > s.cfg.MaxLeaseWait {
+		wait = s.cfg.MaxLeaseWait
+	}
+	known := false
+	s.node.View(func(st *fsm.State) { known = st.Agents[m.GetAgentId()] != nil })
+	if !known {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("agent %s is not registered; register first", m.GetAgentId()))
+	}
+	s.seen(m.GetAgentId())
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		if err := s.requireLeader(); err != nil {
+			return nil, err
+		}
+		changed := s.node.Changed()
+		leases, err := s.grant(m.GetAgentId(), int(m.GetFreeSlots()))
+		if err != nil {
+			return nil, err
+		}
+		if len(leases) > 0 {
+			return connect.NewResponse(&montagev1.LeaseTaskResponse{Leases: leases}), nil
+		}
+		select {
+		case <-ctx.Done():
+			return connect.NewResponse(&montagev1.LeaseTaskResponse{}), nil
+		case <-deadline.C:
+			return connect.NewResponse(&montagev1.LeaseTaskResponse{}), nil
+		case <-changed:
+		}
+	}
+}
+
+// grant picks tasks by policy and commits each grant through raft. A pick
+// that another grant raced to is skipped (Apply re-checks runnability).
+func (s *Server) grant(agentID string, n int) ([]*montagev1.Lease, error) {
+	var picks []string
+	s.node.View(func(st *fsm.State) { picks = sched.Pick(st, agentID, n) })
+	var out []*montagev1.Lease
+	for _, id := range picks {
+		resp, err := s.apply(&fsm.Command{Grant: &fsm.GrantCmd{TaskID: id, AgentID: agentID}})
+		if err != nil {
+			if connect.CodeOf(err) == connect.CodeFailedPrecondition {
+				continue
+			}
+			return out, err
+		}
+		s.leases.Track(id, agentID, resp.Token, s.clock.Now())
+		s.m.granted.Inc()
+		l, err := s.buildLease(id, resp.Token)
+		if err != nil {
+			// The grant is committed; the lease will expire and the task
+			// return to the queue. Tell the operator why.
+			s.log.Error("build lease", "task", id, "err", err)
+			continue
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, error) {
+	var (
+		l    *montagev1.Lease
+		segs []*fsm.Task
+		err  error
+	)
+	s.node.View(func(st *fsm.State) {
+		t := st.Tasks[taskID]
+		if t == nil || st.Jobs[t.JobID] == nil || t.LeaseToken != token {
+			err = fmt.Errorf("task %s changed before its lease was sent", taskID)
+			return
+		}
+		j := st.Jobs[t.JobID]
+		prof := &montagev1.RenderProfile{}
+		if e := proto.Unmarshal(j.Profile, prof); e != nil {
+			err = fmt.Errorf("job %s profile: %w", j.ID, e)
+			return
+		}
+		l = &montagev1.Lease{
+			TaskId:     t.ID,
+			JobId:      j.ID,
+			Token:      token,
+			Attempt:    int32(t.Attempts),
+			Type:       t.Type,
+			TtlSeconds: s.cfg.LeaseTTL.Seconds(),
+			Profile:    prof,
+		}
+		switch t.Type {
+		case montagev1.TaskType_TASK_TYPE_RENDER:
+			r := t.Render
+			l.Render = &montagev1.RenderInput{SourceUrl: r.URL, StartSeconds: r.Start, DurationSeconds: r.Duration, Title: r.Title}
+			l.OutputKey = blob.SegmentKey(j.ID, t.ID, t.Attempts)
+		case montagev1.TaskType_TASK_TYPE_CONCAT:
+			for _, d := range t.DependsOn {
+				c := *st.Tasks[d]
+				if c.Result != nil {
+					r := *c.Result
+					c.Result = &r
+				}
+				if c.Render != nil {
+					r := *c.Render
+					c.Render = &r
+				}
+				segs = append(segs, &c)
+			}
+			l.OutputKey = blob.MontageKey(j.ID, t.Attempts)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(segs) > 0 {
+		l.Concat = &montagev1.ConcatInput{}
+		for _, c := range segs {
+			if c.Result == nil {
+				return nil, fmt.Errorf("concat %s: segment %s has no result", taskID, c.ID)
+			}
+			u, err := s.store.PresignGet(c.Result.Key, s.cfg.URLTTL)
+			if err != nil {
+				return nil, fmt.Errorf("presign %s: %w", c.Result.Key, err)
+			}
+			l.Concat.Segments = append(l.Concat.Segments, &montagev1.ConcatSegment{Url: u, Title: c.Render.Title, DurationSeconds: c.Result.Duration})
+		}
+	}
+	u, err := s.store.PresignPut(l.OutputKey, s.cfg.URLTTL)
+	if err != nil {
+		return nil, fmt.Errorf("presign %s: %w", l.OutputKey, err)
+	}
+	l.OutputPutUrl = u
+	return l, nil
+}
+
+// Heartbeat renews the agent's leases and lists those it must drop.
+func (s *Server) Heartbeat(_ context.Context, req *connect.Request[montagev1.HeartbeatRequest]) (*connect.Response[montagev1.HeartbeatResponse], error) {
+	m := req.Msg
+	if err := checkAgentID(m.GetAgentId()); err != nil {
+		return nil, err
+	}
+	if err := s.requireLeader(); err != nil {
+		return nil, err
+	}
+	s.seen(m.GetAgentId())
+	out := &montagev1.HeartbeatResponse{TtlSeconds: s.cfg.LeaseTTL.Seconds()}
+	now := s.clock.Now()
+	for _, p := range m.GetLeases() {
+		current := false
+		s.node.View(func(st *fsm.State) {
+			t := st.Tasks[p.GetTaskId()]
+			current = t != nil && t.State == montagev1.TaskState_TASK_STATE_LEASED &&
+				t.LeaseToken == p.GetToken() && t.AgentID == m.GetAgentId()
+		})
+		if !current || !s.leases.Renew(p.GetTaskId(), m.GetAgentId(), p.GetToken(), p.GetProgress(), now) {
+			out.RevokedTaskIds = append(out.RevokedTaskIds, p.GetTaskId())
+		}
+	}
+	return connect.NewResponse(out), nil
+}
+
+// CompleteTask verifies the uploaded object and commits the result under the
+// lease token; a report from a superseded lease is refused.
+func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev1.CompleteTaskRequest]) (*connect.Response[montagev1.CompleteTaskResponse], error) {
+	m := req.Msg
+	if err := checkAgentID(m.GetAgentId()); err != nil {
+		return nil, err
+	}
+	r := m.GetResult()
+	if r == nil || r.GetKey() == "" {
+		return nil, invalid("result.key", "is required")
+	}
+	if len(r.GetSha256()) != 64 {
+		return nil, invalid("result.sha256", "must be 64 hex digits")
+	}
+	if r.GetSize() <= 0 {
+		return nil, invalid("result.size", "must be positive")
+	}
+	if err := s.requireLeader(); err != nil {
+		return nil, err
+	}
+	// Fence before touching storage, and only accept the key of this attempt.
+	var want string
+	var ferr error
+	s.node.View(func(st *fsm.State) {
+		t := st.Tasks[m.GetTaskId()]
+		switch {
+		case t == nil:
+			ferr = connect.NewError(connect.CodeNotFound, fmt.Errorf("task %q not found", m.GetTaskId()))
+		case t.State != montagev1.TaskState_TASK_STATE_LEASED || t.LeaseToken != m.GetToken():
+			ferr = connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("task %s token %d (current %d, %s): %w", t.ID, m.GetToken(), t.LeaseToken, t.State, fsm.ErrStaleLease))
+		case t.AgentID != m.GetAgentId():
+			ferr = connect.NewError(connect.CodePermissionDenied, fmt.Errorf("task %s: %w", t.ID, fsm.ErrWrongAgent))
+		case t.Type == montagev1.TaskType_TASK_TYPE_RENDER:
+			want = blob.SegmentKey(t.JobID, t.ID, t.Attempts)
+		default:
+			want = blob.MontageKey(t.JobID, t.Attempts)
+		}
+	})
+	if ferr != nil {
+		s.m.completed.WithLabelValues("rejected").Inc()
+		return nil, ferr
+	}
+	if r.GetKey() != want {
+		return nil, invalid("result.key", "must be %q for this attempt, got %q", want, r.GetKey())
+	}
+	if err := s.store.Verify(ctx, r.GetKey(), r.GetSize(), strings.ToLower(r.GetSha256())); err != nil {
+		s.m.completed.WithLabelValues("corrupt").Inc()
+		if errors.Is(err, blob.ErrMismatch) || errors.Is(err, blob.ErrMissing) {
+			return nil, connect.NewError(connect.CodeFailedPrecondition, err)
+		}
+		return nil, connect.NewError(connect.CodeUnavailable, err)
+	}
+	_, err := s.apply(&fsm.Command{Complete: &fsm.CompleteCmd{
+		TaskID: m.GetTaskId(), AgentID: m.GetAgentId(), Token: m.GetToken(),
+		Result: fsm.Result{Key: r.GetKey(), Size: r.GetSize(), SHA256: strings.ToLower(r.GetSha256()), Duration: r.GetDurationSeconds()},
+	}})
+	if err != nil {
+		s.m.completed.WithLabelValues("rejected").Inc()
+		return nil, err
+	}
+	s.leases.Drop(m.GetTaskId())
+	s.m.completed.WithLabelValues("succeeded").Inc()
+	s.log.Info("task completed", "task", m.GetTaskId(), "agent", m.GetAgentId(), "token", m.GetToken(), "key", r.GetKey())
+	return connect.NewResponse(&montagev1.CompleteTaskResponse{}), nil
+}
+
+// FailTask ends an attempt; the task is retried until its attempt limit.
+func (s *Server) FailTask(_ context.Context, req *connect.Request[montagev1.FailTaskRequest]) (*connect.Response[montagev1.FailTaskResponse], error) {
+	m := req.Msg
+	if err := checkAgentID(m.GetAgentId()); err != nil {
+		return nil, err
+	}
+	msg := m.GetError()
+	if len(msg) > 4096 {
+		msg = msg[len(msg)-4096:] // the end of ffmpeg's stderr says what went wrong
+	}
+	if msg == "" {
+		msg = "agent reported failure without a message"
+	}
+	_, err := s.apply(&fsm.Command{Fail: &fsm.FailCmd{TaskID: m.GetTaskId(), AgentID: m.GetAgentId(), Token: m.GetToken(), Error: msg, Handback: m.GetHandback()}})
+	if err != nil {
+		s.m.completed.WithLabelValues("rejected").Inc()
+		return nil, err
+	}
+	s.leases.Drop(m.GetTaskId())
+	outcome := "failed"
+	if m.GetHandback() {
+		outcome = "handed_back"
+	}
+	s.m.completed.WithLabelValues(outcome).Inc()
+	s.log.Info("task attempt ended", "task", m.GetTaskId(), "agent", m.GetAgentId(), "outcome", outcome, "error", msg)
+	return connect.NewResponse(&montagev1.FailTaskResponse{}), nil
+}

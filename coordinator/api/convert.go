@@ -1,0 +1,91 @@
+package api
+
+import (
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/stream-montages/montage/coordinator/fsm"
+	"github.com/stream-montages/montage/coordinator/lease"
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+)
+
+// jobProto renders a job with its tasks, adding the in-memory progress of
+// leased tasks. Call it inside View.
+func jobProto(st *fsm.State, j *fsm.Job, leases *lease.Table, withTasks bool) *montagev1.Job {
+	spec := &montagev1.JobSpec{}
+	_ = proto.Unmarshal(j.Spec, spec) // written by the planner from a valid message
+	out := &montagev1.Job{
+		Id:        j.ID,
+		Name:      j.Name,
+		Spec:      spec,
+		State:     j.State,
+		CreatedAt: timestamppb.New(j.CreatedAt),
+		UpdatedAt: timestamppb.New(j.UpdatedAt),
+		Outputs:   map[string]string{},
+		Warnings:  append([]string(nil), j.Warnings...),
+		Error:     j.Error,
+	}
+	for k, v := range j.Outputs {
+		out.Outputs[k] = v
+	}
+	var done, total float64
+	for _, t := range st.TasksOf(j) {
+		tp := taskProto(t, leases)
+		w := t.ExpectedSeconds
+		if w <= 0 {
+			w = 1
+		}
+		total += w
+		done += w * tp.Progress
+		if withTasks {
+			out.Tasks = append(out.Tasks, tp)
+		}
+	}
+	if total > 0 {
+		out.Progress = done / total
+	}
+	return out
+}
+
+func taskProto(t *fsm.Task, leases *lease.Table) *montagev1.Task {
+	tp := &montagev1.Task{
+		Id:              t.ID,
+		JobId:           t.JobID,
+		Type:            t.Type,
+		HighlightIndex:  int32(t.HighlightIndex),
+		State:           t.State,
+		DependsOn:       append([]string(nil), t.DependsOn...),
+		Attempts:        int32(t.Attempts),
+		MaxAttempts:     int32(t.MaxAttempts),
+		LeaseToken:      t.LeaseToken,
+		AgentId:         t.AgentID,
+		Error:           t.Error,
+		Commits:         int32(t.Commits),
+		ExpectedSeconds: t.ExpectedSeconds,
+	}
+	if t.Result != nil {
+		tp.ResultKey = t.Result.Key
+	}
+	switch t.State {
+	case montagev1.TaskState_TASK_STATE_SUCCEEDED:
+		tp.Progress = 1
+	case montagev1.TaskState_TASK_STATE_LEASED:
+		if e, ok := leases.Get(t.ID); ok && e.Token == t.LeaseToken {
+			tp.Progress = e.Progress
+		}
+	}
+	return tp
+}
+
+func agentProto(a *fsm.Agent) *montagev1.Agent {
+	caps := &montagev1.AgentCapabilities{}
+	_ = proto.Unmarshal(a.Capabilities, caps)
+	return &montagev1.Agent{
+		Id:           a.ID,
+		Name:         a.Name,
+		Capabilities: caps,
+		Slots:        int32(a.Slots),
+		Labels:       a.Labels,
+		State:        a.State,
+	}
+}

@@ -1,0 +1,200 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/stream-montages/montage/coordinator/fsm"
+	"github.com/stream-montages/montage/coordinator/planner"
+	"github.com/stream-montages/montage/internal/spec"
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+)
+
+func invalid(field, format string, args ...any) error {
+	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+}
+
+func newJobID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "j" + hex.EncodeToString(b)
+}
+
+// SubmitJob validates, plans and commits a job.
+func (s *Server) SubmitJob(_ context.Context, req *connect.Request[montagev1.SubmitJobRequest]) (*connect.Response[montagev1.SubmitJobResponse], error) {
+	key := req.Msg.GetIdempotencyKey()
+	if len(key) > 128 {
+		return nil, invalid("idempotency_key", "must be at most 128 bytes")
+	}
+	resolved, err := spec.Validate(req.Msg.GetSpec())
+	if err != nil {
+		var fe *spec.FieldError
+		if errors.As(err, &fe) {
+			return nil, connect.NewError(connect.CodeInvalidArgument, fe)
+		}
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	if err := s.requireLeader(); err != nil {
+		return nil, err
+	}
+	if key != "" {
+		var existing *montagev1.Job
+		s.node.View(func(st *fsm.State) {
+			if id, ok := st.Idempotency[key]; ok {
+				if j := st.Jobs[id]; j != nil {
+					existing = jobProto(st, j, s.leases, true)
+				}
+			}
+		})
+		if existing != nil {
+			return connect.NewResponse(&montagev1.SubmitJobResponse{Job: existing, Existing: true}), nil
+		}
+	}
+	id := newJobID()
+	job, tasks, err := planner.Plan(id, req.Msg.GetSpec(), resolved, planner.Options{MaxAttempts: s.cfg.MaxAttempts})
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, err)
+	}
+	resp, err := s.apply(&fsm.Command{Submit: &fsm.SubmitCmd{Job: job, Tasks: tasks, IdempotencyKey: key}})
+	if err != nil {
+		return nil, err
+	}
+	if !resp.Existing {
+		s.m.submitted.Inc()
+		s.log.Info("job submitted", "job", resp.JobID, "name", job.Name, "highlights", len(resolved.Clips))
+	}
+	out, err := s.job(resp.JobID)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&montagev1.SubmitJobResponse{Job: out, Existing: resp.Existing}), nil
+}
+
+func (s *Server) job(id string) (*montagev1.Job, error) {
+	var out *montagev1.Job
+	s.node.View(func(st *fsm.State) {
+		if j := st.Jobs[id]; j != nil {
+			out = jobProto(st, j, s.leases, true)
+		}
+	})
+	if out == nil {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("job %q not found", id))
+	}
+	return out, nil
+}
+
+// GetJob returns one job with its tasks.
+func (s *Server) GetJob(_ context.Context, req *connect.Request[montagev1.GetJobRequest]) (*connect.Response[montagev1.GetJobResponse], error) {
+	if req.Msg.GetJobId() == "" {
+		return nil, invalid("job_id", "is required")
+	}
+	j, err := s.job(req.Msg.GetJobId())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&montagev1.GetJobResponse{Job: j}), nil
+}
+
+// ListJobs returns the newest jobs first, without their tasks.
+func (s *Server) ListJobs(_ context.Context, req *connect.Request[montagev1.ListJobsRequest]) (*connect.Response[montagev1.ListJobsResponse], error) {
+	limit := int(req.Msg.GetLimit())
+	if limit < 0 || limit > 10000 {
+		return nil, invalid("limit", "must be between 0 and 10000")
+	}
+	if limit == 0 {
+		limit = 100
+	}
+	out := &montagev1.ListJobsResponse{}
+	s.node.View(func(st *fsm.State) {
+		jobs := st.JobsByAge()
+		for i := len(jobs) - 1; i >= 0 && len(out.Jobs) < limit; i-- {
+			out.Jobs = append(out.Jobs, jobProto(st, jobs[i], s.leases, false))
+		}
+	})
+	return connect.NewResponse(out), nil
+}
+
+// WatchJob streams the job whenever it changes and ends once it finished.
+func (s *Server) WatchJob(ctx context.Context, req *connect.Request[montagev1.WatchJobRequest], stream *connect.ServerStream[montagev1.WatchJobResponse]) error {
+	if req.Msg.GetJobId() == "" {
+		return invalid("job_id", "is required")
+	}
+	var last *montagev1.Job
+	for {
+		changed := s.node.Changed()
+		j, err := s.job(req.Msg.GetJobId())
+		if err != nil {
+			return err
+		}
+		if last == nil || !proto.Equal(last, j) {
+			if err := stream.Send(&montagev1.WatchJobResponse{Job: j}); err != nil {
+				return err
+			}
+			last = j
+		}
+		if terminal(j.State) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		case <-time.After(s.cfg.WatchInterval):
+		}
+	}
+}
+
+func terminal(st montagev1.JobState) bool {
+	switch st {
+	case montagev1.JobState_JOB_STATE_SUCCEEDED, montagev1.JobState_JOB_STATE_FAILED, montagev1.JobState_JOB_STATE_CANCELED:
+		return true
+	}
+	return false
+}
+
+// CancelJob cancels a job; agents learn of it at their next heartbeat.
+func (s *Server) CancelJob(_ context.Context, req *connect.Request[montagev1.CancelJobRequest]) (*connect.Response[montagev1.CancelJobResponse], error) {
+	if req.Msg.GetJobId() == "" {
+		return nil, invalid("job_id", "is required")
+	}
+	if _, err := s.job(req.Msg.GetJobId()); err != nil {
+		return nil, err
+	}
+	if _, err := s.apply(&fsm.Command{Cancel: &fsm.CancelCmd{JobID: req.Msg.GetJobId()}}); err != nil {
+		return nil, err
+	}
+	j, err := s.job(req.Msg.GetJobId())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&montagev1.CancelJobResponse{Job: j}), nil
+}
+
+// GetOutputURL presigns a download of one finished output.
+func (s *Server) GetOutputURL(_ context.Context, req *connect.Request[montagev1.GetOutputURLRequest]) (*connect.Response[montagev1.GetOutputURLResponse], error) {
+	name := req.Msg.GetOutput()
+	if name == "" {
+		name = "montage"
+	}
+	j, err := s.job(req.Msg.GetJobId())
+	if err != nil {
+		return nil, err
+	}
+	key, ok := j.Outputs[name]
+	if !ok {
+		return nil, connect.NewError(connect.CodeFailedPrecondition,
+			fmt.Errorf("job %s has no %q output (state %s)", j.Id, name, j.State))
+	}
+	u, err := s.store.PresignGet(key, time.Hour)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, err)
+	}
+	return connect.NewResponse(&montagev1.GetOutputURLResponse{Url: u, Key: key}), nil
+}

@@ -1,0 +1,202 @@
+// Package api serves the coordinator's Connect services (jobs and agents) on
+// top of the raft node, the lease table and the blob store.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/stream-montages/montage/coordinator/blob"
+	"github.com/stream-montages/montage/coordinator/cluster"
+	"github.com/stream-montages/montage/coordinator/fsm"
+	"github.com/stream-montages/montage/coordinator/lease"
+	"github.com/stream-montages/montage/internal/clock"
+	"github.com/stream-montages/montage/proto/montage/v1/montagev1connect"
+)
+
+// Config tunes the services.
+type Config struct {
+	LeaseTTL time.Duration // lifetime of a lease after each renewal
+	// LeaseGrace is added to every inherited lease when this node becomes
+	// leader, so agents have time to find it before anything expires.
+	LeaseGrace   time.Duration
+	MaxLeaseWait time.Duration // cap on a LeaseTask long poll
+	URLTTL       time.Duration // lifetime of presigned URLs in a lease
+	MaxAttempts  int
+	// WatchInterval is how often WatchJob looks for progress that changed
+	// without a raft write (heartbeat progress lives in memory).
+	WatchInterval time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = 15 * time.Second
+	}
+	if c.LeaseGrace == 0 {
+		c.LeaseGrace = 2 * c.LeaseTTL
+	}
+	if c.MaxLeaseWait == 0 {
+		c.MaxLeaseWait = 20 * time.Second
+	}
+	if c.URLTTL == 0 {
+		c.URLTTL = 6 * time.Hour
+	}
+	if c.WatchInterval == 0 {
+		c.WatchInterval = 500 * time.Millisecond
+	}
+}
+
+// Server implements the Connect services.
+type Server struct {
+	node   *cluster.Node
+	leases *lease.Table
+	store  blob.Store
+	clock  clock.Clock
+	cfg    Config
+	log    *slog.Logger
+	m      *metrics
+
+	mu       sync.Mutex
+	lastSeen map[string]time.Time
+}
+
+// New wires a server.
+func New(node *cluster.Node, store blob.Store, clk clock.Clock, cfg Config, log *slog.Logger) *Server {
+	cfg.defaults()
+	return &Server{
+		node:     node,
+		leases:   lease.NewTable(cfg.LeaseTTL),
+		store:    store,
+		clock:    clk,
+		cfg:      cfg,
+		log:      log,
+		m:        newMetrics(),
+		lastSeen: map[string]time.Time{},
+	}
+}
+
+// Mount adds the Connect handlers and /metrics to mux.
+func (s *Server) Mount(mux *http.ServeMux) {
+	// The spec limit (1 MiB) is checked with a field name; the transport limit
+	// sits above it so that check is the one a user sees.
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(8 << 20)}
+	mux.Handle(montagev1connect.NewJobServiceHandler(s, opts...))
+	mux.Handle(montagev1connect.NewAgentServiceHandler(s, opts...))
+	mux.Handle("/metrics", s.m.handler())
+}
+
+// Run keeps the lease table in step with leadership and expires leases whose
+// agents stopped renewing them. It returns when ctx ends.
+func (s *Server) Run(ctx context.Context) {
+	tick := s.cfg.LeaseTTL / 5
+	if tick < 50*time.Millisecond {
+		tick = 50 * time.Millisecond
+	}
+	leader := false
+	leaderCh := s.node.LeaderCh()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case isLeader := <-leaderCh:
+			leader = isLeader
+			if leader {
+				s.takeOverLeases()
+			} else {
+				s.leases.Reset(nil)
+			}
+		case <-s.clock.After(tick):
+			if !leader && s.node.IsLeader() {
+				// LeaderCh drops edges when nobody reads it in time; catch up.
+				leader = true
+				s.takeOverLeases()
+			}
+			if leader {
+				s.expireLeases()
+			}
+		}
+	}
+}
+
+// takeOverLeases rebuilds the lease table from replicated state, giving every
+// lease a grace period: the old leader's timers died with it.
+func (s *Server) takeOverLeases() {
+	if err := s.node.Barrier(10 * time.Second); err != nil {
+		s.log.Warn("barrier after election failed", "err", err)
+	}
+	now := s.clock.Now().Add(s.cfg.LeaseGrace)
+	var entries []lease.Entry
+	s.node.View(func(st *fsm.State) {
+		for _, t := range st.LeasedTasks() {
+			entries = append(entries, lease.Entry{TaskID: t.ID, AgentID: t.AgentID, Token: t.LeaseToken, Deadline: now.Add(s.cfg.LeaseTTL)})
+		}
+	})
+	s.leases.Reset(entries)
+	s.log.Info("leadership gained; leases inherited", "leases", len(entries), "grace", s.cfg.LeaseGrace)
+}
+
+func (s *Server) expireLeases() {
+	for _, e := range s.leases.Expired(s.clock.Now()) {
+		resp, err := s.node.Apply(&fsm.Command{At: s.clock.Now(), Expire: &fsm.ExpireCmd{TaskID: e.TaskID, Token: e.Token}})
+		if err != nil {
+			s.log.Warn("expire lease", "task", e.TaskID, "err", err)
+			return
+		}
+		s.leases.Drop(e.TaskID)
+		if resp.Err == nil {
+			s.m.expired.Inc()
+			s.log.Info("lease expired; task requeued or failed", "task", e.TaskID, "agent", e.AgentID, "token", e.Token)
+		}
+	}
+	s.m.leases.Set(float64(s.leases.Len()))
+}
+
+// apply proposes a command stamped with this leader's clock and turns both
+// transport and state-machine errors into Connect errors.
+func (s *Server) apply(c *fsm.Command) (fsm.Response, error) {
+	c.At = s.clock.Now().UTC()
+	resp, err := s.node.Apply(c)
+	if err != nil {
+		return resp, s.notLeader(err)
+	}
+	if resp.Err != nil {
+		return resp, toConnect(resp.Err)
+	}
+	return resp, nil
+}
+
+func (s *Server) notLeader(err error) error {
+	if errors.Is(err, cluster.ErrNotLeader) {
+		addr, id := s.node.Leader()
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("this coordinator is not the leader (leader: %s %s); retry", id, addr))
+	}
+	return connect.NewError(connect.CodeUnavailable, err)
+}
+
+func (s *Server) requireLeader() error {
+	if !s.node.IsLeader() {
+		return s.notLeader(cluster.ErrNotLeader)
+	}
+	return nil
+}
+
+func toConnect(err error) error {
+	switch {
+	case errors.Is(err, fsm.ErrNotFound), errors.Is(err, fsm.ErrAgentUnknown):
+		return connect.NewError(connect.CodeNotFound, err)
+	case errors.Is(err, fsm.ErrStaleLease), errors.Is(err, fsm.ErrJobFinished), errors.Is(err, fsm.ErrNotRunnable):
+		return connect.NewError(connect.CodeFailedPrecondition, err)
+	case errors.Is(err, fsm.ErrWrongAgent):
+		return connect.NewError(connect.CodePermissionDenied, err)
+	case errors.Is(err, fsm.ErrBadCommand):
+		return connect.NewError(connect.CodeInternal, err)
+	}
+	return connect.NewError(connect.CodeUnknown, err)
+}

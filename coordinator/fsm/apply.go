@@ -1,0 +1,323 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+)
+
+// Command is one replicated write. Exactly one of the pointers is set. At is
+// the leader's clock when it proposed the command.
+type Command struct {
+	At       time.Time    `json:"at"`
+	Submit   *SubmitCmd   `json:"submit,omitempty"`
+	Grant    *GrantCmd    `json:"grant,omitempty"`
+	Complete *CompleteCmd `json:"complete,omitempty"`
+	Fail     *FailCmd     `json:"fail,omitempty"`
+	Expire   *ExpireCmd   `json:"expire,omitempty"`
+	Cancel   *CancelCmd   `json:"cancel,omitempty"`
+	Register *RegisterCmd `json:"register,omitempty"`
+}
+
+// SubmitCmd adds a planned job and its tasks.
+type SubmitCmd struct {
+	Job            *Job    `json:"job"`
+	Tasks          []*Task `json:"tasks"`
+	IdempotencyKey string  `json:"idempotency_key,omitempty"`
+}
+
+// GrantCmd leases a task to an agent. The raft index of this command becomes
+// the lease token.
+type GrantCmd struct {
+	TaskID  string `json:"task_id"`
+	AgentID string `json:"agent_id"`
+}
+
+// CompleteCmd commits a task's result under its lease token.
+type CompleteCmd struct {
+	TaskID  string `json:"task_id"`
+	AgentID string `json:"agent_id"`
+	Token   uint64 `json:"token"`
+	Result  Result `json:"result"`
+}
+
+// FailCmd ends an attempt. Handback (agent shutdown) does not use up an attempt.
+type FailCmd struct {
+	TaskID   string `json:"task_id"`
+	AgentID  string `json:"agent_id"`
+	Token    uint64 `json:"token"`
+	Error    string `json:"error"`
+	Handback bool   `json:"handback,omitempty"`
+}
+
+// ExpireCmd ends a lease whose agent stopped renewing it.
+type ExpireCmd struct {
+	TaskID string `json:"task_id"`
+	Token  uint64 `json:"token"`
+}
+
+// CancelCmd cancels a job and all its unfinished tasks.
+type CancelCmd struct {
+	JobID string `json:"job_id"`
+}
+
+// RegisterCmd adds or updates an agent.
+type RegisterCmd struct {
+	Agent *Agent `json:"agent"`
+}
+
+// Response is what Apply returns to the proposer.
+type Response struct {
+	Err      error
+	Token    uint64
+	JobID    string
+	Existing bool
+}
+
+// Encode serialises a command for the raft log.
+func (c *Command) Encode() ([]byte, error) { return json.Marshal(c) }
+
+// Decode reads a command from the raft log.
+func Decode(b []byte) (*Command, error) {
+	var c Command
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCommand, err)
+	}
+	return &c, nil
+}
+
+// Apply applies one command at raft index idx.
+func (s *State) Apply(idx uint64, c *Command) Response {
+	if idx > s.AppliedIndex {
+		s.AppliedIndex = idx
+	}
+	switch {
+	case c.Submit != nil:
+		return s.submit(idx, c.At, c.Submit)
+	case c.Grant != nil:
+		return s.grant(idx, c.At, c.Grant)
+	case c.Complete != nil:
+		return s.complete(c.At, c.Complete)
+	case c.Fail != nil:
+		return s.fail(c.At, c.Fail)
+	case c.Expire != nil:
+		return s.expire(c.At, c.Expire)
+	case c.Cancel != nil:
+		return s.cancel(c.At, c.Cancel)
+	case c.Register != nil:
+		return s.register(c.At, c.Register)
+	}
+	return Response{Err: ErrBadCommand}
+}
+
+func (s *State) submit(idx uint64, at time.Time, c *SubmitCmd) Response {
+	if c.Job == nil || c.Job.ID == "" {
+		return Response{Err: fmt.Errorf("%w: submit without job", ErrBadCommand)}
+	}
+	if c.IdempotencyKey != "" {
+		if id, ok := s.Idempotency[c.IdempotencyKey]; ok {
+			return Response{JobID: id, Existing: true}
+		}
+	}
+	if _, ok := s.Jobs[c.Job.ID]; ok {
+		return Response{Err: fmt.Errorf("%w: job %s exists", ErrBadCommand, c.Job.ID)}
+	}
+	j := *c.Job
+	j.State = montagev1.JobState_JOB_STATE_QUEUED
+	j.CreatedAt, j.UpdatedAt, j.Seq = at, at, idx
+	j.TaskIDs = nil
+	for _, t := range c.Tasks {
+		tc := *t
+		tc.JobID = j.ID
+		tc.State = montagev1.TaskState_TASK_STATE_QUEUED
+		tc.UpdatedAt = at
+		s.Tasks[tc.ID] = &tc
+		j.TaskIDs = append(j.TaskIDs, tc.ID)
+	}
+	s.Jobs[j.ID] = &j
+	if c.IdempotencyKey != "" {
+		s.Idempotency[c.IdempotencyKey] = j.ID
+	}
+	return Response{JobID: j.ID}
+}
+
+func (s *State) grant(idx uint64, at time.Time, c *GrantCmd) Response {
+	t := s.Tasks[c.TaskID]
+	if t == nil {
+		return Response{Err: fmt.Errorf("task %s: %w", c.TaskID, ErrNotFound)}
+	}
+	a := s.Agents[c.AgentID]
+	if a == nil {
+		return Response{Err: fmt.Errorf("agent %s: %w", c.AgentID, ErrAgentUnknown)}
+	}
+	j := s.Jobs[t.JobID]
+	if j == nil || j.Terminal() || t.State != montagev1.TaskState_TASK_STATE_QUEUED || !s.DepsDone(t) {
+		return Response{Err: fmt.Errorf("task %s: %w", c.TaskID, ErrNotRunnable)}
+	}
+	t.State = montagev1.TaskState_TASK_STATE_LEASED
+	t.Attempts++
+	t.LeaseToken = idx
+	t.AgentID = c.AgentID
+	t.LeasedAt = at
+	t.UpdatedAt = at
+	if j.State == montagev1.JobState_JOB_STATE_QUEUED {
+		j.State = montagev1.JobState_JOB_STATE_RUNNING
+	}
+	j.UpdatedAt = at
+	return Response{Token: idx, JobID: j.ID}
+}
+
+// checkLease fences a report: only the holder of the current lease may end it.
+func (s *State) checkLease(taskID, agentID string, token uint64) (*Task, error) {
+	t := s.Tasks[taskID]
+	if t == nil {
+		return nil, fmt.Errorf("task %s: %w", taskID, ErrNotFound)
+	}
+	if t.State != montagev1.TaskState_TASK_STATE_LEASED || t.LeaseToken != token {
+		return nil, fmt.Errorf("task %s token %d (current %d, %s): %w", taskID, token, t.LeaseToken, stateName(t.State), ErrStaleLease)
+	}
+	if agentID != "" && t.AgentID != agentID {
+		return nil, fmt.Errorf("task %s: %w", taskID, ErrWrongAgent)
+	}
+	return t, nil
+}
+
+func (s *State) complete(at time.Time, c *CompleteCmd) Response {
+	t, err := s.checkLease(c.TaskID, c.AgentID, c.Token)
+	if err != nil {
+		return Response{Err: err}
+	}
+	r := c.Result
+	t.State = montagev1.TaskState_TASK_STATE_SUCCEEDED
+	t.Result = &r
+	t.Commits++
+	t.Error = ""
+	t.UpdatedAt = at
+	j := s.Jobs[t.JobID]
+	if j == nil {
+		return Response{}
+	}
+	j.UpdatedAt = at
+	if t.Type == montagev1.TaskType_TASK_TYPE_CONCAT {
+		if j.Outputs == nil {
+			j.Outputs = map[string]string{}
+		}
+		j.Outputs["montage"] = r.Key
+	}
+	done := true
+	for _, id := range j.TaskIDs {
+		if s.Tasks[id].State != montagev1.TaskState_TASK_STATE_SUCCEEDED {
+			done = false
+			break
+		}
+	}
+	if done {
+		j.State = montagev1.JobState_JOB_STATE_SUCCEEDED
+	}
+	return Response{JobID: j.ID}
+}
+
+func (s *State) fail(at time.Time, c *FailCmd) Response {
+	t, err := s.checkLease(c.TaskID, c.AgentID, c.Token)
+	if err != nil {
+		return Response{Err: err}
+	}
+	s.endAttempt(at, t, c.Error, c.Handback)
+	return Response{JobID: t.JobID}
+}
+
+func (s *State) expire(at time.Time, c *ExpireCmd) Response {
+	t, err := s.checkLease(c.TaskID, "", c.Token)
+	if err != nil {
+		return Response{Err: err}
+	}
+	s.endAttempt(at, t, fmt.Sprintf("lease expired: agent %s stopped renewing it", t.AgentID), false)
+	return Response{JobID: t.JobID}
+}
+
+// endAttempt puts a task back in the queue or, past its attempt limit, fails
+// it and its job.
+func (s *State) endAttempt(at time.Time, t *Task, msg string, handback bool) {
+	t.LeaseToken = 0
+	t.AgentID = ""
+	t.UpdatedAt = at
+	if handback {
+		t.Attempts--
+		t.State = montagev1.TaskState_TASK_STATE_QUEUED
+		return
+	}
+	t.Error = msg
+	if t.Attempts < t.MaxAttempts {
+		t.State = montagev1.TaskState_TASK_STATE_QUEUED
+		return
+	}
+	t.State = montagev1.TaskState_TASK_STATE_FAILED
+	j := s.Jobs[t.JobID]
+	if j == nil || j.Terminal() {
+		return
+	}
+	j.State = montagev1.JobState_JOB_STATE_FAILED
+	j.Error = fmt.Sprintf("%s failed after %d attempts: %s", describe(t), t.Attempts, msg)
+	j.UpdatedAt = at
+	s.cancelRest(at, j)
+}
+
+func describe(t *Task) string {
+	if t.Type == montagev1.TaskType_TASK_TYPE_RENDER {
+		return fmt.Sprintf("render of highlight %d (task %s)", t.HighlightIndex, t.ID)
+	}
+	return fmt.Sprintf("concat (task %s)", t.ID)
+}
+
+func (s *State) cancelRest(at time.Time, j *Job) {
+	for _, id := range j.TaskIDs {
+		t := s.Tasks[id]
+		switch t.State {
+		case montagev1.TaskState_TASK_STATE_QUEUED, montagev1.TaskState_TASK_STATE_LEASED:
+			t.State = montagev1.TaskState_TASK_STATE_CANCELED
+			t.LeaseToken = 0
+			t.AgentID = ""
+			t.UpdatedAt = at
+		}
+	}
+}
+
+func (s *State) cancel(at time.Time, c *CancelCmd) Response {
+	j := s.Jobs[c.JobID]
+	if j == nil {
+		return Response{Err: fmt.Errorf("job %s: %w", c.JobID, ErrNotFound)}
+	}
+	if j.Terminal() {
+		return Response{JobID: j.ID, Err: fmt.Errorf("job %s is %s: %w", j.ID, jobStateName(j.State), ErrJobFinished)}
+	}
+	j.State = montagev1.JobState_JOB_STATE_CANCELED
+	j.UpdatedAt = at
+	s.cancelRest(at, j)
+	return Response{JobID: j.ID}
+}
+
+func (s *State) register(at time.Time, c *RegisterCmd) Response {
+	if c.Agent == nil || c.Agent.ID == "" {
+		return Response{Err: fmt.Errorf("%w: register without agent id", ErrBadCommand)}
+	}
+	a := *c.Agent
+	if old := s.Agents[a.ID]; old != nil {
+		a.RegisteredAt = old.RegisteredAt
+		if old.State == montagev1.AgentState_AGENT_STATE_DRAINING || old.State == montagev1.AgentState_AGENT_STATE_QUARANTINED {
+			a.State = old.State // an operator's decision survives a restart of the agent
+		}
+	} else {
+		a.RegisteredAt = at
+	}
+	if a.State == montagev1.AgentState_AGENT_STATE_UNSPECIFIED {
+		a.State = montagev1.AgentState_AGENT_STATE_READY
+	}
+	s.Agents[a.ID] = &a
+	return Response{}
+}
+
+func stateName(st montagev1.TaskState) string { return st.String() }
+
+func jobStateName(st montagev1.JobState) string { return st.String() }

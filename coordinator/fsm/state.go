@@ -1,0 +1,195 @@
+// Package fsm is the coordinator's replicated state machine: jobs, tasks,
+// agents and leases. Apply is deterministic: every time and id it needs comes
+// inside the command, stamped by the leader, so every replica that applies
+// the same log holds the same state.
+package fsm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+)
+
+// Errors Apply returns; the API maps them to Connect codes.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrStaleLease   = errors.New("stale lease token")
+	ErrWrongAgent   = errors.New("lease belongs to another agent")
+	ErrNotRunnable  = errors.New("task is not runnable")
+	ErrJobFinished  = errors.New("job has already finished")
+	ErrBadCommand   = errors.New("malformed command")
+	ErrAgentUnknown = errors.New("agent is not registered")
+)
+
+// Result is what a task produced, as reported by the agent and verified by
+// the coordinator before the completion was proposed.
+type Result struct {
+	Key      string  `json:"key"`
+	Size     int64   `json:"size"`
+	SHA256   string  `json:"sha256"`
+	Duration float64 `json:"duration"`
+}
+
+// RenderInput is what a render task cuts.
+type RenderInput struct {
+	URL      string  `json:"url"`
+	Start    float64 `json:"start"`
+	Duration float64 `json:"duration"`
+	Title    string  `json:"title"`
+}
+
+// Task is one unit of work leased to one agent at a time.
+type Task struct {
+	ID              string              `json:"id"`
+	JobID           string              `json:"job_id"`
+	Type            montagev1.TaskType  `json:"type"`
+	HighlightIndex  int                 `json:"highlight_index"`
+	DependsOn       []string            `json:"depends_on,omitempty"`
+	State           montagev1.TaskState `json:"state"`
+	Attempts        int                 `json:"attempts"`
+	MaxAttempts     int                 `json:"max_attempts"`
+	LeaseToken      uint64              `json:"lease_token,omitempty"`
+	AgentID         string              `json:"agent_id,omitempty"`
+	LeasedAt        time.Time           `json:"leased_at"`
+	Error           string              `json:"error,omitempty"`
+	Result          *Result             `json:"result,omitempty"`
+	Commits         int                 `json:"commits"`
+	ExpectedSeconds float64             `json:"expected_seconds"`
+	Render          *RenderInput        `json:"render,omitempty"`
+	UpdatedAt       time.Time           `json:"updated_at"`
+}
+
+// Job is one submitted montage.
+type Job struct {
+	ID        string             `json:"id"`
+	Name      string             `json:"name"`
+	Spec      []byte             `json:"spec"`    // deterministic proto encoding of montagev1.JobSpec
+	Profile   []byte             `json:"profile"` // resolved montagev1.RenderProfile
+	Priority  int32              `json:"priority"`
+	State     montagev1.JobState `json:"state"`
+	CreatedAt time.Time          `json:"created_at"`
+	UpdatedAt time.Time          `json:"updated_at"`
+	TaskIDs   []string           `json:"task_ids"`
+	Outputs   map[string]string  `json:"outputs,omitempty"`
+	Error     string             `json:"error,omitempty"`
+	Warnings  []string           `json:"warnings,omitempty"`
+	Seq       uint64             `json:"seq"` // raft index of the submission: orders jobs of equal age
+}
+
+// Terminal reports whether the job can change no more.
+func (j *Job) Terminal() bool {
+	switch j.State {
+	case montagev1.JobState_JOB_STATE_SUCCEEDED, montagev1.JobState_JOB_STATE_FAILED, montagev1.JobState_JOB_STATE_CANCELED:
+		return true
+	}
+	return false
+}
+
+// Agent is a registered render agent.
+type Agent struct {
+	ID           string               `json:"id"`
+	Name         string               `json:"name"`
+	Capabilities []byte               `json:"capabilities"` // montagev1.AgentCapabilities
+	Slots        int                  `json:"slots"`
+	Labels       map[string]string    `json:"labels,omitempty"`
+	State        montagev1.AgentState `json:"state"`
+	RegisteredAt time.Time            `json:"registered_at"`
+}
+
+// State is the whole replicated state. A snapshot is its JSON encoding.
+type State struct {
+	Jobs        map[string]*Job   `json:"jobs"`
+	Tasks       map[string]*Task  `json:"tasks"`
+	Agents      map[string]*Agent `json:"agents"`
+	Idempotency map[string]string `json:"idempotency"` // key → job id
+	// AppliedIndex is the raft index of the last applied command.
+	AppliedIndex uint64 `json:"applied_index"`
+}
+
+// New returns an empty state.
+func New() *State {
+	return &State{
+		Jobs:        map[string]*Job{},
+		Tasks:       map[string]*Task{},
+		Agents:      map[string]*Agent{},
+		Idempotency: map[string]string{},
+	}
+}
+
+// Snapshot writes the whole state. encoding/json sorts map keys, so equal
+// states give equal bytes.
+func (s *State) Snapshot(w io.Writer) error {
+	return json.NewEncoder(w).Encode(s)
+}
+
+// Restore reads a state written by Snapshot.
+func Restore(r io.Reader) (*State, error) {
+	s := New()
+	if err := json.NewDecoder(r).Decode(s); err != nil {
+		return nil, fmt.Errorf("restore state: %w", err)
+	}
+	// A snapshot of an empty map decodes as null; keep maps usable.
+	if s.Jobs == nil {
+		s.Jobs = map[string]*Job{}
+	}
+	if s.Tasks == nil {
+		s.Tasks = map[string]*Task{}
+	}
+	if s.Agents == nil {
+		s.Agents = map[string]*Agent{}
+	}
+	if s.Idempotency == nil {
+		s.Idempotency = map[string]string{}
+	}
+	return s, nil
+}
+
+// JobsByAge lists jobs oldest first.
+func (s *State) JobsByAge() []*Job {
+	out := make([]*Job, 0, len(s.Jobs))
+	for _, j := range s.Jobs {
+		out = append(out, j)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Seq < out[b].Seq })
+	return out
+}
+
+// TasksOf returns a job's tasks in plan order.
+func (s *State) TasksOf(j *Job) []*Task {
+	out := make([]*Task, 0, len(j.TaskIDs))
+	for _, id := range j.TaskIDs {
+		if t := s.Tasks[id]; t != nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// DepsDone reports whether all of a task's dependencies succeeded.
+func (s *State) DepsDone(t *Task) bool {
+	for _, d := range t.DependsOn {
+		dt := s.Tasks[d]
+		if dt == nil || dt.State != montagev1.TaskState_TASK_STATE_SUCCEEDED {
+			return false
+		}
+	}
+	return true
+}
+
+// LeasedTasks lists every task that holds a lease, for the lease table of a
+// new leader.
+func (s *State) LeasedTasks() []*Task {
+	var out []*Task
+	for _, t := range s.Tasks {
+		if t.State == montagev1.TaskState_TASK_STATE_LEASED {
+			out = append(out, t)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
+	return out
+}

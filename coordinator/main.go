@@ -1,0 +1,166 @@
+// Command montage-coordinator runs one coordinator: the raft node holding job
+// state, the Connect API, the local object store and, with -dev, an embedded
+// agent so that one process is a whole farm.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/stream-montages/montage/agent/worker"
+	"github.com/stream-montages/montage/coordinator/api"
+	"github.com/stream-montages/montage/coordinator/blob"
+	"github.com/stream-montages/montage/coordinator/cluster"
+	"github.com/stream-montages/montage/internal/clock"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "montage-coordinator:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		dev         = flag.Bool("dev", false, "single-node farm in one process: temporary data dir, local object store, embedded agent (loopback only)")
+		listen      = flag.String("listen", "127.0.0.1:7400", "address for the API, object URLs and /metrics")
+		dataDir     = flag.String("data-dir", "", "where raft state and objects live (default with -dev: a new temporary directory)")
+		raftAddr    = flag.String("raft-addr", "", "address for raft traffic (default: the API port + 1 on the same host)")
+		advertise   = flag.String("advertise", "", "base URL agents use to reach this coordinator (default: http://LISTEN)")
+		nodeID      = flag.String("node-id", "", "raft node id (default: kept in the data dir, created from the hostname)")
+		leaseTTL    = flag.Duration("lease-ttl", 15*time.Second, "lease lifetime after each heartbeat")
+		maxAttempts = flag.Int("max-attempts", 3, "attempts per task before its job fails")
+		devAgent    = flag.Bool("dev-agent", true, "with -dev, run an embedded agent")
+		agentSlots  = flag.Int("agent-slots", 1, "with -dev, slots of the embedded agent")
+		logLevel    = flag.String("log-level", "info", "debug, info, warn or error")
+	)
+	flag.Parse()
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	slog.SetDefault(log)
+
+	host, port, err := net.SplitHostPort(*listen)
+	if err != nil {
+		return fmt.Errorf("-listen %q: %w", *listen, err)
+	}
+	if *dev {
+		ip := net.ParseIP(host)
+		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("-dev has no authentication and listens on loopback only; -listen %q is not a loopback address", *listen)
+		}
+		if *dataDir == "" {
+			d, err := os.MkdirTemp("", "montage-dev-")
+			if err != nil {
+				return fmt.Errorf("temporary data dir: %w", err)
+			}
+			*dataDir = d
+		}
+	}
+	if *dataDir == "" {
+		return errors.New("-data-dir is required (or use -dev for a throwaway single-node farm)")
+	}
+	if *raftAddr == "" {
+		p, _ := strconv.Atoi(port)
+		*raftAddr = net.JoinHostPort(host, strconv.Itoa(p+1))
+	}
+	if *advertise == "" {
+		*advertise = "http://" + *listen
+	}
+
+	// Bind the API first: a busy port should fail before raft starts.
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *listen, err)
+	}
+	node, err := cluster.Open(cluster.Config{DataDir: *dataDir, NodeID: *nodeID, RaftAddr: *raftAddr, Bootstrap: true, Fast: *dev})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer node.Shutdown()
+
+	clk := clock.Real{}
+	store, err := blob.NewLocal(filepath.Join(*dataDir, "objects"), *advertise, clk)
+	if err != nil {
+		return err
+	}
+	srv := api.New(node, store, clk, api.Config{LeaseTTL: *leaseTTL, MaxAttempts: *maxAttempts}, log)
+	mux := http.NewServeMux()
+	srv.Mount(mux)
+	mux.Handle(blob.PathPrefix, store)
+	// Ready means a leader is known, so writes sent now will be served.
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if addr, _ := node.Leader(); addr == "" {
+			http.Error(w, "no raft leader yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true) // h2c, so gRPC clients work without TLS
+	hs := &http.Server{Handler: mux, Protocols: protocols, ReadHeaderTimeout: 10 * time.Second}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go srv.Run(ctx)
+	errCh := make(chan error, 2)
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errCh <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	if err := node.WaitLeader(30 * time.Second); err != nil {
+		log.Warn("not leader yet; serving reads only until an election completes", "err", err)
+	}
+	log.Info("coordinator ready", "api", *advertise, "raft", *raftAddr, "data_dir", *dataDir, "dev", *dev)
+
+	agentDone := make(chan struct{})
+	if *dev && *devAgent {
+		a, err := worker.New(ctx, worker.Config{
+			Coordinator: *advertise, DataDir: filepath.Join(*dataDir, "agent"), Name: "embedded", Slots: *agentSlots,
+			Log: log.With("component", "agent"),
+		})
+		if err != nil {
+			return fmt.Errorf("embedded agent: %w", err)
+		}
+		go func() {
+			defer close(agentDone)
+			if err := a.Run(ctx); err != nil {
+				errCh <- fmt.Errorf("embedded agent: %w", err)
+			}
+		}()
+	} else {
+		close(agentDone)
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-errCh:
+		stop()
+		<-agentDone
+		return err
+	}
+	<-agentDone // the embedded agent hands its work back through the API first
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(sctx)
+	return nil
+}

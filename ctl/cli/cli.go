@@ -1,0 +1,286 @@
+// Package cli holds montagectl's commands.
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+
+	"github.com/stream-montages/montage/ctl/specfile"
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+	"github.com/stream-montages/montage/proto/montage/v1/montagev1connect"
+)
+
+// ExitError carries a process exit code for outcomes that are not errors of
+// montagectl itself (a job that failed or was canceled).
+type ExitError struct {
+	Code int
+	Msg  string
+}
+
+func (e *ExitError) Error() string { return e.Msg }
+
+type app struct {
+	addr   string
+	out    io.Writer
+	errOut io.Writer
+	http   *http.Client
+}
+
+func (a *app) jobs() montagev1connect.JobServiceClient {
+	return montagev1connect.NewJobServiceClient(a.http, strings.TrimRight(a.addr, "/"),
+		connect.WithInterceptors(retryUnavailable(15*time.Second)))
+}
+
+// retryUnavailable retries calls a coordinator refused for now (no leader
+// yet, election in progress). Every write carries an idempotency key or is
+// idempotent by nature, so a retry never doubles anything.
+func retryUnavailable(budget time.Duration) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			deadline := time.Now().Add(budget)
+			wait := 100 * time.Millisecond
+			for {
+				resp, err := next(ctx, req)
+				if connect.CodeOf(err) != connect.CodeUnavailable || time.Now().Add(wait).After(deadline) {
+					return resp, err
+				}
+				select {
+				case <-ctx.Done():
+					return nil, err
+				case <-time.After(wait):
+				}
+				wait = min(2*wait, 2*time.Second)
+			}
+		}
+	}
+}
+
+// New builds the root command writing to out and errOut.
+func New(out, errOut io.Writer) *cobra.Command {
+	a := &app{out: out, errOut: errOut, http: &http.Client{}}
+	root := &cobra.Command{
+		Use:           "montagectl",
+		Short:         "Submit and follow Stream Montages jobs",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	def := os.Getenv("MONTAGE_ADDR")
+	if def == "" {
+		def = "http://127.0.0.1:7400"
+	}
+	root.PersistentFlags().StringVar(&a.addr, "addr", def, "coordinator URL (env MONTAGE_ADDR)")
+	root.SetOut(out)
+	root.SetErr(errOut)
+	root.AddCommand(a.submitCmd(), a.getCmd(), a.listCmd(), a.downloadCmd(), a.cancelCmd())
+	return root
+}
+
+// Main runs montagectl and returns the process exit code.
+func Main(args []string, out, errOut io.Writer) int {
+	root := New(out, errOut)
+	root.SetArgs(args)
+	if err := root.ExecuteContext(context.Background()); err != nil {
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			fmt.Fprintln(errOut, ee.Msg)
+			return ee.Code
+		}
+		fmt.Fprintln(errOut, "montagectl:", describe(err))
+		return 1
+	}
+	return 0
+}
+
+// describe turns a Connect error into "InvalidArgument: highlights[3]...".
+func describe(err error) string {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		code := ce.Code().String()
+		// Connect spells codes in snake case; people read CamelCase in docs.
+		parts := strings.Split(code, "_")
+		for i, p := range parts {
+			if p != "" {
+				parts[i] = strings.ToUpper(p[:1]) + p[1:]
+			}
+		}
+		return strings.Join(parts, "") + ": " + ce.Message()
+	}
+	return err.Error()
+}
+
+func newKey() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (a *app) submitCmd() *cobra.Command {
+	var (
+		wait  bool
+		quiet bool
+		key   string
+	)
+	c := &cobra.Command{
+		Use:   "submit FILE",
+		Short: "Submit a job spec (YAML or JSON; - for stdin)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := specfile.Load(args[0])
+			if err != nil {
+				return err
+			}
+			if key == "" {
+				// A fresh key per invocation still makes the client's own
+				// retries of this one submission safe.
+				key = newKey()
+			}
+			resp, err := a.jobs().SubmitJob(cmd.Context(), connect.NewRequest(&montagev1.SubmitJobRequest{Spec: s, IdempotencyKey: key}))
+			if err != nil {
+				return err
+			}
+			j := resp.Msg.GetJob()
+			if quiet {
+				fmt.Fprintln(a.out, j.GetId())
+			} else {
+				fmt.Fprintf(a.out, "job %s submitted (%d highlights)\n", j.GetId(), len(j.GetSpec().GetHighlights()))
+			}
+			if !wait {
+				return nil
+			}
+			return a.wait(cmd.Context(), j.GetId(), quiet)
+		},
+	}
+	c.Flags().BoolVar(&wait, "wait", false, "follow the job until it ends; exit non-zero unless it succeeds")
+	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the job id")
+	c.Flags().StringVar(&key, "idempotency-key", "", "resubmitting with the same key returns the first job")
+	return c
+}
+
+func (a *app) getCmd() *cobra.Command {
+	var format string
+	c := &cobra.Command{
+		Use:   "get JOB",
+		Short: "Show a job and its tasks",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := a.jobs().GetJob(cmd.Context(), connect.NewRequest(&montagev1.GetJobRequest{JobId: args[0]}))
+			if err != nil {
+				return err
+			}
+			return printJob(a.out, format, resp.Msg.GetJob())
+		},
+	}
+	c.Flags().StringVarP(&format, "output", "o", "text", "text or json")
+	return c
+}
+
+func (a *app) listCmd() *cobra.Command {
+	var (
+		format string
+		limit  int32
+	)
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List jobs, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			resp, err := a.jobs().ListJobs(cmd.Context(), connect.NewRequest(&montagev1.ListJobsRequest{Limit: limit}))
+			if err != nil {
+				return err
+			}
+			return printJobs(a.out, format, resp.Msg.GetJobs())
+		},
+	}
+	c.Flags().StringVarP(&format, "output", "o", "text", "text or json")
+	c.Flags().Int32Var(&limit, "limit", 100, "most jobs to list")
+	return c
+}
+
+func (a *app) cancelCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel JOB",
+		Short: "Cancel a job",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := a.jobs().CancelJob(cmd.Context(), connect.NewRequest(&montagev1.CancelJobRequest{JobId: args[0]}))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "job %s %s\n", resp.Msg.GetJob().GetId(), stateWord(resp.Msg.GetJob().GetState()))
+			return nil
+		},
+	}
+}
+
+func (a *app) downloadCmd() *cobra.Command {
+	var path string
+	c := &cobra.Command{
+		Use:   "download JOB",
+		Short: "Download a finished job's montage",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := a.jobs().GetOutputURL(cmd.Context(), connect.NewRequest(&montagev1.GetOutputURLRequest{JobId: args[0]}))
+			if err != nil {
+				return err
+			}
+			if path == "" {
+				path = args[0] + ".mp4"
+			}
+			n, err := fetch(cmd.Context(), a.http, resp.Msg.GetUrl(), path)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "downloaded %s (%.1f MB)\n", path, float64(n)/1e6)
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&path, "output", "o", "", "file to write (default JOB.mp4)")
+	return c
+}
+
+// fetch downloads url into path through a temporary file, so an interrupted
+// download never leaves a truncated file under the final name.
+func fetch(ctx context.Context, client *http.Client, url, path string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("download: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return 0, fmt.Errorf("download: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	tmp := path + ".part"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return 0, fmt.Errorf("download: %w", err)
+	}
+	n, err := io.Copy(f, resp.Body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return 0, fmt.Errorf("download: %w", err)
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		os.Remove(tmp)
+		return 0, fmt.Errorf("download: got %d of %d bytes", n, resp.ContentLength)
+	}
+	return n, os.Rename(tmp, path)
+}

@@ -1,0 +1,174 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"connectrpc.com/connect"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+)
+
+const barTotal = 1000
+
+// wait follows a job through WatchJob until it ends, drawing a progress bar
+// per highlight and one for the job on a terminal, and plain state-change
+// lines otherwise. It reconnects if the stream breaks before the end.
+func (a *app) wait(ctx context.Context, jobID string, quiet bool) error {
+	var ui progressUI = &lines{w: a.errOut, seen: map[string]string{}}
+	if !quiet && isTerminal(a.errOut) {
+		ui = newBars(a.errOut)
+	} else if quiet {
+		ui = nop{}
+	}
+	var last *montagev1.Job
+	for attempt := 0; ; attempt++ {
+		stream, err := a.jobs().WatchJob(ctx, connect.NewRequest(&montagev1.WatchJobRequest{JobId: jobID}))
+		if err != nil {
+			return err
+		}
+		for stream.Receive() {
+			last = stream.Msg().GetJob()
+			ui.update(last)
+		}
+		err = stream.Err()
+		stream.Close()
+		if last != nil && terminal(last.GetState()) {
+			break
+		}
+		if err != nil && (connect.CodeOf(err) == connect.CodeNotFound || connect.CodeOf(err) == connect.CodeInvalidArgument || attempt > 30) {
+			ui.done()
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			ui.done()
+			return ctx.Err()
+		default:
+		}
+	}
+	ui.done()
+	switch last.GetState() {
+	case montagev1.JobState_JOB_STATE_SUCCEEDED:
+		if !quiet {
+			fmt.Fprintf(a.out, "job %s succeeded: %s\ndownload it with: montagectl download %s -o montage.mp4\n",
+				jobID, last.GetOutputs()["montage"], jobID)
+		}
+		return nil
+	case montagev1.JobState_JOB_STATE_CANCELED:
+		return &ExitError{Code: 3, Msg: fmt.Sprintf("job %s was canceled", jobID)}
+	default:
+		return &ExitError{Code: 2, Msg: fmt.Sprintf("job %s failed: %s", jobID, last.GetError())}
+	}
+}
+
+func terminal(s montagev1.JobState) bool {
+	return s == montagev1.JobState_JOB_STATE_SUCCEEDED || s == montagev1.JobState_JOB_STATE_FAILED || s == montagev1.JobState_JOB_STATE_CANCELED
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+type progressUI interface {
+	update(*montagev1.Job)
+	done()
+}
+
+type nop struct{}
+
+func (nop) update(*montagev1.Job) {}
+func (nop) done()                 {}
+
+// lines prints one line per task state change: readable in logs and CI.
+type lines struct {
+	w    io.Writer
+	seen map[string]string
+	job  string
+}
+
+func (l *lines) update(j *montagev1.Job) {
+	if s := stateWord(j.GetState()); s != l.job {
+		fmt.Fprintf(l.w, "job %s: %s\n", j.GetId(), s)
+		l.job = s
+	}
+	for _, t := range j.GetTasks() {
+		s := taskStateWord(t.GetState())
+		if l.seen[t.GetId()] != s {
+			l.seen[t.GetId()] = s
+			fmt.Fprintf(l.w, "  %s: %s (attempt %d)\n", taskLabel(j, t), s, t.GetAttempts())
+		}
+	}
+}
+
+func (l *lines) done() {}
+
+func taskLabel(j *montagev1.Job, t *montagev1.Task) string {
+	if t.GetType() == montagev1.TaskType_TASK_TYPE_CONCAT {
+		return "concat"
+	}
+	i := int(t.GetHighlightIndex())
+	title := ""
+	if hs := j.GetSpec().GetHighlights(); i < len(hs) {
+		title = hs[i].GetTitle()
+	}
+	if title == "" {
+		return fmt.Sprintf("highlight %d", i+1)
+	}
+	return fmt.Sprintf("highlight %d %q", i+1, title)
+}
+
+// bars draws mpb progress bars.
+type bars struct {
+	p     *mpb.Progress
+	job   *mpb.Bar
+	tasks map[string]*mpb.Bar
+	state map[string]string
+}
+
+func newBars(w io.Writer) *bars {
+	return &bars{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(40)), tasks: map[string]*mpb.Bar{}, state: map[string]string{}}
+}
+
+func (b *bars) bar(name, id string) *mpb.Bar {
+	return b.p.AddBar(barTotal,
+		mpb.PrependDecorators(decor.Name(name, decor.WC{W: 28, C: decor.DindentRight})),
+		mpb.AppendDecorators(decor.Percentage(decor.WC{W: 5}), decor.Any(func(decor.Statistics) string { return " " + b.state[id] })),
+	)
+}
+
+func (b *bars) update(j *montagev1.Job) {
+	for _, t := range j.GetTasks() {
+		b.state[t.GetId()] = taskStateWord(t.GetState())
+		bar := b.tasks[t.GetId()]
+		if bar == nil {
+			bar = b.bar(taskLabel(j, t), t.GetId())
+			b.tasks[t.GetId()] = bar
+		}
+		bar.SetCurrent(int64(t.GetProgress() * barTotal))
+	}
+	if b.job == nil {
+		b.job = b.bar("job "+j.GetId(), "job")
+	}
+	b.state["job"] = stateWord(j.GetState())
+	b.job.SetCurrent(int64(j.GetProgress() * barTotal))
+}
+
+func (b *bars) done() {
+	for _, bar := range b.tasks {
+		bar.Abort(false)
+	}
+	if b.job != nil {
+		b.job.Abort(false)
+	}
+	b.p.Wait()
+}

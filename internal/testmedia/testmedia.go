@@ -1,0 +1,122 @@
+// Package testmedia makes small sample "stream VODs" with ffmpeg's lavfi
+// sources and serves them over HTTP with range support, for tests and the
+// demo. Nothing large is committed: every file is generated at run time.
+package testmedia
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+)
+
+// Source describes one sample to generate.
+type Source struct {
+	Name       string // file name, e.g. "vod-a.mp4"
+	Width      int
+	Height     int
+	FPS        string // e.g. "30", "25", "60000/1001"
+	SampleRate int    // 0: no audio
+	Channels   int
+	Seconds    float64
+	HLS        bool // also write NAME without extension + ".m3u8" with 2-s segments
+}
+
+// Samples is the demo's set: different sizes, frame rates and audio rates,
+// one without audio, one also as HLS.
+func Samples(seconds float64) []Source {
+	return []Source{
+		{Name: "vod-a.mp4", Width: 1280, Height: 720, FPS: "30", SampleRate: 48000, Channels: 2, Seconds: seconds},
+		{Name: "vod-b.mp4", Width: 640, Height: 480, FPS: "25", SampleRate: 44100, Channels: 1, Seconds: seconds, HLS: true},
+		{Name: "vod-c.mp4", Width: 854, Height: 480, FPS: "60000/1001", Seconds: seconds},
+	}
+}
+
+// Generate writes src into dir using ffmpeg. A changing test pattern and a
+// tone make cuts visible and audible.
+func Generate(ctx context.Context, dir string, src Source) error {
+	out := filepath.Join(dir, src.Name)
+	args := []string{"-nostdin", "-hide_banner", "-v", "error", "-y",
+		"-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=%dx%d:rate=%s:duration=%s", src.Width, src.Height, src.FPS, ff(src.Seconds))}
+	if src.SampleRate > 0 {
+		layout := "mono"
+		if src.Channels == 2 {
+			layout = "stereo"
+		}
+		args = append(args, "-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=440:sample_rate=%d:duration=%s,aformat=channel_layouts=%s", src.SampleRate, ff(src.Seconds), layout))
+	}
+	args = append(args, "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p")
+	if src.SampleRate > 0 {
+		args = append(args, "-c:a", "aac", "-b:a", "96k")
+	}
+	args = append(args, "-movflags", "+faststart", out)
+	if b, err := exec.CommandContext(ctx, "ffmpeg", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("generate %s: %v: %s", src.Name, err, b)
+	}
+	if src.HLS {
+		base := src.Name[:len(src.Name)-len(filepath.Ext(src.Name))]
+		hls := []string{"-nostdin", "-hide_banner", "-v", "error", "-y", "-i", out, "-c", "copy",
+			"-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod",
+			"-hls_segment_filename", filepath.Join(dir, base+"-%03d.ts"), filepath.Join(dir, base+".m3u8")}
+		if b, err := exec.CommandContext(ctx, "ffmpeg", hls...).CombinedOutput(); err != nil {
+			return fmt.Errorf("generate %s HLS: %v: %s", src.Name, err, b)
+		}
+	}
+	return nil
+}
+
+// GenerateAll writes every source into dir.
+func GenerateAll(ctx context.Context, dir string, srcs []Source) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, s := range srcs {
+		if err := Generate(ctx, dir, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ff(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+// Server serves a directory with range requests and counts bytes sent.
+type Server struct {
+	URL       string
+	BytesSent atomic.Int64
+	srv       *http.Server
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// Serve starts an HTTP file server for dir on addr ("127.0.0.1:0" for any port).
+func Serve(dir, addr string) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("serve samples: %w", err)
+	}
+	s := &Server{URL: "http://" + ln.Addr().String()}
+	fs := http.FileServer(http.Dir(dir))
+	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fs.ServeHTTP(countingWriter{w, &s.BytesSent}, r)
+	})}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+// Close stops the server.
+func (s *Server) Close() error { return s.srv.Close() }

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# make demo: generate sample VODs, serve them, run a one-process farm
+# (montage-coordinator -dev), submit examples/demo.yaml, download the montage
+# to out/montage.mp4 and print what ffprobe sees in it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-out}
+ADDR=${DEMO_LISTEN:-127.0.0.1:7400}
+SAMPLES=${DEMO_SAMPLES:-127.0.0.1:7480}
+mkdir -p "$OUT"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_http() { # url what log
+  for _ in $(seq 1 300); do
+    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  echo "$2 did not come up; its log:" >&2; tail -n 30 "$3" >&2; exit 1
+}
+
+echo "== generating and serving sample VODs on $SAMPLES"
+bin/montage-samples -dir "$OUT/samples" -listen "$SAMPLES" -seconds 30 >"$OUT/samples.log" 2>&1 &
+pids+=($!)
+wait_http "http://$SAMPLES/vod-b.m3u8" "sample server" "$OUT/samples.log"
+
+echo "== starting montage-coordinator -dev on $ADDR (log: $OUT/coordinator.log)"
+bin/montage-coordinator -dev -listen "$ADDR" >"$OUT/coordinator.log" 2>&1 &
+pids+=($!)
+wait_http "http://$ADDR/healthz" "coordinator" "$OUT/coordinator.log"
+
+export MONTAGE_ADDR="http://$ADDR"
+echo "== submitting examples/demo.yaml"
+start=$(date +%s%N)
+if ! bin/montagectl submit examples/demo.yaml --wait | tee "$OUT/submit.txt"; then
+  echo "demo job did not succeed; coordinator log: $OUT/coordinator.log" >&2
+  exit 1
+fi
+end=$(date +%s%N)
+job=$(awk 'NR==1 {print $2}' "$OUT/submit.txt")
+echo "== job $job finished in $(( (end - start) / 1000000 )) ms"
+bin/montagectl download "$job" -o "$OUT/montage.mp4"
+echo "== $OUT/montage.mp4"
+ffprobe -v error -show_entries format=duration:stream=index,codec_type,codec_name,width,height,r_frame_rate,sample_rate,channels \
+  -of compact=p=0:nk=0 "$OUT/montage.mp4"
+ffprobe -v error -show_entries chapter=start_time,end_time:chapter_tags=title -of compact=p=0 "$OUT/montage.mp4"

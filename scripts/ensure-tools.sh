@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Go tools the checks need (buf and protoc plugins for the
+# generated-code check, staticcheck) into $(go env GOPATH)/bin when missing.
+set -euo pipefail
+bin="$(go env GOPATH)/bin"
+need() { # name module@version
+  if [ ! -x "$bin/$1" ] && ! command -v "$1" >/dev/null; then
+    echo "installing $1…" >&2
+    go install "$2"
+  fi
+}
+need buf github.com/bufbuild/buf/cmd/buf@v1.75.0
+need protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+need protoc-gen-connect-go connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.21.1
+need staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
