@@ -1,0 +1,378 @@
+// Package e2e runs the real binaries as separate processes against media
+// generated at run time: coordinator, agents and montagectl.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/stream-montages/montage/internal/testmedia"
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+	"github.com/stream-montages/montage/proto/montage/v1/montagev1connect"
+)
+
+var (
+	binDir     string
+	mediaURL   string
+	mediaDir   string
+	mediaBytes func() int64
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: ffmpeg is required: apt-get install -y ffmpeg (or run `make test`, which installs it)")
+		return 1
+	}
+	tmp, err := os.MkdirTemp("", "montage-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	binDir = filepath.Join(tmp, "bin")
+	for name, pkg := range map[string]string{
+		"montage-coordinator": "../coordinator",
+		"montage-agent":       "../agent",
+		"montagectl":          "../ctl",
+	} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, name), pkg).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", name, err, out)
+			return 1
+		}
+	}
+	mediaDir = filepath.Join(tmp, "media")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	srcs := []testmedia.Source{
+		{Name: "a.mp4", Width: 640, Height: 360, FPS: "30", SampleRate: 48000, Channels: 2, Seconds: 20},
+		{Name: "b.mp4", Width: 320, Height: 240, FPS: "25", SampleRate: 44100, Channels: 1, Seconds: 20, HLS: true},
+		{Name: "c.mp4", Width: 426, Height: 240, FPS: "60000/1001", Seconds: 20},
+	}
+	if err := testmedia.GenerateAll(ctx, mediaDir, srcs); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := os.WriteFile(filepath.Join(mediaDir, "notvideo.mp4"), bytes.Repeat([]byte("this is not a video\n"), 500), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	srv, err := testmedia.Serve(mediaDir, "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer srv.Close()
+	mediaURL = srv.URL
+	mediaBytes = srv.BytesSent.Load
+	return m.Run()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	// The coordinator uses the port and the next one (raft); find a pair.
+	for i := 0; i < 50; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1))
+		if err == nil {
+			l2.Close()
+			return p
+		}
+	}
+	t.Fatal("no free port pair")
+	return 0
+}
+
+// proc is a running binary whose output is kept for failure reports.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func start(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(filepath.Join(binDir, name), args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.kill(syscall.SIGKILL)
+		if t.Failed() {
+			t.Logf("---- %s %v output ----\n%s", name, args, tail(p.out.String(), 6000))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+func (p *proc) kill(sig syscall.Signal) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// coordinator is a montage-coordinator process with its address and clients.
+type coordinator struct {
+	*proc
+	url     string
+	dataDir string
+	port    int
+	args    []string
+}
+
+func startCoordinator(t *testing.T, dataDir string, port int, extra ...string) *coordinator {
+	t.Helper()
+	args := append([]string{"-data-dir", dataDir, "-listen", fmt.Sprintf("127.0.0.1:%d", port), "-log-level", "debug"}, extra...)
+	c := &coordinator{proc: start(t, "montage-coordinator", args...), url: fmt.Sprintf("http://127.0.0.1:%d", port), dataDir: dataDir, port: port, args: extra}
+	waitFor(t, 30*time.Second, "coordinator ready", func() bool {
+		resp, err := http.Get(c.url + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return c
+}
+
+func (c *coordinator) restart(t *testing.T) *coordinator {
+	t.Helper()
+	return startCoordinator(t, c.dataDir, c.port, c.args...)
+}
+
+func startAgent(t *testing.T, coordURL, dataDir string) *proc {
+	t.Helper()
+	return start(t, "montage-agent", "-coordinator", coordURL, "-data-dir", dataDir, "-log-level", "debug")
+}
+
+func jobsClient(url string) montagev1connect.JobServiceClient {
+	return montagev1connect.NewJobServiceClient(http.DefaultClient, url)
+}
+
+func agentsClient(url string) montagev1connect.AgentServiceClient {
+	return montagev1connect.NewAgentServiceClient(http.DefaultClient, url)
+}
+
+func getJob(t *testing.T, url, id string) *montagev1.Job {
+	t.Helper()
+	resp, err := jobsClient(url).GetJob(context.Background(), connect.NewRequest(&montagev1.GetJobRequest{JobId: id}))
+	if err != nil {
+		t.Fatalf("get job %s: %v", id, err)
+	}
+	return resp.Msg.GetJob()
+}
+
+// tryGetJob is getJob for moments when the coordinator may be down.
+func tryGetJob(url, id string) (*montagev1.Job, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := jobsClient(url).GetJob(ctx, connect.NewRequest(&montagev1.GetJobRequest{JobId: id}))
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg.GetJob(), nil
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func waitJobDone(t *testing.T, url, id string, timeout time.Duration) *montagev1.Job {
+	t.Helper()
+	var j *montagev1.Job
+	waitFor(t, timeout, "job "+id+" to finish", func() bool {
+		got, err := tryGetJob(url, id)
+		if err != nil {
+			return false
+		}
+		j = got
+		s := j.GetState()
+		return s == montagev1.JobState_JOB_STATE_SUCCEEDED || s == montagev1.JobState_JOB_STATE_FAILED || s == montagev1.JobState_JOB_STATE_CANCELED
+	})
+	return j
+}
+
+type ctlResult struct {
+	stdout, stderr string
+	code           int
+}
+
+func ctl(t *testing.T, addr string, args ...string) ctlResult {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "montagectl"), append([]string{"--addr", addr}, args...)...)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("montagectl %v: %v", args, err)
+	}
+	return ctlResult{so.String(), se.String(), code}
+}
+
+func writeSpec(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "spec.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// probe is what the tests check in an output file.
+type probe struct {
+	Streams []struct {
+		CodecType  string `json:"codec_type"`
+		CodecName  string `json:"codec_name"`
+		Width      int    `json:"width"`
+		Height     int    `json:"height"`
+		RFrameRate string `json:"r_frame_rate"`
+		SampleRate string `json:"sample_rate"`
+	} `json:"streams"`
+	Format struct {
+		Duration string `json:"duration"`
+	} `json:"format"`
+	Chapters []struct {
+		StartTime string            `json:"start_time"`
+		Tags      map[string]string `json:"tags"`
+	} `json:"chapters"`
+}
+
+func ffprobe(t *testing.T, path string) probe {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-show_streams", "-show_format", "-show_chapters", "-of", "json", path).Output()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", path, err)
+	}
+	var p probe
+	if err := json.Unmarshal(out, &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// checkMontage asserts the montage has exactly one H.264 and one AAC stream
+// at the profile's size and rate, and lasts the sum of the highlights.
+func checkMontage(t *testing.T, path string, durations []float64, w, h int, fps string) {
+	t.Helper()
+	p := ffprobe(t, path)
+	var video, audio int
+	for _, s := range p.Streams {
+		switch s.CodecType {
+		case "video":
+			video++
+			if s.CodecName != "h264" || s.Width != w || s.Height != h || s.RFrameRate != fps {
+				t.Errorf("video stream %s %dx%d @%s, want h264 %dx%d @%s", s.CodecName, s.Width, s.Height, s.RFrameRate, w, h, fps)
+			}
+		case "audio":
+			audio++
+			if s.CodecName != "aac" || s.SampleRate != "48000" {
+				t.Errorf("audio stream %s @%s, want aac @48000", s.CodecName, s.SampleRate)
+			}
+		}
+	}
+	if video != 1 || audio != 1 {
+		t.Errorf("montage has %d video and %d audio streams, want exactly 1 and 1", video, audio)
+	}
+	want := 0.0
+	for _, d := range durations {
+		want += d
+	}
+	got, _ := strconv.ParseFloat(p.Format.Duration, 64)
+	if tol := 0.1 * float64(len(durations)); got < want-tol || got > want+tol {
+		t.Errorf("montage lasts %.3f s, want %.3f ± %.1f", got, want, tol)
+	}
+	if len(p.Chapters) != len(durations) {
+		t.Errorf("montage has %d chapters, want %d", len(p.Chapters), len(durations))
+	}
+}
+
+// checkCommittedOnce asserts every task of a succeeded job committed exactly
+// one result.
+func checkCommittedOnce(t *testing.T, j *montagev1.Job) {
+	t.Helper()
+	for _, task := range j.GetTasks() {
+		if task.GetCommits() != 1 || task.GetState() != montagev1.TaskState_TASK_STATE_SUCCEEDED {
+			t.Errorf("task %s: state %s, %d commits; want succeeded with exactly 1", task.GetId(), task.GetState(), task.GetCommits())
+		}
+	}
+}
+
+func mustContain(t *testing.T, s, sub, what string) {
+	t.Helper()
+	if !strings.Contains(s, sub) {
+		t.Errorf("%s does not contain %q:\n%s", what, sub, s)
+	}
+}
