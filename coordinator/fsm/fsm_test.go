@@ -1,0 +1,251 @@
+package fsm
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+)
+
+var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+
+// log is a scripted raft log: commands with their indexes.
+type log struct {
+	s   *State
+	idx uint64
+}
+
+func newLog() *log { return &log{s: New()} }
+
+func (l *log) apply(c *Command) Response {
+	l.idx++
+	c.At = t0.Add(time.Duration(l.idx) * time.Second)
+	return l.s.Apply(l.idx, c)
+}
+
+func job(id string, renders int, maxAttempts int) *SubmitCmd {
+	c := &SubmitCmd{Job: &Job{ID: id, Name: id}}
+	var deps []string
+	for i := 0; i < renders; i++ {
+		tid := id + "-r" + string(rune('0'+i))
+		c.Tasks = append(c.Tasks, &Task{ID: tid, Type: montagev1.TaskType_TASK_TYPE_RENDER, HighlightIndex: i, MaxAttempts: maxAttempts, ExpectedSeconds: float64(10 * (i + 1))})
+		deps = append(deps, tid)
+	}
+	c.Tasks = append(c.Tasks, &Task{ID: id + "-concat", Type: montagev1.TaskType_TASK_TYPE_CONCAT, HighlightIndex: -1, DependsOn: deps, MaxAttempts: maxAttempts})
+	return c
+}
+
+func register(l *log, ids ...string) {
+	for _, id := range ids {
+		l.apply(&Command{Register: &RegisterCmd{Agent: &Agent{ID: id, Slots: 1}}})
+	}
+}
+
+func TestJobLifecycle(t *testing.T) {
+	l := newLog()
+	register(l, "a1")
+	if r := l.apply(&Command{Submit: job("j1", 2, 3)}); r.Err != nil || r.JobID != "j1" {
+		t.Fatalf("submit: %+v", r)
+	}
+	// The concat cannot be granted before its renders succeed.
+	if r := l.apply(&Command{Grant: &GrantCmd{TaskID: "j1-concat", AgentID: "a1"}}); !errors.Is(r.Err, ErrNotRunnable) {
+		t.Fatalf("early concat grant: %v", r.Err)
+	}
+	for _, id := range []string{"j1-r0", "j1-r1"} {
+		g := l.apply(&Command{Grant: &GrantCmd{TaskID: id, AgentID: "a1"}})
+		if g.Err != nil || g.Token != l.idx {
+			t.Fatalf("grant %s: %+v (token must be the raft index %d)", id, g, l.idx)
+		}
+		if l.s.Jobs["j1"].State != montagev1.JobState_JOB_STATE_RUNNING {
+			t.Fatalf("job state %s after a grant", l.s.Jobs["j1"].State)
+		}
+		if r := l.apply(&Command{Complete: &CompleteCmd{TaskID: id, AgentID: "a1", Token: g.Token, Result: Result{Key: id}}}); r.Err != nil {
+			t.Fatalf("complete %s: %v", id, r.Err)
+		}
+	}
+	g := l.apply(&Command{Grant: &GrantCmd{TaskID: "j1-concat", AgentID: "a1"}})
+	if g.Err != nil {
+		t.Fatal(g.Err)
+	}
+	l.apply(&Command{Complete: &CompleteCmd{TaskID: "j1-concat", AgentID: "a1", Token: g.Token, Result: Result{Key: "m.mp4"}}})
+	j := l.s.Jobs["j1"]
+	if j.State != montagev1.JobState_JOB_STATE_SUCCEEDED || j.Outputs["montage"] != "m.mp4" {
+		t.Fatalf("job = %s outputs %v", j.State, j.Outputs)
+	}
+	for _, task := range l.s.TasksOf(j) {
+		if task.Commits != 1 {
+			t.Errorf("task %s committed %d times", task.ID, task.Commits)
+		}
+	}
+}
+
+func TestLeaseFencing(t *testing.T) {
+	l := newLog()
+	register(l, "a1", "a2")
+	l.apply(&Command{Submit: job("j", 1, 3)})
+	g1 := l.apply(&Command{Grant: &GrantCmd{TaskID: "j-r0", AgentID: "a1"}})
+	if r := l.apply(&Command{Expire: &ExpireCmd{TaskID: "j-r0", Token: g1.Token}}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if st := l.s.Tasks["j-r0"].State; st != montagev1.TaskState_TASK_STATE_QUEUED {
+		t.Fatalf("expired task is %s, want queued", st)
+	}
+	g2 := l.apply(&Command{Grant: &GrantCmd{TaskID: "j-r0", AgentID: "a2"}})
+	cases := []struct {
+		name string
+		cmd  *Command
+		want error
+	}{
+		{"zombie completes", &Command{Complete: &CompleteCmd{TaskID: "j-r0", AgentID: "a1", Token: g1.Token}}, ErrStaleLease},
+		{"zombie fails", &Command{Fail: &FailCmd{TaskID: "j-r0", AgentID: "a1", Token: g1.Token, Error: "x"}}, ErrStaleLease},
+		{"stale expiry", &Command{Expire: &ExpireCmd{TaskID: "j-r0", Token: g1.Token}}, ErrStaleLease},
+		{"other agent with current token", &Command{Complete: &CompleteCmd{TaskID: "j-r0", AgentID: "a1", Token: g2.Token}}, ErrWrongAgent},
+		{"unknown task", &Command{Complete: &CompleteCmd{TaskID: "nope", AgentID: "a1", Token: g2.Token}}, ErrNotFound},
+	}
+	for _, c := range cases {
+		if r := l.apply(c.cmd); !errors.Is(r.Err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, r.Err, c.want)
+		}
+	}
+	if r := l.apply(&Command{Complete: &CompleteCmd{TaskID: "j-r0", AgentID: "a2", Token: g2.Token, Result: Result{Key: "k2"}}}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := l.apply(&Command{Complete: &CompleteCmd{TaskID: "j-r0", AgentID: "a2", Token: g2.Token, Result: Result{Key: "k3"}}}); !errors.Is(r.Err, ErrStaleLease) {
+		t.Errorf("second completion: %v", r.Err)
+	}
+	task := l.s.Tasks["j-r0"]
+	if task.Commits != 1 || task.Result.Key != "k2" || task.Attempts != 2 {
+		t.Errorf("task commits=%d key=%s attempts=%d; want 1, k2, 2", task.Commits, task.Result.Key, task.Attempts)
+	}
+}
+
+func TestAttemptLimitFailsJob(t *testing.T) {
+	l := newLog()
+	register(l, "a1")
+	l.apply(&Command{Submit: job("j", 2, 2)})
+	g := l.apply(&Command{Grant: &GrantCmd{TaskID: "j-r1", AgentID: "a1"}})
+	l.apply(&Command{Fail: &FailCmd{TaskID: "j-r1", AgentID: "a1", Token: g.Token, Error: "first"}})
+	// A handback (agent shutdown) does not use up an attempt.
+	g = l.apply(&Command{Grant: &GrantCmd{TaskID: "j-r1", AgentID: "a1"}})
+	l.apply(&Command{Fail: &FailCmd{TaskID: "j-r1", AgentID: "a1", Token: g.Token, Handback: true}})
+	if a := l.s.Tasks["j-r1"].Attempts; a != 1 {
+		t.Fatalf("attempts after handback = %d, want 1", a)
+	}
+	g0 := l.apply(&Command{Grant: &GrantCmd{TaskID: "j-r0", AgentID: "a1"}})
+	g = l.apply(&Command{Grant: &GrantCmd{TaskID: "j-r1", AgentID: "a1"}})
+	l.apply(&Command{Fail: &FailCmd{TaskID: "j-r1", AgentID: "a1", Token: g.Token, Error: "Connection refused"}})
+	j := l.s.Jobs["j"]
+	if j.State != montagev1.JobState_JOB_STATE_FAILED || !bytes.Contains([]byte(j.Error), []byte("Connection refused")) {
+		t.Fatalf("job %s error %q", j.State, j.Error)
+	}
+	for _, id := range []string{"j-r0", "j-concat"} {
+		if st := l.s.Tasks[id].State; st != montagev1.TaskState_TASK_STATE_CANCELED {
+			t.Errorf("task %s is %s in a failed job, want canceled", id, st)
+		}
+	}
+	if r := l.apply(&Command{Complete: &CompleteCmd{TaskID: "j-r0", AgentID: "a1", Token: g0.Token}}); !errors.Is(r.Err, ErrStaleLease) {
+		t.Errorf("completion in a failed job: %v", r.Err)
+	}
+}
+
+func TestCancelAndIdempotency(t *testing.T) {
+	l := newLog()
+	c := job("j", 1, 3)
+	c.IdempotencyKey = "k"
+	l.apply(&Command{Submit: c})
+	again := job("j-other", 1, 3)
+	again.IdempotencyKey = "k"
+	if r := l.apply(&Command{Submit: again}); !r.Existing || r.JobID != "j" || len(l.s.Jobs) != 1 {
+		t.Fatalf("resubmit with the same key: %+v, %d jobs", r, len(l.s.Jobs))
+	}
+	if r := l.apply(&Command{Cancel: &CancelCmd{JobID: "j"}}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := l.apply(&Command{Cancel: &CancelCmd{JobID: "j"}}); !errors.Is(r.Err, ErrJobFinished) {
+		t.Errorf("second cancel: %v", r.Err)
+	}
+	if r := l.apply(&Command{Cancel: &CancelCmd{JobID: "missing"}}); !errors.Is(r.Err, ErrNotFound) {
+		t.Errorf("cancel of a missing job: %v", r.Err)
+	}
+	if st := l.s.Tasks["j-r0"].State; st != montagev1.TaskState_TASK_STATE_CANCELED {
+		t.Errorf("task of canceled job is %s", st)
+	}
+}
+
+// scripted drives a state through every kind of command.
+func scripted() *log {
+	l := newLog()
+	register(l, "a1", "a2")
+	l.apply(&Command{Submit: job("j1", 3, 3)})
+	l.apply(&Command{Submit: job("j2", 1, 1)})
+	g := l.apply(&Command{Grant: &GrantCmd{TaskID: "j1-r2", AgentID: "a1"}})
+	l.apply(&Command{Complete: &CompleteCmd{TaskID: "j1-r2", AgentID: "a1", Token: g.Token, Result: Result{Key: "k", Size: 3, SHA256: "ab", Duration: 1.5}}})
+	g = l.apply(&Command{Grant: &GrantCmd{TaskID: "j1-r1", AgentID: "a2"}})
+	l.apply(&Command{Expire: &ExpireCmd{TaskID: "j1-r1", Token: g.Token}})
+	l.apply(&Command{Grant: &GrantCmd{TaskID: "j1-r1", AgentID: "a1"}})
+	g = l.apply(&Command{Grant: &GrantCmd{TaskID: "j2-r0", AgentID: "a2"}})
+	l.apply(&Command{Fail: &FailCmd{TaskID: "j2-r0", AgentID: "a2", Token: g.Token, Error: "boom"}})
+	return l
+}
+
+func TestSnapshotRestoreRoundTrip(t *testing.T) {
+	l := scripted()
+	var snap bytes.Buffer
+	if err := l.s.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	restored, err := Restore(bytes.NewReader(snap.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var again bytes.Buffer
+	if err := restored.Snapshot(&again); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(snap.Bytes(), again.Bytes()) {
+		t.Fatalf("snapshot of restored state differs:\n%s\n%s", snap.String(), again.String())
+	}
+	// The restored state keeps working: the lease granted before the
+	// snapshot completes under its token afterwards.
+	tok := restored.Tasks["j1-r1"].LeaseToken
+	if r := restored.Apply(l.idx+1, &Command{At: t0, Complete: &CompleteCmd{TaskID: "j1-r1", AgentID: "a1", Token: tok}}); r.Err != nil {
+		t.Fatalf("complete after restore: %v", r.Err)
+	}
+	if _, err := Restore(bytes.NewReader([]byte("{not json"))); err == nil {
+		t.Error("restore of garbage succeeded")
+	}
+}
+
+// Two replicas applying the same log hold byte-identical state.
+func TestApplyIsDeterministic(t *testing.T) {
+	var a, b bytes.Buffer
+	if err := scripted().s.Snapshot(&a); err != nil {
+		t.Fatal(err)
+	}
+	if err := scripted().s.Snapshot(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Fatal("same log, different states")
+	}
+}
+
+func TestCommandEncoding(t *testing.T) {
+	c := &Command{At: t0, Grant: &GrantCmd{TaskID: "t", AgentID: "a"}}
+	b, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Decode(b)
+	if err != nil || d.Grant.TaskID != "t" || !d.At.Equal(t0) {
+		t.Fatalf("decode = %+v, %v", d, err)
+	}
+	if _, err := Decode([]byte("x")); !errors.Is(err, ErrBadCommand) {
+		t.Errorf("decode garbage: %v", err)
+	}
+	if r := New().Apply(1, &Command{}); !errors.Is(r.Err, ErrBadCommand) {
+		t.Errorf("empty command: %v", r.Err)
+	}
+}
