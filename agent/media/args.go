@@ -122,7 +122,7 @@ func RenderArgs(r Render) []string {
 		"-shortest",
 		"-fps_mode", "cfr",
 		"-c:v", "libx264", "-preset", "veryfast", "-crf", strconv.Itoa(p.Quality),
-		"-profile:v", "high", "-level:v", "4.2", "-pix_fmt", "yuv420p",
+		"-profile:v", "high", "-pix_fmt", "yuv420p",
 		"-g", strconv.Itoa(p.GOP()), "-keyint_min", strconv.Itoa(p.GOP()), "-sc_threshold", "0",
 		"-c:a", "aac", "-b:a", p.AudioBitrate, "-ar", "48000", "-ac", "2",
 		"-video_track_timescale", "90000",
