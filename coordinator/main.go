@@ -103,10 +103,10 @@ func run() error {
 	mux := http.NewServeMux()
 	srv.Mount(mux)
 	mux.Handle(blob.PathPrefix, store)
-	// Ready means a leader is known, so writes sent now will be served.
+	// Ready means this node leads and has replayed its log, so reads are current.
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if addr, _ := node.Leader(); addr == "" {
-			http.Error(w, "no raft leader yet", http.StatusServiceUnavailable)
+		if !node.Ready() {
+			http.Error(w, "not caught up with the raft log yet", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")

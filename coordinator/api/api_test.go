@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/stream-montages/montage/coordinator/blob"
 	"github.com/stream-montages/montage/coordinator/cluster"
@@ -162,9 +163,9 @@ func TestJobThroughTheAPI(t *testing.T) {
 		t.Errorf("job progress %v after a half-done task", p)
 	}
 	// A key other than this attempt's is refused.
-	bad := *ls[1]
+	bad := proto.Clone(ls[1]).(*montagev1.Lease)
 	bad.OutputKey = "jobs/x/other.mp4"
-	if err := h.complete(t, "a1", &bad); connect.CodeOf(err) != connect.CodeInvalidArgument {
+	if err := h.complete(t, "a1", bad); connect.CodeOf(err) != connect.CodeInvalidArgument {
 		t.Errorf("completion naming another key: %v", err)
 	}
 	for _, l := range ls {

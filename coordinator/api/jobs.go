@@ -78,6 +78,9 @@ func (s *Server) SubmitJob(_ context.Context, req *connect.Request[montagev1.Sub
 }
 
 func (s *Server) job(id string) (*montagev1.Job, error) {
+	if err := s.requireReady(); err != nil {
+		return nil, err
+	}
 	var out *montagev1.Job
 	s.node.View(func(st *fsm.State) {
 		if j := st.Jobs[id]; j != nil {
@@ -110,6 +113,9 @@ func (s *Server) ListJobs(_ context.Context, req *connect.Request[montagev1.List
 	}
 	if limit == 0 {
 		limit = 100
+	}
+	if err := s.requireReady(); err != nil {
+		return nil, err
 	}
 	out := &montagev1.ListJobsResponse{}
 	s.node.View(func(st *fsm.State) {

@@ -184,6 +184,15 @@ func (s *Server) requireLeader() error {
 	if !s.node.IsLeader() {
 		return s.notLeader(cluster.ErrNotLeader)
 	}
+	return s.requireReady()
+}
+
+// requireReady refuses reads until this node has replayed its log since it
+// started: a restarted node's state is briefly behind what it acknowledged.
+func (s *Server) requireReady() error {
+	if !s.node.Ready() {
+		return connect.NewError(connect.CodeUnavailable, errors.New("coordinator is starting and catching up with its log; retry"))
+	}
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -44,6 +45,8 @@ type Node struct {
 	raft *raft.Raft
 	fsm  *machine
 	cfg  Config
+
+	ready atomic.Bool
 
 	closers []io.Closer
 }
@@ -263,14 +266,25 @@ func (n *Node) Changed() <-chan struct{} {
 	return n.fsm.changed
 }
 
-// WaitLeader waits until this node leads or the timeout passes.
+// WaitLeader waits until this node leads and has applied every entry of
+// its log. A restarted node restores its snapshot at once but replays the
+// entries after it only once they are committed again, so until the barrier
+// returns its state can be behind what clients were told.
 func (n *Node) WaitLeader(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		if n.IsLeader() {
+			if err := n.raft.Barrier(time.Until(deadline)).Error(); err != nil {
+				return fmt.Errorf("catch up with the log: %w", err)
+			}
+			n.ready.Store(true)
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("no leadership within %s", timeout)
 }
+
+// Ready reports whether this node has caught up with its log since it
+// started, so that its reads are current.
+func (n *Node) Ready() bool { return n.ready.Load() }

@@ -55,7 +55,10 @@ func TestPlan(t *testing.T) {
 	if again[0].MaxAttempts != 5 || again[0].ID != tasks[0].ID {
 		t.Errorf("options not applied or ids unstable: %+v", again[0])
 	}
-	if name := func() string { j, _, _ := Plan("j2", &montagev1.JobSpec{Highlights: s.Highlights}, &spec.Resolved{Clips: r.Clips}, Options{}); return j.Name }(); name != "j2" {
+	if name := func() string {
+		j, _, _ := Plan("j2", &montagev1.JobSpec{Highlights: s.Highlights}, &spec.Resolved{Clips: r.Clips}, Options{})
+		return j.Name
+	}(); name != "j2" {
 		t.Errorf("unnamed job named %q, want its id", name)
 	}
 }

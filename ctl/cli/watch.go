@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/vbauerster/mpb/v8"
@@ -26,29 +27,35 @@ func (a *app) wait(ctx context.Context, jobID string, quiet bool) error {
 		ui = nop{}
 	}
 	var last *montagev1.Job
-	for attempt := 0; ; attempt++ {
+	// A broken stream (coordinator restart, leader change) is reopened; the
+	// first message of a new stream is the whole job, so nothing is missed.
+	lastOK := time.Now()
+	for {
 		stream, err := a.jobs().WatchJob(ctx, connect.NewRequest(&montagev1.WatchJobRequest{JobId: jobID}))
-		if err != nil {
-			return err
+		if err == nil {
+			for stream.Receive() {
+				last = stream.Msg().GetJob()
+				lastOK = time.Now()
+				ui.update(last)
+			}
+			err = stream.Err()
+			stream.Close()
 		}
-		for stream.Receive() {
-			last = stream.Msg().GetJob()
-			ui.update(last)
-		}
-		err = stream.Err()
-		stream.Close()
 		if last != nil && terminal(last.GetState()) {
 			break
 		}
-		if err != nil && (connect.CodeOf(err) == connect.CodeNotFound || connect.CodeOf(err) == connect.CodeInvalidArgument || attempt > 30) {
+		if c := connect.CodeOf(err); c == connect.CodeNotFound || c == connect.CodeInvalidArgument || time.Since(lastOK) > 2*time.Minute {
 			ui.done()
+			if err == nil {
+				err = fmt.Errorf("watch of job %s ended before the job did", jobID)
+			}
 			return err
 		}
 		select {
 		case <-ctx.Done():
 			ui.done()
 			return ctx.Err()
-		default:
+		case <-time.After(time.Second):
 		}
 	}
 	ui.done()
