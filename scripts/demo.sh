@@ -23,7 +23,8 @@ wait_http() { # url what log
 echo "== generating and serving sample VODs on $SAMPLES"
 bin/montage-samples -dir "$OUT/samples" -listen "$SAMPLES" -seconds 30 >"$OUT/samples.log" 2>&1 &
 pids+=($!)
-wait_http "http://$SAMPLES/vod-b.m3u8" "sample server" "$OUT/samples.log"
+for _ in $(seq 1 600); do grep -q "serving samples" "$OUT/samples.log" && break; sleep 0.2; done
+grep -q "serving samples" "$OUT/samples.log" || { echo "sample server failed:" >&2; cat "$OUT/samples.log" >&2; exit 1; }
 
 echo "== starting montage-coordinator -dev on $ADDR (log: $OUT/coordinator.log)"
 bin/montage-coordinator -dev -listen "$ADDR" >"$OUT/coordinator.log" 2>&1 &

@@ -123,9 +123,9 @@ func TestParseProbe(t *testing.T) {
 func TestParseProgress(t *testing.T) {
 	in := "frame=1\nout_time_us=1000000\nprogress=continue\nout_time_us=N/A\nout_time_us=3000000\nout_time_us=9000000\nprogress=end\n"
 	var got []float64
-	parseProgress(strings.NewReader(in), 4, func(p float64) { got = append(got, p) })
+	last := parseProgress(strings.NewReader(in), 4, func(p float64) { got = append(got, p) })
 	want := []float64{0.25, 0.75, 1}
-	if !slices.Equal(got, want) {
-		t.Errorf("progress = %v, want %v", got, want)
+	if !slices.Equal(got, want) || last != 9 {
+		t.Errorf("progress = %v, last %v; want %v, 9", got, last, want)
 	}
 }

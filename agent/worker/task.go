@@ -41,48 +41,47 @@ func (a *Agent) runTask(ctx context.Context, l *montagev1.Lease, progress func(f
 		return nil, err
 	}
 	out := filepath.Join(dir, "out.mp4")
+	var written float64
 	switch l.GetType() {
 	case montagev1.TaskType_TASK_TYPE_RENDER:
-		err = a.render(ctx, l.GetRender(), prof, out, progress)
+		written, err = a.render(ctx, l.GetRender(), prof, out, progress)
 	case montagev1.TaskType_TASK_TYPE_CONCAT:
-		err = a.concat(ctx, l.GetConcat(), prof, dir, out, progress)
+		written, err = a.concat(ctx, l.GetConcat(), prof, dir, out, progress)
 	default:
 		err = fmt.Errorf("task type %s is not supported by this agent", l.GetType())
 	}
 	if err != nil {
 		return nil, err
 	}
-	info, err := a.tools.ProbeLocal(ctx, out)
-	if err != nil {
-		return nil, fmt.Errorf("check output: %w", err)
-	}
-	if !info.HasVideo || !info.HasAudio {
-		return nil, fmt.Errorf("output lacks a video or audio stream (video %v, audio %v)", info.HasVideo, info.HasAudio)
+	if written <= 0 {
+		return nil, fmt.Errorf("ffmpeg wrote no media (is the highlight past the end of the source?)")
 	}
 	size, sum, err := a.upload(ctx, out, l.GetOutputPutUrl())
 	if err != nil {
 		return nil, err
 	}
-	return &montagev1.TaskResult{Key: l.GetOutputKey(), Size: size, Sha256: sum, DurationSeconds: info.Duration}, nil
+	return &montagev1.TaskResult{Key: l.GetOutputKey(), Size: size, Sha256: sum, DurationSeconds: written}, nil
 }
 
-func (a *Agent) render(ctx context.Context, in *montagev1.RenderInput, prof media.Profile, out string, progress func(float64)) error {
+// render cuts one highlight; the ffmpeg command maps exactly one video and
+// one audio stream, so a segment that exists has both.
+func (a *Agent) render(ctx context.Context, in *montagev1.RenderInput, prof media.Profile, out string, progress func(float64)) (float64, error) {
 	if in == nil {
-		return fmt.Errorf("render lease without input")
+		return 0, fmt.Errorf("render lease without input")
 	}
 	if err := spec.CheckSourceURL(in.GetSourceUrl()); err != nil {
-		return fmt.Errorf("source url: %w", err)
+		return 0, fmt.Errorf("source url: %w", err)
 	}
 	kind := media.KindOf(in.GetSourceUrl())
 	info, err := a.tools.Probe(ctx, in.GetSourceUrl(), kind)
 	if err != nil {
-		return fmt.Errorf("probe source %s: %w", in.GetSourceUrl(), err)
+		return 0, fmt.Errorf("probe source %s: %w", in.GetSourceUrl(), err)
 	}
 	if !info.HasVideo {
-		return fmt.Errorf("source %s has no video stream", in.GetSourceUrl())
+		return 0, fmt.Errorf("source %s has no video stream", in.GetSourceUrl())
 	}
 	if info.Duration > 0 && in.GetStartSeconds() >= info.Duration {
-		return fmt.Errorf("highlight starts at %s but the source is only %s long",
+		return 0, fmt.Errorf("highlight starts at %s but the source is only %s long",
 			spec.FormatTimestamp(in.GetStartSeconds()), spec.FormatTimestamp(info.Duration))
 	}
 	args := media.RenderArgs(media.Render{
@@ -92,9 +91,11 @@ func (a *Agent) render(ctx context.Context, in *montagev1.RenderInput, prof medi
 	return a.tools.RunFFmpeg(ctx, args, in.GetDurationSeconds(), progress)
 }
 
-func (a *Agent) concat(ctx context.Context, in *montagev1.ConcatInput, prof media.Profile, dir, out string, progress func(float64)) error {
+// concat joins the committed segments. Chapter times come from the
+// durations the render attempts reported when they committed.
+func (a *Agent) concat(ctx context.Context, in *montagev1.ConcatInput, prof media.Profile, dir, out string, progress func(float64)) (float64, error) {
 	if in == nil || len(in.GetSegments()) == 0 {
-		return fmt.Errorf("concat lease without segments")
+		return 0, fmt.Errorf("concat lease without segments")
 	}
 	var (
 		paths    []string
@@ -104,28 +105,28 @@ func (a *Agent) concat(ctx context.Context, in *montagev1.ConcatInput, prof medi
 	for i, s := range in.GetSegments() {
 		p := filepath.Join(dir, fmt.Sprintf("seg-%03d.mp4", i))
 		if err := a.download(ctx, s.GetUrl(), p); err != nil {
-			return fmt.Errorf("segment %d: %w", i, err)
+			return 0, fmt.Errorf("segment %d: %w", i, err)
 		}
-		info, err := a.tools.ProbeLocal(ctx, p)
-		if err != nil {
-			return fmt.Errorf("segment %d: %w", i, err)
+		d := s.GetDurationSeconds()
+		if d <= 0 {
+			return 0, fmt.Errorf("segment %d: no duration recorded", i)
 		}
 		title := s.GetTitle()
 		if title == "" {
 			title = fmt.Sprintf("Highlight %d", i+1)
 		}
-		chapters = append(chapters, media.Chapter{Title: title, Start: at, End: at + info.Duration})
-		at += info.Duration
+		chapters = append(chapters, media.Chapter{Title: title, Start: at, End: at + d})
+		at += d
 		paths = append(paths, p)
 		progress(0.5 * float64(i+1) / float64(len(in.GetSegments())))
 	}
 	list := filepath.Join(dir, "list.ffconcat")
 	if err := os.WriteFile(list, []byte(media.ConcatList(paths)), 0o640); err != nil {
-		return fmt.Errorf("concat list: %w", err)
+		return 0, fmt.Errorf("concat list: %w", err)
 	}
 	meta := filepath.Join(dir, "chapters.ffmeta")
 	if err := os.WriteFile(meta, []byte(media.FFMetadata("", chapters)), 0o640); err != nil {
-		return fmt.Errorf("chapters: %w", err)
+		return 0, fmt.Errorf("chapters: %w", err)
 	}
 	return a.tools.RunFFmpeg(ctx, media.ConcatArgs(list, meta, prof.AudioBitrate, out), at,
 		func(p float64) { progress(0.5 + 0.5*p) })

@@ -41,6 +41,10 @@ func Samples(seconds float64) []Source {
 // tone make cuts visible and audible.
 func Generate(ctx context.Context, dir string, src Source) error {
 	out := filepath.Join(dir, src.Name)
+	// Write beside and rename, so a server already serving dir never hands
+	// out a half-written file.
+	tmp := filepath.Join(dir, ".tmp-"+src.Name)
+	defer os.Remove(tmp)
 	args := []string{"-nostdin", "-hide_banner", "-v", "error", "-y",
 		"-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=%dx%d:rate=%s:duration=%s", src.Width, src.Height, src.FPS, ff(src.Seconds))}
 	if src.SampleRate > 0 {
@@ -54,9 +58,12 @@ func Generate(ctx context.Context, dir string, src Source) error {
 	if src.SampleRate > 0 {
 		args = append(args, "-c:a", "aac", "-b:a", "96k")
 	}
-	args = append(args, "-movflags", "+faststart", out)
+	args = append(args, "-movflags", "+faststart", "-f", "mp4", tmp)
 	if b, err := exec.CommandContext(ctx, "ffmpeg", args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("generate %s: %v: %s", src.Name, err, b)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return fmt.Errorf("generate %s: %w", src.Name, err)
 	}
 	if src.HLS {
 		base := src.Name[:len(src.Name)-len(filepath.Ext(src.Name))]

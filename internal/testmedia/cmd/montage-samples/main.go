@@ -21,13 +21,15 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := testmedia.GenerateAll(ctx, *dir, testmedia.Samples(*seconds)); err != nil {
-		slog.Error("generate samples", "err", err)
-		os.Exit(1)
-	}
+	// Bind first: a second copy fails here instead of rewriting the files
+	// the first one serves.
 	srv, err := testmedia.Serve(*dir, *addr)
 	if err != nil {
 		slog.Error("serve samples", "err", err)
+		os.Exit(1)
+	}
+	if err := testmedia.GenerateAll(ctx, *dir, testmedia.Samples(*seconds)); err != nil {
+		slog.Error("generate samples", "err", err)
 		os.Exit(1)
 	}
 	fmt.Printf("serving samples from %s at %s\n", *dir, srv.URL)
