@@ -46,3 +46,19 @@ echo "== $OUT/montage.mp4"
 ffprobe -v error -show_entries format=duration:stream=index,codec_type,codec_name,width,height,r_frame_rate,sample_rate,channels \
   -of compact=p=0:nk=0 "$OUT/montage.mp4"
 ffprobe -v error -show_entries chapter=start_time,end_time:chapter_tags=title -of compact=p=0 "$OUT/montage.mp4"
+
+# Check what the demo promises: one H.264 and one AAC stream at the profile's
+# size and rate, lasting the sum of the highlights (± 0.1 s each).
+want_dur=21; n=4
+streams=$(ffprobe -v error -show_entries stream=codec_type,codec_name,width,height,r_frame_rate -of csv=p=0 "$OUT/montage.mp4")
+video=$(grep -c '^h264,video,1280,720,30/1$' <<<"$streams" || true)
+audio=$(grep -c '^aac,audio' <<<"$streams" || true)
+others=$(grep -cE ',(video|audio)' <<<"$streams" || true)
+dur=$(ffprobe -v error -show_entries format=duration -of csv=p=0 "$OUT/montage.mp4")
+if [ "$video" = 1 ] && [ "$audio" = 1 ] && [ "$others" = 2 ] &&
+   awk -v d="$dur" -v w="$want_dur" -v n="$n" 'BEGIN {exit !(d >= w - 0.1*n && d <= w + 0.1*n)}'; then
+  echo "== OK: one H.264 1280x720@30 stream, one AAC stream, ${dur} s (asked ${want_dur} s)"
+else
+  echo "== montage does not match the spec:" >&2; echo "$streams" >&2; echo "duration $dur, want $want_dur" >&2
+  exit 1
+fi
