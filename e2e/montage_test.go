@@ -157,6 +157,11 @@ highlights:
 		if task.GetId() == victim && task.GetAttempts() < 2 {
 			t.Errorf("task %s was leased to the killed agent but took %d attempt(s); want a second attempt after expiry", victim, task.GetAttempts())
 		}
+		// The live agent's heartbeats (every TTL/3) keep its leases: no
+		// other task may have needed a second attempt.
+		if task.GetId() != victim && task.GetAttempts() != 1 {
+			t.Errorf("task %s took %d attempts (last error %q); only the killed agent's task should retry", task.GetId(), task.GetAttempts(), task.GetError())
+		}
 	}
 	out := filepath.Join(t.TempDir(), "montage.mp4")
 	if r := ctl(t, c.url, "download", id, "-o", out); r.code != 0 {

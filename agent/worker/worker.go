@@ -51,6 +51,7 @@ type Agent struct {
 	mu      sync.Mutex
 	running map[string]*running
 	slotCh  chan struct{} // signalled when a slot frees
+	hbWake  chan struct{} // signalled when new leases start
 	ttl     time.Duration
 }
 
@@ -117,6 +118,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		log:     cfg.Log.With("agent", id),
 		running: map[string]*running{},
 		slotCh:  make(chan struct{}, 1),
+		hbWake:  make(chan struct{}, 1),
 		ttl:     15 * time.Second,
 	}
 	return a, nil
@@ -200,6 +202,12 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.execute(tctx, r)
 			}()
 		}
+		if len(resp.Msg.GetLeases()) > 0 {
+			select {
+			case a.hbWake <- struct{}{}:
+			default:
+			}
+		}
 	}
 	// Shutdown: stop ffmpeg and hand every lease back so others take it now
 	// rather than after the lease expires.
@@ -243,18 +251,29 @@ func (a *Agent) register(ctx context.Context) error {
 	}
 }
 
-// heartbeatLoop renews all running leases every third of their TTL.
+// heartbeatLoop renews all running leases every third of their TTL. New
+// leases may carry a shorter TTL than the one the loop was sleeping on, so
+// they bring the next heartbeat forward (never back).
 func (a *Agent) heartbeatLoop(ctx context.Context) {
-	for {
+	period := func() time.Duration {
 		a.mu.Lock()
-		every := a.ttl / 3
-		a.mu.Unlock()
+		defer a.mu.Unlock()
+		return a.ttl / 3
+	}
+	next := time.Now().Add(period())
+	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(every):
+		case <-a.hbWake:
+			if n := time.Now().Add(period()); n.Before(next) {
+				next = n
+			}
+			continue
+		case <-time.After(time.Until(next)):
 		}
 		a.heartbeat(ctx)
+		next = time.Now().Add(period())
 	}
 }
 
