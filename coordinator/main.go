@@ -68,6 +68,9 @@ func run() error {
 			if err != nil {
 				return fmt.Errorf("temporary data dir: %w", err)
 			}
+			// A throwaway farm cleans up after a clean exit; pass -data-dir
+			// to keep state across restarts.
+			defer os.RemoveAll(d)
 			*dataDir = d
 		}
 	}

@@ -106,6 +106,13 @@ func TestCoordinatorKilledMidJob(t *testing.T) {
 		t.Fatalf("job ended %s: %s", j.GetState(), j.GetError())
 	}
 	checkCommittedOnce(t, j)
+	// The new leader gave inherited leases a grace period and the agent
+	// retried reports the dead coordinator missed: no work was redone.
+	for _, task := range j.GetTasks() {
+		if task.GetAttempts() != 1 {
+			t.Errorf("task %s took %d attempts (last error %q); the restart should cost none", task.GetId(), task.GetAttempts(), task.GetError())
+		}
+	}
 	out := filepath.Join(t.TempDir(), "montage.mp4")
 	if r := ctl(t, c.url, "download", id, "-o", out); r.code != 0 {
 		t.Fatalf("download: %s", r.stderr)

@@ -62,6 +62,9 @@ type running struct {
 }
 
 var errRevoked = errors.New("lease revoked by the coordinator")
+
+// errStale matches the coordinator's refusal of a superseded lease token.
+var errStale = errors.New("stale lease token")
 var errShutdown = errors.New("agent shutting down")
 
 // New prepares an agent: it loads (or creates) its persistent id and proves
@@ -255,10 +258,12 @@ func (a *Agent) register(ctx context.Context) error {
 // leases may carry a shorter TTL than the one the loop was sleeping on, so
 // they bring the next heartbeat forward (never back).
 func (a *Agent) heartbeatLoop(ctx context.Context) {
+	// At most every 2 s even with long TTLs: renewals stay out of raft and
+	// cost little, and they carry the progress people watch.
 	period := func() time.Duration {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		return a.ttl / 3
+		return min(a.ttl/3, 2*time.Second)
 	}
 	next := time.Now().Add(period())
 	for {
@@ -304,6 +309,31 @@ func (a *Agent) heartbeat(ctx context.Context) {
 	}
 }
 
+// report sends a completion or failure, retrying while the coordinator is
+// unreachable or restarting: the lease token makes a repeated report
+// harmless, and giving up would throw away finished work.
+func (a *Agent) report(ctx context.Context, send func(context.Context) error) error {
+	wait := 200 * time.Millisecond
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := send(cctx)
+		cancel()
+		c := connect.CodeOf(err)
+		if err == nil || (c != connect.CodeUnavailable && c != connect.CodeDeadlineExceeded) {
+			if c == connect.CodeFailedPrecondition && strings.Contains(err.Error(), errStale.Error()) {
+				return fmt.Errorf("%w: %v", errStale, err)
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 3*time.Second)
+	}
+}
+
 func (a *Agent) setProgress(taskID string, p float64) {
 	a.mu.Lock()
 	if r := a.running[taskID]; r != nil {
@@ -328,16 +358,37 @@ func (a *Agent) execute(ctx context.Context, r *running) {
 	log.Info("task started", "type", l.GetType().String())
 	start := time.Now()
 	res, err := a.runTask(ctx, l, func(p float64) { a.setProgress(l.GetTaskId(), p) })
-	// Reports use a fresh context: the task's own may be canceled already.
-	rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Reports use a fresh context (the task's own may be canceled already),
+	// long enough to outlast a coordinator restart, except when shutting
+	// down: then the lease may as well expire than hold up the exit.
+	budget := 2 * time.Minute
+	if errors.Is(context.Cause(ctx), errShutdown) {
+		budget = 5 * time.Second
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
 	switch {
 	case err == nil:
-		_, err = a.client.CompleteTask(rctx, connect.NewRequest(&montagev1.CompleteTaskRequest{
-			AgentId: a.id, TaskId: l.GetTaskId(), Token: l.GetToken(), Result: res,
-		}))
+		err = a.report(rctx, func(ctx context.Context) error {
+			_, err := a.client.CompleteTask(ctx, connect.NewRequest(&montagev1.CompleteTaskRequest{
+				AgentId: a.id, TaskId: l.GetTaskId(), Token: l.GetToken(), Result: res,
+			}))
+			return err
+		})
 		if err != nil {
 			log.Warn("completion refused", "err", err)
+			if connect.CodeOf(err) != connect.CodeFailedPrecondition || errors.Is(err, errStale) {
+				return
+			}
+			// The coordinator refused the object itself (checksum or size):
+			// give the attempt back as failed so it is retried now.
+			err = fmt.Errorf("result refused: %w", err)
+			_ = a.report(rctx, func(ctx context.Context) error {
+				_, ferr := a.client.FailTask(ctx, connect.NewRequest(&montagev1.FailTaskRequest{
+					AgentId: a.id, TaskId: l.GetTaskId(), Token: l.GetToken(), Error: err.Error(),
+				}))
+				return ferr
+			})
 			return
 		}
 		log.Info("task done", "seconds", time.Since(start).Seconds(), "bytes", res.GetSize())
@@ -349,9 +400,12 @@ func (a *Agent) execute(ctx context.Context, r *running) {
 		if handback {
 			msg = "agent shut down; work handed back"
 		}
-		_, ferr := a.client.FailTask(rctx, connect.NewRequest(&montagev1.FailTaskRequest{
-			AgentId: a.id, TaskId: l.GetTaskId(), Token: l.GetToken(), Error: msg, Handback: handback,
-		}))
+		ferr := a.report(rctx, func(ctx context.Context) error {
+			_, err := a.client.FailTask(ctx, connect.NewRequest(&montagev1.FailTaskRequest{
+				AgentId: a.id, TaskId: l.GetTaskId(), Token: l.GetToken(), Error: msg, Handback: handback,
+			}))
+			return err
+		})
 		if ferr != nil {
 			log.Warn("failure report refused", "err", ferr)
 		}

@@ -29,12 +29,6 @@ func checkAgentID(id string) error {
 	return nil
 }
 
-func (s *Server) seen(agentID string) {
-	s.mu.Lock()
-	s.lastSeen[agentID] = s.clock.Now()
-	s.mu.Unlock()
-}
-
 // Register adds or updates an agent.
 func (s *Server) Register(_ context.Context, req *connect.Request[montagev1.RegisterRequest]) (*connect.Response[montagev1.RegisterResponse], error) {
 	m := req.Msg
@@ -56,7 +50,6 @@ func (s *Server) Register(_ context.Context, req *connect.Request[montagev1.Regi
 	if _, err := s.apply(&fsm.Command{Register: &fsm.RegisterCmd{Agent: a}}); err != nil {
 		return nil, err
 	}
-	s.seen(a.ID)
 	var out *montagev1.Agent
 	s.node.View(func(st *fsm.State) {
 		if a := st.Agents[m.GetAgentId()]; a != nil {
@@ -90,7 +83,6 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 	if !known {
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("agent %s is not registered; register first", m.GetAgentId()))
 	}
-	s.seen(m.GetAgentId())
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
@@ -224,7 +216,6 @@ func (s *Server) Heartbeat(_ context.Context, req *connect.Request[montagev1.Hea
 	if err := s.requireLeader(); err != nil {
 		return nil, err
 	}
-	s.seen(m.GetAgentId())
 	out := &montagev1.HeartbeatResponse{TtlSeconds: s.cfg.LeaseTTL.Seconds()}
 	now := s.clock.Now()
 	for _, p := range m.GetLeases() {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -62,23 +61,19 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	m      *metrics
-
-	mu       sync.Mutex
-	lastSeen map[string]time.Time
 }
 
 // New wires a server.
 func New(node *cluster.Node, store blob.Store, clk clock.Clock, cfg Config, log *slog.Logger) *Server {
 	cfg.defaults()
 	return &Server{
-		node:     node,
-		leases:   lease.NewTable(cfg.LeaseTTL),
-		store:    store,
-		clock:    clk,
-		cfg:      cfg,
-		log:      log,
-		m:        newMetrics(),
-		lastSeen: map[string]time.Time{},
+		node:   node,
+		leases: lease.NewTable(cfg.LeaseTTL),
+		store:  store,
+		clock:  clk,
+		cfg:    cfg,
+		log:    log,
+		m:      newMetrics(),
 	}
 }
 
