@@ -13,7 +13,10 @@ rm -rf "$OUT"; mkdir -p "$OUT/direct"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
-wait_http() { for _ in $(seq 1 300); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done; echo "$1 not up" >&2; exit 1; }
+ready() { # addr log: wait until the coordinator serves current state (no curl needed)
+  for _ in $(seq 1 150); do bin/montagectl --addr "http://$1" list >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "coordinator did not come up; its log:" >&2; tail -n 30 "$2" >&2; exit 1
+}
 
 bin/montage-samples -dir out/samples -listen "$SAMPLES" -seconds 30 >"$OUT/samples.log" 2>&1 &
 pids+=($!)
@@ -21,7 +24,8 @@ for _ in $(seq 1 600); do grep -q "serving samples" "$OUT/samples.log" && break;
 grep -q "serving samples" "$OUT/samples.log" || { echo "sample server failed:" >&2; cat "$OUT/samples.log" >&2; exit 1; }
 bin/montage-coordinator -dev -listen "$ADDR" >"$OUT/coordinator.log" 2>&1 &
 pids+=($!)
-wait_http "http://$ADDR/healthz"
+ready "$ADDR" "$OUT/coordinator.log"
+kill -0 "${pids[-1]}" 2>/dev/null || { echo "montage-coordinator exited (is $ADDR already in use?):" >&2; tail -n 5 "$OUT/coordinator.log" >&2; exit 1; }
 export MONTAGE_ADDR="http://$ADDR"
 go run ./bench/cmdgen examples/demo.yaml "$OUT/direct" > "$OUT/direct.sh"
 

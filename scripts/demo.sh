@@ -12,12 +12,9 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-wait_http() { # url what log
-  for _ in $(seq 1 300); do
-    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
-    sleep 0.2
-  done
-  echo "$2 did not come up; its log:" >&2; tail -n 30 "$3" >&2; exit 1
+ready() { # addr log: wait until the coordinator serves current state (no curl needed)
+  for _ in $(seq 1 150); do bin/montagectl --addr "http://$1" list >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "coordinator did not come up; its log:" >&2; tail -n 30 "$2" >&2; exit 1
 }
 
 echo "== generating and serving sample VODs on $SAMPLES"
@@ -29,7 +26,8 @@ grep -q "serving samples" "$OUT/samples.log" || { echo "sample server failed:" >
 echo "== starting montage-coordinator -dev on $ADDR (log: $OUT/coordinator.log)"
 bin/montage-coordinator -dev -listen "$ADDR" >"$OUT/coordinator.log" 2>&1 &
 pids+=($!)
-wait_http "http://$ADDR/healthz" "coordinator" "$OUT/coordinator.log"
+ready "$ADDR" "$OUT/coordinator.log"
+kill -0 "${pids[-1]}" 2>/dev/null || { echo "montage-coordinator exited (is $ADDR already in use?):" >&2; tail -n 5 "$OUT/coordinator.log" >&2; exit 1; }
 
 export MONTAGE_ADDR="http://$ADDR"
 echo "== submitting examples/demo.yaml"
