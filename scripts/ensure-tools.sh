@@ -13,3 +13,5 @@ need buf github.com/bufbuild/buf/cmd/buf@v1.75.0
 need protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 need protoc-gen-connect-go connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.21.1
 need staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# A real S3 server for the object-store tests (about 90 s to build once).
+need versitygw github.com/versity/versitygw/cmd/versitygw@v1.8.0

@@ -180,7 +180,7 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 				}
 				segs = append(segs, &c)
 			}
-			l.OutputKey = blob.MontageKey(j.ID, t.Attempts)
+			l.OutputKey = blob.MontageAttemptKey(j.ID, t.Attempts)
 		}
 	})
 	if err != nil {
@@ -267,7 +267,7 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 		case t.Type == montagev1.TaskType_TASK_TYPE_RENDER:
 			want = blob.SegmentKey(t.JobID, t.ID, t.Attempts)
 		default:
-			want = blob.MontageKey(t.JobID, t.Attempts)
+			want = blob.MontageAttemptKey(t.JobID, t.Attempts)
 		}
 	})
 	if ferr != nil {

@@ -6,20 +6,53 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
 
-// Store is object storage as the coordinator uses it.
+// Store is object storage as the coordinator uses it. Agents never see it:
+// they get presigned URLs for exactly the objects a lease needs.
 type Store interface {
-	// PresignGet returns a URL that allows one GET of key until ttl passes.
+	// PresignGet returns a URL that allows GETs (ranges too) of key until ttl passes.
 	PresignGet(key string, ttl time.Duration) (string, error)
 	// PresignPut returns a URL that allows PUTs of key until ttl passes.
 	PresignPut(key string, ttl time.Duration) (string, error)
-	// Verify checks that key exists with the given size and SHA-256 (hex).
+	// Verify checks that key exists with the given size and SHA-256 (hex),
+	// reading the object back.
 	Verify(ctx context.Context, key string, size int64, sha256hex string) error
+	// Stat returns the size of key, or ErrMissing.
+	Stat(ctx context.Context, key string) (int64, error)
+	// List returns the keys under prefix.
+	List(ctx context.Context, prefix string) ([]string, error)
+	// Copy copies src to dst inside the store (any size).
+	Copy(ctx context.Context, src, dst string) error
 	// Delete removes key; a missing key is not an error.
 	Delete(ctx context.Context, key string) error
+
+	// StartMultipart begins a multipart upload of key.
+	StartMultipart(ctx context.Context, key string) (uploadID string, err error)
+	// PresignPart returns a URL that allows PUT of one part (numbered from 1).
+	// The response's ETag header names the part for CompleteMultipart.
+	PresignPart(key, uploadID string, part int, ttl time.Duration) (string, error)
+	// CompleteMultipart joins the parts into key; nothing is visible before.
+	CompleteMultipart(ctx context.Context, key, uploadID string, parts []Part) error
+	// AbortMultipart discards an upload and its parts.
+	AbortMultipart(ctx context.Context, key, uploadID string) error
+	// ListMultipart lists unfinished uploads under prefix.
+	ListMultipart(ctx context.Context, prefix string) ([]Upload, error)
+}
+
+// Part is one uploaded part of a multipart upload.
+type Part struct {
+	Number int
+	ETag   string
+}
+
+// Upload is an unfinished multipart upload.
+type Upload struct {
+	Key      string
+	UploadID string
 }
 
 // ErrMismatch means an object is not what its uploader said it was.
@@ -35,7 +68,7 @@ func CheckKey(key string) error {
 		return fmt.Errorf("blob key %q: must be 1..512 bytes", key)
 	}
 	for _, seg := range strings.Split(key, "/") {
-		if seg == "" || seg == "." || seg == ".." {
+		if seg == "" || strings.HasPrefix(seg, ".") {
 			return fmt.Errorf("blob key %q: empty or dot path segment", key)
 		}
 	}
@@ -55,7 +88,58 @@ func SegmentKey(jobID, taskID string, attempt int) string {
 	return fmt.Sprintf("jobs/%s/segments/%s-%d.mp4", jobID, taskID, attempt)
 }
 
-// MontageKey is where one attempt of a concat task uploads the montage.
-func MontageKey(jobID string, attempt int) string {
-	return fmt.Sprintf("jobs/%s/montage-%d.mp4", jobID, attempt)
+// MontageAttemptKey is where one attempt of a concat task uploads the
+// montage. After the completion commits, the coordinator copies it to
+// OutputKey(job, "montage") and deletes it.
+func MontageAttemptKey(jobID string, attempt int) string {
+	return fmt.Sprintf("jobs/%s/attempts/montage-%d.mp4", jobID, attempt)
+}
+
+// JobPrefix holds every object of a job.
+func JobPrefix(jobID string) string { return "jobs/" + jobID + "/" }
+
+// SegmentPrefix holds a job's segments (all attempts).
+func SegmentPrefix(jobID string) string { return "jobs/" + jobID + "/segments/" }
+
+// Outputs maps output names to their stable file names under the job.
+var Outputs = map[string]string{
+	"montage":   "montage.mp4",
+	"srt":       "montage.srt",
+	"vtt":       "montage.vtt",
+	"chapters":  "chapters.txt",
+	"thumbnail": "thumbnail.jpg",
+	"manifest":  "manifest.json",
+}
+
+// OutputKey is the stable key of a finished job's output.
+func OutputKey(jobID, name string) string { return JobPrefix(jobID) + Outputs[name] }
+
+// CacheKey is where the segment cache keeps a render by content key.
+func CacheKey(contentKey string) string { return "cache/" + contentKey + ".mp4" }
+
+// AttemptOf reads the task id and attempt number back from an attempt key
+// (a segment or a montage attempt), so orphaned uploads can be matched with
+// the leases that made them. ok is false for any other key.
+func AttemptOf(key string) (jobID, taskID string, attempt int, ok bool) {
+	parts := strings.Split(key, "/")
+	if len(parts) != 4 || parts[0] != "jobs" {
+		return "", "", 0, false
+	}
+	jobID = parts[1]
+	name := strings.TrimSuffix(parts[3], ".mp4")
+	i := strings.LastIndexByte(name, '-')
+	if i <= 0 || name == parts[3] {
+		return "", "", 0, false
+	}
+	n, err := strconv.Atoi(name[i+1:])
+	if err != nil || n <= 0 {
+		return "", "", 0, false
+	}
+	switch {
+	case parts[2] == "segments":
+		return jobID, name[:i], n, true
+	case parts[2] == "attempts" && name[:i] == "montage":
+		return jobID, jobID + "-concat", n, true
+	}
+	return "", "", 0, false
 }

@@ -3,17 +3,20 @@ package blob
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/md5"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -57,31 +60,48 @@ func NewLocal(dir, baseURL string, clk clock.Clock) (*Local, error) {
 	return &Local{dir: dir, base: strings.TrimRight(baseURL, "/"), secret: secret, clock: clk, maxSize: 64 << 30}, nil
 }
 
-func (l *Local) sign(method, key string, exp int64) string {
+// sign covers the method, key, expiry and, for a part, the upload and part
+// number, so a URL works for exactly one of each.
+func (l *Local) sign(method, key string, exp int64, upload, part string) string {
 	m := hmac.New(sha256.New, l.secret)
-	fmt.Fprintf(m, "%s\n%s\n%d", method, key, exp)
+	fmt.Fprintf(m, "%s\n%s\n%d\n%s\n%s", method, key, exp, upload, part)
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-func (l *Local) presign(method, key string, ttl time.Duration) (string, error) {
+func (l *Local) presign(method, key string, ttl time.Duration, upload, part string) (string, error) {
 	if err := CheckKey(key); err != nil {
 		return "", err
 	}
 	exp := l.clock.Now().Add(ttl).Unix()
 	q := url.Values{}
 	q.Set("exp", strconv.FormatInt(exp, 10))
-	q.Set("sig", l.sign(method, key, exp))
+	if upload != "" {
+		q.Set("upload", upload)
+		q.Set("part", part)
+	}
+	q.Set("sig", l.sign(method, key, exp, upload, part))
 	return l.base + PathPrefix + key + "?" + q.Encode(), nil
 }
 
 // PresignGet implements Store.
 func (l *Local) PresignGet(key string, ttl time.Duration) (string, error) {
-	return l.presign(http.MethodGet, key, ttl)
+	return l.presign(http.MethodGet, key, ttl, "", "")
 }
 
 // PresignPut implements Store.
 func (l *Local) PresignPut(key string, ttl time.Duration) (string, error) {
-	return l.presign(http.MethodPut, key, ttl)
+	return l.presign(http.MethodPut, key, ttl, "", "")
+}
+
+// PresignPart implements Store.
+func (l *Local) PresignPart(key, uploadID string, part int, ttl time.Duration) (string, error) {
+	if part < 1 || part > 10000 {
+		return "", fmt.Errorf("part %d: must be 1..10000", part)
+	}
+	if err := checkUploadID(uploadID); err != nil {
+		return "", err
+	}
+	return l.presign(http.MethodPut, key, ttl, uploadID, strconv.Itoa(part))
 }
 
 func (l *Local) path(key string) string { return filepath.Join(l.dir, filepath.FromSlash(key)) }
@@ -135,9 +155,11 @@ func (l *Local) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "only GET, HEAD and PUT", http.StatusMethodNotAllowed)
 		return
 	}
-	exp, err := strconv.ParseInt(r.URL.Query().Get("exp"), 10, 64)
-	sig := r.URL.Query().Get("sig")
-	if err != nil || !hmac.Equal([]byte(sig), []byte(l.sign(method, key, exp))) {
+	q := r.URL.Query()
+	exp, err := strconv.ParseInt(q.Get("exp"), 10, 64)
+	upload, part := q.Get("upload"), q.Get("part")
+	sig := q.Get("sig")
+	if err != nil || !hmac.Equal([]byte(sig), []byte(l.sign(method, key, exp, upload, part))) {
 		http.Error(w, "signature does not match this object and method", http.StatusForbidden)
 		return
 	}
@@ -161,6 +183,17 @@ func (l *Local) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.ServeContent(w, r, "", st.ModTime(), f)
 		return
 	}
+	if upload != "" {
+		etag, err := l.putPart(key, upload, part, r.Body)
+		if err != nil {
+			slog.Warn("blob part put failed", "key", key, "part", part, "err", err)
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("ETag", `"`+etag+`"`)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	if err := l.put(key, r.Body); err != nil {
 		slog.Warn("blob put failed", "key", key, "err", err)
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -172,28 +205,234 @@ func (l *Local) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // put writes to a temporary file and renames it into place, so a reader
 // never sees a partial object and a broken upload leaves nothing behind.
 func (l *Local) put(key string, body io.Reader) error {
-	tmp, err := os.CreateTemp(filepath.Join(l.dir, ".tmp"), "put-*")
+	_, err := l.writeAtomic(l.path(key), body)
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
+	return nil
+}
+
+// writeAtomic writes r to dst through a synced temporary file and returns
+// the MD5 of what it wrote (S3's ETag of a single-part object).
+func (l *Local) writeAtomic(dst string, r io.Reader) (string, error) {
+	tmp, err := os.CreateTemp(filepath.Join(l.dir, ".tmp"), "put-*")
+	if err != nil {
+		return "", err
+	}
 	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, io.LimitReader(body, l.maxSize)); err != nil {
+	h := md5.New()
+	if _, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(r, l.maxSize)); err != nil {
 		tmp.Close()
-		return fmt.Errorf("put %s: %w", key, err)
+		return "", err
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("put %s: %w", key, err)
+		return "", err
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+		return "", err
 	}
-	dst := l.path(key)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+		return "", err
 	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Stat implements Store.
+func (l *Local) Stat(_ context.Context, key string) (int64, error) {
+	if err := CheckKey(key); err != nil {
+		return 0, err
+	}
+	st, err := os.Stat(l.path(key))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("stat %s: %w", key, ErrMissing)
+	} else if err != nil {
+		return 0, fmt.Errorf("stat %s: %w", key, err)
+	}
+	return st.Size(), nil
+}
+
+// List implements Store.
+func (l *Local) List(_ context.Context, prefix string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(l.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(l.dir, p)
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if strings.HasPrefix(rel, ".") && rel != "." {
+				return filepath.SkipDir // .tmp, .uploads
+			}
+			return nil
+		}
+		if strings.HasPrefix(rel, prefix) && CheckKey(rel) == nil {
+			out = append(out, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Copy implements Store.
+func (l *Local) Copy(_ context.Context, src, dst string) error {
+	if err := CheckKey(src); err != nil {
+		return err
+	}
+	if err := CheckKey(dst); err != nil {
+		return err
+	}
+	f, err := os.Open(l.path(src))
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("copy %s: %w", src, ErrMissing)
+	} else if err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	defer f.Close()
+	if _, err := l.writeAtomic(l.path(dst), f); err != nil {
+		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
 	}
 	return nil
+}
+
+func checkUploadID(id string) error {
+	if len(id) != 32 {
+		return fmt.Errorf("upload id %q is not one of ours", id)
+	}
+	if _, err := hex.DecodeString(id); err != nil {
+		return fmt.Errorf("upload id %q is not one of ours", id)
+	}
+	return nil
+}
+
+func (l *Local) uploadDir(id string) string { return filepath.Join(l.dir, ".uploads", id) }
+
+// StartMultipart implements Store: parts collect in .uploads/ID until the
+// upload completes or is aborted.
+func (l *Local) StartMultipart(_ context.Context, key string) (string, error) {
+	if err := CheckKey(key); err != nil {
+		return "", err
+	}
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	id := hex.EncodeToString(b)
+	if err := os.MkdirAll(l.uploadDir(id), 0o750); err != nil {
+		return "", fmt.Errorf("start upload of %s: %w", key, err)
+	}
+	if err := os.WriteFile(filepath.Join(l.uploadDir(id), "key"), []byte(key), 0o640); err != nil {
+		return "", fmt.Errorf("start upload of %s: %w", key, err)
+	}
+	return id, nil
+}
+
+func (l *Local) uploadKey(id string) (string, error) {
+	if err := checkUploadID(id); err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(filepath.Join(l.uploadDir(id), "key"))
+	if err != nil {
+		return "", fmt.Errorf("upload %s: no such upload", id)
+	}
+	return string(b), nil
+}
+
+func (l *Local) putPart(key, id, part string, body io.Reader) (string, error) {
+	owner, err := l.uploadKey(id)
+	if err != nil {
+		return "", err
+	}
+	if owner != key {
+		return "", fmt.Errorf("upload %s belongs to another key", id)
+	}
+	n, err := strconv.Atoi(part)
+	if err != nil || n < 1 || n > 10000 {
+		return "", fmt.Errorf("part %q: must be 1..10000", part)
+	}
+	return l.writeAtomic(filepath.Join(l.uploadDir(id), fmt.Sprintf("part-%05d", n)), body)
+}
+
+// CompleteMultipart implements Store: each part must exist with the ETag
+// (MD5) its upload returned; the joined object appears at once.
+func (l *Local) CompleteMultipart(_ context.Context, key, id string, parts []Part) error {
+	owner, err := l.uploadKey(id)
+	if err != nil {
+		return err
+	}
+	if owner != key {
+		return fmt.Errorf("complete %s: upload %s belongs to %s", key, id, owner)
+	}
+	if len(parts) == 0 {
+		return fmt.Errorf("complete %s: no parts", key)
+	}
+	var readers []io.Reader
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	for i, p := range parts {
+		if p.Number != i+1 {
+			return fmt.Errorf("complete %s: parts must be numbered 1..%d in order", key, len(parts))
+		}
+		f, err := os.Open(filepath.Join(l.uploadDir(id), fmt.Sprintf("part-%05d", p.Number)))
+		if err != nil {
+			return fmt.Errorf("complete %s: part %d was not uploaded", key, p.Number)
+		}
+		files = append(files, f)
+		h := md5.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return fmt.Errorf("complete %s: %w", key, err)
+		}
+		if hex.EncodeToString(h.Sum(nil)) != strings.Trim(p.ETag, `"`) {
+			return fmt.Errorf("complete %s: part %d ETag %s: %w", key, p.Number, p.ETag, ErrMismatch)
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		readers = append(readers, f)
+	}
+	if _, err := l.writeAtomic(l.path(key), io.MultiReader(readers...)); err != nil {
+		return fmt.Errorf("complete %s: %w", key, err)
+	}
+	return os.RemoveAll(l.uploadDir(id))
+}
+
+// AbortMultipart implements Store.
+func (l *Local) AbortMultipart(_ context.Context, key, id string) error {
+	if err := checkUploadID(id); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(l.uploadDir(id)); err != nil {
+		return fmt.Errorf("abort upload of %s: %w", key, err)
+	}
+	return nil
+}
+
+// ListMultipart implements Store.
+func (l *Local) ListMultipart(_ context.Context, prefix string) ([]Upload, error) {
+	ents, err := os.ReadDir(filepath.Join(l.dir, ".uploads"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("list uploads: %w", err)
+	}
+	var out []Upload
+	for _, e := range ents {
+		key, err := l.uploadKey(e.Name())
+		if err == nil && strings.HasPrefix(key, prefix) {
+			out = append(out, Upload{Key: key, UploadID: e.Name()})
+		}
+	}
+	return out, nil
 }
