@@ -45,6 +45,16 @@ func run() error {
 		devAgent    = flag.Bool("dev-agent", true, "with -dev, run an embedded agent")
 		agentSlots  = flag.Int("agent-slots", 1, "with -dev, slots of the embedded agent")
 		logLevel    = flag.String("log-level", "info", "debug, info, warn or error")
+
+		s3Endpoint   = flag.String("s3-endpoint", "", "S3/MinIO endpoint (host:port or URL); empty keeps objects in the data dir")
+		s3Bucket     = flag.String("s3-bucket", "montage", "S3 bucket (created if absent)")
+		s3Region     = flag.String("s3-region", "us-east-1", "S3 region")
+		s3TLS        = flag.Bool("s3-tls", false, "use HTTPS for a host:port endpoint (a URL's scheme decides otherwise)")
+		s3CredsFile  = flag.String("s3-credentials-file", "", "file of MONTAGE_S3_ACCESS_KEY=… and MONTAGE_S3_SECRET_KEY=… lines (default: the environment)")
+		multipart    = flag.Int64("multipart-threshold", 64<<20, "outputs larger than this many bytes are uploaded in parts")
+		partSize     = flag.Int64("part-size", 16<<20, "multipart part size in bytes (S3 needs at least 5 MiB)")
+		retain       = flag.Duration("retention", 7*24*time.Hour, "how long finished jobs and their outputs are kept (0 keeps them forever)")
+		janitorEvery = flag.Duration("janitor-interval", 10*time.Second, "how often the leader does storage housekeeping")
 	)
 	flag.Parse()
 	var lvl slog.Level
@@ -85,11 +95,45 @@ func run() error {
 		*advertise = "http://" + *listen
 	}
 
+	// The object store first: a misconfiguration stops us with one line
+	// before anything else starts.
+	if *partSize < 5<<20 {
+		return fmt.Errorf("-part-size %d: S3 needs parts of at least 5 MiB (5242880 bytes)", *partSize)
+	}
+	if *retain < 0 {
+		return fmt.Errorf("-retention %s: must not be negative (0 keeps jobs forever)", *retain)
+	}
+	clk := clock.Real{}
+	mux := http.NewServeMux()
+	var store blob.Store
+	if *s3Endpoint != "" {
+		cfg := blob.S3Config{Endpoint: *s3Endpoint, Bucket: *s3Bucket, Region: *s3Region, TLS: *s3TLS}
+		if err := cfg.LoadCredentials(*s3CredsFile); err != nil {
+			return err
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		s3, err := blob.NewS3(sctx, cfg)
+		cancel()
+		if err != nil {
+			return err
+		}
+		log.Info("object store: S3", "store", s3.String())
+		store = s3
+	} else {
+		local, err := blob.NewLocal(filepath.Join(*dataDir, "objects"), *advertise, clk)
+		if err != nil {
+			return err
+		}
+		mux.Handle(blob.PathPrefix, local)
+		log.Info("object store: local directory", "dir", filepath.Join(*dataDir, "objects"))
+		store = local
+	}
 	// Bind the API first: a busy port should fail before raft starts.
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
+	defer ln.Close()
 	node, err := cluster.Open(cluster.Config{DataDir: *dataDir, NodeID: *nodeID, RaftAddr: *raftAddr, Bootstrap: true, Fast: *dev})
 	if err != nil {
 		ln.Close()
@@ -97,15 +141,12 @@ func run() error {
 	}
 	defer node.Shutdown()
 
-	clk := clock.Real{}
-	store, err := blob.NewLocal(filepath.Join(*dataDir, "objects"), *advertise, clk)
-	if err != nil {
-		return err
-	}
-	srv := api.New(node, store, clk, api.Config{LeaseTTL: *leaseTTL, MaxAttempts: *maxAttempts}, log)
-	mux := http.NewServeMux()
+	srv := api.New(node, store, clk, api.Config{
+		LeaseTTL: *leaseTTL, MaxAttempts: *maxAttempts,
+		MultipartThreshold: *multipart, PartSize: *partSize,
+		Retention: *retain, JanitorInterval: *janitorEvery,
+	}, log)
 	srv.Mount(mux)
-	mux.Handle(blob.PathPrefix, store)
 	// Ready means this node leads and has replayed its log, so reads are current.
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if !node.Ready() {

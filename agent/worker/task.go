@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"connectrpc.com/connect"
 
 	"github.com/stream-montages/montage/agent/media"
 	"github.com/stream-montages/montage/internal/spec"
@@ -56,11 +59,12 @@ func (a *Agent) runTask(ctx context.Context, l *montagev1.Lease, progress func(f
 	if written <= 0 {
 		return nil, fmt.Errorf("ffmpeg wrote no media (is the highlight past the end of the source?)")
 	}
-	size, sum, err := a.upload(ctx, out, l.GetOutputPutUrl())
+	res, err := a.upload(ctx, out, l)
 	if err != nil {
 		return nil, err
 	}
-	return &montagev1.TaskResult{Key: l.GetOutputKey(), Size: size, Sha256: sum, DurationSeconds: written}, nil
+	res.DurationSeconds = written
+	return res, nil
 }
 
 // render cuts one highlight; the ffmpeg command maps exactly one video and
@@ -157,36 +161,83 @@ func (a *Agent) download(ctx context.Context, url, path string) error {
 	return f.Close()
 }
 
-// upload PUTs the file to its presigned URL and returns its size and SHA-256,
-// which the coordinator checks against what it stored before committing.
-func (a *Agent) upload(ctx context.Context, path, url string) (int64, string, error) {
+// upload sends the output to its presigned URL, or in parts when it is over
+// the lease's threshold, and returns what the coordinator checks before it
+// commits: size, SHA-256 and, for parts, their ETags.
+func (a *Agent) upload(ctx context.Context, path string, l *montagev1.Lease) (*montagev1.TaskResult, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, "", fmt.Errorf("upload: %w", err)
+		return nil, fmt.Errorf("upload: %w", err)
 	}
 	defer f.Close()
 	h := sha256.New()
 	size, err := io.Copy(h, f)
 	if err != nil {
-		return 0, "", fmt.Errorf("upload: hash: %w", err)
+		return nil, fmt.Errorf("upload: hash: %w", err)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return 0, "", fmt.Errorf("upload: %w", err)
+	res := &montagev1.TaskResult{Key: l.GetOutputKey(), Size: size, Sha256: hex.EncodeToString(h.Sum(nil))}
+	if t := l.GetMultipartThresholdBytes(); t > 0 && size > t {
+		if err := a.uploadParts(ctx, f, size, l, res); err != nil {
+			return nil, err
+		}
+		return res, nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, f)
+	if _, err := a.put(ctx, l.GetOutputPutUrl(), io.NewSectionReader(f, 0, size), size); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// put PUTs n bytes and returns the ETag the store answered with.
+func (a *Agent) put(ctx context.Context, url string, body io.Reader, n int64) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, body)
 	if err != nil {
-		return 0, "", fmt.Errorf("upload: %w", err)
+		return "", fmt.Errorf("upload: %w", err)
 	}
-	req.ContentLength = size
-	req.Header.Set("Content-Type", "video/mp4")
+	req.ContentLength = n
 	resp, err := a.http.Do(req)
 	if err != nil {
-		return 0, "", fmt.Errorf("upload: %w", err)
+		return "", fmt.Errorf("upload: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return 0, "", fmt.Errorf("upload: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
+		return "", fmt.Errorf("upload: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
 	}
-	return size, hex.EncodeToString(h.Sum(nil)), nil
+	return strings.Trim(resp.Header.Get("ETag"), `"`), nil
+}
+
+// uploadParts sends the file through a multipart upload the coordinator
+// opens for this lease. Each part's ETag must be the MD5 of what was sent,
+// so a part damaged on the way is caught here, not after the concat.
+func (a *Agent) uploadParts(ctx context.Context, f *os.File, size int64, l *montagev1.Lease, res *montagev1.TaskResult) error {
+	var start *montagev1.StartUploadResponse
+	err := a.report(ctx, func(ctx context.Context) error {
+		r, err := a.client.StartUpload(ctx, connect.NewRequest(&montagev1.StartUploadRequest{
+			AgentId: a.id, TaskId: l.GetTaskId(), Token: l.GetToken(), Size: size,
+		}))
+		if err == nil {
+			start = r.Msg
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("start upload: %w", err)
+	}
+	part := start.GetPartSize()
+	for i, u := range start.GetPartUrls() {
+		off := int64(i) * part
+		n := min(part, size-off)
+		m := md5.New()
+		etag, err := a.put(ctx, u, io.TeeReader(io.NewSectionReader(f, off, n), m), n)
+		if err != nil {
+			return fmt.Errorf("part %d: %w", i+1, err)
+		}
+		if want := hex.EncodeToString(m.Sum(nil)); etag != want {
+			return fmt.Errorf("part %d: store answered ETag %q for bytes with MD5 %s", i+1, etag, want)
+		}
+		res.Parts = append(res.Parts, &montagev1.UploadedPart{Number: int32(i + 1), Etag: etag})
+	}
+	res.UploadId = start.GetUploadId()
+	return nil
 }

@@ -137,9 +137,10 @@ func (s *Server) grant(agentID string, n int) ([]*montagev1.Lease, error) {
 
 func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, error) {
 	var (
-		l    *montagev1.Lease
-		segs []*fsm.Task
-		err  error
+		l        *montagev1.Lease
+		segs     []*fsm.Task
+		err      error
+		expected float64
 	)
 	s.node.View(func(st *fsm.State) {
 		t := st.Tasks[taskID]
@@ -153,14 +154,16 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 			err = fmt.Errorf("job %s profile: %w", j.ID, e)
 			return
 		}
+		expected = t.ExpectedSeconds
 		l = &montagev1.Lease{
-			TaskId:     t.ID,
-			JobId:      j.ID,
-			Token:      token,
-			Attempt:    int32(t.Attempts),
-			Type:       t.Type,
-			TtlSeconds: s.cfg.LeaseTTL.Seconds(),
-			Profile:    prof,
+			TaskId:                  t.ID,
+			JobId:                   j.ID,
+			Token:                   token,
+			Attempt:                 int32(t.Attempts),
+			Type:                    t.Type,
+			TtlSeconds:              s.cfg.LeaseTTL.Seconds(),
+			Profile:                 prof,
+			MultipartThresholdBytes: s.cfg.MultipartThreshold,
 		}
 		switch t.Type {
 		case montagev1.TaskType_TASK_TYPE_RENDER:
@@ -186,20 +189,21 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 	if err != nil {
 		return nil, err
 	}
+	ttl := urlTTL(expected)
 	if len(segs) > 0 {
 		l.Concat = &montagev1.ConcatInput{}
 		for _, c := range segs {
 			if c.Result == nil {
 				return nil, fmt.Errorf("concat %s: segment %s has no result", taskID, c.ID)
 			}
-			u, err := s.store.PresignGet(c.Result.Key, s.cfg.URLTTL)
+			u, err := s.store.PresignGet(c.Result.Key, ttl)
 			if err != nil {
 				return nil, fmt.Errorf("presign %s: %w", c.Result.Key, err)
 			}
 			l.Concat.Segments = append(l.Concat.Segments, &montagev1.ConcatSegment{Url: u, Title: c.Render.Title, DurationSeconds: c.Result.Duration})
 		}
 	}
-	u, err := s.store.PresignPut(l.OutputKey, s.cfg.URLTTL)
+	u, err := s.store.PresignPut(l.OutputKey, ttl)
 	if err != nil {
 		return nil, fmt.Errorf("presign %s: %w", l.OutputKey, err)
 	}
@@ -253,29 +257,26 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 		return nil, err
 	}
 	// Fence before touching storage, and only accept the key of this attempt.
-	var want string
-	var ferr error
-	s.node.View(func(st *fsm.State) {
-		t := st.Tasks[m.GetTaskId()]
-		switch {
-		case t == nil:
-			ferr = connect.NewError(connect.CodeNotFound, fmt.Errorf("task %q not found", m.GetTaskId()))
-		case t.State != montagev1.TaskState_TASK_STATE_LEASED || t.LeaseToken != m.GetToken():
-			ferr = connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("task %s token %d (current %d, %s): %w", t.ID, m.GetToken(), t.LeaseToken, t.State, fsm.ErrStaleLease))
-		case t.AgentID != m.GetAgentId():
-			ferr = connect.NewError(connect.CodePermissionDenied, fmt.Errorf("task %s: %w", t.ID, fsm.ErrWrongAgent))
-		case t.Type == montagev1.TaskType_TASK_TYPE_RENDER:
-			want = blob.SegmentKey(t.JobID, t.ID, t.Attempts)
-		default:
-			want = blob.MontageAttemptKey(t.JobID, t.Attempts)
-		}
-	})
+	want, ferr := s.checkFence(m.GetTaskId(), m.GetAgentId(), m.GetToken())
 	if ferr != nil {
 		s.m.completed.WithLabelValues("rejected").Inc()
 		return nil, ferr
 	}
 	if r.GetKey() != want {
 		return nil, invalid("result.key", "must be %q for this attempt, got %q", want, r.GetKey())
+	}
+	if id := r.GetUploadId(); id != "" {
+		parts := make([]blob.Part, len(r.GetParts()))
+		for i, p := range r.GetParts() {
+			parts[i] = blob.Part{Number: int(p.GetNumber()), ETag: p.GetEtag()}
+		}
+		if err := s.store.CompleteMultipart(ctx, r.GetKey(), id, parts); err != nil {
+			// A bad part list cannot be fixed by retrying it; the upload is
+			// aborted and the agent fails the attempt.
+			_ = s.store.AbortMultipart(ctx, r.GetKey(), id)
+			s.m.completed.WithLabelValues("corrupt").Inc()
+			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("result.parts: %w", err))
+		}
 	}
 	if err := s.store.Verify(ctx, r.GetKey(), r.GetSize(), strings.ToLower(r.GetSha256())); err != nil {
 		s.m.completed.WithLabelValues("corrupt").Inc()
@@ -296,6 +297,63 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 	s.m.completed.WithLabelValues("succeeded").Inc()
 	s.log.Info("task completed", "task", m.GetTaskId(), "agent", m.GetAgentId(), "token", m.GetToken(), "key", r.GetKey())
 	return connect.NewResponse(&montagev1.CompleteTaskResponse{}), nil
+}
+
+func notFound(format string, args ...any) error {
+	return connect.NewError(connect.CodeNotFound, fmt.Errorf(format, args...))
+}
+
+func stale(t *fsm.Task, token uint64) error {
+	return connect.NewError(connect.CodeFailedPrecondition,
+		fmt.Errorf("task %s token %d (current %d, %s): %w", t.ID, token, t.LeaseToken, t.State, fsm.ErrStaleLease))
+}
+
+func wrongAgent(t *fsm.Task) error {
+	return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("task %s: %w", t.ID, fsm.ErrWrongAgent))
+}
+
+// maxParts bounds one upload (S3 allows 10,000 parts).
+const maxParts = 10000
+
+// StartUpload opens a multipart upload for the caller's current lease and
+// presigns every part. An upload its lease outlives is aborted by the
+// janitor, so a dead agent leaves no parts behind.
+func (s *Server) StartUpload(ctx context.Context, req *connect.Request[montagev1.StartUploadRequest]) (*connect.Response[montagev1.StartUploadResponse], error) {
+	m := req.Msg
+	if err := checkAgentID(m.GetAgentId()); err != nil {
+		return nil, err
+	}
+	if m.GetSize() <= 0 {
+		return nil, invalid("size", "must be positive")
+	}
+	if err := s.requireLeader(); err != nil {
+		return nil, err
+	}
+	key, err := s.checkFence(m.GetTaskId(), m.GetAgentId(), m.GetToken())
+	if err != nil {
+		return nil, err
+	}
+	part := s.cfg.PartSize
+	for (m.GetSize()+part-1)/part > maxParts {
+		part *= 2
+	}
+	n := int((m.GetSize() + part - 1) / part)
+	id, err := s.store.StartMultipart(ctx, key)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeUnavailable, err)
+	}
+	out := &montagev1.StartUploadResponse{UploadId: id, PartSize: part}
+	ttl := urlTTL(float64(m.GetSize()) / 1e6) // a second per MB of margin on top
+	for i := 1; i <= n; i++ {
+		u, err := s.store.PresignPart(key, id, i, ttl)
+		if err != nil {
+			_ = s.store.AbortMultipart(ctx, key, id)
+			return nil, connect.NewError(connect.CodeInternal, err)
+		}
+		out.PartUrls = append(out.PartUrls, u)
+	}
+	s.log.Info("multipart upload started", "task", m.GetTaskId(), "key", key, "parts", n, "part_size", part)
+	return connect.NewResponse(out), nil
 }
 
 // FailTask ends an attempt; the task is retried until its attempt limit.

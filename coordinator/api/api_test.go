@@ -25,6 +25,7 @@ import (
 )
 
 type harness struct {
+	store  blob.Store
 	clk    *clock.Fake
 	srv    *Server
 	jobs   montagev1connect.JobServiceClient
@@ -44,6 +45,11 @@ func freeAddr(t *testing.T) string {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessWith(t, Config{})
+}
+
+func newHarnessWith(t *testing.T, cfg Config) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	node, err := cluster.Open(cluster.Config{DataDir: dir, RaftAddr: freeAddr(t), Bootstrap: true, Fast: true})
 	if err != nil {
@@ -62,13 +68,14 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := New(node, store, clk, Config{LeaseTTL: 10 * time.Second, LeaseGrace: 5 * time.Second, MaxLeaseWait: 2 * time.Second, MaxAttempts: 2}, log)
+	cfg.LeaseTTL, cfg.LeaseGrace, cfg.MaxLeaseWait, cfg.MaxAttempts = 10*time.Second, 5*time.Second, 2*time.Second, 2
+	srv := New(node, store, clk, cfg, log)
 	srv.Mount(mux)
 	mux.Handle(blob.PathPrefix, store)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go srv.Run(ctx)
-	return &harness{clk: clk, srv: srv, url: hs.URL,
+	return &harness{store: store, clk: clk, srv: srv, url: hs.URL,
 		jobs:   montagev1connect.NewJobServiceClient(hs.Client(), hs.URL),
 		agents: montagev1connect.NewAgentServiceClient(hs.Client(), hs.URL)}
 }

@@ -25,8 +25,12 @@ func jobProto(st *fsm.State, j *fsm.Job, leases *lease.Table, withTasks bool) *m
 		Warnings:  append([]string(nil), j.Warnings...),
 		Error:     j.Error,
 	}
-	for k, v := range j.Outputs {
-		out.Outputs[k] = v
+	if j.Deleting {
+		out.Warnings = append(out.Warnings, "retention is deleting this job and its outputs")
+	} else {
+		for k, v := range j.Outputs {
+			out.Outputs[k] = v
+		}
 	}
 	var done, total float64
 	for _, t := range st.TasksOf(j) {

@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/stream-montages/montage/coordinator/blob"
 	"github.com/stream-montages/montage/coordinator/fsm"
 	"github.com/stream-montages/montage/coordinator/planner"
 	"github.com/stream-montages/montage/internal/spec"
@@ -193,12 +194,22 @@ func (s *Server) GetOutputURL(_ context.Context, req *connect.Request[montagev1.
 	if err != nil {
 		return nil, err
 	}
+	if _, known := blob.Outputs[name]; !known {
+		return nil, invalid("output", "%q is not an output; use montage, srt, vtt, chapters, thumbnail or manifest", name)
+	}
+	ttl := time.Duration(req.Msg.GetTtlSeconds()) * time.Second
+	if ttl < 0 || ttl > 7*24*time.Hour {
+		return nil, invalid("ttl_seconds", "must be between 0 and 604800 (7 days)")
+	}
+	if ttl == 0 {
+		ttl = time.Hour
+	}
 	key, ok := j.Outputs[name]
 	if !ok {
 		return nil, connect.NewError(connect.CodeFailedPrecondition,
 			fmt.Errorf("job %s has no %q output (state %s)", j.Id, name, j.State))
 	}
-	u, err := s.store.PresignGet(key, time.Hour)
+	u, err := s.store.PresignGet(key, ttl)
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}

@@ -27,8 +27,15 @@ type Config struct {
 	// leader, so agents have time to find it before anything expires.
 	LeaseGrace   time.Duration
 	MaxLeaseWait time.Duration // cap on a LeaseTask long poll
-	URLTTL       time.Duration // lifetime of presigned URLs in a lease
 	MaxAttempts  int
+	// MultipartThreshold: outputs larger than this are uploaded in parts of
+	// PartSize (S3 needs at least 5 MiB per part but the last).
+	MultipartThreshold int64
+	PartSize           int64
+	// Retention keeps finished jobs this long (0: forever); JanitorInterval
+	// is how often the leader looks for housekeeping to do.
+	Retention       time.Duration
+	JanitorInterval time.Duration
 	// WatchInterval is how often WatchJob looks for progress that changed
 	// without a raft write (heartbeat progress lives in memory).
 	WatchInterval time.Duration
@@ -44,8 +51,14 @@ func (c *Config) defaults() {
 	if c.MaxLeaseWait == 0 {
 		c.MaxLeaseWait = 20 * time.Second
 	}
-	if c.URLTTL == 0 {
-		c.URLTTL = 6 * time.Hour
+	if c.MultipartThreshold == 0 {
+		c.MultipartThreshold = 64 << 20
+	}
+	if c.PartSize == 0 {
+		c.PartSize = 16 << 20
+	}
+	if c.JanitorInterval == 0 {
+		c.JanitorInterval = 10 * time.Second
 	}
 	if c.WatchInterval == 0 {
 		c.WatchInterval = 500 * time.Millisecond
@@ -87,8 +100,15 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	mux.Handle("/metrics", s.m.handler())
 }
 
-// Run keeps the lease table in step with leadership and expires leases whose
-// agents stopped renewing them. It returns when ctx ends.
+// urlTTL is how long the presigned URLs of a lease work: the expected work
+// with a wide margin (slow PCs, big frames), not forever.
+func urlTTL(expectedSeconds float64) time.Duration {
+	return 15*time.Minute + time.Duration(20*expectedSeconds)*time.Second
+}
+
+// Run keeps the lease table in step with leadership, expires leases whose
+// agents stopped renewing them and does storage housekeeping. It returns
+// when ctx ends.
 func (s *Server) Run(ctx context.Context) {
 	tick := s.cfg.LeaseTTL / 5
 	if tick < 50*time.Millisecond {
@@ -96,6 +116,7 @@ func (s *Server) Run(ctx context.Context) {
 	}
 	leader := false
 	leaderCh := s.node.LeaderCh()
+	nextJanitor := s.clock.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -115,6 +136,10 @@ func (s *Server) Run(ctx context.Context) {
 			}
 			if leader {
 				s.expireLeases()
+				if now := s.clock.Now(); !now.Before(nextJanitor) {
+					s.janitor(ctx)
+					nextJanitor = now.Add(s.cfg.JanitorInterval)
+				}
 			}
 		}
 	}

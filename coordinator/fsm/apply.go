@@ -19,6 +19,23 @@ type Command struct {
 	Expire   *ExpireCmd   `json:"expire,omitempty"`
 	Cancel   *CancelCmd   `json:"cancel,omitempty"`
 	Register *RegisterCmd `json:"register,omitempty"`
+	// Housekeeping of finished jobs, proposed by the leader's janitor after
+	// it did the storage work, so every coordinator agrees on what is gone.
+	Finalize      *FinalizeCmd `json:"finalize,omitempty"`
+	PurgeSegments *JobCmd      `json:"purge_segments,omitempty"`
+	MarkDeleting  *JobCmd      `json:"mark_deleting,omitempty"`
+	RemoveJob     *JobCmd      `json:"remove_job,omitempty"`
+}
+
+// FinalizeCmd records that a succeeded job's outputs now live at stable keys.
+type FinalizeCmd struct {
+	JobID   string            `json:"job_id"`
+	Outputs map[string]string `json:"outputs"`
+}
+
+// JobCmd names one job.
+type JobCmd struct {
+	JobID string `json:"job_id"`
 }
 
 // SubmitCmd adds a planned job and its tasks.
@@ -108,6 +125,14 @@ func (s *State) Apply(idx uint64, c *Command) Response {
 		return s.cancel(c.At, c.Cancel)
 	case c.Register != nil:
 		return s.register(c.At, c.Register)
+	case c.Finalize != nil:
+		return s.finalize(c.At, c.Finalize)
+	case c.PurgeSegments != nil:
+		return s.housekeep(c.At, c.PurgeSegments.JobID, func(j *Job) { j.SegmentsPurged = true })
+	case c.MarkDeleting != nil:
+		return s.housekeep(c.At, c.MarkDeleting.JobID, func(j *Job) { j.Deleting = true })
+	case c.RemoveJob != nil:
+		return s.removeJob(c.RemoveJob.JobID)
 	}
 	return Response{Err: ErrBadCommand}
 }
@@ -215,6 +240,7 @@ func (s *State) complete(at time.Time, c *CompleteCmd) Response {
 	}
 	if done {
 		j.State = montagev1.JobState_JOB_STATE_SUCCEEDED
+		j.FinishedAt = at
 	}
 	return Response{JobID: j.ID}
 }
@@ -261,6 +287,7 @@ func (s *State) endAttempt(at time.Time, t *Task, msg string, handback bool) {
 	j.State = montagev1.JobState_JOB_STATE_FAILED
 	j.Error = fmt.Sprintf("%s failed after %d attempts: %s", describe(t), t.Attempts, msg)
 	j.UpdatedAt = at
+	j.FinishedAt = at
 	s.cancelRest(at, j)
 }
 
@@ -294,8 +321,62 @@ func (s *State) cancel(at time.Time, c *CancelCmd) Response {
 	}
 	j.State = montagev1.JobState_JOB_STATE_CANCELED
 	j.UpdatedAt = at
+	j.FinishedAt = at
 	s.cancelRest(at, j)
 	return Response{JobID: j.ID}
+}
+
+func (s *State) finalize(at time.Time, c *FinalizeCmd) Response {
+	j := s.Jobs[c.JobID]
+	if j == nil {
+		return Response{Err: fmt.Errorf("job %s: %w", c.JobID, ErrNotFound)}
+	}
+	if j.State != montagev1.JobState_JOB_STATE_SUCCEEDED {
+		return Response{Err: fmt.Errorf("%w: finalize of job %s in state %s", ErrBadCommand, j.ID, j.State)}
+	}
+	j.Outputs = map[string]string{}
+	for k, v := range c.Outputs {
+		j.Outputs[k] = v
+	}
+	j.Finalized = true
+	j.UpdatedAt = at
+	return Response{JobID: j.ID}
+}
+
+// housekeep records a storage step on a finished job.
+func (s *State) housekeep(at time.Time, jobID string, mark func(*Job)) Response {
+	j := s.Jobs[jobID]
+	if j == nil {
+		return Response{Err: fmt.Errorf("job %s: %w", jobID, ErrNotFound)}
+	}
+	if !j.Terminal() {
+		return Response{Err: fmt.Errorf("%w: housekeeping of unfinished job %s", ErrBadCommand, jobID)}
+	}
+	mark(j)
+	j.UpdatedAt = at
+	return Response{JobID: j.ID}
+}
+
+// removeJob forgets a job whose objects retention has deleted. Its
+// idempotency keys go too: the same key may then create a new job.
+func (s *State) removeJob(jobID string) Response {
+	j := s.Jobs[jobID]
+	if j == nil {
+		return Response{Err: fmt.Errorf("job %s: %w", jobID, ErrNotFound)}
+	}
+	if !j.Deleting {
+		return Response{Err: fmt.Errorf("%w: remove of job %s before its objects were deleted", ErrBadCommand, jobID)}
+	}
+	for _, id := range j.TaskIDs {
+		delete(s.Tasks, id)
+	}
+	for k, v := range s.Idempotency {
+		if v == jobID {
+			delete(s.Idempotency, k)
+		}
+	}
+	delete(s.Jobs, jobID)
+	return Response{JobID: jobID}
 }
 
 func (s *State) register(at time.Time, c *RegisterCmd) Response {

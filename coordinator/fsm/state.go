@@ -79,6 +79,14 @@ type Job struct {
 	Error     string             `json:"error,omitempty"`
 	Warnings  []string           `json:"warnings,omitempty"`
 	Seq       uint64             `json:"seq"` // raft index of the submission: orders jobs of equal age
+	// FinishedAt is when the job reached a terminal state (retention counts from it).
+	FinishedAt time.Time `json:"finished_at"`
+	// Finalized: outputs were copied to their stable keys.
+	Finalized bool `json:"finalized,omitempty"`
+	// SegmentsPurged: intermediate objects were deleted.
+	SegmentsPurged bool `json:"segments_purged,omitempty"`
+	// Deleting: retention is removing the job's objects; RemoveJob follows.
+	Deleting bool `json:"deleting,omitempty"`
 }
 
 // Terminal reports whether the job can change no more.

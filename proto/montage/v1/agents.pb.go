@@ -261,10 +261,12 @@ type Lease struct {
 	Render     *RenderInput           `protobuf:"bytes,8,opt,name=render,proto3" json:"render,omitempty"`
 	Concat     *ConcatInput           `protobuf:"bytes,9,opt,name=concat,proto3" json:"concat,omitempty"`
 	// Presigned URL the result is PUT to, and its key.
-	OutputPutUrl  string `protobuf:"bytes,10,opt,name=output_put_url,json=outputPutUrl,proto3" json:"output_put_url,omitempty"`
-	OutputKey     string `protobuf:"bytes,11,opt,name=output_key,json=outputKey,proto3" json:"output_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	OutputPutUrl string `protobuf:"bytes,10,opt,name=output_put_url,json=outputPutUrl,proto3" json:"output_put_url,omitempty"`
+	OutputKey    string `protobuf:"bytes,11,opt,name=output_key,json=outputKey,proto3" json:"output_key,omitempty"`
+	// Outputs larger than this go through StartUpload in parts; 0 means never.
+	MultipartThresholdBytes int64 `protobuf:"varint,12,opt,name=multipart_threshold_bytes,json=multipartThresholdBytes,proto3" json:"multipart_threshold_bytes,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *Lease) Reset() {
@@ -372,6 +374,13 @@ func (x *Lease) GetOutputKey() string {
 		return x.OutputKey
 	}
 	return ""
+}
+
+func (x *Lease) GetMultipartThresholdBytes() int64 {
+	if x != nil {
+		return x.MultipartThresholdBytes
+	}
+	return 0
 }
 
 type RenderInput struct {
@@ -718,8 +727,12 @@ type TaskResult struct {
 	Size            int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
 	Sha256          string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	DurationSeconds float64                `protobuf:"fixed64,4,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Set when the output went up in parts: the coordinator completes the
+	// upload with these parts before it verifies and commits.
+	UploadId      string          `protobuf:"bytes,5,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	Parts         []*UploadedPart `protobuf:"bytes,6,rep,name=parts,proto3" json:"parts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskResult) Reset() {
@@ -780,6 +793,202 @@ func (x *TaskResult) GetDurationSeconds() float64 {
 	return 0
 }
 
+func (x *TaskResult) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *TaskResult) GetParts() []*UploadedPart {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+type UploadedPart struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Number int32                  `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
+	// The ETag the store returned for the part (its MD5 for S3 and the local store).
+	Etag          string `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadedPart) Reset() {
+	*x = UploadedPart{}
+	mi := &file_montage_v1_agents_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadedPart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadedPart) ProtoMessage() {}
+
+func (x *UploadedPart) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_v1_agents_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadedPart.ProtoReflect.Descriptor instead.
+func (*UploadedPart) Descriptor() ([]byte, []int) {
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *UploadedPart) GetNumber() int32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *UploadedPart) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+type StartUploadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Token         uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
+	Size          int64                  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartUploadRequest) Reset() {
+	*x = StartUploadRequest{}
+	mi := &file_montage_v1_agents_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartUploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartUploadRequest) ProtoMessage() {}
+
+func (x *StartUploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_v1_agents_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartUploadRequest.ProtoReflect.Descriptor instead.
+func (*StartUploadRequest) Descriptor() ([]byte, []int) {
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *StartUploadRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *StartUploadRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *StartUploadRequest) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *StartUploadRequest) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+type StartUploadResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	UploadId string                 `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	PartSize int64                  `protobuf:"varint,2,opt,name=part_size,json=partSize,proto3" json:"part_size,omitempty"`
+	// Presigned PUT URLs for parts 1..N in order.
+	PartUrls      []string `protobuf:"bytes,3,rep,name=part_urls,json=partUrls,proto3" json:"part_urls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartUploadResponse) Reset() {
+	*x = StartUploadResponse{}
+	mi := &file_montage_v1_agents_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartUploadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartUploadResponse) ProtoMessage() {}
+
+func (x *StartUploadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_v1_agents_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartUploadResponse.ProtoReflect.Descriptor instead.
+func (*StartUploadResponse) Descriptor() ([]byte, []int) {
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *StartUploadResponse) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *StartUploadResponse) GetPartSize() int64 {
+	if x != nil {
+		return x.PartSize
+	}
+	return 0
+}
+
+func (x *StartUploadResponse) GetPartUrls() []string {
+	if x != nil {
+		return x.PartUrls
+	}
+	return nil
+}
+
 type CompleteTaskRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
@@ -792,7 +1001,7 @@ type CompleteTaskRequest struct {
 
 func (x *CompleteTaskRequest) Reset() {
 	*x = CompleteTaskRequest{}
-	mi := &file_montage_v1_agents_proto_msgTypes[12]
+	mi := &file_montage_v1_agents_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +1013,7 @@ func (x *CompleteTaskRequest) String() string {
 func (*CompleteTaskRequest) ProtoMessage() {}
 
 func (x *CompleteTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[12]
+	mi := &file_montage_v1_agents_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +1026,7 @@ func (x *CompleteTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteTaskRequest.ProtoReflect.Descriptor instead.
 func (*CompleteTaskRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{12}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CompleteTaskRequest) GetAgentId() string {
@@ -856,7 +1065,7 @@ type CompleteTaskResponse struct {
 
 func (x *CompleteTaskResponse) Reset() {
 	*x = CompleteTaskResponse{}
-	mi := &file_montage_v1_agents_proto_msgTypes[13]
+	mi := &file_montage_v1_agents_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +1077,7 @@ func (x *CompleteTaskResponse) String() string {
 func (*CompleteTaskResponse) ProtoMessage() {}
 
 func (x *CompleteTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[13]
+	mi := &file_montage_v1_agents_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +1090,7 @@ func (x *CompleteTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteTaskResponse.ProtoReflect.Descriptor instead.
 func (*CompleteTaskResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{13}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{16}
 }
 
 type FailTaskRequest struct {
@@ -898,7 +1107,7 @@ type FailTaskRequest struct {
 
 func (x *FailTaskRequest) Reset() {
 	*x = FailTaskRequest{}
-	mi := &file_montage_v1_agents_proto_msgTypes[14]
+	mi := &file_montage_v1_agents_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1119,7 @@ func (x *FailTaskRequest) String() string {
 func (*FailTaskRequest) ProtoMessage() {}
 
 func (x *FailTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[14]
+	mi := &file_montage_v1_agents_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1132,7 @@ func (x *FailTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailTaskRequest.ProtoReflect.Descriptor instead.
 func (*FailTaskRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{14}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FailTaskRequest) GetAgentId() string {
@@ -969,7 +1178,7 @@ type FailTaskResponse struct {
 
 func (x *FailTaskResponse) Reset() {
 	*x = FailTaskResponse{}
-	mi := &file_montage_v1_agents_proto_msgTypes[15]
+	mi := &file_montage_v1_agents_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1190,7 @@ func (x *FailTaskResponse) String() string {
 func (*FailTaskResponse) ProtoMessage() {}
 
 func (x *FailTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[15]
+	mi := &file_montage_v1_agents_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1203,7 @@ func (x *FailTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailTaskResponse.ProtoReflect.Descriptor instead.
 func (*FailTaskResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{15}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{18}
 }
 
 var File_montage_v1_agents_proto protoreflect.FileDescriptor
@@ -1020,7 +1229,7 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"free_slots\x18\x02 \x01(\x05R\tfreeSlots\x12!\n" +
 	"\fwait_seconds\x18\x03 \x01(\x01R\vwaitSeconds\">\n" +
 	"\x11LeaseTaskResponse\x12)\n" +
-	"\x06leases\x18\x01 \x03(\v2\x11.montage.v1.LeaseR\x06leases\"\x8e\x03\n" +
+	"\x06leases\x18\x01 \x03(\v2\x11.montage.v1.LeaseR\x06leases\"\xca\x03\n" +
 	"\x05Lease\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x14\n" +
@@ -1035,7 +1244,8 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x0eoutput_put_url\x18\n" +
 	" \x01(\tR\foutputPutUrl\x12\x1d\n" +
 	"\n" +
-	"output_key\x18\v \x01(\tR\toutputKey\"\x92\x01\n" +
+	"output_key\x18\v \x01(\tR\toutputKey\x12:\n" +
+	"\x19multipart_threshold_bytes\x18\f \x01(\x03R\x17multipartThresholdBytes\"\x92\x01\n" +
 	"\vRenderInput\x12\x1d\n" +
 	"\n" +
 	"source_url\x18\x01 \x01(\tR\tsourceUrl\x12#\n" +
@@ -1058,13 +1268,27 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x11HeartbeatResponse\x12(\n" +
 	"\x10revoked_task_ids\x18\x01 \x03(\tR\x0erevokedTaskIds\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x01R\n" +
-	"ttlSeconds\"u\n" +
+	"ttlSeconds\"\xc2\x01\n" +
 	"\n" +
 	"TaskResult\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12)\n" +
-	"\x10duration_seconds\x18\x04 \x01(\x01R\x0fdurationSeconds\"\x8f\x01\n" +
+	"\x10duration_seconds\x18\x04 \x01(\x01R\x0fdurationSeconds\x12\x1b\n" +
+	"\tupload_id\x18\x05 \x01(\tR\buploadId\x12.\n" +
+	"\x05parts\x18\x06 \x03(\v2\x18.montage.v1.UploadedPartR\x05parts\":\n" +
+	"\fUploadedPart\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x12\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"r\n" +
+	"\x12StartUploadRequest\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\x04R\x05token\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\"l\n" +
+	"\x13StartUploadResponse\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\tR\buploadId\x12\x1b\n" +
+	"\tpart_size\x18\x02 \x01(\x03R\bpartSize\x12\x1b\n" +
+	"\tpart_urls\x18\x03 \x03(\tR\bpartUrls\"\x8f\x01\n" +
 	"\x13CompleteTaskRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x14\n" +
@@ -1077,13 +1301,14 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x05token\x18\x03 \x01(\x04R\x05token\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1a\n" +
 	"\bhandback\x18\x05 \x01(\bR\bhandback\"\x12\n" +
-	"\x10FailTaskResponse2\x8d\x03\n" +
+	"\x10FailTaskResponse2\xdf\x03\n" +
 	"\fAgentService\x12G\n" +
 	"\bRegister\x12\x1b.montage.v1.RegisterRequest\x1a\x1c.montage.v1.RegisterResponse\"\x00\x12J\n" +
 	"\tLeaseTask\x12\x1c.montage.v1.LeaseTaskRequest\x1a\x1d.montage.v1.LeaseTaskResponse\"\x00\x12J\n" +
 	"\tHeartbeat\x12\x1c.montage.v1.HeartbeatRequest\x1a\x1d.montage.v1.HeartbeatResponse\"\x00\x12S\n" +
 	"\fCompleteTask\x12\x1f.montage.v1.CompleteTaskRequest\x1a .montage.v1.CompleteTaskResponse\"\x00\x12G\n" +
-	"\bFailTask\x12\x1b.montage.v1.FailTaskRequest\x1a\x1c.montage.v1.FailTaskResponse\"\x00B?Z=github.com/stream-montages/montage/proto/montage/v1;montagev1b\x06proto3"
+	"\bFailTask\x12\x1b.montage.v1.FailTaskRequest\x1a\x1c.montage.v1.FailTaskResponse\"\x00\x12P\n" +
+	"\vStartUpload\x12\x1e.montage.v1.StartUploadRequest\x1a\x1f.montage.v1.StartUploadResponse\"\x00B?Z=github.com/stream-montages/montage/proto/montage/v1;montagev1b\x06proto3"
 
 var (
 	file_montage_v1_agents_proto_rawDescOnce sync.Once
@@ -1097,7 +1322,7 @@ func file_montage_v1_agents_proto_rawDescGZIP() []byte {
 	return file_montage_v1_agents_proto_rawDescData
 }
 
-var file_montage_v1_agents_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_montage_v1_agents_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_montage_v1_agents_proto_goTypes = []any{
 	(*RegisterRequest)(nil),      // 0: montage.v1.RegisterRequest
 	(*RegisterResponse)(nil),     // 1: montage.v1.RegisterResponse
@@ -1111,43 +1336,49 @@ var file_montage_v1_agents_proto_goTypes = []any{
 	(*HeartbeatRequest)(nil),     // 9: montage.v1.HeartbeatRequest
 	(*HeartbeatResponse)(nil),    // 10: montage.v1.HeartbeatResponse
 	(*TaskResult)(nil),           // 11: montage.v1.TaskResult
-	(*CompleteTaskRequest)(nil),  // 12: montage.v1.CompleteTaskRequest
-	(*CompleteTaskResponse)(nil), // 13: montage.v1.CompleteTaskResponse
-	(*FailTaskRequest)(nil),      // 14: montage.v1.FailTaskRequest
-	(*FailTaskResponse)(nil),     // 15: montage.v1.FailTaskResponse
-	nil,                          // 16: montage.v1.RegisterRequest.LabelsEntry
-	(*AgentCapabilities)(nil),    // 17: montage.v1.AgentCapabilities
-	(*Agent)(nil),                // 18: montage.v1.Agent
-	(TaskType)(0),                // 19: montage.v1.TaskType
-	(*RenderProfile)(nil),        // 20: montage.v1.RenderProfile
+	(*UploadedPart)(nil),         // 12: montage.v1.UploadedPart
+	(*StartUploadRequest)(nil),   // 13: montage.v1.StartUploadRequest
+	(*StartUploadResponse)(nil),  // 14: montage.v1.StartUploadResponse
+	(*CompleteTaskRequest)(nil),  // 15: montage.v1.CompleteTaskRequest
+	(*CompleteTaskResponse)(nil), // 16: montage.v1.CompleteTaskResponse
+	(*FailTaskRequest)(nil),      // 17: montage.v1.FailTaskRequest
+	(*FailTaskResponse)(nil),     // 18: montage.v1.FailTaskResponse
+	nil,                          // 19: montage.v1.RegisterRequest.LabelsEntry
+	(*AgentCapabilities)(nil),    // 20: montage.v1.AgentCapabilities
+	(*Agent)(nil),                // 21: montage.v1.Agent
+	(TaskType)(0),                // 22: montage.v1.TaskType
+	(*RenderProfile)(nil),        // 23: montage.v1.RenderProfile
 }
 var file_montage_v1_agents_proto_depIdxs = []int32{
-	17, // 0: montage.v1.RegisterRequest.capabilities:type_name -> montage.v1.AgentCapabilities
-	16, // 1: montage.v1.RegisterRequest.labels:type_name -> montage.v1.RegisterRequest.LabelsEntry
-	18, // 2: montage.v1.RegisterResponse.agent:type_name -> montage.v1.Agent
+	20, // 0: montage.v1.RegisterRequest.capabilities:type_name -> montage.v1.AgentCapabilities
+	19, // 1: montage.v1.RegisterRequest.labels:type_name -> montage.v1.RegisterRequest.LabelsEntry
+	21, // 2: montage.v1.RegisterResponse.agent:type_name -> montage.v1.Agent
 	4,  // 3: montage.v1.LeaseTaskResponse.leases:type_name -> montage.v1.Lease
-	19, // 4: montage.v1.Lease.type:type_name -> montage.v1.TaskType
-	20, // 5: montage.v1.Lease.profile:type_name -> montage.v1.RenderProfile
+	22, // 4: montage.v1.Lease.type:type_name -> montage.v1.TaskType
+	23, // 5: montage.v1.Lease.profile:type_name -> montage.v1.RenderProfile
 	5,  // 6: montage.v1.Lease.render:type_name -> montage.v1.RenderInput
 	6,  // 7: montage.v1.Lease.concat:type_name -> montage.v1.ConcatInput
 	7,  // 8: montage.v1.ConcatInput.segments:type_name -> montage.v1.ConcatSegment
 	8,  // 9: montage.v1.HeartbeatRequest.leases:type_name -> montage.v1.LeaseProgress
-	11, // 10: montage.v1.CompleteTaskRequest.result:type_name -> montage.v1.TaskResult
-	0,  // 11: montage.v1.AgentService.Register:input_type -> montage.v1.RegisterRequest
-	2,  // 12: montage.v1.AgentService.LeaseTask:input_type -> montage.v1.LeaseTaskRequest
-	9,  // 13: montage.v1.AgentService.Heartbeat:input_type -> montage.v1.HeartbeatRequest
-	12, // 14: montage.v1.AgentService.CompleteTask:input_type -> montage.v1.CompleteTaskRequest
-	14, // 15: montage.v1.AgentService.FailTask:input_type -> montage.v1.FailTaskRequest
-	1,  // 16: montage.v1.AgentService.Register:output_type -> montage.v1.RegisterResponse
-	3,  // 17: montage.v1.AgentService.LeaseTask:output_type -> montage.v1.LeaseTaskResponse
-	10, // 18: montage.v1.AgentService.Heartbeat:output_type -> montage.v1.HeartbeatResponse
-	13, // 19: montage.v1.AgentService.CompleteTask:output_type -> montage.v1.CompleteTaskResponse
-	15, // 20: montage.v1.AgentService.FailTask:output_type -> montage.v1.FailTaskResponse
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	12, // 10: montage.v1.TaskResult.parts:type_name -> montage.v1.UploadedPart
+	11, // 11: montage.v1.CompleteTaskRequest.result:type_name -> montage.v1.TaskResult
+	0,  // 12: montage.v1.AgentService.Register:input_type -> montage.v1.RegisterRequest
+	2,  // 13: montage.v1.AgentService.LeaseTask:input_type -> montage.v1.LeaseTaskRequest
+	9,  // 14: montage.v1.AgentService.Heartbeat:input_type -> montage.v1.HeartbeatRequest
+	15, // 15: montage.v1.AgentService.CompleteTask:input_type -> montage.v1.CompleteTaskRequest
+	17, // 16: montage.v1.AgentService.FailTask:input_type -> montage.v1.FailTaskRequest
+	13, // 17: montage.v1.AgentService.StartUpload:input_type -> montage.v1.StartUploadRequest
+	1,  // 18: montage.v1.AgentService.Register:output_type -> montage.v1.RegisterResponse
+	3,  // 19: montage.v1.AgentService.LeaseTask:output_type -> montage.v1.LeaseTaskResponse
+	10, // 20: montage.v1.AgentService.Heartbeat:output_type -> montage.v1.HeartbeatResponse
+	16, // 21: montage.v1.AgentService.CompleteTask:output_type -> montage.v1.CompleteTaskResponse
+	18, // 22: montage.v1.AgentService.FailTask:output_type -> montage.v1.FailTaskResponse
+	14, // 23: montage.v1.AgentService.StartUpload:output_type -> montage.v1.StartUploadResponse
+	18, // [18:24] is the sub-list for method output_type
+	12, // [12:18] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_montage_v1_agents_proto_init() }
@@ -1162,7 +1393,7 @@ func file_montage_v1_agents_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_montage_v1_agents_proto_rawDesc), len(file_montage_v1_agents_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -482,8 +482,10 @@ func (x *CancelJobResponse) GetJob() *Job {
 type GetOutputURLRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	// Empty means "montage".
-	Output        string `protobuf:"bytes,2,opt,name=output,proto3" json:"output,omitempty"`
+	// montage, srt, vtt, chapters, thumbnail or manifest; empty means montage.
+	Output string `protobuf:"bytes,2,opt,name=output,proto3" json:"output,omitempty"`
+	// How long the link works; 0 means one hour. At most 7 days.
+	TtlSeconds    int64 `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -530,6 +532,13 @@ func (x *GetOutputURLRequest) GetOutput() string {
 		return x.Output
 	}
 	return ""
+}
+
+func (x *GetOutputURLRequest) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
 }
 
 type GetOutputURLResponse struct {
@@ -611,10 +620,12 @@ const file_montage_v1_jobs_proto_rawDesc = "" +
 	"\x10CancelJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"6\n" +
 	"\x11CancelJobResponse\x12!\n" +
-	"\x03job\x18\x01 \x01(\v2\x0f.montage.v1.JobR\x03job\"D\n" +
+	"\x03job\x18\x01 \x01(\v2\x0f.montage.v1.JobR\x03job\"e\n" +
 	"\x13GetOutputURLRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06output\x18\x02 \x01(\tR\x06output\":\n" +
+	"\x06output\x18\x02 \x01(\tR\x06output\x12\x1f\n" +
+	"\vttl_seconds\x18\x03 \x01(\x03R\n" +
+	"ttlSeconds\":\n" +
 	"\x14GetOutputURLResponse\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key2\xd9\x03\n" +

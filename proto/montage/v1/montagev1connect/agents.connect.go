@@ -44,6 +44,9 @@ const (
 	AgentServiceCompleteTaskProcedure = "/montage.v1.AgentService/CompleteTask"
 	// AgentServiceFailTaskProcedure is the fully-qualified name of the AgentService's FailTask RPC.
 	AgentServiceFailTaskProcedure = "/montage.v1.AgentService/FailTask"
+	// AgentServiceStartUploadProcedure is the fully-qualified name of the AgentService's StartUpload
+	// RPC.
+	AgentServiceStartUploadProcedure = "/montage.v1.AgentService/StartUpload"
 )
 
 // AgentServiceClient is a client for the montage.v1.AgentService service.
@@ -55,6 +58,9 @@ type AgentServiceClient interface {
 	Heartbeat(context.Context, *connect.Request[v1.HeartbeatRequest]) (*connect.Response[v1.HeartbeatResponse], error)
 	CompleteTask(context.Context, *connect.Request[v1.CompleteTaskRequest]) (*connect.Response[v1.CompleteTaskResponse], error)
 	FailTask(context.Context, *connect.Request[v1.FailTaskRequest]) (*connect.Response[v1.FailTaskResponse], error)
+	// StartUpload opens a multipart upload for a lease's output when it is
+	// larger than the lease's multipart_threshold_bytes, and presigns its parts.
+	StartUpload(context.Context, *connect.Request[v1.StartUploadRequest]) (*connect.Response[v1.StartUploadResponse], error)
 }
 
 // NewAgentServiceClient constructs a client for the montage.v1.AgentService service. By default, it
@@ -98,6 +104,12 @@ func NewAgentServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(agentServiceMethods.ByName("FailTask")),
 			connect.WithClientOptions(opts...),
 		),
+		startUpload: connect.NewClient[v1.StartUploadRequest, v1.StartUploadResponse](
+			httpClient,
+			baseURL+AgentServiceStartUploadProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("StartUpload")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -108,6 +120,7 @@ type agentServiceClient struct {
 	heartbeat    *connect.Client[v1.HeartbeatRequest, v1.HeartbeatResponse]
 	completeTask *connect.Client[v1.CompleteTaskRequest, v1.CompleteTaskResponse]
 	failTask     *connect.Client[v1.FailTaskRequest, v1.FailTaskResponse]
+	startUpload  *connect.Client[v1.StartUploadRequest, v1.StartUploadResponse]
 }
 
 // Register calls montage.v1.AgentService.Register.
@@ -135,6 +148,11 @@ func (c *agentServiceClient) FailTask(ctx context.Context, req *connect.Request[
 	return c.failTask.CallUnary(ctx, req)
 }
 
+// StartUpload calls montage.v1.AgentService.StartUpload.
+func (c *agentServiceClient) StartUpload(ctx context.Context, req *connect.Request[v1.StartUploadRequest]) (*connect.Response[v1.StartUploadResponse], error) {
+	return c.startUpload.CallUnary(ctx, req)
+}
+
 // AgentServiceHandler is an implementation of the montage.v1.AgentService service.
 type AgentServiceHandler interface {
 	Register(context.Context, *connect.Request[v1.RegisterRequest]) (*connect.Response[v1.RegisterResponse], error)
@@ -144,6 +162,9 @@ type AgentServiceHandler interface {
 	Heartbeat(context.Context, *connect.Request[v1.HeartbeatRequest]) (*connect.Response[v1.HeartbeatResponse], error)
 	CompleteTask(context.Context, *connect.Request[v1.CompleteTaskRequest]) (*connect.Response[v1.CompleteTaskResponse], error)
 	FailTask(context.Context, *connect.Request[v1.FailTaskRequest]) (*connect.Response[v1.FailTaskResponse], error)
+	// StartUpload opens a multipart upload for a lease's output when it is
+	// larger than the lease's multipart_threshold_bytes, and presigns its parts.
+	StartUpload(context.Context, *connect.Request[v1.StartUploadRequest]) (*connect.Response[v1.StartUploadResponse], error)
 }
 
 // NewAgentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -183,6 +204,12 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(agentServiceMethods.ByName("FailTask")),
 		connect.WithHandlerOptions(opts...),
 	)
+	agentServiceStartUploadHandler := connect.NewUnaryHandler(
+		AgentServiceStartUploadProcedure,
+		svc.StartUpload,
+		connect.WithSchema(agentServiceMethods.ByName("StartUpload")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/montage.v1.AgentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AgentServiceRegisterProcedure:
@@ -195,6 +222,8 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 			agentServiceCompleteTaskHandler.ServeHTTP(w, r)
 		case AgentServiceFailTaskProcedure:
 			agentServiceFailTaskHandler.ServeHTTP(w, r)
+		case AgentServiceStartUploadProcedure:
+			agentServiceStartUploadHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -222,4 +251,8 @@ func (UnimplementedAgentServiceHandler) CompleteTask(context.Context, *connect.R
 
 func (UnimplementedAgentServiceHandler) FailTask(context.Context, *connect.Request[v1.FailTaskRequest]) (*connect.Response[v1.FailTaskResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("montage.v1.AgentService.FailTask is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) StartUpload(context.Context, *connect.Request[v1.StartUploadRequest]) (*connect.Response[v1.StartUploadResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("montage.v1.AgentService.StartUpload is not implemented"))
 }

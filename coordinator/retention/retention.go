@@ -1,0 +1,94 @@
+// Package retention decides what storage housekeeping finished jobs need:
+// moving outputs to their stable keys, deleting intermediate segments, and
+// deleting whole jobs after the retention period. It only decides; the
+// coordinator's janitor does the storage work and records each step in raft.
+package retention
+
+import (
+	"time"
+
+	"github.com/stream-montages/montage/coordinator/blob"
+	"github.com/stream-montages/montage/coordinator/fsm"
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+)
+
+// Policy is the operator's choice.
+type Policy struct {
+	// Retention is how long finished jobs and their outputs are kept; 0 keeps
+	// them forever.
+	Retention time.Duration
+}
+
+// Kind of housekeeping step.
+type Kind int
+
+const (
+	// Finalize copies a succeeded job's outputs to their stable keys.
+	Finalize Kind = iota + 1
+	// PurgeSegments deletes a succeeded job's segments and attempt objects.
+	PurgeSegments
+	// Delete removes a finished job's objects and then the job itself.
+	Delete
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Finalize:
+		return "finalize"
+	case PurgeSegments:
+		return "purge-segments"
+	case Delete:
+		return "delete"
+	}
+	return "unknown"
+}
+
+// Action is one step for one job.
+type Action struct {
+	Kind  Kind
+	JobID string
+}
+
+// Plan lists the steps due at now, oldest jobs first. Each step is safe to
+// repeat, so a crash between the storage work and its raft record only means
+// the step runs again.
+func Plan(s *fsm.State, now time.Time, p Policy) []Action {
+	var out []Action
+	for _, j := range s.JobsByAge() {
+		if !j.Terminal() {
+			continue
+		}
+		if j.Deleting || (p.Retention > 0 && !j.FinishedAt.IsZero() && now.Sub(j.FinishedAt) >= p.Retention) {
+			out = append(out, Action{Kind: Delete, JobID: j.ID})
+			continue
+		}
+		if j.State != montagev1.JobState_JOB_STATE_SUCCEEDED {
+			continue // failed and canceled jobs keep their segments until retention
+		}
+		switch {
+		case !j.Finalized:
+			out = append(out, Action{Kind: Finalize, JobID: j.ID})
+		case !j.SegmentsPurged:
+			out = append(out, Action{Kind: PurgeSegments, JobID: j.ID})
+		}
+	}
+	return out
+}
+
+// Orphaned returns the unfinished multipart uploads that no live lease owns:
+// an upload is kept only while the task attempt named by its key still holds
+// its lease. Everything else (expired, failed or finished attempts, deleted
+// jobs, keys we never make) is to be aborted.
+func Orphaned(s *fsm.State, uploads []blob.Upload) []blob.Upload {
+	var out []blob.Upload
+	for _, u := range uploads {
+		_, taskID, attempt, ok := blob.AttemptOf(u.Key)
+		if ok {
+			if t := s.Tasks[taskID]; t != nil && t.State == montagev1.TaskState_TASK_STATE_LEASED && t.Attempts == attempt {
+				continue
+			}
+		}
+		out = append(out, u)
+	}
+	return out
+}
