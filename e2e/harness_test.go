@@ -135,8 +135,15 @@ func (s *syncBuffer) String() string {
 
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, nil, name, args...)
+}
+
+// startEnv starts a binary with extra environment variables.
+func startEnv(t *testing.T, env []string, name string, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(binDir, name), args...)
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -180,13 +187,24 @@ type coordinator struct {
 	dataDir string
 	port    int
 	args    []string
+	env     []string
 }
 
 func startCoordinator(t *testing.T, dataDir string, port int, extra ...string) *coordinator {
 	t.Helper()
+	return startCoordinatorEnv(t, nil, dataDir, port, extra...)
+}
+
+func startCoordinatorEnv(t *testing.T, env []string, dataDir string, port int, extra ...string) *coordinator {
+	t.Helper()
 	args := append([]string{"-data-dir", dataDir, "-listen", fmt.Sprintf("127.0.0.1:%d", port), "-log-level", "debug"}, extra...)
-	c := &coordinator{proc: start(t, "montage-coordinator", args...), url: fmt.Sprintf("http://127.0.0.1:%d", port), dataDir: dataDir, port: port, args: extra}
+	c := &coordinator{proc: startEnv(t, env, "montage-coordinator", args...), url: fmt.Sprintf("http://127.0.0.1:%d", port), dataDir: dataDir, port: port, args: extra, env: env}
 	waitFor(t, 30*time.Second, "coordinator ready", func() bool {
+		select {
+		case <-c.done:
+			t.Fatalf("coordinator exited:\n%s", c.out.String())
+		default:
+		}
 		resp, err := http.Get(c.url + "/healthz")
 		if err != nil {
 			return false
@@ -199,7 +217,7 @@ func startCoordinator(t *testing.T, dataDir string, port int, extra ...string) *
 
 func (c *coordinator) restart(t *testing.T) *coordinator {
 	t.Helper()
-	return startCoordinator(t, c.dataDir, c.port, c.args...)
+	return startCoordinatorEnv(t, c.env, c.dataDir, c.port, c.args...)
 }
 
 func startAgent(t *testing.T, coordURL, dataDir string) *proc {

@@ -335,6 +335,7 @@ func TestS3BadConfiguration(t *testing.T) {
 		want string
 	}{
 		{"wrong secret", S3Config{Endpoint: srv.Endpoint, Bucket: "bucket-one", AccessKey: s3test.AccessKey, SecretKey: "wrong"}, "credentials refused"},
+		{"wrong secret with a region", S3Config{Endpoint: srv.Endpoint, Region: "us-east-1", Bucket: "bucket-one", AccessKey: s3test.AccessKey, SecretKey: "wrong"}, "credentials refused"},
 		{"unknown key", S3Config{Endpoint: srv.Endpoint, Bucket: "bucket-one", AccessKey: "nobody", SecretKey: "x"}, "credentials refused"},
 		{"no permission to create the bucket", S3Config{Endpoint: srv.Endpoint, Bucket: "bucket-two", AccessKey: "plainuser", SecretKey: "plainuser-secret"}, "access denied"},
 		{"unreachable endpoint", S3Config{Endpoint: closed, Bucket: "bucket-one", AccessKey: "a", SecretKey: "b"}, "cannot reach the endpoint"},

@@ -134,9 +134,15 @@ func (s *S3) explain(step string, err error) error {
 func (s *S3) check(ctx context.Context, region string) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	ok, err := s.core.BucketExists(ctx, s.bucket)
-	if err != nil {
-		return s.explain("checking the bucket", err)
+	// A one-key listing rather than a HEAD: S3 answers a HEAD with a bare
+	// 403 for every failure, while a GET's error body names the reason.
+	ok := true
+	if _, err := s.core.ListObjectsV2(s.bucket, "", "", "", "", 1); err != nil {
+		var resp minio.ErrorResponse
+		if !errors.As(err, &resp) || resp.Code != "NoSuchBucket" {
+			return s.explain("checking the bucket", err)
+		}
+		ok = false
 	}
 	if !ok {
 		if err := s.core.MakeBucket(ctx, s.bucket, minio.MakeBucketOptions{Region: region}); err != nil {

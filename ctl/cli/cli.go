@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -82,7 +83,7 @@ func New(out, errOut io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&a.addr, "addr", def, "coordinator URL (env MONTAGE_ADDR)")
 	root.SetOut(out)
 	root.SetErr(errOut)
-	root.AddCommand(a.submitCmd(), a.getCmd(), a.listCmd(), a.downloadCmd(), a.cancelCmd())
+	root.AddCommand(a.submitCmd(), a.getCmd(), a.listCmd(), a.downloadCmd(), a.urlCmd(), a.cancelCmd())
 	return root
 }
 
@@ -223,64 +224,97 @@ func (a *app) cancelCmd() *cobra.Command {
 	}
 }
 
+var outputNames = []string{"montage", "srt", "vtt", "chapters", "thumbnail", "manifest"}
+
+var outputFiles = map[string]string{
+	"montage": "montage.mp4", "srt": "montage.srt", "vtt": "montage.vtt",
+	"chapters": "chapters.txt", "thumbnail": "thumbnail.jpg", "manifest": "manifest.json",
+}
+
 func (a *app) downloadCmd() *cobra.Command {
-	var path string
+	var (
+		path string
+		what string
+	)
 	c := &cobra.Command{
 		Use:   "download JOB",
-		Short: "Download a finished job's montage",
+		Short: "Download a finished job's outputs (resumes a broken download)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			resp, err := a.jobs().GetOutputURL(cmd.Context(), connect.NewRequest(&montagev1.GetOutputURLRequest{JobId: args[0]}))
-			if err != nil {
-				return err
+			job := args[0]
+			names := []string{what}
+			if what == "all" {
+				j, err := a.jobs().GetJob(cmd.Context(), connect.NewRequest(&montagev1.GetJobRequest{JobId: job}))
+				if err != nil {
+					return err
+				}
+				names = nil
+				for _, n := range outputNames {
+					if _, ok := j.Msg.GetJob().GetOutputs()[n]; ok {
+						names = append(names, n)
+					}
+				}
+				if len(names) == 0 {
+					return fmt.Errorf("job %s has no outputs yet (state %s)", job, stateWord(j.Msg.GetJob().GetState()))
+				}
+				if path == "" {
+					path = job
+				}
+				if err := os.MkdirAll(path, 0o755); err != nil {
+					return err
+				}
+			} else if _, ok := outputFiles[what]; !ok {
+				return fmt.Errorf("--what %q: use %s or all", what, strings.Join(outputNames, ", "))
 			}
-			if path == "" {
-				path = args[0] + ".mp4"
+			for _, n := range names {
+				dst := path
+				switch {
+				case what == "all":
+					dst = filepath.Join(path, outputFiles[n])
+				case dst == "" && n == "montage":
+					dst = job + ".mp4"
+				case dst == "":
+					dst = job + "-" + outputFiles[n]
+				}
+				resp, err := a.jobs().GetOutputURL(cmd.Context(), connect.NewRequest(&montagev1.GetOutputURLRequest{JobId: job, Output: n}))
+				if err != nil {
+					return err
+				}
+				size, err := fetch(cmd.Context(), a.http, resp.Msg.GetUrl(), dst, a.progress(n))
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.out, "downloaded %s (%.1f MB)\n", dst, float64(size)/1e6)
 			}
-			n, err := fetch(cmd.Context(), a.http, resp.Msg.GetUrl(), path)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(a.out, "downloaded %s (%.1f MB)\n", path, float64(n)/1e6)
 			return nil
 		},
 	}
-	c.Flags().StringVarP(&path, "output", "o", "", "file to write (default JOB.mp4)")
+	c.Flags().StringVarP(&path, "output", "o", "", "file to write (default JOB.mp4; a directory with --what all)")
+	c.Flags().StringVar(&what, "what", "montage", "montage, srt, vtt, chapters, thumbnail, manifest or all")
 	return c
 }
 
-// fetch downloads url into path through a temporary file, so an interrupted
-// download never leaves a truncated file under the final name.
-func fetch(ctx context.Context, client *http.Client, url, path string) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
+func (a *app) urlCmd() *cobra.Command {
+	var (
+		what string
+		ttl  time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "url JOB",
+		Short: "Print a presigned link to a job's output, to share",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := a.jobs().GetOutputURL(cmd.Context(), connect.NewRequest(&montagev1.GetOutputURLRequest{
+				JobId: args[0], Output: what, TtlSeconds: int64(ttl / time.Second),
+			}))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(a.out, resp.Msg.GetUrl())
+			return nil
+		},
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("download: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return 0, fmt.Errorf("download: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
-	}
-	tmp := path + ".part"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return 0, fmt.Errorf("download: %w", err)
-	}
-	n, err := io.Copy(f, resp.Body)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return 0, fmt.Errorf("download: %w", err)
-	}
-	if resp.ContentLength >= 0 && n != resp.ContentLength {
-		os.Remove(tmp)
-		return 0, fmt.Errorf("download: got %d of %d bytes", n, resp.ContentLength)
-	}
-	return n, os.Rename(tmp, path)
+	c.Flags().StringVar(&what, "what", "montage", "montage, srt, vtt, chapters, thumbnail or manifest")
+	c.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the link works (at most 168h)")
+	return c
 }

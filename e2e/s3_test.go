@@ -1,0 +1,186 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/stream-montages/montage/coordinator/blob"
+	"github.com/stream-montages/montage/internal/s3test"
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+)
+
+const s3Bucket = "montage-e2e"
+
+var s3Env = []string{"MONTAGE_S3_ACCESS_KEY=" + s3test.AccessKey, "MONTAGE_S3_SECRET_KEY=" + s3test.SecretKey}
+
+// s3Coordinator starts a coordinator on a fresh S3 server with quick
+// housekeeping and a small multipart threshold, so montages go up in parts.
+func s3Coordinator(t *testing.T, extra ...string) (*coordinator, *blob.S3) {
+	t.Helper()
+	srv := s3test.Start(t)
+	args := append([]string{"-s3-endpoint", srv.Endpoint, "-s3-bucket", s3Bucket,
+		"-multipart-threshold", "262144", "-part-size", "5242880", "-janitor-interval", "1s"}, extra...)
+	c := startCoordinatorEnv(t, s3Env, t.TempDir(), freePort(t), args...)
+	store, err := blob.NewS3(context.Background(), blob.S3Config{Endpoint: srv.Endpoint, Bucket: s3Bucket,
+		AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, store
+}
+
+// A montage through a coordinator and two agents on S3, downloaded with
+// montagectl and checked with ffprobe; afterwards only the montage is left.
+func TestMontageOnS3WithTwoAgents(t *testing.T) {
+	c, store := s3Coordinator(t)
+	startAgent(t, c.url, t.TempDir())
+	startAgent(t, c.url, t.TempDir())
+	waitFor(t, 30*time.Second, "both agents registered", func() bool {
+		return strings.Count(c.out.String(), "agent registered") >= 2
+	})
+	res := ctl(t, c.url, "submit", writeSpec(t, mixedSpec("s3", 3)), "--wait")
+	if res.code != 0 {
+		t.Fatalf("submit --wait exited %d:\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	id := strings.Fields(res.stdout)[1]
+	j := getJob(t, c.url, id)
+	checkCommittedOnce(t, j)
+	agents := map[string]bool{}
+	for _, task := range j.GetTasks() {
+		agents[task.GetAgentId()] = true
+	}
+	if len(agents) < 2 {
+		t.Errorf("all tasks ran on %v; want both agents used", agents)
+	}
+	mustContain(t, c.out.String(), "multipart upload started", "coordinator log (montage over the threshold)")
+
+	ctx := context.Background()
+	waitFor(t, 30*time.Second, "segments purged, montage at its stable key", func() bool {
+		keys, err := store.List(ctx, blob.JobPrefix(id))
+		return err == nil && len(keys) == 1 && keys[0] == blob.OutputKey(id, "montage")
+	})
+	dir := t.TempDir()
+	out := filepath.Join(dir, "montage.mp4")
+	if r := ctl(t, c.url, "download", id, "-o", out); r.code != 0 {
+		t.Fatalf("download: %s", r.stderr)
+	}
+	checkMontage(t, out, []float64{3, 3, 3, 3}, 640, 360, "30/1")
+	if r := ctl(t, c.url, "download", id, "--what", "all", "-o", filepath.Join(dir, "all")); r.code != 0 {
+		t.Fatalf("download --what all: %s", r.stderr)
+	}
+	checkMontage(t, filepath.Join(dir, "all", "montage.mp4"), []float64{3, 3, 3, 3}, 640, 360, "30/1")
+	u := ctl(t, c.url, "url", id, "--ttl", "10m")
+	if u.code != 0 || !strings.HasPrefix(strings.TrimSpace(u.stdout), "http") {
+		t.Fatalf("url: %q %s", u.stdout, u.stderr)
+	}
+	resp, err := http.Get(strings.TrimSpace(u.stdout))
+	if err != nil || resp.StatusCode != 200 || resp.ContentLength < 100000 {
+		t.Fatalf("shared link: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	if r := ctl(t, c.url, "download", id, "--what", "srt"); r.code == 0 || !strings.Contains(r.stderr, `no "srt" output`) {
+		t.Errorf("download of a missing output: %d %s", r.code, r.stderr)
+	}
+}
+
+// An agent that dies mid-upload leaves no visible object and, once its lease
+// expires, no unfinished multipart upload; another agent finishes the job.
+func TestAgentKilledMidUploadOnS3(t *testing.T) {
+	c, store := s3Coordinator(t, "-lease-ttl", "2s")
+	ctx := context.Background()
+	ag := agentsClient(c.url)
+	if _, err := ag.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: "dies-mid-upload", Slots: 1})); err != nil {
+		t.Fatal(err)
+	}
+	res := ctl(t, c.url, "submit", "-q", writeSpec(t, fmt.Sprintf("highlights: [{url: %s/a.mp4, at: 1, duration: 2}]\n", mediaURL)))
+	if res.code != 0 {
+		t.Fatalf("submit: %s", res.stderr)
+	}
+	id := strings.TrimSpace(res.stdout)
+	lr, err := ag.LeaseTask(ctx, connect.NewRequest(&montagev1.LeaseTaskRequest{AgentId: "dies-mid-upload", FreeSlots: 1, WaitSeconds: 5}))
+	if err != nil || len(lr.Msg.GetLeases()) != 1 {
+		t.Fatalf("lease: %v", err)
+	}
+	l := lr.Msg.GetLeases()[0]
+	// Pretend the segment is 12 MB: three parts; send the first, then die.
+	up, err := ag.StartUpload(ctx, connect.NewRequest(&montagev1.StartUploadRequest{AgentId: "dies-mid-upload", TaskId: l.GetTaskId(), Token: l.GetToken(), Size: 12 << 20}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPut, up.Msg.GetPartUrls()[0], bytes.NewReader(bytes.Repeat([]byte{7}, 5<<20)))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first part: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
+	}
+	if ups, _ := store.ListMultipart(ctx, "jobs/"); len(ups) != 1 {
+		t.Fatalf("uploads in progress: %v", ups)
+	}
+	waitFor(t, 30*time.Second, "the dead agent's upload aborted", func() bool {
+		ups, err := store.ListMultipart(ctx, "jobs/")
+		return err == nil && len(ups) == 0
+	})
+	if _, err := store.Stat(ctx, l.GetOutputKey()); err == nil {
+		t.Errorf("a partial object is visible at %s", l.GetOutputKey())
+	}
+	startAgent(t, c.url, t.TempDir())
+	j := waitJobDone(t, c.url, id, 90*time.Second)
+	if j.GetState() != montagev1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("job ended %s: %s", j.GetState(), j.GetError())
+	}
+	checkCommittedOnce(t, j)
+}
+
+// Bad S3 configuration stops the coordinator at start with one line that
+// says what is wrong.
+func TestBadS3ConfigurationStopsCoordinator(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.CreateUser(t, "plainuser", "plainuser-secret", "user")
+	closed := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	cases := []struct {
+		name, endpoint string
+		env            []string
+		want           string
+	}{
+		{"wrong credentials", srv.Endpoint, []string{"MONTAGE_S3_ACCESS_KEY=" + s3test.AccessKey, "MONTAGE_S3_SECRET_KEY=wrong"}, "credentials refused"},
+		{"no permission for the bucket", srv.Endpoint, []string{"MONTAGE_S3_ACCESS_KEY=plainuser", "MONTAGE_S3_SECRET_KEY=plainuser-secret"}, "access denied"},
+		{"unreachable endpoint", closed, s3Env, "cannot reach the endpoint"},
+		{"no credentials", srv.Endpoint, []string{"MONTAGE_S3_ACCESS_KEY=", "MONTAGE_S3_SECRET_KEY=", "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY="}, "S3 credentials missing"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(filepath.Join(binDir, "montage-coordinator"), "-data-dir", t.TempDir(),
+				"-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "-s3-endpoint", tc.endpoint, "-s3-bucket", "montage-bad")
+			cmd.Env = append(cmd.Environ(), tc.env...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			done := make(chan error, 1)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatal("coordinator started with a bad S3 configuration")
+				}
+			case <-time.After(60 * time.Second):
+				_ = cmd.Process.Kill()
+				t.Fatal("coordinator neither started nor stopped")
+			}
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
+				t.Errorf("stderr %q; want one line containing %q", stderr.String(), tc.want)
+			}
+		})
+	}
+}
