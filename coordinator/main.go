@@ -54,6 +54,7 @@ func run() error {
 		multipart    = flag.Int64("multipart-threshold", 64<<20, "outputs larger than this many bytes are uploaded in parts")
 		partSize     = flag.Int64("part-size", 16<<20, "multipart part size in bytes (S3 needs at least 5 MiB)")
 		retain       = flag.Duration("retention", 7*24*time.Hour, "how long finished jobs and their outputs are kept (0 keeps them forever)")
+		purgeDelay   = flag.Duration("purge-delay", time.Hour, "how long segments and attempt objects stay after a job's outputs are finalized")
 		janitorEvery = flag.Duration("janitor-interval", 10*time.Second, "how often the leader does storage housekeeping")
 	)
 	flag.Parse()
@@ -144,7 +145,7 @@ func run() error {
 	srv := api.New(node, store, clk, api.Config{
 		LeaseTTL: *leaseTTL, MaxAttempts: *maxAttempts,
 		MultipartThreshold: *multipart, PartSize: *partSize,
-		Retention: *retain, JanitorInterval: *janitorEvery,
+		Retention: *retain, PurgeDelay: *purgeDelay, JanitorInterval: *janitorEvery,
 	}, log)
 	srv.Mount(mux)
 	// Ready means this node leads and has replayed its log, so reads are current.

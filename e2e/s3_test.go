@@ -28,7 +28,7 @@ func s3Coordinator(t *testing.T, extra ...string) (*coordinator, *blob.S3) {
 	t.Helper()
 	srv := s3test.Start(t)
 	args := append([]string{"-s3-endpoint", srv.Endpoint, "-s3-bucket", s3Bucket,
-		"-multipart-threshold", "262144", "-part-size", "5242880", "-janitor-interval", "1s"}, extra...)
+		"-multipart-threshold", "262144", "-part-size", "5242880", "-janitor-interval", "1s", "-purge-delay", "0s"}, extra...)
 	c := startCoordinatorEnv(t, s3Env, t.TempDir(), freePort(t), args...)
 	store, err := blob.NewS3(context.Background(), blob.S3Config{Endpoint: srv.Endpoint, Bucket: s3Bucket,
 		AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey})

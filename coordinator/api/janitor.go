@@ -17,7 +17,7 @@ import (
 func (s *Server) janitor(ctx context.Context) {
 	var actions []retention.Action
 	s.node.View(func(st *fsm.State) {
-		actions = retention.Plan(st, s.clock.Now(), retention.Policy{Retention: s.cfg.Retention})
+		actions = retention.Plan(st, s.clock.Now(), retention.Policy{Retention: s.cfg.Retention, PurgeDelay: s.cfg.PurgeDelay})
 	})
 	for _, a := range actions {
 		if ctx.Err() != nil || !s.node.IsLeader() {

@@ -35,6 +35,7 @@ type Config struct {
 	// Retention keeps finished jobs this long (0: forever); JanitorInterval
 	// is how often the leader looks for housekeeping to do.
 	Retention       time.Duration
+	PurgeDelay      time.Duration
 	JanitorInterval time.Duration
 	// WatchInterval is how often WatchJob looks for progress that changed
 	// without a raft write (heartbeat progress lives in memory).

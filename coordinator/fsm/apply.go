@@ -339,6 +339,7 @@ func (s *State) finalize(at time.Time, c *FinalizeCmd) Response {
 		j.Outputs[k] = v
 	}
 	j.Finalized = true
+	j.FinalizedAt = at
 	j.UpdatedAt = at
 	return Response{JobID: j.ID}
 }

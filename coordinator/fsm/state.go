@@ -81,8 +81,9 @@ type Job struct {
 	Seq       uint64             `json:"seq"` // raft index of the submission: orders jobs of equal age
 	// FinishedAt is when the job reached a terminal state (retention counts from it).
 	FinishedAt time.Time `json:"finished_at"`
-	// Finalized: outputs were copied to their stable keys.
-	Finalized bool `json:"finalized,omitempty"`
+	// Finalized: outputs were copied to their stable keys, at FinalizedAt.
+	Finalized   bool      `json:"finalized,omitempty"`
+	FinalizedAt time.Time `json:"finalized_at"`
 	// SegmentsPurged: intermediate objects were deleted.
 	SegmentsPurged bool `json:"segments_purged,omitempty"`
 	// Deleting: retention is removing the job's objects; RemoveJob follows.

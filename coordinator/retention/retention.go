@@ -17,6 +17,10 @@ type Policy struct {
 	// Retention is how long finished jobs and their outputs are kept; 0 keeps
 	// them forever.
 	Retention time.Duration
+	// PurgeDelay is how long intermediate objects outlive finalization:
+	// download links handed out just before it still point at the attempt
+	// object, so it stays a while (as long as such a link lives by default).
+	PurgeDelay time.Duration
 }
 
 // Kind of housekeeping step.
@@ -68,7 +72,7 @@ func Plan(s *fsm.State, now time.Time, p Policy) []Action {
 		switch {
 		case !j.Finalized:
 			out = append(out, Action{Kind: Finalize, JobID: j.ID})
-		case !j.SegmentsPurged:
+		case !j.SegmentsPurged && now.Sub(j.FinalizedAt) >= p.PurgeDelay:
 			out = append(out, Action{Kind: PurgeSegments, JobID: j.ID})
 		}
 	}

@@ -26,7 +26,8 @@ func state() *fsm.State {
 	}
 	add("running", 1, montagev1.JobState_JOB_STATE_RUNNING, 0, nil)
 	add("fresh-ok", 2, montagev1.JobState_JOB_STATE_SUCCEEDED, time.Minute, nil)
-	add("final-ok", 3, montagev1.JobState_JOB_STATE_SUCCEEDED, time.Minute, func(j *fsm.Job) { j.Finalized = true })
+	add("final-ok", 3, montagev1.JobState_JOB_STATE_SUCCEEDED, time.Minute, func(j *fsm.Job) { j.Finalized, j.FinalizedAt = true, now.Add(-time.Minute) })
+	add("just-final", 9, montagev1.JobState_JOB_STATE_SUCCEEDED, time.Minute, func(j *fsm.Job) { j.Finalized, j.FinalizedAt = true, now.Add(-time.Second) })
 	add("clean-ok", 4, montagev1.JobState_JOB_STATE_SUCCEEDED, time.Minute, func(j *fsm.Job) { j.Finalized, j.SegmentsPurged = true, true })
 	add("failed", 5, montagev1.JobState_JOB_STATE_FAILED, time.Minute, nil)
 	add("old-ok", 6, montagev1.JobState_JOB_STATE_SUCCEEDED, 48*time.Hour, func(j *fsm.Job) { j.Finalized, j.SegmentsPurged = true, true })
@@ -42,9 +43,9 @@ func TestPlan(t *testing.T) {
 		want []Action
 	}{
 		{"keep forever", Policy{}, []Action{
-			{Finalize, "fresh-ok"}, {PurgeSegments, "final-ok"}, {Delete, "half-deleted"},
+			{Finalize, "fresh-ok"}, {PurgeSegments, "final-ok"}, {Delete, "half-deleted"}, {PurgeSegments, "just-final"},
 		}},
-		{"one day", Policy{Retention: 24 * time.Hour}, []Action{
+		{"one day, purge after 30 s", Policy{Retention: 24 * time.Hour, PurgeDelay: 30 * time.Second}, []Action{
 			{Finalize, "fresh-ok"}, {PurgeSegments, "final-ok"}, {Delete, "old-ok"}, {Delete, "old-canceled"}, {Delete, "half-deleted"},
 		}},
 	}
