@@ -10,6 +10,19 @@ import (
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
 
+func (s *Server) janitorLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.clock.After(s.cfg.JanitorInterval):
+		}
+		if s.node.IsLeader() && s.node.Ready() {
+			s.janitor(ctx)
+		}
+	}
+}
+
 // janitor does the storage housekeeping retention.Plan asks for and aborts
 // multipart uploads no live lease owns. Each step does its storage work
 // first and then records it through raft, and every step can run twice, so

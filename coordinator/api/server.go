@@ -117,7 +117,9 @@ func (s *Server) Run(ctx context.Context) {
 	}
 	leader := false
 	leaderCh := s.node.LeaderCh()
-	nextJanitor := s.clock.Now()
+	// Housekeeping has its own loop: a multi-GB copy must not hold up lease
+	// expiry.
+	go s.janitorLoop(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -137,10 +139,6 @@ func (s *Server) Run(ctx context.Context) {
 			}
 			if leader {
 				s.expireLeases()
-				if now := s.clock.Now(); !now.Before(nextJanitor) {
-					s.janitor(ctx)
-					nextJanitor = now.Add(s.cfg.JanitorInterval)
-				}
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -47,7 +48,9 @@ func TestPrintJob(t *testing.T) {
 		}
 	}
 	b.Reset()
-	if err := printJob(&b, "json", sampleJob()); err != nil || !strings.Contains(b.String(), `"state": "JOB_STATE_FAILED"`) {
+	// protojson varies its spacing on purpose; read the JSON back instead.
+	var decoded map[string]any
+	if err := printJob(&b, "json", sampleJob()); err != nil || json.Unmarshal(b.Bytes(), &decoded) != nil || decoded["state"] != "JOB_STATE_FAILED" {
 		t.Errorf("json output %v:\n%s", err, b.String())
 	}
 	if err := printJob(&b, "yaml", sampleJob()); err == nil {
