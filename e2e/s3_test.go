@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
-
-	"connectrpc.com/connect"
 
 	"github.com/stream-montages/montage/coordinator/blob"
 	"github.com/stream-montages/montage/internal/s3test"
@@ -92,52 +95,94 @@ func TestMontageOnS3WithTwoAgents(t *testing.T) {
 	}
 }
 
-// An agent that dies mid-upload leaves no visible object and, once its lease
-// expires, no unfinished multipart upload; another agent finishes the job.
-func TestAgentKilledMidUploadOnS3(t *testing.T) {
-	c, store := s3Coordinator(t, "-lease-ttl", "2s")
-	ctx := context.Background()
-	ag := agentsClient(c.url)
-	if _, err := ag.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: "dies-mid-upload", Slots: 1})); err != nil {
+// slowProxy sits between agents and the S3 server: it passes requests on
+// unchanged (the Host header too, so presigned signatures still match) but
+// trickles the bodies of part uploads, and says when one begins.
+type slowProxy struct {
+	url       string
+	partBegan chan string
+}
+
+func startSlowProxy(t *testing.T, target string) *slowProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
 		t.Fatal(err)
 	}
+	p := &slowProxy{partBegan: make(chan string, 16)}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && r.URL.Query().Get("uploadId") != "" {
+			select {
+			case p.partBegan <- r.URL.Path:
+			default:
+			}
+			r.Body = io.NopCloser(&trickle{r: r.Body})
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	p.url = srv.URL
+	return p
+}
+
+// trickle reads 16 KiB every 100 ms.
+type trickle struct{ r io.Reader }
+
+func (t *trickle) Read(b []byte) (int, error) {
+	time.Sleep(100 * time.Millisecond)
+	return t.r.Read(b[:min(len(b), 16<<10)])
+}
+
+// SIGKILL a real agent while it uploads a segment in parts: no partial object
+// is ever visible and, once its lease expires, no unfinished multipart upload
+// is left; another agent then finishes the job.
+func TestAgentKilledMidUploadOnS3(t *testing.T) {
+	srv := s3test.Start(t)
+	proxy := startSlowProxy(t, srv.Endpoint)
+	c := startCoordinatorEnv(t, s3Env, t.TempDir(), freePort(t), "-s3-endpoint", proxy.url, "-s3-bucket", s3Bucket,
+		"-multipart-threshold", "65536", "-part-size", "5242880", "-janitor-interval", "1s", "-lease-ttl", "2s")
+	store, err := blob.NewS3(context.Background(), blob.S3Config{Endpoint: srv.Endpoint, Bucket: s3Bucket,
+		AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
 	res := ctl(t, c.url, "submit", "-q", writeSpec(t, fmt.Sprintf("highlights: [{url: %s/a.mp4, at: 1, duration: 2}]\n", mediaURL)))
 	if res.code != 0 {
 		t.Fatalf("submit: %s", res.stderr)
 	}
 	id := strings.TrimSpace(res.stdout)
-	lr, err := ag.LeaseTask(ctx, connect.NewRequest(&montagev1.LeaseTaskRequest{AgentId: "dies-mid-upload", FreeSlots: 1, WaitSeconds: 5}))
-	if err != nil || len(lr.Msg.GetLeases()) != 1 {
-		t.Fatalf("lease: %v", err)
+	victim := startAgent(t, c.url, t.TempDir())
+	var path string
+	select {
+	case path = <-proxy.partBegan:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the agent never started a part upload")
 	}
-	l := lr.Msg.GetLeases()[0]
-	// Pretend the segment is 12 MB: three parts; send the first, then die.
-	up, err := ag.StartUpload(ctx, connect.NewRequest(&montagev1.StartUploadRequest{AgentId: "dies-mid-upload", TaskId: l.GetTaskId(), Token: l.GetToken(), Size: 12 << 20}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodPut, up.Msg.GetPartUrls()[0], bytes.NewReader(bytes.Repeat([]byte{7}, 5<<20)))
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("first part: %v %v", err, resp)
-	} else {
-		resp.Body.Close()
-	}
-	if ups, _ := store.ListMultipart(ctx, "jobs/"); len(ups) != 1 {
-		t.Fatalf("uploads in progress: %v", ups)
+	victim.kill(syscall.SIGKILL)
+	key := strings.TrimPrefix(path, "/"+s3Bucket+"/")
+	if ups, _ := store.ListMultipart(ctx, "jobs/"); len(ups) != 1 || ups[0].Key != key {
+		t.Fatalf("uploads after the kill: %v (want one for %s)", ups, key)
 	}
 	waitFor(t, 30*time.Second, "the dead agent's upload aborted", func() bool {
 		ups, err := store.ListMultipart(ctx, "jobs/")
 		return err == nil && len(ups) == 0
 	})
-	if _, err := store.Stat(ctx, l.GetOutputKey()); err == nil {
-		t.Errorf("a partial object is visible at %s", l.GetOutputKey())
+	if _, err := store.Stat(ctx, key); err == nil {
+		t.Errorf("a partial object is visible at %s", key)
 	}
 	startAgent(t, c.url, t.TempDir())
-	j := waitJobDone(t, c.url, id, 90*time.Second)
+	j := waitJobDone(t, c.url, id, 120*time.Second)
 	if j.GetState() != montagev1.JobState_JOB_STATE_SUCCEEDED {
 		t.Fatalf("job ended %s: %s", j.GetState(), j.GetError())
 	}
 	checkCommittedOnce(t, j)
+	for _, task := range j.GetTasks() {
+		if task.GetType() == montagev1.TaskType_TASK_TYPE_RENDER && task.GetAttempts() != 2 {
+			t.Errorf("render took %d attempts; want 2 (the killed one and the one that finished)", task.GetAttempts())
+		}
+	}
 }
 
 // Bad S3 configuration stops the coordinator at start with one line that
