@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -56,6 +58,12 @@ func run() error {
 		retain       = flag.Duration("retention", 7*24*time.Hour, "how long finished jobs and their outputs are kept (0 keeps them forever)")
 		purgeDelay   = flag.Duration("purge-delay", time.Hour, "how long segments and attempt objects stay after a job's outputs are finalized")
 		janitorEvery = flag.Duration("janitor-interval", 10*time.Second, "how often the leader does storage housekeeping")
+
+		gossipAddr  = flag.String("gossip-addr", "", "gossip (memberlist) address (default with -join or -bootstrap-expect: the API port + 2)")
+		join        = flag.String("join", "", "comma-separated gossip addresses of coordinators to join")
+		expect      = flag.Int("bootstrap-expect", 0, "fresh coordinators wait for this many to see each other, then form a cluster")
+		keyFile     = flag.String("gossip-key-file", "", "file holding a base64 gossip encryption key of 16, 24 or 32 bytes (or set MONTAGE_GOSSIP_KEY)")
+		deadCleanup = flag.Duration("dead-server-cleanup", 5*time.Minute, "remove a coordinator dead this long from raft (never below quorum)")
 	)
 	flag.Parse()
 	var lvl slog.Level
@@ -88,9 +96,29 @@ func run() error {
 	if *dataDir == "" {
 		return errors.New("-data-dir is required (or use -dev for a throwaway single-node farm)")
 	}
+	p, _ := strconv.Atoi(port)
 	if *raftAddr == "" {
-		p, _ := strconv.Atoi(port)
 		*raftAddr = net.JoinHostPort(host, strconv.Itoa(p+1))
+	}
+	var joinAddrs []string
+	for _, a := range strings.Split(*join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			joinAddrs = append(joinAddrs, a)
+		}
+	}
+	clustered := len(joinAddrs) > 0 || *expect > 1 || *gossipAddr != ""
+	if clustered && *gossipAddr == "" {
+		*gossipAddr = net.JoinHostPort(host, strconv.Itoa(p+2))
+	}
+	if clustered && *dev {
+		return errors.New("-dev is a single-node farm; drop -join/-bootstrap-expect/-gossip-addr, or drop -dev")
+	}
+	if clustered && *s3Endpoint == "" {
+		return errors.New("a cluster of coordinators needs the S3 object store (-s3-endpoint): the local store is a directory on one machine, which the other coordinators and their agents cannot read")
+	}
+	gossipKey, err := loadGossipKey(*keyFile)
+	if err != nil {
+		return err
 	}
 	if *advertise == "" {
 		*advertise = "http://" + *listen
@@ -135,7 +163,12 @@ func run() error {
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
 	defer ln.Close()
-	node, err := cluster.Open(cluster.Config{DataDir: *dataDir, NodeID: *nodeID, RaftAddr: *raftAddr, Bootstrap: true, Fast: *dev})
+	node, err := cluster.Open(cluster.Config{
+		DataDir: *dataDir, NodeID: *nodeID, RaftAddr: *raftAddr, Fast: *dev || os.Getenv("MONTAGE_FAST_RAFT") == "1",
+		// A lone coordinator forms a cluster of one; joiners wait to be added.
+		Bootstrap: len(joinAddrs) == 0, BootstrapExpect: *expect,
+		APIAddr: *advertise, Gossip: *gossipAddr, Join: joinAddrs, GossipKey: gossipKey, DeadCleanup: *deadCleanup,
+	})
 	if err != nil {
 		ln.Close()
 		return err
@@ -150,8 +183,8 @@ func run() error {
 	srv.Mount(mux)
 	// Ready means this node leads and has replayed its log, so reads are current.
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !node.Ready() {
-			http.Error(w, "not caught up with the raft log yet", http.StatusServiceUnavailable)
+		if node.IsLeader() && !node.Ready() || !node.IsLeader() && node.LeaderAPI() == "" {
+			http.Error(w, "no leader ready yet", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
@@ -160,7 +193,7 @@ func run() error {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // h2c, so gRPC clients work without TLS
-	hs := &http.Server{Handler: mux, Protocols: protocols, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: srv.Forward(mux), Protocols: protocols, ReadHeaderTimeout: 10 * time.Second}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -171,8 +204,12 @@ func run() error {
 			errCh <- fmt.Errorf("http: %w", err)
 		}
 	}()
-	if err := node.WaitLeader(30 * time.Second); err != nil {
-		log.Warn("not leader yet; serving reads only until an election completes", "err", err)
+	wait := node.WaitLeader
+	if clustered {
+		wait = node.WaitLeaderKnown
+	}
+	if err := wait(30 * time.Second); err != nil {
+		log.Warn("no leader yet; calls get Unavailable until an election completes", "err", err)
 	}
 	log.Info("coordinator ready", "api", *advertise, "raft", *raftAddr, "data_dir", *dataDir, "dev", *dev)
 
@@ -208,4 +245,29 @@ func run() error {
 	defer cancel()
 	_ = hs.Shutdown(sctx)
 	return nil
+}
+
+// loadGossipKey reads the gossip encryption key from a file or
+// MONTAGE_GOSSIP_KEY (base64; 16, 24 or 32 bytes). No key: gossip in clear.
+func loadGossipKey(path string) ([]byte, error) {
+	raw := os.Getenv("MONTAGE_GOSSIP_KEY")
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("-gossip-key-file: %w", err)
+		}
+		raw = string(b)
+	}
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return nil, nil
+	}
+	key, err := base64.StdEncoding.DecodeString(raw)
+	if err != nil {
+		return nil, fmt.Errorf("gossip key: not base64: %w", err)
+	}
+	if n := len(key); n != 16 && n != 24 && n != 32 {
+		return nil, fmt.Errorf("gossip key: %d bytes; it must be 16, 24 or 32 (make one with: head -c 32 /dev/urandom | base64)", n)
+	}
+	return key, nil
 }

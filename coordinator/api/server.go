@@ -132,7 +132,7 @@ func (s *Server) Run(ctx context.Context) {
 				s.leases.Reset(nil)
 			}
 		case <-s.clock.After(tick):
-			if !leader && s.node.IsLeader() {
+			if !leader && s.node.IsLeader() && s.node.Ready() {
 				// LeaderCh drops edges when nobody reads it in time; catch up.
 				leader = true
 				s.takeOverLeases()

@@ -166,3 +166,5 @@ func TestOrphanedUploadAbortedAfterExpiry(t *testing.T) {
 		t.Error("a partial object became visible")
 	}
 }
+
+func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }

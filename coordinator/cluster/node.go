@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,23 @@ type Config struct {
 	Fast bool
 	// ApplyTimeout bounds one proposal.
 	ApplyTimeout time.Duration
+
+	// APIAddr is this node's API base URL, told to the others by gossip so
+	// followers can forward to the leader and agents can find every node.
+	APIAddr string
+	// Gossip is the memberlist bind address; empty runs without gossip (a
+	// cluster of one).
+	Gossip string
+	// Join lists gossip addresses of coordinators to join.
+	Join []string
+	// GossipKey encrypts gossip (16, 24 or 32 bytes) when set.
+	GossipKey []byte
+	// BootstrapExpect > 1 makes fresh nodes wait until that many
+	// coordinators see each other, then form the cluster together.
+	BootstrapExpect int
+	// DeadCleanup is how long a coordinator may be dead before the leader
+	// removes it from raft (never below quorum).
+	DeadCleanup time.Duration
 }
 
 // Node is one coordinator's raft member.
@@ -46,7 +64,12 @@ type Node struct {
 	fsm  *machine
 	cfg  Config
 
-	ready atomic.Bool
+	ready  atomic.Bool
+	gossip *gossip
+	notify chan bool
+	stop   chan struct{}
+	subsMu sync.Mutex
+	subs   []chan bool
 
 	closers []io.Closer
 }
@@ -115,6 +138,9 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.ApplyTimeout == 0 {
 		cfg.ApplyTimeout = 10 * time.Second
 	}
+	if cfg.DeadCleanup == 0 {
+		cfg.DeadCleanup = 5 * time.Minute
+	}
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o750); err != nil {
 		return nil, fmt.Errorf("raft dir: %w", err)
@@ -123,7 +149,8 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{ID: id, cfg: cfg, fsm: &machine{state: fsm.New(), changed: make(chan struct{})}}
+	n := &Node{ID: id, cfg: cfg, fsm: &machine{state: fsm.New(), changed: make(chan struct{})},
+		notify: make(chan bool, 16), stop: make(chan struct{})}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
 
 	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db")})
@@ -152,6 +179,7 @@ func Open(cfg Config) (*Node, error) {
 	rc.LocalID = raft.ServerID(id)
 	rc.Logger = logger
 	rc.SnapshotThreshold = 4096
+	rc.NotifyCh = n.notify
 	if cfg.Fast {
 		rc.HeartbeatTimeout = 200 * time.Millisecond
 		rc.ElectionTimeout = 200 * time.Millisecond
@@ -163,7 +191,7 @@ func Open(cfg Config) (*Node, error) {
 		n.close()
 		return nil, fmt.Errorf("read raft state: %w", err)
 	}
-	if cfg.Bootstrap && !has {
+	if cfg.Bootstrap && cfg.BootstrapExpect <= 1 && !has {
 		conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr()}}}
 		if err := raft.BootstrapCluster(rc, store, store, snaps, trans, conf); err != nil {
 			n.close()
@@ -176,8 +204,222 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
-	slog.Info("raft node started", "id", id, "addr", cfg.RaftAddr, "existing_state", has)
+	go n.watchLeadership()
+	if cfg.Gossip != "" {
+		g, err := startGossip(id, cfg.Gossip, cfg.RaftAddr, cfg.APIAddr, cfg.GossipKey, cfg.Fast, hclogWriter{logger})
+		if err != nil {
+			_ = n.Shutdown()
+			return nil, err
+		}
+		n.gossip = g
+		if len(cfg.Join) > 0 {
+			go n.joinLoop(cfg.Join)
+		}
+		if cfg.BootstrapExpect > 1 && !has {
+			go n.bootstrapWhenExpected(cfg.BootstrapExpect)
+		}
+		go n.reconcileLoop()
+	}
+	slog.Info("raft node started", "id", id, "addr", cfg.RaftAddr, "existing_state", has, "gossip", cfg.Gossip)
 	return n, nil
+}
+
+// hclogWriter sends memberlist's log lines through raft's logger.
+type hclogWriter struct{ l hclog.Logger }
+
+func (w hclogWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.Contains(msg, "[ERR]") || strings.Contains(msg, "[WARN]") {
+		w.l.Warn(msg)
+	} else {
+		w.l.Debug(msg)
+	}
+	return len(p), nil
+}
+
+// watchLeadership turns raft's leadership notifications into the ready flag
+// and fans them out to subscribers. A new leader is ready only after a
+// barrier: it has applied everything its predecessors committed.
+func (n *Node) watchLeadership() {
+	for {
+		select {
+		case <-n.stop:
+			return
+		case leader := <-n.notify:
+			if leader {
+				if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+					slog.Warn("barrier after election failed", "err", err)
+					continue
+				}
+				n.ready.Store(true)
+			} else {
+				n.ready.Store(false)
+			}
+			n.subsMu.Lock()
+			for _, c := range n.subs {
+				select {
+				case c <- leader:
+				default:
+				}
+			}
+			n.subsMu.Unlock()
+		}
+	}
+}
+
+func (n *Node) joinLoop(addrs []string) {
+	wait := 200 * time.Millisecond
+	for {
+		err := n.gossip.join(addrs)
+		if err == nil {
+			slog.Info("joined the coordinator gossip pool", "via", addrs)
+			return
+		}
+		slog.Warn("cannot join the gossip pool yet; retrying (a wrong or missing -gossip-key also shows as this)", "addrs", addrs, "err", err)
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+// bootstrapWhenExpected forms the cluster once the expected number of
+// coordinators see each other. Every one of them proposes the same
+// configuration (all alive members), which raft accepts as one bootstrap.
+func (n *Node) bootstrapWhenExpected(expect int) {
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		var servers []raft.Server
+		for _, m := range n.gossip.list() {
+			if m.Alive && m.RaftAddr != "" {
+				servers = append(servers, raft.Server{ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.RaftAddr), Suffrage: raft.Voter})
+			}
+		}
+		if len(servers) < expect {
+			continue
+		}
+		if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			slog.Warn("bootstrap", "err", err)
+			continue
+		}
+		slog.Info("cluster bootstrapped", "servers", len(servers))
+		return
+	}
+}
+
+// reconcileLoop lets the leader keep raft's voters in step with gossip:
+// coordinators that joined become voters, and coordinators dead longer than
+// DeadCleanup are removed if quorum survives without them (as Nomad's
+// autopilot does).
+func (n *Node) reconcileLoop() {
+	every := 2 * time.Second
+	if n.cfg.Fast {
+		every = 200 * time.Millisecond
+	}
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-n.gossip.changed:
+		case <-time.After(every):
+		}
+		if n.IsLeader() {
+			n.reconcile()
+		}
+	}
+}
+
+func (n *Node) reconcile() {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	voters := map[string]raft.ServerAddress{}
+	for _, s := range f.Configuration().Servers {
+		voters[string(s.ID)] = s.Address
+	}
+	members := n.gossip.list()
+	for _, m := range members {
+		if _, ok := voters[m.ID]; ok || !m.Alive || m.RaftAddr == "" {
+			continue
+		}
+		if err := n.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, 10*time.Second).Error(); err != nil {
+			slog.Warn("add voter", "id", m.ID, "err", err)
+			continue
+		}
+		slog.Info("coordinator added to raft as a voter", "id", m.ID, "raft", m.RaftAddr)
+		voters[m.ID] = raft.ServerAddress(m.RaftAddr)
+	}
+	alive := 0
+	for id := range voters {
+		if m, ok := n.gossip.get(id); (ok && m.Alive) || id == n.ID {
+			alive++
+		}
+	}
+	for _, m := range members {
+		if _, ok := voters[m.ID]; !ok || m.Alive || m.ID == n.ID || time.Since(m.Since) < n.cfg.DeadCleanup {
+			continue
+		}
+		// The remaining voters must still hold a quorum of the new configuration.
+		if alive < (len(voters)-1)/2+1 {
+			continue
+		}
+		if err := n.raft.RemoveServer(raft.ServerID(m.ID), 0, 10*time.Second).Error(); err != nil {
+			slog.Warn("remove dead coordinator", "id", m.ID, "err", err)
+			continue
+		}
+		slog.Info("dead coordinator removed from raft", "id", m.ID, "dead_for", time.Since(m.Since).Round(time.Second))
+		delete(voters, m.ID)
+	}
+}
+
+// Members lists the coordinators gossip knows, with whether each is a raft
+// voter. Without gossip it is this node alone.
+func (n *Node) Members() ([]Member, map[string]bool) {
+	voters := map[string]bool{}
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			voters[string(s.ID)] = s.Suffrage == raft.Voter
+		}
+	}
+	if n.gossip == nil {
+		return []Member{{ID: n.ID, RaftAddr: n.cfg.RaftAddr, APIAddr: n.cfg.APIAddr, Alive: true}}, voters
+	}
+	return n.gossip.list(), voters
+}
+
+// LeaderAPI is the leader's API base URL, empty when unknown.
+func (n *Node) LeaderAPI() string {
+	_, id := n.Leader()
+	if id == "" {
+		return ""
+	}
+	if id == n.ID {
+		return n.cfg.APIAddr
+	}
+	if n.gossip != nil {
+		if m, ok := n.gossip.get(id); ok {
+			return m.APIAddr
+		}
+	}
+	return ""
+}
+
+// RemoveServer takes a coordinator out of raft (cluster remove).
+func (n *Node) RemoveServer(id string) error {
+	if err := n.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return fmt.Errorf("remove %s: %w", id, err)
+	}
+	return nil
 }
 
 func nodeID(dir, given string) (string, error) {
@@ -205,8 +447,17 @@ func (n *Node) close() {
 	}
 }
 
-// Shutdown stops raft and closes its stores.
+// Shutdown leaves gossip, stops raft and closes its stores.
 func (n *Node) Shutdown() error {
+	select {
+	case <-n.stop:
+		return nil
+	default:
+		close(n.stop)
+	}
+	if n.gossip != nil {
+		n.gossip.shutdown()
+	}
 	var err error
 	if n.raft != nil {
 		err = n.raft.Shutdown().Error()
@@ -235,8 +486,15 @@ func (n *Node) Apply(c *fsm.Command) (fsm.Response, error) {
 // IsLeader reports whether this node leads now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
-// LeaderCh delivers true on gaining and false on losing leadership.
-func (n *Node) LeaderCh() <-chan bool { return n.raft.LeaderCh() }
+// LeaderCh delivers true on gaining leadership (after the new leader has
+// caught up with the log) and false on losing it. Each call subscribes anew.
+func (n *Node) LeaderCh() <-chan bool {
+	c := make(chan bool, 16)
+	n.subsMu.Lock()
+	n.subs = append(n.subs, c)
+	n.subsMu.Unlock()
+	return c
+}
 
 // Barrier waits until every entry committed before it is applied here; a new
 // leader calls it before it reads state to rebuild its lease table.
@@ -273,16 +531,24 @@ func (n *Node) Changed() <-chan struct{} {
 func (n *Node) WaitLeader(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if n.IsLeader() {
-			if err := n.raft.Barrier(time.Until(deadline)).Error(); err != nil {
-				return fmt.Errorf("catch up with the log: %w", err)
-			}
-			n.ready.Store(true)
+		if n.IsLeader() && n.Ready() {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("no leadership within %s", timeout)
+}
+
+// WaitLeaderKnown waits until some node (maybe this one) is known to lead.
+func (n *Node) WaitLeaderKnown(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if addr, _ := n.Leader(); addr != "" && (!n.IsLeader() || n.Ready()) {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("no leader within %s", timeout)
 }
 
 // Ready reports whether this node has caught up with its log since it

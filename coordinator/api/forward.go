@@ -1,0 +1,81 @@
+package api
+
+import (
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+)
+
+// forwardedHeader marks a request one coordinator passed to another, so a
+// stale view of who leads can never bounce a request around.
+const forwardedHeader = "X-Montage-Forwarded-By"
+
+// forwarder sends API calls that reach a follower on to the leader, so any
+// coordinator serves any call (as Nomad servers forward to theirs). Calls
+// travel over h2c, which carries Connect, gRPC and gRPC-Web, streams too.
+type forwarder struct {
+	mu      sync.Mutex
+	proxies map[string]*httputil.ReverseProxy
+	tr      *http.Transport
+}
+
+func newForwarder() *forwarder {
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	return &forwarder{proxies: map[string]*httputil.ReverseProxy{}, tr: &http.Transport{Protocols: p}}
+}
+
+func (f *forwarder) proxy(target string) (*httputil.ReverseProxy, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p := f.proxies[target]; p != nil {
+		return p, nil
+	}
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, err
+	}
+	p := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.Out.Host = u.Host
+		},
+		Transport:     f.tr,
+		FlushInterval: -1, // stream WatchJob events as they come
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			http.Error(w, "leader "+target+" unreachable: "+err.Error(), http.StatusServiceUnavailable)
+		},
+	}
+	f.proxies[target] = p
+	return p, nil
+}
+
+// Forward wraps the API handlers: the leader serves calls itself, a
+// follower passes them to the leader.
+func (s *Server) Forward(next http.Handler) http.Handler {
+	f := newForwarder()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/montage.v1.") || s.node.IsLeader() {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if by := r.Header.Get(forwardedHeader); by != "" {
+			http.Error(w, "forwarded by "+by+" but this coordinator does not lead either; retry", http.StatusServiceUnavailable)
+			return
+		}
+		target := s.node.LeaderAPI()
+		if target == "" {
+			http.Error(w, "no coordinator leads right now (election in progress); retry", http.StatusServiceUnavailable)
+			return
+		}
+		p, err := f.proxy(target)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		r.Header.Set(forwardedHeader, s.node.ID)
+		p.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,147 @@
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// meta is what each coordinator tells the others about itself by gossip.
+type meta struct {
+	Raft string `json:"raft"`
+	API  string `json:"api"`
+}
+
+// Member is a coordinator as gossip sees it.
+type Member struct {
+	ID       string
+	Gossip   string // gossip address
+	RaftAddr string
+	APIAddr  string // base URL of its API
+	Alive    bool
+	// Since is when the member was last seen changing state.
+	Since time.Time
+}
+
+// gossip wraps memberlist: coordinators find each other and learn each
+// other's raft and API addresses.
+type gossip struct {
+	ml *memberlist.Memberlist
+
+	mu      sync.Mutex
+	members map[string]*Member
+	changed chan struct{}
+}
+
+type gossipDelegate struct{ meta []byte }
+
+func (d *gossipDelegate) NodeMeta(limit int) []byte {
+	if len(d.meta) > limit {
+		return nil
+	}
+	return d.meta
+}
+func (d *gossipDelegate) NotifyMsg([]byte)                           {}
+func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *gossipDelegate) LocalState(join bool) []byte                { return nil }
+func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
+
+type gossipEvents struct{ g *gossip }
+
+func (e gossipEvents) NotifyJoin(n *memberlist.Node)   { e.g.update(n, true) }
+func (e gossipEvents) NotifyLeave(n *memberlist.Node)  { e.g.update(n, false) }
+func (e gossipEvents) NotifyUpdate(n *memberlist.Node) { e.g.update(n, true) }
+
+func (g *gossip) update(n *memberlist.Node, alive bool) {
+	var m meta
+	_ = json.Unmarshal(n.Meta, &m)
+	g.mu.Lock()
+	old := g.members[n.Name]
+	cur := &Member{ID: n.Name, Gossip: n.Address(), RaftAddr: m.Raft, APIAddr: m.API, Alive: alive, Since: time.Now()}
+	if old != nil && old.Alive == alive {
+		cur.Since = old.Since
+	}
+	g.members[n.Name] = cur
+	g.mu.Unlock()
+	select {
+	case g.changed <- struct{}{}:
+	default:
+	}
+}
+
+func startGossip(id, bind, raftAddr, apiAddr string, key []byte, fast bool, logOut io.Writer) (*gossip, error) {
+	host, portStr, err := net.SplitHostPort(bind)
+	if err != nil {
+		return nil, fmt.Errorf("gossip address %q: %w", bind, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("gossip address %q: %w", bind, err)
+	}
+	mb, _ := json.Marshal(meta{Raft: raftAddr, API: apiAddr})
+	g := &gossip{members: map[string]*Member{}, changed: make(chan struct{}, 1)}
+	cfg := memberlist.DefaultLANConfig()
+	if fast {
+		cfg = memberlist.DefaultLocalConfig()
+		cfg.ProbeInterval = 200 * time.Millisecond
+		cfg.ProbeTimeout = 100 * time.Millisecond
+		cfg.GossipInterval = 50 * time.Millisecond
+		cfg.SuspicionMult = 2
+	}
+	cfg.Name = id
+	cfg.BindAddr, cfg.BindPort = host, port
+	cfg.AdvertiseAddr, cfg.AdvertisePort = host, port
+	cfg.SecretKey = key
+	cfg.Delegate = &gossipDelegate{meta: mb}
+	cfg.Events = gossipEvents{g}
+	cfg.Logger = log.New(logOut, "gossip: ", log.LstdFlags)
+	ml, err := memberlist.Create(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start gossip on %s: %w", bind, err)
+	}
+	g.ml = ml
+	return g, nil
+}
+
+// join contacts the given gossip addresses; one answer is enough.
+func (g *gossip) join(addrs []string) error {
+	n, err := g.ml.Join(addrs)
+	if n == 0 {
+		return fmt.Errorf("join %v: %w", addrs, err)
+	}
+	return nil
+}
+
+func (g *gossip) list() []Member {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]Member, 0, len(g.members))
+	for _, m := range g.members {
+		out = append(out, *m)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
+	return out
+}
+
+func (g *gossip) get(id string) (Member, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m := g.members[id]
+	if m == nil {
+		return Member{}, false
+	}
+	return *m, true
+}
+
+func (g *gossip) shutdown() {
+	_ = g.ml.Leave(time.Second)
+	_ = g.ml.Shutdown()
+}

@@ -1,0 +1,61 @@
+package cluster_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stream-montages/montage/coordinator/cluster"
+	"github.com/stream-montages/montage/coordinator/cluster/clustertest"
+	"github.com/stream-montages/montage/coordinator/fsm"
+)
+
+func submit(t *testing.T, n *cluster.Node, id string) {
+	t.Helper()
+	resp, err := n.Apply(&fsm.Command{At: time.Unix(1, 0), Submit: &fsm.SubmitCmd{Job: &fsm.Job{ID: id}}})
+	if err != nil || resp.Err != nil {
+		t.Fatalf("submit %s: %v %v", id, err, resp.Err)
+	}
+}
+
+func hasJob(n *cluster.Node, id string) bool {
+	ok := false
+	n.View(func(s *fsm.State) { ok = s.Jobs[id] != nil })
+	return ok
+}
+
+// Three fresh nodes form one cluster by gossip and -bootstrap-expect; a write
+// reaches every replica; losing the leader elects another that has it; a
+// follower refuses writes; a node dead past the cleanup time leaves raft.
+func TestThreeNodeCluster(t *testing.T) {
+	c := clustertest.Start(t, 3, nil, 2*time.Second)
+	leader := c.Leader(t, 10*time.Second)
+	members, voters := leader.Members()
+	if len(members) != 3 || len(voters) != 3 {
+		t.Fatalf("members %v, voters %v; want 3 and 3", members, voters)
+	}
+	submit(t, leader, "j1")
+	for i, nd := range c.Nodes {
+		clustertest.WaitFor(t, 5*time.Second, "replication", func() bool { return hasJob(nd, "j1") })
+		if nd != leader {
+			if _, err := nd.Apply(&fsm.Command{Cancel: &fsm.CancelCmd{JobID: "j1"}}); err == nil {
+				t.Errorf("follower %d accepted a write", i)
+			}
+		}
+	}
+
+	old := c.Index(leader)
+	c.Stop(old)
+	next := c.Leader(t, 10*time.Second)
+	if !hasJob(next, "j1") {
+		t.Fatal("the new leader lost a committed job")
+	}
+	submit(t, next, "j2")
+	// The dead node is removed after the cleanup time; two voters remain.
+	clustertest.WaitFor(t, 20*time.Second, "dead node removed from raft", func() bool {
+		_, v := next.Members()
+		return len(v) == 2
+	})
+	if next.LeaderAPI() != "" && next.LeaderAPI() != c.Cfgs[c.Index(next)].APIAddr {
+		t.Errorf("LeaderAPI %q is not the leader's", next.LeaderAPI())
+	}
+}
