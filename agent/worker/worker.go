@@ -27,7 +27,9 @@ import (
 
 // Config says where the agent works and whom it works for.
 type Config struct {
-	Coordinator string // base URL, e.g. http://127.0.0.1:7400
+	// Coordinator is one or more base URLs, comma-separated, e.g.
+	// http://10.0.0.1:7400,http://10.0.0.2:7400; the agent learns the rest.
+	Coordinator string
 	DataDir     string
 	Name        string
 	Slots       int
@@ -46,6 +48,7 @@ type Agent struct {
 	caps   *montagev1.AgentCapabilities
 	client montagev1connect.AgentServiceClient
 	http   *http.Client
+	eps    *endpoints
 	log    *slog.Logger
 
 	mu      sync.Mutex
@@ -116,7 +119,6 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 			FfmpegVersion: ffv, FfprobeVersion: fpv, Encoders: []string{"libx264"},
 			Os: runtime.GOOS, Arch: runtime.GOARCH,
 		},
-		client:  montagev1connect.NewAgentServiceClient(cfg.HTTPClient, strings.TrimRight(cfg.Coordinator, "/")),
 		http:    cfg.HTTPClient,
 		log:     cfg.Log.With("agent", id),
 		running: map[string]*running{},
@@ -124,8 +126,20 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		hbWake:  make(chan struct{}, 1),
 		ttl:     15 * time.Second,
 	}
+	next := cfg.HTTPClient.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	eps, err := newEndpoints(strings.Split(cfg.Coordinator, ","), next)
+	if err != nil {
+		return nil, err
+	}
+	a.eps = eps
+	a.client = montagev1connect.NewAgentServiceClient(&http.Client{Transport: eps}, "http://"+placeholder)
 	return a, nil
 }
+
+var errBadCoordinator = errors.New("want http(s)://HOST:PORT")
 
 // ID is the agent's persistent id.
 func (a *Agent) ID() string { return a.id }
@@ -234,11 +248,12 @@ func (a *Agent) busy() int {
 func (a *Agent) register(ctx context.Context) error {
 	backoff := 200 * time.Millisecond
 	for {
-		_, err := a.client.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{
+		resp, err := a.client.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{
 			AgentId: a.id, Name: a.cfg.Name, Capabilities: a.caps, Slots: int32(a.cfg.Slots), Labels: a.cfg.Labels,
 		}))
 		if err == nil {
-			a.log.Info("registered", "coordinator", a.cfg.Coordinator, "slots", a.cfg.Slots)
+			_ = a.eps.add(resp.Msg.GetCoordinators())
+			a.log.Info("registered", "coordinators", a.eps.list(), "slots", a.cfg.Slots)
 			return nil
 		}
 		if c := connect.CodeOf(err); c == connect.CodeInvalidArgument || c == connect.CodePermissionDenied || c == connect.CodeUnauthenticated {

@@ -56,9 +56,10 @@ func (s *Server) Register(_ context.Context, req *connect.Request[montagev1.Regi
 			out = agentProto(a)
 		}
 	})
+	s.seen(a.ID)
 	out.LastSeen = timestamppb.New(s.clock.Now())
 	s.log.Info("agent registered", "agent", a.ID, "name", name, "slots", a.Slots)
-	return connect.NewResponse(&montagev1.RegisterResponse{Agent: out}), nil
+	return connect.NewResponse(&montagev1.RegisterResponse{Agent: out, Coordinators: s.coordinatorURLs()}), nil
 }
 
 // LeaseTask grants up to free_slots runnable tasks, waiting for work up to
@@ -83,6 +84,7 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 	if !known {
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("agent %s is not registered; register first", m.GetAgentId()))
 	}
+	s.seen(m.GetAgentId())
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
@@ -220,6 +222,7 @@ func (s *Server) Heartbeat(_ context.Context, req *connect.Request[montagev1.Hea
 	if err := s.requireLeader(); err != nil {
 		return nil, err
 	}
+	s.seen(m.GetAgentId())
 	out := &montagev1.HeartbeatResponse{TtlSeconds: s.cfg.LeaseTTL.Seconds()}
 	now := s.clock.Now()
 	for _, p := range m.GetLeases() {

@@ -373,3 +373,44 @@ func TestWatchJobStreamsUntilDone(t *testing.T) {
 		t.Errorf("watched states %v; want queued first and succeeded last", states)
 	}
 }
+
+func TestDrainAndListAgents(t *testing.T) {
+	h := newHarness(t)
+	h.register(t, "a1")
+	h.register(t, "a2")
+	cl := montagev1connect.NewClusterServiceClient(http.DefaultClient, h.url)
+	ctx := context.Background()
+	if _, err := cl.DrainAgent(ctx, connect.NewRequest(&montagev1.DrainAgentRequest{AgentId: "a1", Drain: true})); err != nil {
+		t.Fatal(err)
+	}
+	h.submit(t, 2)
+	if ls := h.lease(t, "a1", 2, 0.1); len(ls) != 0 {
+		t.Fatalf("a draining agent got work: %v", ls)
+	}
+	if ls := h.lease(t, "a2", 1, 1); len(ls) != 1 {
+		t.Fatalf("a ready agent got %d leases", len(ls))
+	}
+	resp, err := cl.ListAgents(ctx, connect.NewRequest(&montagev1.ListAgentsRequest{}))
+	if err != nil || len(resp.Msg.GetAgents()) != 2 {
+		t.Fatalf("list agents: %v %v", resp, err)
+	}
+	a1, a2 := resp.Msg.GetAgents()[0], resp.Msg.GetAgents()[1]
+	if a1.GetState() != montagev1.AgentState_AGENT_STATE_DRAINING || a2.GetSlotsInUse() != 1 || a2.GetLastSeen() == nil {
+		t.Errorf("agents: %v / %v", a1, a2)
+	}
+	// Re-registering (an agent restart) keeps the operator's drain.
+	h.register(t, "a1")
+	if _, err := cl.DrainAgent(ctx, connect.NewRequest(&montagev1.DrainAgentRequest{AgentId: "a1"})); err != nil {
+		t.Fatal(err)
+	}
+	if ls := h.lease(t, "a1", 1, 1); len(ls) != 1 {
+		t.Errorf("an undrained agent got %d leases", len(ls))
+	}
+	if _, err := cl.DrainAgent(ctx, connect.NewRequest(&montagev1.DrainAgentRequest{AgentId: "ghost", Drain: true})); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Errorf("drain of an unknown agent: %v", err)
+	}
+	st, err := cl.GetStatus(ctx, connect.NewRequest(&montagev1.GetStatusRequest{}))
+	if err != nil || st.Msg.GetLeaderId() == "" || len(st.Msg.GetMembers()) != 1 || !st.Msg.GetMembers()[0].GetLeader() || st.Msg.GetAppliedIndex() == 0 {
+		t.Errorf("status of a cluster of one: %v %v", st, err)
+	}
+}

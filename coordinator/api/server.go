@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -75,19 +76,23 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	m      *metrics
+
+	mu       sync.Mutex
+	lastSeen map[string]time.Time // agent id → last call, on this node
 }
 
 // New wires a server.
 func New(node *cluster.Node, store blob.Store, clk clock.Clock, cfg Config, log *slog.Logger) *Server {
 	cfg.defaults()
 	return &Server{
-		node:   node,
-		leases: lease.NewTable(cfg.LeaseTTL),
-		store:  store,
-		clock:  clk,
-		cfg:    cfg,
-		log:    log,
-		m:      newMetrics(),
+		node:     node,
+		leases:   lease.NewTable(cfg.LeaseTTL),
+		store:    store,
+		clock:    clk,
+		cfg:      cfg,
+		log:      log,
+		m:        newMetrics(),
+		lastSeen: map[string]time.Time{},
 	}
 }
 
@@ -98,6 +103,7 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	opts := []connect.HandlerOption{connect.WithReadMaxBytes(8 << 20)}
 	mux.Handle(montagev1connect.NewJobServiceHandler(s, opts...))
 	mux.Handle(montagev1connect.NewAgentServiceHandler(s, opts...))
+	mux.Handle(montagev1connect.NewClusterServiceHandler(s, opts...))
 	mux.Handle("/metrics", s.m.handler())
 }
 

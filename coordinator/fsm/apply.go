@@ -25,6 +25,14 @@ type Command struct {
 	PurgeSegments *JobCmd      `json:"purge_segments,omitempty"`
 	MarkDeleting  *JobCmd      `json:"mark_deleting,omitempty"`
 	RemoveJob     *JobCmd      `json:"remove_job,omitempty"`
+	// AgentState drains or readies an agent (operator's decision).
+	AgentState *AgentStateCmd `json:"agent_state,omitempty"`
+}
+
+// AgentStateCmd sets an agent's scheduling state.
+type AgentStateCmd struct {
+	AgentID string               `json:"agent_id"`
+	State   montagev1.AgentState `json:"state"`
 }
 
 // FinalizeCmd records that a succeeded job's outputs now live at stable keys.
@@ -133,6 +141,13 @@ func (s *State) Apply(idx uint64, c *Command) Response {
 		return s.housekeep(c.At, c.MarkDeleting.JobID, func(j *Job) { j.Deleting = true })
 	case c.RemoveJob != nil:
 		return s.removeJob(c.RemoveJob.JobID)
+	case c.AgentState != nil:
+		a := s.Agents[c.AgentState.AgentID]
+		if a == nil {
+			return Response{Err: fmt.Errorf("agent %s: %w", c.AgentState.AgentID, ErrAgentUnknown)}
+		}
+		a.State = c.AgentState.State
+		return Response{}
 	}
 	return Response{Err: ErrBadCommand}
 }

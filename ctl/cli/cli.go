@@ -83,7 +83,8 @@ func New(out, errOut io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&a.addr, "addr", def, "coordinator URL (env MONTAGE_ADDR)")
 	root.SetOut(out)
 	root.SetErr(errOut)
-	root.AddCommand(a.submitCmd(), a.getCmd(), a.listCmd(), a.downloadCmd(), a.urlCmd(), a.cancelCmd())
+	root.AddCommand(a.submitCmd(), a.getCmd(), a.listCmd(), a.downloadCmd(), a.urlCmd(), a.cancelCmd(),
+		a.clusterCmd(), a.agentsCmd(), a.agentCmd())
 	return root
 }
 

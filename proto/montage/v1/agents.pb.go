@@ -99,8 +99,10 @@ func (x *RegisterRequest) GetLabels() map[string]string {
 }
 
 type RegisterResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Agent         *Agent                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Agent *Agent                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	// API base URLs of every live coordinator, so the agent can fail over.
+	Coordinators  []string `protobuf:"bytes,2,rep,name=coordinators,proto3" json:"coordinators,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -138,6 +140,13 @@ func (*RegisterResponse) Descriptor() ([]byte, []int) {
 func (x *RegisterResponse) GetAgent() *Agent {
 	if x != nil {
 		return x.Agent
+	}
+	return nil
+}
+
+func (x *RegisterResponse) GetCoordinators() []string {
+	if x != nil {
+		return x.Coordinators
 	}
 	return nil
 }
@@ -1220,9 +1229,10 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x06labels\x18\x05 \x03(\v2'.montage.v1.RegisterRequest.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\";\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"_\n" +
 	"\x10RegisterResponse\x12'\n" +
-	"\x05agent\x18\x01 \x01(\v2\x11.montage.v1.AgentR\x05agent\"o\n" +
+	"\x05agent\x18\x01 \x01(\v2\x11.montage.v1.AgentR\x05agent\x12\"\n" +
+	"\fcoordinators\x18\x02 \x03(\tR\fcoordinators\"o\n" +
 	"\x10LeaseTaskRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +

@@ -1,0 +1,158 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+	"github.com/stream-montages/montage/proto/montage/v1/montagev1connect"
+)
+
+func (a *app) cluster() montagev1connect.ClusterServiceClient {
+	return montagev1connect.NewClusterServiceClient(a.http, strings.TrimRight(a.addr, "/"),
+		connect.WithInterceptors(retryUnavailable(15*time.Second)))
+}
+
+func (a *app) clusterCmd() *cobra.Command {
+	c := &cobra.Command{Use: "cluster", Short: "Coordinators: status and removal"}
+	var format string
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Leader, raft indexes, voters and gossip members",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkFormat(format); err != nil {
+				return err
+			}
+			resp, err := a.cluster().GetStatus(cmd.Context(), connect.NewRequest(&montagev1.GetStatusRequest{}))
+			if err != nil {
+				return err
+			}
+			s := resp.Msg
+			if format == "json" {
+				b, err := jsonOpts.Marshal(s)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(a.out, string(b))
+				return nil
+			}
+			fmt.Fprintf(a.out, "Leader:   %s (%s)\nTerm:     %d\nIndexes:  commit %d, applied %d, last log %d (answered by %s)\n\n",
+				s.GetLeaderId(), s.GetLeaderApi(), s.GetTerm(), s.GetCommitIndex(), s.GetAppliedIndex(), s.GetLastLogIndex(), s.GetAnsweredBy())
+			tw := tabwriter.NewWriter(a.out, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NODE\tHEALTH\tRAFT\tAPI\tRAFT ADDR\tGOSSIP ADDR")
+			for _, m := range s.GetMembers() {
+				health := "dead"
+				if m.GetAlive() {
+					health = "alive"
+				}
+				role := "non-voter"
+				switch {
+				case m.GetLeader():
+					role = "leader"
+				case m.GetVoter():
+					role = "voter"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.GetId(), health, role, m.GetApiAddr(), m.GetRaftAddr(), m.GetGossipAddr())
+			}
+			return tw.Flush()
+		},
+	}
+	status.Flags().StringVarP(&format, "output", "o", "text", "text or json")
+	remove := &cobra.Command{
+		Use:   "remove NODE",
+		Short: "Remove a coordinator that is gone for good from raft",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := a.cluster().RemoveNode(cmd.Context(), connect.NewRequest(&montagev1.RemoveNodeRequest{NodeId: args[0]})); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "removed %s\n", args[0])
+			return nil
+		},
+	}
+	c.AddCommand(status, remove)
+	return c
+}
+
+func agentStateWord(s montagev1.AgentState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "AGENT_STATE_"))
+}
+
+func (a *app) agentsCmd() *cobra.Command {
+	var format string
+	c := &cobra.Command{
+		Use:   "agents",
+		Short: "List agents: capabilities, slots in use, state, last seen",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkFormat(format); err != nil {
+				return err
+			}
+			resp, err := a.cluster().ListAgents(cmd.Context(), connect.NewRequest(&montagev1.ListAgentsRequest{}))
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				b, err := jsonOpts.Marshal(resp.Msg)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(a.out, string(b))
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.out, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tSTATE\tSLOTS\tENCODERS\tFFMPEG\tLAST SEEN")
+			for _, ag := range resp.Msg.GetAgents() {
+				seen := "-"
+				if ag.GetLastSeen() != nil {
+					seen = time.Since(ag.GetLastSeen().AsTime()).Round(time.Second).String() + " ago"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", ag.GetId(), ag.GetName(), agentStateWord(ag.GetState()),
+					ag.GetSlotsInUse(), ag.GetSlots(), strings.Join(ag.GetCapabilities().GetEncoders(), ","),
+					strings.TrimPrefix(strings.Fields(ag.GetCapabilities().GetFfmpegVersion() + " ? ? ?")[2], "n"), seen)
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().StringVarP(&format, "output", "o", "text", "text or json")
+	return c
+}
+
+func (a *app) agentCmd() *cobra.Command {
+	c := &cobra.Command{Use: "agent", Short: "Drain or undrain an agent"}
+	for _, drain := range []bool{true, false} {
+		name, short := "drain", "Finish what the agent has and give it nothing new"
+		if !drain {
+			name, short = "undrain", "Give the agent work again"
+		}
+		c.AddCommand(&cobra.Command{
+			Use:   name + " ID",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				resp, err := a.cluster().DrainAgent(cmd.Context(), connect.NewRequest(&montagev1.DrainAgentRequest{AgentId: args[0], Drain: drain}))
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.out, "agent %s is %s\n", args[0], agentStateWord(resp.Msg.GetAgent().GetState()))
+				return nil
+			},
+		})
+	}
+	return c
+}
+
+// ffmpegVersion picks "5.1.9-0+deb12u1" out of "ffmpeg version 5.1.9-0+deb12u1 Copyright …".
+func ffmpegVersion(line string) string {
+	f := strings.Fields(line)
+	if len(f) >= 3 && f[1] == "version" {
+		return f[2]
+	}
+	return "?"
+}
