@@ -90,21 +90,28 @@ func runMain(m *testing.M) int {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	// The coordinator uses the port and the next one (raft); find a pair.
-	for i := 0; i < 50; i++ {
+	// The coordinator uses the port and the next two (raft, gossip).
+	for i := 0; i < 100; i++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		p := l.Addr().(*net.TCPAddr).Port
 		l.Close()
-		l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1))
-		if err == nil {
+		ok := true
+		for _, q := range []int{p + 1, p + 2} {
+			l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
+			if err != nil {
+				ok = false
+				break
+			}
 			l2.Close()
+		}
+		if ok {
 			return p
 		}
 	}
-	t.Fatal("no free port pair")
+	t.Fatal("no free port triple")
 	return 0
 }
 

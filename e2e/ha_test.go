@@ -1,0 +1,208 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/stream-montages/montage/coordinator/fsm"
+	"github.com/stream-montages/montage/internal/s3test"
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+	"github.com/stream-montages/montage/proto/montage/v1/montagev1connect"
+)
+
+type haCluster struct {
+	coords []*coordinator
+	ids    []string
+}
+
+// startHA runs three coordinator processes on one S3 server that find each
+// other by gossip and bootstrap together.
+func startHA(t *testing.T) *haCluster {
+	t.Helper()
+	srv := s3test.Start(t)
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	env := append([]string{"MONTAGE_FAST_RAFT=1"}, s3Env...)
+	h := &haCluster{}
+	type started struct {
+		c   *coordinator
+		err error
+	}
+	done := make(chan started, 3)
+	for i, p := range ports {
+		id := fmt.Sprintf("coord-%d", i)
+		h.ids = append(h.ids, id)
+		args := []string{"-node-id", id, "-bootstrap-expect", "3", "-join", fmt.Sprintf("127.0.0.1:%d", ports[0]+2),
+			"-s3-endpoint", srv.Endpoint, "-s3-bucket", s3Bucket, "-lease-ttl", "3s", "-janitor-interval", "1s", "-purge-delay", "0s"}
+		go func() {
+			done <- started{c: startCoordinatorEnv(t, env, t.TempDir(), p, args...)}
+		}()
+	}
+	byPort := map[int]*coordinator{}
+	for range ports {
+		s := <-done
+		byPort[s.c.port] = s.c
+	}
+	for _, p := range ports {
+		h.coords = append(h.coords, byPort[p])
+	}
+	return h
+}
+
+func (h *haCluster) status(t *testing.T, url string) *montagev1.GetStatusResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := montagev1connect.NewClusterServiceClient(http.DefaultClient, url).GetStatus(ctx, connect.NewRequest(&montagev1.GetStatusRequest{}))
+	if err != nil {
+		return nil
+	}
+	return r.Msg
+}
+
+func (h *haCluster) leader(t *testing.T, via int) int {
+	t.Helper()
+	idx := -1
+	waitFor(t, 30*time.Second, "a leader with three voters", func() bool {
+		s := h.status(t, h.coords[via].url)
+		if s == nil || s.GetLeaderId() == "" {
+			return false
+		}
+		voters := 0
+		for _, m := range s.GetMembers() {
+			if m.GetVoter() {
+				voters++
+			}
+		}
+		for i, id := range h.ids {
+			if id == s.GetLeaderId() {
+				idx = i
+			}
+		}
+		return voters == 3 && idx >= 0
+	})
+	return idx
+}
+
+// replayCompletions reads a stopped coordinator's raft log from the start and
+// replays it, counting the completions that each task's state machine
+// accepted: the applied history, not only the final state.
+func replayCompletions(t *testing.T, dataDir string) map[string]int {
+	t.Helper()
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dataDir, "raft", "raft.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	first, _ := store.FirstIndex()
+	last, _ := store.LastIndex()
+	if first != 1 {
+		t.Fatalf("raft log starts at %d (compacted); cannot replay the whole history", first)
+	}
+	st := fsm.New()
+	commits := map[string]int{}
+	for i := first; i <= last; i++ {
+		var l raft.Log
+		if err := store.GetLog(i, &l); err != nil {
+			t.Fatalf("log %d: %v", i, err)
+		}
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		c, err := fsm.Decode(l.Data)
+		if err != nil {
+			t.Fatalf("log %d: %v", i, err)
+		}
+		if r := st.Apply(l.Index, c); r.Err == nil && c.Complete != nil {
+			commits[c.Complete.TaskID]++
+		}
+	}
+	return commits
+}
+
+// Three coordinators and two agents on S3: SIGKILL the leader while tasks
+// are leased. The job completes, every render is committed exactly once in
+// the raft-applied history, the montage is valid, and montagectl pointed at
+// a surviving coordinator works throughout.
+func TestLeaderKilledMidJob(t *testing.T) {
+	h := startHA(t)
+	leader := h.leader(t, 0)
+	urls := make([]string, 3)
+	for i, c := range h.coords {
+		urls[i] = c.url
+	}
+	startAgent(t, strings.Join(urls, ","), t.TempDir())
+	startAgent(t, urls[(leader+1)%3], t.TempDir())
+	var hl strings.Builder
+	for i := 0; i < 8; i++ {
+		src := []string{"a.mp4", "b.m3u8", "c.mp4", "b.mp4"}[i%4]
+		fmt.Fprintf(&hl, "  - {url: %s/%s, at: %d, duration: 2, title: H%d}\n", mediaURL, src, 1+i, i+1)
+	}
+	survivor := (leader + 1) % 3
+	res := ctl(t, urls[survivor], "submit", "-q", writeSpec(t, "name: ha\nprofile: {resolution: 640x360, fps: 30}\nhighlights:\n"+hl.String()))
+	if res.code != 0 {
+		t.Fatalf("submit via a follower: %s", res.stderr)
+	}
+	id := strings.TrimSpace(res.stdout)
+	waitFor(t, 90*time.Second, "renders leased and committed", func() bool {
+		j, err := tryGetJob(urls[survivor], id)
+		if err != nil {
+			return false
+		}
+		done, leased := 0, 0
+		for _, task := range j.GetTasks() {
+			switch task.GetState() {
+			case montagev1.TaskState_TASK_STATE_SUCCEEDED:
+				done++
+			case montagev1.TaskState_TASK_STATE_LEASED:
+				leased++
+			}
+		}
+		return done >= 1 && leased >= 1
+	})
+	h.coords[leader].kill(syscall.SIGKILL)
+	// montagectl against a survivor keeps working through the election.
+	deadline := time.Now().Add(120 * time.Second)
+	var final string
+	for time.Now().Before(deadline) {
+		r := ctl(t, urls[survivor], "get", id, "-o", "json")
+		if r.code != 0 {
+			t.Fatalf("montagectl get via a survivor during failover: %s", r.stderr)
+		}
+		if strings.Contains(r.stdout, "JOB_STATE_SUCCEEDED") || strings.Contains(r.stdout, "JOB_STATE_FAILED") {
+			final = r.stdout
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if !strings.Contains(final, "JOB_STATE_SUCCEEDED") {
+		t.Fatalf("job did not succeed:\n%s", final)
+	}
+	j := getJob(t, urls[survivor], id)
+	checkCommittedOnce(t, j)
+	out := filepath.Join(t.TempDir(), "montage.mp4")
+	if r := ctl(t, urls[(leader+2)%3], "download", id, "-o", out); r.code != 0 {
+		t.Fatalf("download via the other survivor: %s", r.stderr)
+	}
+	checkMontage(t, out, []float64{2, 2, 2, 2, 2, 2, 2, 2}, 640, 360, "30/1")
+	if r := ctl(t, urls[survivor], "cluster", "status"); r.code != 0 || !strings.Contains(r.stdout, "dead") {
+		t.Errorf("cluster status after the kill:\n%s%s", r.stdout, r.stderr)
+	}
+	// The raft-applied history, replayed from a survivor's log.
+	h.coords[survivor].kill(syscall.SIGTERM)
+	commits := replayCompletions(t, h.coords[survivor].dataDir)
+	for _, task := range j.GetTasks() {
+		if commits[task.GetId()] != 1 {
+			t.Errorf("task %s: %d completions applied in the raft log; want exactly 1", task.GetId(), commits[task.GetId()])
+		}
+	}
+}
