@@ -206,3 +206,115 @@ func TestLeaderKilledMidJob(t *testing.T) {
 		}
 	}
 }
+
+// submitHA submits n two-second highlights through coordinator url.
+func submitHA(t *testing.T, url string, n int) string {
+	t.Helper()
+	var hl strings.Builder
+	for i := 0; i < n; i++ {
+		src := []string{"a.mp4", "b.m3u8", "c.mp4", "b.mp4"}[i%4]
+		fmt.Fprintf(&hl, "  - {url: %s/%s, at: %d, duration: 2, title: H%d}\n", mediaURL, src, 1+i, i+1)
+	}
+	res := ctl(t, url, "submit", "-q", writeSpec(t, "profile: {resolution: 1280x720, fps: 30}\nhighlights:\n"+hl.String()))
+	if res.code != 0 {
+		t.Fatalf("submit: %s", res.stderr)
+	}
+	return strings.TrimSpace(res.stdout)
+}
+
+// A second failure in the cluster: SIGKILL an agent mid-task. Its lease
+// expires, the other agent finishes, each task commits once in the log.
+func TestAgentKilledInCluster(t *testing.T) {
+	h := startHA(t)
+	leader := h.leader(t, 0)
+	urls := []string{h.coords[0].url, h.coords[1].url, h.coords[2].url}
+	follower := (leader + 1) % 3
+	id := submitHA(t, urls[follower], 4)
+	victim := startAgent(t, strings.Join(urls, ","), t.TempDir())
+	var victimTask string
+	waitFor(t, 60*time.Second, "a render leased", func() bool {
+		j, err := tryGetJob(urls[follower], id)
+		if err != nil {
+			return false
+		}
+		for _, task := range j.GetTasks() {
+			if task.GetState() == montagev1.TaskState_TASK_STATE_LEASED {
+				victimTask = task.GetId()
+				return true
+			}
+		}
+		return false
+	})
+	victim.kill(syscall.SIGKILL)
+	startAgent(t, urls[follower], t.TempDir())
+	j := waitJobDone(t, urls[follower], id, 120*time.Second)
+	if j.GetState() != montagev1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("job ended %s: %s", j.GetState(), j.GetError())
+	}
+	checkCommittedOnce(t, j)
+	for _, task := range j.GetTasks() {
+		if task.GetId() == victimTask && task.GetAttempts() < 2 {
+			t.Errorf("the killed agent's task %s took %d attempts; want a retry", victimTask, task.GetAttempts())
+		}
+	}
+	h.coords[follower].kill(syscall.SIGTERM)
+	for task, n := range replayCompletions(t, h.coords[follower].dataDir) {
+		if n != 1 {
+			t.Errorf("task %s: %d completions applied", task, n)
+		}
+	}
+}
+
+// A third: SIGSTOP the leader for longer than the election timeout, then
+// SIGCONT it. The others elect a new leader; the old one steps down when it
+// wakes, and nothing its stale view proposes (expiries of leases it still
+// times, grants) commits: every task still commits exactly once.
+func TestLeaderPausedStepsDown(t *testing.T) {
+	h := startHA(t)
+	leader := h.leader(t, 0)
+	urls := []string{h.coords[0].url, h.coords[1].url, h.coords[2].url}
+	other := (leader + 1) % 3
+	startAgent(t, strings.Join(urls, ","), t.TempDir())
+	id := submitHA(t, urls[other], 4)
+	waitFor(t, 60*time.Second, "a render leased", func() bool {
+		j, err := tryGetJob(urls[other], id)
+		if err != nil {
+			return false
+		}
+		for _, task := range j.GetTasks() {
+			if task.GetState() == montagev1.TaskState_TASK_STATE_LEASED {
+				return true
+			}
+		}
+		return false
+	})
+	old := h.ids[leader]
+	if err := h.coords[leader].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "a new leader while the old one is stopped", func() bool {
+		s := h.status(t, urls[other])
+		return s != nil && s.GetLeaderId() != "" && s.GetLeaderId() != old
+	})
+	// Stopped for well over the lease TTL: its in-memory lease timers all
+	// look expired when it wakes.
+	time.Sleep(4 * time.Second)
+	if err := h.coords[leader].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the old leader to follow the new one", func() bool {
+		s := h.status(t, urls[leader])
+		return s != nil && s.GetLeaderId() != "" && s.GetLeaderId() != old
+	})
+	j := waitJobDone(t, urls[leader], id, 120*time.Second)
+	if j.GetState() != montagev1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("job ended %s: %s", j.GetState(), j.GetError())
+	}
+	checkCommittedOnce(t, j)
+	h.coords[leader].kill(syscall.SIGTERM)
+	for task, n := range replayCompletions(t, h.coords[leader].dataDir) {
+		if n != 1 {
+			t.Errorf("task %s: %d completions applied", task, n)
+		}
+	}
+}
