@@ -43,6 +43,7 @@ lint: tools
 
 bench: ffmpeg build
 	bench/overhead.sh
+	bench/cluster.sh
 
 fuzz:
 	$(GO) test ./internal/spec -run '^$$' -fuzz FuzzParseTimestamp -fuzztime 30s

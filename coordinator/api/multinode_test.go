@@ -29,7 +29,7 @@ type multi struct {
 
 // startMulti runs three coordinators in-process, each with its API on a real
 // listener behind the forwarding middleware, sharing one object store.
-func startMulti(t *testing.T) *multi {
+func startMulti(t testing.TB) *multi {
 	t.Helper()
 	var lns []net.Listener
 	var urls []string
