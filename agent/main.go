@@ -31,6 +31,7 @@ func run() error {
 		name     = flag.String("name", "", "display name (default: hostname)")
 		labels   = flag.String("labels", "", "comma-separated key=value labels")
 		logLevel = flag.String("log-level", "info", "debug, info, warn or error")
+		joinFile = flag.String("join-token-file", "", "file holding the agent join token (or set MONTAGE_AGENT_JOIN_TOKEN)")
 	)
 	flag.Parse()
 	var lvl slog.Level
@@ -55,7 +56,15 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a, err := worker.New(ctx, worker.Config{Coordinator: *coord, DataDir: *dataDir, Name: *name, Slots: *slots, Labels: lbl, Log: log})
+	join := strings.TrimSpace(os.Getenv("MONTAGE_AGENT_JOIN_TOKEN"))
+	if *joinFile != "" {
+		b, err := os.ReadFile(*joinFile)
+		if err != nil {
+			return fmt.Errorf("-join-token-file: %w", err)
+		}
+		join = strings.TrimSpace(string(b))
+	}
+	a, err := worker.New(ctx, worker.Config{Coordinator: *coord, DataDir: *dataDir, Name: *name, Slots: *slots, Labels: lbl, Log: log, JoinToken: join})
 	if err != nil {
 		return err
 	}

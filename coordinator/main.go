@@ -22,6 +22,7 @@ import (
 
 	"github.com/stream-montages/montage/agent/worker"
 	"github.com/stream-montages/montage/coordinator/api"
+	"github.com/stream-montages/montage/coordinator/auth"
 	"github.com/stream-montages/montage/coordinator/blob"
 	"github.com/stream-montages/montage/coordinator/cluster"
 	"github.com/stream-montages/montage/internal/clock"
@@ -64,6 +65,8 @@ func run() error {
 		expect      = flag.Int("bootstrap-expect", 0, "fresh coordinators wait for this many to see each other, then form a cluster")
 		keyFile     = flag.String("gossip-key-file", "", "file holding a base64 gossip encryption key of 16, 24 or 32 bytes (or set MONTAGE_GOSSIP_KEY)")
 		deadCleanup = flag.Duration("dead-server-cleanup", 5*time.Minute, "remove a coordinator dead this long from raft (never below quorum)")
+		opTokFile   = flag.String("operator-token-file", "", "file holding the operator token (or set MONTAGE_OPERATOR_TOKEN)")
+		joinTokFile = flag.String("agent-join-token-file", "", "file holding the agent join token (or set MONTAGE_AGENT_JOIN_TOKEN)")
 	)
 	flag.Parse()
 	var lvl slog.Level
@@ -119,6 +122,13 @@ func run() error {
 	gossipKey, err := loadGossipKey(*keyFile)
 	if err != nil {
 		return err
+	}
+	tokens, err := auth.Load(*opTokFile, *joinTokFile)
+	if err != nil {
+		return err
+	}
+	if *dev && !tokens.Open() {
+		return errors.New("-dev runs open on loopback; drop the tokens or drop -dev")
 	}
 	if *advertise == "" {
 		*advertise = "http://" + *listen
@@ -178,7 +188,7 @@ func run() error {
 	srv := api.New(node, store, clk, api.Config{
 		LeaseTTL: *leaseTTL, MaxAttempts: *maxAttempts,
 		MultipartThreshold: *multipart, PartSize: *partSize,
-		Retention: *retain, PurgeDelay: *purgeDelay, JanitorInterval: *janitorEvery,
+		Retention: *retain, PurgeDelay: *purgeDelay, JanitorInterval: *janitorEvery, Tokens: tokens,
 	}, log)
 	srv.Mount(mux)
 	// Ready means this node leads and has replayed its log, so reads are current.
@@ -211,7 +221,10 @@ func run() error {
 	if err := wait(30 * time.Second); err != nil {
 		log.Warn("no leader yet; calls get Unavailable until an election completes", "err", err)
 	}
-	log.Info("coordinator ready", "api", *advertise, "raft", *raftAddr, "data_dir", *dataDir, "dev", *dev)
+	log.Info("coordinator ready", "api", *advertise, "raft", *raftAddr, "data_dir", *dataDir, "dev", *dev, "tokens", !tokens.Open())
+	if ip := net.ParseIP(host); tokens.Open() && !*dev && (ip == nil || !ip.IsLoopback()) {
+		log.Warn("the API is open to anyone who can reach " + *listen + ": set MONTAGE_OPERATOR_TOKEN and MONTAGE_AGENT_JOIN_TOKEN (or the -…-token-file flags)")
+	}
 
 	agentDone := make(chan struct{})
 	if *dev && *devAgent {

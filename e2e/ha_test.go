@@ -33,10 +33,7 @@ func startHA(t *testing.T) *haCluster {
 	ports := []int{freePort(t), freePort(t), freePort(t)}
 	env := append([]string{"MONTAGE_FAST_RAFT=1"}, s3Env...)
 	h := &haCluster{}
-	type started struct {
-		c   *coordinator
-		err error
-	}
+	type started struct{ c *coordinator }
 	done := make(chan started, 3)
 	for i, p := range ports {
 		id := fmt.Sprintf("coord-%d", i)

@@ -38,6 +38,8 @@ type Config struct {
 	Log         *slog.Logger
 	// PollWait is how long one LeaseTask call waits for work.
 	PollWait time.Duration
+	// JoinToken lets the agent register when the cluster uses tokens.
+	JoinToken string
 }
 
 // Agent runs leased tasks.
@@ -51,11 +53,12 @@ type Agent struct {
 	eps    *endpoints
 	log    *slog.Logger
 
-	mu      sync.Mutex
-	running map[string]*running
-	slotCh  chan struct{} // signalled when a slot frees
-	hbWake  chan struct{} // signalled when new leases start
-	ttl     time.Duration
+	mu         sync.Mutex
+	credential string // from Register; sent on every later call
+	running    map[string]*running
+	slotCh     chan struct{} // signalled when a slot frees
+	hbWake     chan struct{} // signalled when new leases start
+	ttl        time.Duration
 }
 
 type running struct {
@@ -135,11 +138,29 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.eps = eps
-	a.client = montagev1connect.NewAgentServiceClient(&http.Client{Transport: eps}, "http://"+placeholder)
+	a.client = montagev1connect.NewAgentServiceClient(&http.Client{Transport: eps}, "http://"+placeholder,
+		connect.WithInterceptors(connect.UnaryInterceptorFunc(a.authorize)))
 	return a, nil
 }
 
 var errBadCoordinator = errors.New("want http(s)://HOST:PORT")
+
+// authorize sends the join token with Register and the agent's own
+// credential with everything else.
+func (a *Agent) authorize(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		tok := a.cfg.JoinToken
+		if req.Spec().Procedure != "/montage.v1.AgentService/Register" {
+			a.mu.Lock()
+			tok = a.credential
+			a.mu.Unlock()
+		}
+		if tok != "" {
+			req.Header().Set("Authorization", "Bearer "+tok)
+		}
+		return next(ctx, req)
+	}
+}
 
 // ID is the agent's persistent id.
 func (a *Agent) ID() string { return a.id }
@@ -171,6 +192,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	hbDone := make(chan struct{})
 	go func() { defer close(hbDone); a.heartbeatLoop(hbCtx) }()
 	var wg sync.WaitGroup
+	var runErr error
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
 		free := a.cfg.Slots - a.busy()
@@ -190,8 +212,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				break
 			}
-			if connect.CodeOf(err) == connect.CodeNotFound {
-				_ = a.register(ctx) // the coordinator lost us (fresh cluster); register again
+			if c := connect.CodeOf(err); c == connect.CodeNotFound || c == connect.CodeUnauthenticated {
+				// The coordinator lost us (fresh cluster) or the join token
+				// changed: register again.
+				if rerr := a.register(ctx); rerr != nil {
+					runErr = rerr
+					break
+				}
 			}
 			a.log.Warn("lease request failed; retrying", "err", err, "backoff", backoff)
 			select {
@@ -236,7 +263,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Wait()
 	stopHB()
 	<-hbDone
-	return nil
+	return runErr
 }
 
 func (a *Agent) busy() int {
@@ -253,6 +280,9 @@ func (a *Agent) register(ctx context.Context) error {
 		}))
 		if err == nil {
 			_ = a.eps.add(resp.Msg.GetCoordinators())
+			a.mu.Lock()
+			a.credential = resp.Msg.GetAgentCredential()
+			a.mu.Unlock()
 			a.log.Info("registered", "coordinators", a.eps.list(), "slots", a.cfg.Slots)
 			return nil
 		}

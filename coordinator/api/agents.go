@@ -59,7 +59,8 @@ func (s *Server) Register(_ context.Context, req *connect.Request[montagev1.Regi
 	s.seen(a.ID)
 	out.LastSeen = timestamppb.New(s.clock.Now())
 	s.log.Info("agent registered", "agent", a.ID, "name", name, "slots", a.Slots)
-	return connect.NewResponse(&montagev1.RegisterResponse{Agent: out, Coordinators: s.coordinatorURLs()}), nil
+	return connect.NewResponse(&montagev1.RegisterResponse{Agent: out, Coordinators: s.coordinatorURLs(),
+		AgentCredential: s.cfg.Tokens.Credential(a.ID)}), nil
 }
 
 // LeaseTask grants up to free_slots runnable tasks, waiting for work up to

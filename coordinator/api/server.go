@@ -13,6 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/stream-montages/montage/coordinator/auth"
 	"github.com/stream-montages/montage/coordinator/blob"
 	"github.com/stream-montages/montage/coordinator/cluster"
 	"github.com/stream-montages/montage/coordinator/fsm"
@@ -35,8 +36,10 @@ type Config struct {
 	PartSize           int64
 	// Retention keeps finished jobs this long (0: forever); JanitorInterval
 	// is how often the leader looks for housekeeping to do.
-	Retention       time.Duration
-	PurgeDelay      time.Duration
+	Retention  time.Duration
+	PurgeDelay time.Duration
+	// Tokens guard the API; empty tokens leave it open (-dev on loopback).
+	Tokens          auth.Tokens
 	JanitorInterval time.Duration
 	// WatchInterval is how often WatchJob looks for progress that changed
 	// without a raft write (heartbeat progress lives in memory).
@@ -100,7 +103,7 @@ func New(node *cluster.Node, store blob.Store, clk clock.Clock, cfg Config, log 
 func (s *Server) Mount(mux *http.ServeMux) {
 	// The spec limit (1 MiB) is checked with a field name; the transport limit
 	// sits above it so that check is the one a user sees.
-	opts := []connect.HandlerOption{connect.WithReadMaxBytes(8 << 20)}
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(8 << 20), connect.WithInterceptors(authInterceptor{s.cfg.Tokens})}
 	mux.Handle(montagev1connect.NewJobServiceHandler(s, opts...))
 	mux.Handle(montagev1connect.NewAgentServiceHandler(s, opts...))
 	mux.Handle(montagev1connect.NewClusterServiceHandler(s, opts...))

@@ -32,15 +32,55 @@ type ExitError struct {
 func (e *ExitError) Error() string { return e.Msg }
 
 type app struct {
-	addr   string
-	out    io.Writer
-	errOut io.Writer
-	http   *http.Client
+	addr      string
+	tokenFile string
+	out       io.Writer
+	errOut    io.Writer
+	http      *http.Client
 }
 
 func (a *app) jobs() montagev1connect.JobServiceClient {
 	return montagev1connect.NewJobServiceClient(a.http, strings.TrimRight(a.addr, "/"),
-		connect.WithInterceptors(retryUnavailable(15*time.Second)))
+		connect.WithInterceptors(a.authorize(), retryUnavailable(15*time.Second)))
+}
+
+// authorize sends the operator token from --token-file or MONTAGE_TOKEN,
+// on unary calls and streams alike.
+func (a *app) authorize() connect.Interceptor {
+	tok := strings.TrimSpace(os.Getenv("MONTAGE_TOKEN"))
+	if a.tokenFile != "" {
+		if b, err := os.ReadFile(a.tokenFile); err == nil {
+			tok = strings.TrimSpace(string(b))
+		}
+	}
+	return bearerInterceptor(tok)
+}
+
+type bearerInterceptor string
+
+func (t bearerInterceptor) set(h http.Header) {
+	if t != "" {
+		h.Set("Authorization", "Bearer "+string(t))
+	}
+}
+
+func (t bearerInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		t.set(req.Header())
+		return next(ctx, req)
+	}
+}
+
+func (t bearerInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		t.set(conn.RequestHeader())
+		return conn
+	}
+}
+
+func (t bearerInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
 }
 
 // retryUnavailable retries calls a coordinator refused for now (no leader
@@ -81,6 +121,7 @@ func New(out, errOut io.Writer) *cobra.Command {
 		def = "http://127.0.0.1:7400"
 	}
 	root.PersistentFlags().StringVar(&a.addr, "addr", def, "coordinator URL (env MONTAGE_ADDR)")
+	root.PersistentFlags().StringVar(&a.tokenFile, "token-file", "", "file holding the operator token (default: env MONTAGE_TOKEN)")
 	root.SetOut(out)
 	root.SetErr(errOut)
 	root.AddCommand(a.submitCmd(), a.getCmd(), a.listCmd(), a.downloadCmd(), a.urlCmd(), a.cancelCmd(),

@@ -89,3 +89,12 @@ func TestMainReportsErrors(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, errOut.String())
 	}
 }
+
+func TestFFmpegVersion(t *testing.T) {
+	if v := ffmpegVersion("ffmpeg version 5.1.9-0+deb12u1 Copyright (c) 2000-2026"); v != "5.1.9-0+deb12u1" {
+		t.Errorf("got %q", v)
+	}
+	if v := ffmpegVersion(""); v != "?" {
+		t.Errorf("empty: %q", v)
+	}
+}

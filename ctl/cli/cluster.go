@@ -15,7 +15,7 @@ import (
 
 func (a *app) cluster() montagev1connect.ClusterServiceClient {
 	return montagev1connect.NewClusterServiceClient(a.http, strings.TrimRight(a.addr, "/"),
-		connect.WithInterceptors(retryUnavailable(15*time.Second)))
+		connect.WithInterceptors(a.authorize(), retryUnavailable(15*time.Second)))
 }
 
 func (a *app) clusterCmd() *cobra.Command {
@@ -115,7 +115,7 @@ func (a *app) agentsCmd() *cobra.Command {
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", ag.GetId(), ag.GetName(), agentStateWord(ag.GetState()),
 					ag.GetSlotsInUse(), ag.GetSlots(), strings.Join(ag.GetCapabilities().GetEncoders(), ","),
-					strings.TrimPrefix(strings.Fields(ag.GetCapabilities().GetFfmpegVersion() + " ? ? ?")[2], "n"), seen)
+					ffmpegVersion(ag.GetCapabilities().GetFfmpegVersion()), seen)
 			}
 			return tw.Flush()
 		},

@@ -102,9 +102,12 @@ type RegisterResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Agent *Agent                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
 	// API base URLs of every live coordinator, so the agent can fail over.
-	Coordinators  []string `protobuf:"bytes,2,rep,name=coordinators,proto3" json:"coordinators,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Coordinators []string `protobuf:"bytes,2,rep,name=coordinators,proto3" json:"coordinators,omitempty"`
+	// The agent's own bearer credential for every later call ("ID.SECRET");
+	// empty when the cluster runs without tokens.
+	AgentCredential string `protobuf:"bytes,3,opt,name=agent_credential,json=agentCredential,proto3" json:"agent_credential,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RegisterResponse) Reset() {
@@ -149,6 +152,13 @@ func (x *RegisterResponse) GetCoordinators() []string {
 		return x.Coordinators
 	}
 	return nil
+}
+
+func (x *RegisterResponse) GetAgentCredential() string {
+	if x != nil {
+		return x.AgentCredential
+	}
+	return ""
 }
 
 type LeaseTaskRequest struct {
@@ -1229,10 +1239,11 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x06labels\x18\x05 \x03(\v2'.montage.v1.RegisterRequest.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"_\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\x01\n" +
 	"\x10RegisterResponse\x12'\n" +
 	"\x05agent\x18\x01 \x01(\v2\x11.montage.v1.AgentR\x05agent\x12\"\n" +
-	"\fcoordinators\x18\x02 \x03(\tR\fcoordinators\"o\n" +
+	"\fcoordinators\x18\x02 \x03(\tR\fcoordinators\x12)\n" +
+	"\x10agent_credential\x18\x03 \x01(\tR\x0fagentCredential\"o\n" +
 	"\x10LeaseTaskRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +

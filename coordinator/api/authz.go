@@ -1,0 +1,73 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	"github.com/stream-montages/montage/coordinator/auth"
+)
+
+// authInterceptor checks every call's bearer token before its handler runs:
+// the operator token for jobs and cluster calls, the join token for
+// Register, and an agent's own credential for its other calls, which may
+// only concern that agent.
+type authInterceptor struct{ tokens auth.Tokens }
+
+func bearer(h http.Header) string {
+	v := h.Get("Authorization")
+	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+		return strings.TrimSpace(v[7:])
+	}
+	return ""
+}
+
+type agentScoped interface{ GetAgentId() string }
+
+func (a authInterceptor) check(procedure string, h http.Header, msg any) error {
+	b := bearer(h)
+	switch {
+	case procedure == "/montage.v1.AgentService/Register":
+		if err := a.tokens.CheckJoin(b); err != nil {
+			return connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%w: Register needs the agent join token", err))
+		}
+	case strings.HasPrefix(procedure, "/montage.v1.AgentService/"):
+		id, err := a.tokens.CheckAgent(b)
+		if err != nil {
+			return connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%w: agent calls need the credential Register returned", err))
+		}
+		if m, ok := msg.(agentScoped); ok && id != "" && m.GetAgentId() != id {
+			return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%w: credential of agent %s used for agent %s", auth.ErrForbidden, id, m.GetAgentId()))
+		}
+	default:
+		if err := a.tokens.CheckOperator(b); err != nil {
+			return connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%w: set MONTAGE_TOKEN to the operator token", err))
+		}
+	}
+	return nil
+}
+
+func (a authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if err := a.check(req.Spec().Procedure, req.Header(), req.Any()); err != nil {
+			return nil, err
+		}
+		return next(ctx, req)
+	}
+}
+
+func (a authInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (a authInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		if err := a.check(conn.Spec().Procedure, conn.RequestHeader(), nil); err != nil {
+			return err
+		}
+		return next(ctx, conn)
+	}
+}
