@@ -15,15 +15,14 @@ import (
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
 
-func init() {
-	// Keep benchmark output readable.
-	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
-}
+// quiet keeps benchmark output readable.
+func quiet() { slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil))) }
 
 // BenchmarkGrantComplete measures task grant+complete pairs committed
 // through a 3-node loopback raft cluster, with 64 proposers at once (raft
 // batches concurrent proposals into one append and one fsync).
 func BenchmarkGrantComplete(b *testing.B) {
+	quiet()
 	c := clustertest.Start(b, 3, nil, time.Minute)
 	leader := c.Leader(b, 10*time.Second)
 	apply := func(cmd *fsm.Command) fsm.Response {
@@ -64,6 +63,7 @@ func BenchmarkGrantComplete(b *testing.B) {
 // BenchmarkFailover measures, with default raft and gossip timings, the time
 // from stopping the leader to the first write accepted by a new leader.
 func BenchmarkFailover(b *testing.B) {
+	quiet()
 	var took []time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()

@@ -1,6 +1,10 @@
 package cluster_test
 
 import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,4 +62,57 @@ func TestThreeNodeCluster(t *testing.T) {
 	if next.LeaderAPI() != "" && next.LeaderAPI() != c.Cfgs[c.Index(next)].APIAddr {
 		t.Errorf("LeaderAPI %q is not the leader's", next.LeaderAPI())
 	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A coordinator with the wrong gossip key never joins, and says why.
+func TestWrongGossipKey(t *testing.T) {
+	var logs lockedBuffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer slog.SetDefault(prev)
+	key := func(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+	g0 := clustertest.FreeAddr(t)
+	a, err := cluster.Open(cluster.Config{DataDir: t.TempDir(), RaftAddr: clustertest.FreeAddr(t), Fast: true, Bootstrap: true, Gossip: g0, GossipKey: key(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown()
+	b, err := cluster.Open(cluster.Config{DataDir: t.TempDir(), RaftAddr: clustertest.FreeAddr(t), Fast: true, Gossip: clustertest.FreeAddr(t), GossipKey: key(2), Join: []string{g0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Shutdown()
+	clustertest.WaitFor(t, 10*time.Second, "the join failure to be logged", func() bool {
+		return strings.Contains(logs.String(), "cannot join the gossip pool yet") && strings.Contains(logs.String(), "gossip-key")
+	})
+	if m, _ := a.Members(); len(m) != 1 {
+		t.Errorf("a node with the wrong key became a member: %v", m)
+	}
+	// The same key joins.
+	c, err := cluster.Open(cluster.Config{DataDir: t.TempDir(), RaftAddr: clustertest.FreeAddr(t), Fast: true, Gossip: clustertest.FreeAddr(t), GossipKey: key(1), Join: []string{g0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Shutdown()
+	clustertest.WaitFor(t, 10*time.Second, "the right key to join and become a voter", func() bool {
+		_, v := a.Members()
+		return len(v) == 2
+	})
 }
