@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/stream-montages/montage/agent/worker"
+	"github.com/stream-montages/montage/internal/tlsconf"
 )
 
 func main() {
@@ -32,6 +34,8 @@ func run() error {
 		labels   = flag.String("labels", "", "comma-separated key=value labels")
 		logLevel = flag.String("log-level", "info", "debug, info, warn or error")
 		joinFile = flag.String("join-token-file", "", "file holding the agent join token (or set MONTAGE_AGENT_JOIN_TOKEN)")
+		tlsCA    = flag.String("tls-ca", "", "PEM CA to verify https coordinators and object URLs (default: the system roots)")
+		skipTLS  = flag.Bool("tls-skip-verify", false, "do not verify TLS certificates: for tests only, never in production")
 	)
 	flag.Parse()
 	var lvl slog.Level
@@ -64,7 +68,17 @@ func run() error {
 		}
 		join = strings.TrimSpace(string(b))
 	}
-	a, err := worker.New(ctx, worker.Config{Coordinator: *coord, DataDir: *dataDir, Name: *name, Slots: *slots, Labels: lbl, Log: log, JoinToken: join})
+	tlsCfg, err := tlsconf.Client(*tlsCA, *skipTLS)
+	if err != nil {
+		return err
+	}
+	if *skipTLS {
+		log.Warn("-tls-skip-verify: certificates are not checked; this is for tests only")
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsCfg
+	a, err := worker.New(ctx, worker.Config{Coordinator: *coord, DataDir: *dataDir, Name: *name, Slots: *slots, Labels: lbl, Log: log,
+		JoinToken: join, HTTPClient: &http.Client{Transport: tr}})
 	if err != nil {
 		return err
 	}

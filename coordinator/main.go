@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"flag"
@@ -26,6 +27,7 @@ import (
 	"github.com/stream-montages/montage/coordinator/blob"
 	"github.com/stream-montages/montage/coordinator/cluster"
 	"github.com/stream-montages/montage/internal/clock"
+	"github.com/stream-montages/montage/internal/tlsconf"
 )
 
 func main() {
@@ -67,6 +69,9 @@ func run() error {
 		deadCleanup = flag.Duration("dead-server-cleanup", 5*time.Minute, "remove a coordinator dead this long from raft (never below quorum)")
 		opTokFile   = flag.String("operator-token-file", "", "file holding the operator token (or set MONTAGE_OPERATOR_TOKEN)")
 		joinTokFile = flag.String("agent-join-token-file", "", "file holding the agent join token (or set MONTAGE_AGENT_JOIN_TOKEN)")
+		tlsCert     = flag.String("tls-cert", "", "PEM certificate: serve the API over HTTPS and raft over mutual TLS")
+		tlsKey      = flag.String("tls-key", "", "PEM private key of -tls-cert")
+		tlsCA       = flag.String("tls-ca", "", "PEM CA that signed every coordinator's certificate (raft peers and forwarding are verified against it)")
 	)
 	flag.Parse()
 	var lvl slog.Level
@@ -130,8 +135,13 @@ func run() error {
 	if *dev && !tokens.Open() {
 		return errors.New("-dev runs open on loopback; drop the tokens or drop -dev")
 	}
+	tlsFiles := tlsconf.Files{Cert: *tlsCert, Key: *tlsKey, CA: *tlsCA}
 	if *advertise == "" {
-		*advertise = "http://" + *listen
+		scheme := "http://"
+		if tlsFiles.Enabled() {
+			scheme = "https://"
+		}
+		*advertise = scheme + *listen
 	}
 
 	// The object store first: a misconfiguration stops us with one line
@@ -173,7 +183,21 @@ func run() error {
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
 	defer ln.Close()
+	var apiTLS, raftTLS, raftClient, peerTLS *tls.Config
+	if tlsFiles.Enabled() {
+		if apiTLS, err = tlsFiles.Server(); err != nil {
+			return err
+		}
+		if raftTLS, raftClient, err = tlsFiles.Mutual(); err != nil {
+			return err
+		}
+		if peerTLS, err = tlsconf.Client(*tlsCA, false); err != nil {
+			return err
+		}
+		ln = tls.NewListener(ln, apiTLS)
+	}
 	node, err := cluster.Open(cluster.Config{
+		RaftTLS: raftTLS, RaftTLSClient: raftClient,
 		DataDir: *dataDir, NodeID: *nodeID, RaftAddr: *raftAddr, Fast: *dev || os.Getenv("MONTAGE_FAST_RAFT") == "1",
 		// A lone coordinator forms a cluster of one; joiners wait to be added.
 		Bootstrap: len(joinAddrs) == 0, BootstrapExpect: *expect,
@@ -188,7 +212,7 @@ func run() error {
 	srv := api.New(node, store, clk, api.Config{
 		LeaseTTL: *leaseTTL, MaxAttempts: *maxAttempts,
 		MultipartThreshold: *multipart, PartSize: *partSize,
-		Retention: *retain, PurgeDelay: *purgeDelay, JanitorInterval: *janitorEvery, Tokens: tokens,
+		Retention: *retain, PurgeDelay: *purgeDelay, JanitorInterval: *janitorEvery, Tokens: tokens, PeerTLS: peerTLS,
 	}, log)
 	srv.Mount(mux)
 	// Ready means this node leads and has replayed its log, so reads are current.
@@ -203,6 +227,7 @@ func run() error {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // h2c, so gRPC clients work without TLS
+	protocols.SetHTTP2(true)            // h2 over TLS with -tls-cert
 	hs := &http.Server{Handler: srv.Forward(mux), Protocols: protocols, ReadHeaderTimeout: 10 * time.Second}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

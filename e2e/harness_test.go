@@ -23,6 +23,8 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/stream-montages/montage/internal/testmedia"
+	"github.com/stream-montages/montage/internal/tlsconf"
+	"github.com/stream-montages/montage/internal/tlstest"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 	"github.com/stream-montages/montage/proto/montage/v1/montagev1connect"
 )
@@ -213,6 +215,29 @@ func startCoordinatorEnv(t *testing.T, env []string, dataDir string, port int, e
 		default:
 		}
 		resp, err := http.Get(c.url + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return c
+}
+
+// startCoordinatorEnvTLS starts a coordinator serving HTTPS with the test
+// CA's certificate and waits until it answers.
+func startCoordinatorEnvTLS(t *testing.T, env []string, f tlstest.Files, port int) *coordinator {
+	t.Helper()
+	args := []string{"-data-dir", t.TempDir(), "-listen", fmt.Sprintf("127.0.0.1:%d", port), "-log-level", "debug",
+		"-tls-cert", f.Cert, "-tls-key", f.Key, "-tls-ca", f.CA}
+	c := &coordinator{proc: startEnv(t, env, "montage-coordinator", args...), url: fmt.Sprintf("https://127.0.0.1:%d", port), port: port, env: env}
+	cfg, err := tlsconf.Client(f.CA, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+	waitFor(t, 30*time.Second, "TLS coordinator ready", func() bool {
+		resp, err := client.Get(c.url + "/healthz")
 		if err != nil {
 			return false
 		}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"crypto/tls"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -21,10 +22,11 @@ type forwarder struct {
 	tr      *http.Transport
 }
 
-func newForwarder() *forwarder {
+func newForwarder(tlsCfg *tls.Config) *forwarder {
 	p := new(http.Protocols)
-	p.SetUnencryptedHTTP2(true)
-	return &forwarder{proxies: map[string]*httputil.ReverseProxy{}, tr: &http.Transport{Protocols: p}}
+	p.SetUnencryptedHTTP2(true) // http:// peers: h2c
+	p.SetHTTP2(true)            // https:// peers: h2 over TLS
+	return &forwarder{proxies: map[string]*httputil.ReverseProxy{}, tr: &http.Transport{Protocols: p, TLSClientConfig: tlsCfg}}
 }
 
 func (f *forwarder) proxy(target string) (*httputil.ReverseProxy, error) {
@@ -55,7 +57,7 @@ func (f *forwarder) proxy(target string) (*httputil.ReverseProxy, error) {
 // Forward wraps the API handlers: the leader serves calls itself, a
 // follower passes them to the leader.
 func (s *Server) Forward(next http.Handler) http.Handler {
-	f := newForwarder()
+	f := newForwarder(s.cfg.PeerTLS)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/montage.v1.") || s.node.IsLeader() {
 			next.ServeHTTP(w, r)

@@ -4,6 +4,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,7 +40,9 @@ type Config struct {
 	Retention  time.Duration
 	PurgeDelay time.Duration
 	// Tokens guard the API; empty tokens leave it open (-dev on loopback).
-	Tokens          auth.Tokens
+	Tokens auth.Tokens
+	// PeerTLS verifies other coordinators' APIs when forwarding over https.
+	PeerTLS         *tls.Config
 	JanitorInterval time.Duration
 	// WatchInterval is how often WatchJob looks for progress that changed
 	// without a raft write (heartbeat progress lives in memory).

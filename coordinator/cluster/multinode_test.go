@@ -2,6 +2,8 @@ package cluster_test
 
 import (
 	"bytes"
+	"crypto/tls"
+	"net"
 	"log/slog"
 	"strings"
 	"sync"
@@ -11,6 +13,8 @@ import (
 	"github.com/stream-montages/montage/coordinator/cluster"
 	"github.com/stream-montages/montage/coordinator/cluster/clustertest"
 	"github.com/stream-montages/montage/coordinator/fsm"
+	"github.com/stream-montages/montage/internal/tlsconf"
+	"github.com/stream-montages/montage/internal/tlstest"
 )
 
 func submit(t *testing.T, n *cluster.Node, id string) {
@@ -115,4 +119,49 @@ func TestWrongGossipKey(t *testing.T) {
 		_, v := a.Members()
 		return len(v) == 2
 	})
+}
+
+// Raft over mutual TLS: three nodes with certificates from the cluster's CA
+// form a cluster and replicate; a plain connection to a raft port gets no
+// further than the handshake.
+func TestRaftOverMutualTLS(t *testing.T) {
+	files := tlstest.Make(t)
+	srv, cli, err := tlsconf.Files{Cert: files.Cert, Key: files.Key, CA: files.CA}.Mutual()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := clustertest.Start(t, 3, nil, time.Minute, func(cfg *cluster.Config) {
+		cfg.RaftTLS, cfg.RaftTLSClient = srv, cli
+	})
+	leader := c.Leader(t, 10*time.Second)
+	submit(t, leader, "tls-job")
+	for _, nd := range c.Nodes {
+		clustertest.WaitFor(t, 5*time.Second, "replication over TLS", func() bool { return hasJob(nd, "tls-job") })
+	}
+	conn, err := net.Dial("tcp", c.Cfgs[0].RaftAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = conn.Write([]byte{0, 1, 2, 3, 4, 5, 6, 7}) // not a TLS ClientHello
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	n, _ := conn.Read(buf)
+	if n > 0 && buf[0] != 0x15 { // 0x15: a TLS alert is all a stranger may get
+		t.Errorf("a plain connection got %d bytes of non-TLS answer", n)
+	}
+	// A client without a certificate from the CA is refused.
+	other, err := tlsconf.Client(files.CA, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := tls.Dial("tcp", c.Cfgs[0].RaftAddr, other)
+	if err == nil {
+		_ = tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = tc.Read(buf)
+		tc.Close()
+	}
+	if err == nil {
+		t.Error("a client without a certificate talked to raft")
+	}
 }

@@ -5,6 +5,7 @@ package cluster
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +56,9 @@ type Config struct {
 	// DeadCleanup is how long a coordinator may be dead before the leader
 	// removes it from raft (never below quorum).
 	DeadCleanup time.Duration
+	// RaftTLS and RaftTLSClient, when set, carry raft over mutual TLS.
+	RaftTLS       *tls.Config
+	RaftTLSClient *tls.Config
 }
 
 // Node is one coordinator's raft member.
@@ -168,12 +172,23 @@ func Open(cfg Config) (*Node, error) {
 		n.close()
 		return nil, fmt.Errorf("raft address %q: %w", cfg.RaftAddr, err)
 	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, addr, 3, 10*time.Second, logger)
-	if err != nil {
-		n.close()
-		return nil, fmt.Errorf("raft transport on %s: %w", cfg.RaftAddr, err)
+	var trans raft.Transport
+	if cfg.RaftTLS != nil {
+		stream, err := newTLSStream(cfg.RaftAddr, addr, cfg.RaftTLS, cfg.RaftTLSClient)
+		if err != nil {
+			n.close()
+			return nil, err
+		}
+		trans = raft.NewNetworkTransportWithLogger(stream, 3, 10*time.Second, logger)
+	} else {
+		tcp, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, addr, 3, 10*time.Second, logger)
+		if err != nil {
+			n.close()
+			return nil, fmt.Errorf("raft transport on %s: %w", cfg.RaftAddr, err)
+		}
+		trans = tcp
 	}
-	n.closers = append(n.closers, trans)
+	n.closers = append(n.closers, trans.(io.Closer))
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(id)

@@ -3,6 +3,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stream-montages/montage/ctl/specfile"
+	"github.com/stream-montages/montage/internal/tlsconf"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 	"github.com/stream-montages/montage/proto/montage/v1/montagev1connect"
 )
@@ -34,6 +36,8 @@ func (e *ExitError) Error() string { return e.Msg }
 type app struct {
 	addr      string
 	tokenFile string
+	tlsCA     string
+	skipTLS   bool
 	out       io.Writer
 	errOut    io.Writer
 	http      *http.Client
@@ -93,8 +97,9 @@ func retryUnavailable(budget time.Duration) connect.UnaryInterceptorFunc {
 			wait := 100 * time.Millisecond
 			for {
 				resp, err := next(ctx, req)
-				if connect.CodeOf(err) != connect.CodeUnavailable || time.Now().Add(wait).After(deadline) {
-					return resp, err
+				var badCert *tls.CertificateVerificationError
+				if connect.CodeOf(err) != connect.CodeUnavailable || errors.As(err, &badCert) || time.Now().Add(wait).After(deadline) {
+					return resp, err // a certificate that fails to verify will not pass on retry
 				}
 				select {
 				case <-ctx.Done():
@@ -122,6 +127,18 @@ func New(out, errOut io.Writer) *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&a.addr, "addr", def, "coordinator URL (env MONTAGE_ADDR)")
 	root.PersistentFlags().StringVar(&a.tokenFile, "token-file", "", "file holding the operator token (default: env MONTAGE_TOKEN)")
+	root.PersistentFlags().StringVar(&a.tlsCA, "tls-ca", os.Getenv("MONTAGE_TLS_CA"), "PEM CA to verify an https coordinator (env MONTAGE_TLS_CA; default: system roots)")
+	root.PersistentFlags().BoolVar(&a.skipTLS, "tls-skip-verify", false, "do not verify the coordinator's certificate: for tests only")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		cfg, err := tlsconf.Client(a.tlsCA, a.skipTLS)
+		if err != nil {
+			return err
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = cfg
+		a.http = &http.Client{Transport: tr}
+		return nil
+	}
 	root.SetOut(out)
 	root.SetErr(errOut)
 	root.AddCommand(a.submitCmd(), a.getCmd(), a.listCmd(), a.downloadCmd(), a.urlCmd(), a.cancelCmd(),

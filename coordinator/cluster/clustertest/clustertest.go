@@ -30,7 +30,8 @@ func FreeAddr(t testing.TB) string {
 
 // Start forms a cluster of n nodes with -bootstrap-expect n. apiAddrs (one
 // per node, or nil) are the API URLs the nodes advertise.
-func Start(t testing.TB, n int, apiAddrs []string, deadCleanup time.Duration) *Cluster {
+// opts adjust each node's configuration (TLS, say).
+func Start(t testing.TB, n int, apiAddrs []string, deadCleanup time.Duration, opts ...func(*cluster.Config)) *Cluster {
 	t.Helper()
 	c := &Cluster{}
 	gossips := make([]string, n)
@@ -47,6 +48,9 @@ func Start(t testing.TB, n int, apiAddrs []string, deadCleanup time.Duration) *C
 		}
 		if i > 0 {
 			cfg.Join = []string{gossips[0]}
+		}
+		for _, o := range opts {
+			o(&cfg)
 		}
 		node, err := cluster.Open(cfg)
 		if err != nil {
