@@ -3,8 +3,8 @@ package cluster_test
 import (
 	"bytes"
 	"crypto/tls"
-	"net"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
