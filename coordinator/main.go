@@ -26,6 +26,7 @@ import (
 	"github.com/stream-montages/montage/coordinator/auth"
 	"github.com/stream-montages/montage/coordinator/blob"
 	"github.com/stream-montages/montage/coordinator/cluster"
+	"github.com/stream-montages/montage/coordinator/config"
 	"github.com/stream-montages/montage/internal/clock"
 	"github.com/stream-montages/montage/internal/tlsconf"
 )
@@ -72,8 +73,14 @@ func run() error {
 		tlsCert     = flag.String("tls-cert", "", "PEM certificate: serve the API over HTTPS and raft over mutual TLS")
 		tlsKey      = flag.String("tls-key", "", "PEM private key of -tls-cert")
 		tlsCA       = flag.String("tls-ca", "", "PEM CA that signed every coordinator's certificate (raft peers and forwarding are verified against it)")
+		configFile  = flag.String("config", "", "YAML file of flag settings (keys are flag names; retry_join lists addresses to join)")
 	)
 	flag.Parse()
+	if *configFile != "" {
+		if err := config.Apply(flag.CommandLine, *configFile); err != nil {
+			return err
+		}
+	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
