@@ -151,7 +151,11 @@ func start(t *testing.T, name string, args ...string) *proc {
 func startEnv(t *testing.T, env []string, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(filepath.Join(binDir, name), args...)
+	path := name
+	if !filepath.IsAbs(name) {
+		path = filepath.Join(binDir, name)
+	}
+	p.cmd = exec.Command(path, args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {

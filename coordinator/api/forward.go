@@ -59,7 +59,8 @@ func (f *forwarder) proxy(target string) (*httputil.ReverseProxy, error) {
 func (s *Server) Forward(next http.Handler) http.Handler {
 	f := newForwarder(s.cfg.PeerTLS)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/montage.v1.") || s.node.IsLeader() {
+		// GetStatus is answered by the node asked: its own view of raft.
+		if !strings.HasPrefix(r.URL.Path, "/montage.v1.") || s.node.IsLeader() || r.URL.Path == "/montage.v1.ClusterService/GetStatus" {
 			next.ServeHTTP(w, r)
 			return
 		}
