@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -98,5 +100,15 @@ func TestBadSourcesFailTheJob(t *testing.T) {
 	r := ctl(t, c.url, "submit", "--wait", writeSpec(t, fmt.Sprintf("highlights: [{url: %s/a.mp4, at: 1, duration: 1}]\n", mediaURL)))
 	if r.code != 0 {
 		t.Fatalf("good job after bad ones: %s", r.stderr)
+	}
+}
+
+// A cluster of coordinators refuses the local object store and says why.
+func TestClusterRefusesLocalStore(t *testing.T) {
+	cmd := exec.Command(filepath.Join(binDir, "montage-coordinator"), "-data-dir", t.TempDir(),
+		"-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "-bootstrap-expect", "3")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "a cluster of coordinators needs the S3 object store") {
+		t.Errorf("exit %v, output %q", err, out)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,11 +28,18 @@ type haCluster struct {
 
 // startHA runs three coordinator processes on one S3 server that find each
 // other by gossip and bootstrap together.
-func startHA(t *testing.T) *haCluster {
+func startHA(t testing.TB) *haCluster { return startHATimed(t, true) }
+
+// startHATimed runs the cluster with tightened raft timings (fast) or the
+// defaults.
+func startHATimed(t testing.TB, fast bool) *haCluster {
 	t.Helper()
 	srv := s3test.Start(t)
 	ports := []int{freePort(t), freePort(t), freePort(t)}
-	env := append([]string{"MONTAGE_FAST_RAFT=1"}, s3Env...)
+	env := append([]string{}, s3Env...)
+	if fast {
+		env = append(env, "MONTAGE_FAST_RAFT=1")
+	}
 	h := &haCluster{}
 	type started struct{ c *coordinator }
 	done := make(chan started, 3)
@@ -55,7 +63,7 @@ func startHA(t *testing.T) *haCluster {
 	return h
 }
 
-func (h *haCluster) status(t *testing.T, url string) *montagev1.GetStatusResponse {
+func (h *haCluster) status(t testing.TB, url string) *montagev1.GetStatusResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -66,7 +74,7 @@ func (h *haCluster) status(t *testing.T, url string) *montagev1.GetStatusRespons
 	return r.Msg
 }
 
-func (h *haCluster) leader(t *testing.T, via int) int {
+func (h *haCluster) leader(t testing.TB, via int) int {
 	t.Helper()
 	idx := -1
 	waitFor(t, 30*time.Second, "a leader with three voters", func() bool {
@@ -93,7 +101,7 @@ func (h *haCluster) leader(t *testing.T, via int) int {
 // replayCompletions reads a stopped coordinator's raft log from the start and
 // replays it, counting the completions that each task's state machine
 // accepted: the applied history, not only the final state.
-func replayCompletions(t *testing.T, dataDir string) map[string]int {
+func replayCompletions(t testing.TB, dataDir string) map[string]int {
 	t.Helper()
 	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dataDir, "raft", "raft.db")})
 	if err != nil {
@@ -145,11 +153,17 @@ func TestLeaderKilledMidJob(t *testing.T) {
 		fmt.Fprintf(&hl, "  - {url: %s/%s, at: %d, duration: 2, title: H%d}\n", mediaURL, src, 1+i, i+1)
 	}
 	survivor := (leader + 1) % 3
-	res := ctl(t, urls[survivor], "submit", "-q", writeSpec(t, "name: ha\nprofile: {resolution: 640x360, fps: 30}\nhighlights:\n"+hl.String()))
-	if res.code != 0 {
-		t.Fatalf("submit via a follower: %s", res.stderr)
-	}
-	id := strings.TrimSpace(res.stdout)
+	// montagectl submit --wait through a follower: its WatchJob stream is
+	// forwarded to the leader, breaks when the leader dies, and is reopened.
+	watcher := start(t, "montagectl", "--addr", urls[survivor], "submit", "--wait",
+		writeSpec(t, "name: ha\nprofile: {resolution: 640x360, fps: 30}\nhighlights:\n"+hl.String()))
+	var id string
+	waitFor(t, 30*time.Second, "the job id from montagectl", func() bool {
+		if f := strings.Fields(watcher.out.String()); len(f) > 1 && f[0] == "job" {
+			id = f[1]
+		}
+		return id != ""
+	})
 	waitFor(t, 90*time.Second, "renders leased and committed", func() bool {
 		j, err := tryGetJob(urls[survivor], id)
 		if err != nil {
@@ -184,6 +198,14 @@ func TestLeaderKilledMidJob(t *testing.T) {
 	if !strings.Contains(final, "JOB_STATE_SUCCEEDED") {
 		t.Fatalf("job did not succeed:\n%s", final)
 	}
+	select {
+	case <-watcher.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("montagectl submit --wait did not end after the job did")
+	}
+	if code := watcher.cmd.ProcessState.ExitCode(); code != 0 || !strings.Contains(watcher.out.String(), "succeeded") {
+		t.Errorf("montagectl submit --wait across the failover exited %d:\n%s", code, watcher.out.String())
+	}
 	j := getJob(t, urls[survivor], id)
 	checkCommittedOnce(t, j)
 	out := filepath.Join(t.TempDir(), "montage.mp4")
@@ -205,7 +227,7 @@ func TestLeaderKilledMidJob(t *testing.T) {
 }
 
 // submitHA submits n two-second highlights through coordinator url.
-func submitHA(t *testing.T, url string, n int) string {
+func submitHA(t testing.TB, url string, n int) string {
 	t.Helper()
 	var hl strings.Builder
 	for i := 0; i < n; i++ {
@@ -314,4 +336,37 @@ func TestLeaderPausedStepsDown(t *testing.T) {
 			t.Errorf("task %s: %d completions applied", task, n)
 		}
 	}
+}
+
+// BenchmarkLeaderSIGKILLFailover: three coordinator processes with default
+// raft timings; SIGKILL the leader and time the first write (a job
+// submission) accepted through a surviving coordinator.
+func BenchmarkLeaderSIGKILLFailover(b *testing.B) {
+	var took []time.Duration
+	for i := 0; i < b.N; i++ {
+		h := startHATimed(b, false)
+		leader := h.leader(b, 0)
+		survivor := h.coords[(leader+1)%3].url
+		client := montagev1connect.NewJobServiceClient(http.DefaultClient, survivor)
+		spec := &montagev1.JobSpec{Highlights: []*montagev1.Highlight{{Url: "http://127.0.0.1:9/v.mp4", At: "1"}}}
+		t0 := time.Now()
+		h.coords[leader].kill(syscall.SIGKILL)
+		var err error
+		for time.Since(t0) < time.Minute {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, err = client.SubmitJob(ctx, connect.NewRequest(&montagev1.SubmitJobRequest{Spec: spec, IdempotencyKey: fmt.Sprintf("probe-%d", i)}))
+			cancel()
+			if err == nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err != nil {
+			b.Fatalf("no write accepted a minute after the SIGKILL: %v", err)
+		}
+		took = append(took, time.Since(t0))
+		b.Logf("run %d: %s", i+1, took[len(took)-1].Round(time.Millisecond))
+	}
+	sort.Slice(took, func(x, y int) bool { return took[x] < took[y] })
+	b.ReportMetric(took[len(took)/2].Seconds(), "s-median-failover")
 }

@@ -90,7 +90,7 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	// The coordinator uses the port and the next two (raft, gossip).
 	for i := 0; i < 100; i++ {
@@ -142,13 +142,13 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func start(t *testing.T, name string, args ...string) *proc {
+func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	return startEnv(t, nil, name, args...)
 }
 
 // startEnv starts a binary with extra environment variables.
-func startEnv(t *testing.T, env []string, name string, args ...string) *proc {
+func startEnv(t testing.TB, env []string, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
 	path := name
@@ -203,12 +203,12 @@ type coordinator struct {
 	env     []string
 }
 
-func startCoordinator(t *testing.T, dataDir string, port int, extra ...string) *coordinator {
+func startCoordinator(t testing.TB, dataDir string, port int, extra ...string) *coordinator {
 	t.Helper()
 	return startCoordinatorEnv(t, nil, dataDir, port, extra...)
 }
 
-func startCoordinatorEnv(t *testing.T, env []string, dataDir string, port int, extra ...string) *coordinator {
+func startCoordinatorEnv(t testing.TB, env []string, dataDir string, port int, extra ...string) *coordinator {
 	t.Helper()
 	args := append([]string{"-data-dir", dataDir, "-listen", fmt.Sprintf("127.0.0.1:%d", port), "-log-level", "debug"}, extra...)
 	c := &coordinator{proc: startEnv(t, env, "montage-coordinator", args...), url: fmt.Sprintf("http://127.0.0.1:%d", port), dataDir: dataDir, port: port, args: extra, env: env}
@@ -230,7 +230,7 @@ func startCoordinatorEnv(t *testing.T, env []string, dataDir string, port int, e
 
 // startCoordinatorEnvTLS starts a coordinator serving HTTPS with the test
 // CA's certificate and waits until it answers.
-func startCoordinatorEnvTLS(t *testing.T, env []string, f tlstest.Files, port int) *coordinator {
+func startCoordinatorEnvTLS(t testing.TB, env []string, f tlstest.Files, port int) *coordinator {
 	t.Helper()
 	args := []string{"-data-dir", t.TempDir(), "-listen", fmt.Sprintf("127.0.0.1:%d", port), "-log-level", "debug",
 		"-tls-cert", f.Cert, "-tls-key", f.Key, "-tls-ca", f.CA}
@@ -251,12 +251,12 @@ func startCoordinatorEnvTLS(t *testing.T, env []string, f tlstest.Files, port in
 	return c
 }
 
-func (c *coordinator) restart(t *testing.T) *coordinator {
+func (c *coordinator) restart(t testing.TB) *coordinator {
 	t.Helper()
 	return startCoordinatorEnv(t, c.env, c.dataDir, c.port, c.args...)
 }
 
-func startAgent(t *testing.T, coordURL, dataDir string) *proc {
+func startAgent(t testing.TB, coordURL, dataDir string) *proc {
 	t.Helper()
 	return start(t, "montage-agent", "-coordinator", coordURL, "-data-dir", dataDir, "-log-level", "debug")
 }
@@ -269,7 +269,7 @@ func agentsClient(url string) montagev1connect.AgentServiceClient {
 	return montagev1connect.NewAgentServiceClient(http.DefaultClient, url)
 }
 
-func getJob(t *testing.T, url, id string) *montagev1.Job {
+func getJob(t testing.TB, url, id string) *montagev1.Job {
 	t.Helper()
 	resp, err := jobsClient(url).GetJob(context.Background(), connect.NewRequest(&montagev1.GetJobRequest{JobId: id}))
 	if err != nil {
@@ -289,7 +289,7 @@ func tryGetJob(url, id string) (*montagev1.Job, error) {
 	return resp.Msg.GetJob(), nil
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -300,7 +300,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func waitJobDone(t *testing.T, url, id string, timeout time.Duration) *montagev1.Job {
+func waitJobDone(t testing.TB, url, id string, timeout time.Duration) *montagev1.Job {
 	t.Helper()
 	var j *montagev1.Job
 	waitFor(t, timeout, "job "+id+" to finish", func() bool {
@@ -320,7 +320,7 @@ type ctlResult struct {
 	code           int
 }
 
-func ctl(t *testing.T, addr string, args ...string) ctlResult {
+func ctl(t testing.TB, addr string, args ...string) ctlResult {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "montagectl"), append([]string{"--addr", addr}, args...)...)
 	var so, se bytes.Buffer
@@ -336,7 +336,7 @@ func ctl(t *testing.T, addr string, args ...string) ctlResult {
 	return ctlResult{so.String(), se.String(), code}
 }
 
-func writeSpec(t *testing.T, body string) string {
+func writeSpec(t testing.TB, body string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "spec.yaml")
 	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
@@ -364,7 +364,7 @@ type probe struct {
 	} `json:"chapters"`
 }
 
-func ffprobe(t *testing.T, path string) probe {
+func ffprobe(t testing.TB, path string) probe {
 	t.Helper()
 	out, err := exec.Command("ffprobe", "-v", "error", "-show_streams", "-show_format", "-show_chapters", "-of", "json", path).Output()
 	if err != nil {
@@ -379,7 +379,7 @@ func ffprobe(t *testing.T, path string) probe {
 
 // checkMontage asserts the montage has exactly one H.264 and one AAC stream
 // at the profile's size and rate, and lasts the sum of the highlights.
-func checkMontage(t *testing.T, path string, durations []float64, w, h int, fps string) {
+func checkMontage(t testing.TB, path string, durations []float64, w, h int, fps string) {
 	t.Helper()
 	p := ffprobe(t, path)
 	var video, audio int
@@ -415,7 +415,7 @@ func checkMontage(t *testing.T, path string, durations []float64, w, h int, fps 
 
 // checkCommittedOnce asserts every task of a succeeded job committed exactly
 // one result.
-func checkCommittedOnce(t *testing.T, j *montagev1.Job) {
+func checkCommittedOnce(t testing.TB, j *montagev1.Job) {
 	t.Helper()
 	for _, task := range j.GetTasks() {
 		if task.GetCommits() != 1 || task.GetState() != montagev1.TaskState_TASK_STATE_SUCCEEDED {
@@ -424,7 +424,7 @@ func checkCommittedOnce(t *testing.T, j *montagev1.Job) {
 	}
 }
 
-func mustContain(t *testing.T, s, sub, what string) {
+func mustContain(t testing.TB, s, sub, what string) {
 	t.Helper()
 	if !strings.Contains(s, sub) {
 		t.Errorf("%s does not contain %q:\n%s", what, sub, s)

@@ -27,7 +27,7 @@ var s3Env = []string{"MONTAGE_S3_ACCESS_KEY=" + s3test.AccessKey, "MONTAGE_S3_SE
 
 // s3Coordinator starts a coordinator on a fresh S3 server with quick
 // housekeeping and a small multipart threshold, so montages go up in parts.
-func s3Coordinator(t *testing.T, extra ...string) (*coordinator, *blob.S3) {
+func s3Coordinator(t testing.TB, extra ...string) (*coordinator, *blob.S3) {
 	t.Helper()
 	srv := s3test.Start(t)
 	args := append([]string{"-s3-endpoint", srv.Endpoint, "-s3-bucket", s3Bucket,
@@ -103,7 +103,7 @@ type slowProxy struct {
 	partBegan chan string
 }
 
-func startSlowProxy(t *testing.T, target string) *slowProxy {
+func startSlowProxy(t testing.TB, target string) *slowProxy {
 	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {

@@ -385,3 +385,21 @@ func TestLoadCredentials(t *testing.T) {
 		t.Fatalf("half a file: %v", err)
 	}
 }
+
+// Coordinators starting together all find the bucket missing and create it;
+// every one of them must start.
+func TestS3ConcurrentBucketCreation(t *testing.T) {
+	srv := s3test.Start(t)
+	errs := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		go func() {
+			_, err := NewS3(context.Background(), S3Config{Endpoint: srv.Endpoint, Bucket: "raced-bucket", AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey})
+			errs <- err
+		}()
+	}
+	for i := 0; i < 4; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("start %d: %v", i, err)
+		}
+	}
+}

@@ -146,7 +146,12 @@ func (s *S3) check(ctx context.Context, region string) error {
 	}
 	if !ok {
 		if err := s.core.MakeBucket(ctx, s.bucket, minio.MakeBucketOptions{Region: region}); err != nil {
-			return s.explain("creating the bucket", err)
+			// Coordinators starting together race to create it; the loser
+			// finds it made, which is what it wanted.
+			var resp minio.ErrorResponse
+			if !errors.As(err, &resp) || resp.Code != "BucketAlreadyOwnedByYou" {
+				return s.explain("creating the bucket", err)
+			}
 		}
 	}
 	probe := fmt.Sprintf(".montage-check/%d", time.Now().UnixNano())
