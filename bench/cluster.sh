@@ -12,3 +12,5 @@ go test -c -o "$tmp/api.test" ./coordinator/api
 for _ in 1 2 3 4 5; do
   (cd coordinator/cluster && "$tmp/cluster.test" -test.run '^$' -test.bench BenchmarkFailover -test.benchtime 1x 2>/dev/null | grep '^Benchmark')
 done
+# The same failover with real processes and SIGKILL (builds the binaries).
+go test ./e2e -run '^$' -bench BenchmarkLeaderSIGKILLFailover -benchtime 5x -count 1 -v 2>&1 | grep -E 'run [0-9]|^Benchmark'
