@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -115,6 +116,22 @@ func run() error {
 	if *raftAddr == "" {
 		*raftAddr = net.JoinHostPort(host, strconv.Itoa(p+1))
 	}
+	// Peers need an address they can dial: with -listen 0.0.0.0:… the raft
+	// and gossip addresses others use take the host of -advertise.
+	peerHost := host
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() && *advertise != "" {
+		if u, err := url.Parse(*advertise); err == nil && u.Hostname() != "" {
+			peerHost = u.Hostname()
+		}
+	}
+	rh, rp, err := net.SplitHostPort(*raftAddr)
+	if err != nil {
+		return fmt.Errorf("-raft-addr %q: %w", *raftAddr, err)
+	}
+	raftAdvertise := *raftAddr
+	if ip := net.ParseIP(rh); ip != nil && ip.IsUnspecified() {
+		raftAdvertise = net.JoinHostPort(peerHost, rp)
+	}
 	var joinAddrs []string
 	for _, a := range strings.Split(*join, ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -205,7 +222,7 @@ func run() error {
 	}
 	node, err := cluster.Open(cluster.Config{
 		RaftTLS: raftTLS, RaftTLSClient: raftClient,
-		DataDir: *dataDir, NodeID: *nodeID, RaftAddr: *raftAddr, Fast: *dev || os.Getenv("MONTAGE_FAST_RAFT") == "1",
+		DataDir: *dataDir, NodeID: *nodeID, RaftAddr: *raftAddr, RaftAdvertise: raftAdvertise, GossipAdvertise: peerHost, Fast: *dev || os.Getenv("MONTAGE_FAST_RAFT") == "1",
 		// A lone coordinator forms a cluster of one; joiners wait to be added.
 		Bootstrap: len(joinAddrs) == 0, BootstrapExpect: *expect,
 		APIAddr: *advertise, Gossip: *gossipAddr, Join: joinAddrs, GossipKey: gossipKey, DeadCleanup: *deadCleanup,

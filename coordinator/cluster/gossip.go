@@ -77,7 +77,7 @@ func (g *gossip) update(n *memberlist.Node, alive bool) {
 	}
 }
 
-func startGossip(id, bind, raftAddr, apiAddr string, key []byte, fast bool, logOut io.Writer) (*gossip, error) {
+func startGossip(id, bind, advertiseHost, raftAddr, apiAddr string, key []byte, fast bool, logOut io.Writer) (*gossip, error) {
 	host, portStr, err := net.SplitHostPort(bind)
 	if err != nil {
 		return nil, fmt.Errorf("gossip address %q: %w", bind, err)
@@ -98,7 +98,18 @@ func startGossip(id, bind, raftAddr, apiAddr string, key []byte, fast bool, logO
 	}
 	cfg.Name = id
 	cfg.BindAddr, cfg.BindPort = host, port
-	cfg.AdvertiseAddr, cfg.AdvertisePort = host, port
+	cfg.AdvertisePort = port
+	switch ip := net.ParseIP(host); {
+	case ip == nil || !ip.IsUnspecified():
+		cfg.AdvertiseAddr = host
+	case advertiseHost != "":
+		// memberlist wants an IP: resolve a name given in -advertise.
+		ips, err := net.LookupIP(advertiseHost)
+		if err != nil || len(ips) == 0 {
+			return nil, fmt.Errorf("gossip: cannot resolve %q from -advertise: %v", advertiseHost, err)
+		}
+		cfg.AdvertiseAddr = ips[0].String()
+	}
 	cfg.SecretKey = key
 	cfg.Delegate = &gossipDelegate{meta: mb}
 	cfg.Events = gossipEvents{g}

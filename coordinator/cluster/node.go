@@ -32,7 +32,13 @@ var ErrNotLeader = errors.New("this coordinator is not the raft leader")
 type Config struct {
 	DataDir  string
 	NodeID   string // empty: read from (or create in) DataDir
-	RaftAddr string // host:port for the raft transport
+	RaftAddr string // host:port the raft transport binds
+	// RaftAdvertise is the address peers dial (default RaftAddr); needed
+	// when RaftAddr binds every interface.
+	RaftAdvertise string
+	// GossipAdvertise is the host peers use for gossip when Gossip binds
+	// every interface (empty: memberlist picks a private address).
+	GossipAdvertise string
 	// Bootstrap makes a fresh node form a cluster of one.
 	Bootstrap bool
 	// Fast shortens raft timings (tests, -dev on loopback).
@@ -167,10 +173,13 @@ func Open(cfg Config) (*Node, error) {
 		n.close()
 		return nil, fmt.Errorf("open snapshots: %w", err)
 	}
-	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
+	if cfg.RaftAdvertise == "" {
+		cfg.RaftAdvertise = cfg.RaftAddr
+	}
+	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAdvertise)
 	if err != nil {
 		n.close()
-		return nil, fmt.Errorf("raft address %q: %w", cfg.RaftAddr, err)
+		return nil, fmt.Errorf("raft address %q: %w", cfg.RaftAdvertise, err)
 	}
 	var trans raft.Transport
 	if cfg.RaftTLS != nil {
@@ -207,7 +216,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("read raft state: %w", err)
 	}
 	if cfg.Bootstrap && cfg.BootstrapExpect <= 1 && !has {
-		conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr()}}}
+		conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(cfg.RaftAdvertise)}}}
 		if err := raft.BootstrapCluster(rc, store, store, snaps, trans, conf); err != nil {
 			n.close()
 			return nil, fmt.Errorf("bootstrap raft: %w", err)
@@ -221,7 +230,7 @@ func Open(cfg Config) (*Node, error) {
 	n.raft = r
 	go n.watchLeadership()
 	if cfg.Gossip != "" {
-		g, err := startGossip(id, cfg.Gossip, cfg.RaftAddr, cfg.APIAddr, cfg.GossipKey, cfg.Fast, hclogWriter{logger})
+		g, err := startGossip(id, cfg.Gossip, cfg.GossipAdvertise, cfg.RaftAdvertise, cfg.APIAddr, cfg.GossipKey, cfg.Fast, hclogWriter{logger})
 		if err != nil {
 			_ = n.Shutdown()
 			return nil, err
