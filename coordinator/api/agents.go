@@ -233,8 +233,16 @@ func (s *Server) Heartbeat(_ context.Context, req *connect.Request[montagev1.Hea
 			current = t != nil && t.State == montagev1.TaskState_TASK_STATE_LEASED &&
 				t.LeaseToken == p.GetToken() && t.AgentID == m.GetAgentId()
 		})
-		if !current || !s.leases.Renew(p.GetTaskId(), m.GetAgentId(), p.GetToken(), p.GetProgress(), now) {
+		if !current {
 			out.RevokedTaskIds = append(out.RevokedTaskIds, p.GetTaskId())
+			continue
+		}
+		// The replicated state is the authority on whether a lease lives;
+		// the table only times it. A leader elected a moment ago may not
+		// have rebuilt its table yet: adopt the lease rather than revoke it.
+		if !s.leases.Renew(p.GetTaskId(), m.GetAgentId(), p.GetToken(), p.GetProgress(), now) {
+			s.leases.Track(p.GetTaskId(), m.GetAgentId(), p.GetToken(), now)
+			s.leases.Renew(p.GetTaskId(), m.GetAgentId(), p.GetToken(), p.GetProgress(), now)
 		}
 	}
 	return connect.NewResponse(out), nil

@@ -174,6 +174,17 @@ func (s *Server) takeOverLeases() {
 }
 
 func (s *Server) expireLeases() {
+	// Every lease in the replicated state must be timed here, or one whose
+	// agent died would never expire: adopt any the table lacks (granted in
+	// the moment between an election and the table's rebuild, say).
+	now := s.clock.Now()
+	s.node.View(func(st *fsm.State) {
+		for _, t := range st.LeasedTasks() {
+			if e, ok := s.leases.Get(t.ID); !ok || e.Token != t.LeaseToken {
+				s.leases.Track(t.ID, t.AgentID, t.LeaseToken, now)
+			}
+		}
+	})
 	for _, e := range s.leases.Expired(s.clock.Now()) {
 		resp, err := s.node.Apply(&fsm.Command{At: s.clock.Now(), Expire: &fsm.ExpireCmd{TaskID: e.TaskID, Token: e.Token}})
 		if err != nil {
