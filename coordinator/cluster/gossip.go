@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -77,7 +78,7 @@ func (g *gossip) update(n *memberlist.Node, alive bool) {
 	}
 }
 
-func startGossip(id, bind, advertiseHost, raftAddr, apiAddr string, key []byte, fast bool, logOut io.Writer) (*gossip, error) {
+func startGossip(id, bind, advertiseHost, raftAddr, apiAddr string, key []byte, server, client *tls.Config, fast bool, logOut io.Writer) (*gossip, error) {
 	host, portStr, err := net.SplitHostPort(bind)
 	if err != nil {
 		return nil, fmt.Errorf("gossip address %q: %w", bind, err)
@@ -114,6 +115,13 @@ func startGossip(id, bind, advertiseHost, raftAddr, apiAddr string, key []byte, 
 	cfg.Delegate = &gossipDelegate{meta: mb}
 	cfg.Events = gossipEvents{g}
 	cfg.Logger = log.New(logOut, "gossip: ", log.LstdFlags)
+	if server != nil {
+		t, err := newTLSTransport(bind, net.ParseIP(cfg.AdvertiseAddr), server, client)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Transport = t
+	}
 	ml, err := memberlist.Create(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start gossip on %s: %w", bind, err)

@@ -121,10 +121,11 @@ func TestWrongGossipKey(t *testing.T) {
 	})
 }
 
-// Raft over mutual TLS: three nodes with certificates from the cluster's CA
-// form a cluster and replicate; a plain connection to a raft port gets no
-// further than the handshake.
-func TestRaftOverMutualTLS(t *testing.T) {
+// Raft and gossip over mutual TLS: three nodes with certificates from the
+// cluster's CA find each other, form a cluster and replicate; a plain
+// connection, or a TLS client without such a certificate, gets no further
+// than the handshake on either port.
+func TestRaftAndGossipOverMutualTLS(t *testing.T) {
 	files := tlstest.Make(t)
 	srv, cli, err := tlsconf.Files{Cert: files.Cert, Key: files.Key, CA: files.CA}.Mutual()
 	if err != nil {
@@ -138,30 +139,33 @@ func TestRaftOverMutualTLS(t *testing.T) {
 	for _, nd := range c.Nodes {
 		clustertest.WaitFor(t, 5*time.Second, "replication over TLS", func() bool { return hasJob(nd, "tls-job") })
 	}
-	conn, err := net.Dial("tcp", c.Cfgs[0].RaftAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_, _ = conn.Write([]byte{0, 1, 2, 3, 4, 5, 6, 7}) // not a TLS ClientHello
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 64)
-	n, _ := conn.Read(buf)
-	if n > 0 && buf[0] != 0x15 { // 0x15: a TLS alert is all a stranger may get
-		t.Errorf("a plain connection got %d bytes of non-TLS answer", n)
-	}
-	// A client without a certificate from the CA is refused.
 	other, err := tlsconf.Client(files.CA, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc, err := tls.Dial("tcp", c.Cfgs[0].RaftAddr, other)
-	if err == nil {
-		_ = tc.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err = tc.Read(buf)
-		tc.Close()
-	}
-	if err == nil {
-		t.Error("a client without a certificate talked to raft")
+	for _, addr := range []string{c.Cfgs[0].RaftAddr, c.Cfgs[0].Gossip} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = conn.Write([]byte{0, 1, 2, 3, 4, 5, 6, 7}) // not a TLS ClientHello
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 64)
+		n, _ := conn.Read(buf)
+		conn.Close()
+		if n > 0 && buf[0] != 0x15 { // 0x15: a TLS alert is all a stranger may get
+			t.Errorf("%s: a plain connection got %d bytes of non-TLS answer", addr, n)
+		}
+		// A client without a certificate from the CA is refused.
+		tc, err := tls.Dial("tcp", addr, other)
+		if err == nil {
+			_, _ = tc.Write([]byte("p"))
+			_ = tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = tc.Read(buf)
+			tc.Close()
+		}
+		if err == nil {
+			t.Errorf("%s: a client without a certificate was answered", addr)
+		}
 	}
 }

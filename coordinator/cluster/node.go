@@ -62,7 +62,8 @@ type Config struct {
 	// DeadCleanup is how long a coordinator may be dead before the leader
 	// removes it from raft (never below quorum).
 	DeadCleanup time.Duration
-	// RaftTLS and RaftTLSClient, when set, carry raft over mutual TLS.
+	// RaftTLS and RaftTLSClient, when set, carry raft and gossip over
+	// mutual TLS.
 	RaftTLS       *tls.Config
 	RaftTLSClient *tls.Config
 }
@@ -230,7 +231,7 @@ func Open(cfg Config) (*Node, error) {
 	n.raft = r
 	go n.watchLeadership()
 	if cfg.Gossip != "" {
-		g, err := startGossip(id, cfg.Gossip, cfg.GossipAdvertise, cfg.RaftAdvertise, cfg.APIAddr, cfg.GossipKey, cfg.Fast, hclogWriter{logger})
+		g, err := startGossip(id, cfg.Gossip, cfg.GossipAdvertise, cfg.RaftAdvertise, cfg.APIAddr, cfg.GossipKey, cfg.RaftTLS, cfg.RaftTLSClient, cfg.Fast, hclogWriter{logger})
 		if err != nil {
 			_ = n.Shutdown()
 			return nil, err
