@@ -27,6 +27,7 @@ type tlsTransport struct {
 	packets   chan *memberlist.Packet
 	streams   chan net.Conn
 	closed    atomic.Bool
+	done      chan struct{}
 }
 
 const (
@@ -43,7 +44,7 @@ func newTLSTransport(bind string, advertise net.IP, server, client *tls.Config) 
 	_, portStr, _ := net.SplitHostPort(ln.Addr().String())
 	port, _ := strconv.Atoi(portStr)
 	t := &tlsTransport{ln: ln, client: client, advertise: advertise, port: port,
-		packets: make(chan *memberlist.Packet, 256), streams: make(chan net.Conn, 16)}
+		packets: make(chan *memberlist.Packet, 256), streams: make(chan net.Conn, 16), done: make(chan struct{})}
 	go t.accept()
 	return t, nil
 }
@@ -81,12 +82,17 @@ func (t *tlsTransport) handle(conn net.Conn) {
 		if _, err := io.ReadFull(br, buf); err != nil {
 			return
 		}
-		if !t.closed.Load() {
-			t.packets <- &memberlist.Packet{Buf: buf, From: conn.RemoteAddr(), Timestamp: time.Now()}
+		select {
+		case t.packets <- &memberlist.Packet{Buf: buf, From: conn.RemoteAddr(), Timestamp: time.Now()}:
+		case <-t.done:
 		}
 	case frameStream:
 		_ = conn.SetReadDeadline(time.Time{})
-		t.streams <- &bufferedConn{Conn: conn, r: br}
+		select {
+		case t.streams <- &bufferedConn{Conn: conn, r: br}:
+		case <-t.done:
+			conn.Close()
+		}
 	default:
 		conn.Close()
 	}
@@ -154,6 +160,9 @@ func (t *tlsTransport) StreamCh() <-chan net.Conn { return t.streams }
 
 // Shutdown implements memberlist.Transport.
 func (t *tlsTransport) Shutdown() error {
-	t.closed.Store(true)
+	if t.closed.Swap(true) {
+		return nil
+	}
+	close(t.done)
 	return t.ln.Close()
 }
