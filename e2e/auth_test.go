@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -22,7 +23,8 @@ const (
 	joinToken     = "agent-join-token-for-e2e-4567"
 )
 
-func ctlEnv(t *testing.T, env []string, addr string, args ...string) ctlResult {
+// ctlEnv runs montagectl against addr with extra environment variables.
+func ctlEnv(t testing.TB, env []string, addr string, args ...string) ctlResult {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "montagectl"), append([]string{"--addr", addr}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
@@ -30,10 +32,11 @@ func ctlEnv(t *testing.T, env []string, addr string, args ...string) ctlResult {
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
 	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
 		code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatal(err)
+		t.Fatalf("montagectl %v: %v", args, err)
 	}
 	return ctlResult{so.String(), se.String(), code}
 }

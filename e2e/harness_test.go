@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -322,18 +321,7 @@ type ctlResult struct {
 
 func ctl(t testing.TB, addr string, args ...string) ctlResult {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "montagectl"), append([]string{"--addr", addr}, args...)...)
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("montagectl %v: %v", args, err)
-	}
-	return ctlResult{so.String(), se.String(), code}
+	return ctlEnv(t, nil, addr, args...)
 }
 
 func writeSpec(t testing.TB, body string) string {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/stream-montages/montage/coordinator/blob"
 	"github.com/stream-montages/montage/coordinator/cluster"
+	"github.com/stream-montages/montage/coordinator/cluster/clustertest"
 	"github.com/stream-montages/montage/internal/clock"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 	"github.com/stream-montages/montage/proto/montage/v1/montagev1connect"
@@ -33,16 +33,6 @@ type harness struct {
 	url    string
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	return newHarnessWith(t, Config{})
@@ -51,7 +41,7 @@ func newHarness(t *testing.T) *harness {
 func newHarnessWith(t *testing.T, cfg Config) *harness {
 	t.Helper()
 	dir := t.TempDir()
-	node, err := cluster.Open(cluster.Config{DataDir: dir, RaftAddr: freeAddr(t), Bootstrap: true, Fast: true})
+	node, err := cluster.Open(cluster.Config{DataDir: dir, RaftAddr: clustertest.FreeAddr(t), Bootstrap: true, Fast: true})
 	if err != nil {
 		t.Fatal(err)
 	}
