@@ -36,6 +36,10 @@ func run() error {
 		joinFile = flag.String("join-token-file", "", "file holding the agent join token (or set MONTAGE_AGENT_JOIN_TOKEN)")
 		tlsCA    = flag.String("tls-ca", "", "PEM CA to verify https coordinators and object URLs (default: the system roots)")
 		skipTLS  = flag.Bool("tls-skip-verify", false, "do not verify TLS certificates: for tests only, never in production")
+		gpuSess  = flag.Int("gpu-sessions", 2, "hardware encodes to run at once (consumer NVIDIA cards allow few sessions)")
+		hardware = flag.String("hwaccel", "auto", "auto proves hardware encoders with a test encode at start; none offers software encoders only")
+		ytdlp    = flag.String("yt-dlp", "", "path of yt-dlp for page URLs (default: found on PATH; \"off\" disables)")
+		font     = flag.String("font", "", "font file for title overlays (default: a sans font found on the system)")
 	)
 	flag.Parse()
 	var lvl slog.Level
@@ -78,7 +82,7 @@ func run() error {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsCfg
 	a, err := worker.New(ctx, worker.Config{Coordinator: *coord, DataDir: *dataDir, Name: *name, Slots: *slots, Labels: lbl, Log: log,
-		JoinToken: join, HTTPClient: &http.Client{Transport: tr}})
+		JoinToken: join, HTTPClient: &http.Client{Transport: tr}, GPUSessions: *gpuSess, Hardware: *hardware, YTDLP: *ytdlp, FontFile: *font})
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The farm's overhead: the demo montage through montage-coordinator -dev
 # (submit → lease → agent → ffmpeg → object store → download) against the
-# same ffprobe/ffmpeg commands run directly in a shell loop. Runs alternate,
+# same ffprobe/ffmpeg commands run by bench/direct in a plain sequential loop. Runs alternate,
 # RUNS of each (default 5); prints each time, the medians and their ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +9,7 @@ RUNS=${RUNS:-5}
 OUT=${OUT:-out/bench}
 ADDR=${BENCH_LISTEN:-127.0.0.1:7400}
 SAMPLES=${DEMO_SAMPLES:-127.0.0.1:7480}
-rm -rf "$OUT"; mkdir -p "$OUT/direct"
+rm -rf "$OUT"; mkdir -p "$OUT"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -22,12 +22,13 @@ bin/montage-samples -dir out/samples -listen "$SAMPLES" -seconds 30 >"$OUT/sampl
 pids+=($!)
 for _ in $(seq 1 600); do grep -q "serving samples" "$OUT/samples.log" && break; sleep 0.2; done
 grep -q "serving samples" "$OUT/samples.log" || { echo "sample server failed:" >&2; cat "$OUT/samples.log" >&2; exit 1; }
-bin/montage-coordinator -dev -listen "$ADDR" >"$OUT/coordinator.log" 2>&1 &
+# No segment cache: every run must render, as the loop does.
+bin/montage-coordinator -dev -listen "$ADDR" -cache-budget -1 >"$OUT/coordinator.log" 2>&1 &
 pids+=($!)
 ready "$ADDR" "$OUT/coordinator.log"
 kill -0 "${pids[-1]}" 2>/dev/null || { echo "montage-coordinator exited (is $ADDR already in use?):" >&2; tail -n 5 "$OUT/coordinator.log" >&2; exit 1; }
 export MONTAGE_ADDR="http://$ADDR"
-go run ./bench/cmdgen examples/demo.yaml "$OUT/direct" > "$OUT/direct.sh"
+go build -o "$OUT/direct" ./bench/direct
 
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 farm=(); direct=()
@@ -37,7 +38,7 @@ for i in $(seq 1 "$RUNS"); do
   bin/montagectl download "$job" -o "$OUT/farm.mp4" >/dev/null
   farm+=($(( $(ms) - t )))
   t=$(ms)
-  bash "$OUT/direct.sh"
+  rm -rf "$OUT/work"; "$OUT/direct" examples/demo.yaml "$OUT/work"
   direct+=($(( $(ms) - t )))
   echo "run $i: farm ${farm[-1]} ms, direct ${direct[-1]} ms"
 done

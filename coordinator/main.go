@@ -63,6 +63,7 @@ func run() error {
 		retain       = flag.Duration("retention", 7*24*time.Hour, "how long finished jobs and their outputs are kept (0 keeps them forever)")
 		purgeDelay   = flag.Duration("purge-delay", time.Hour, "how long segments and attempt objects stay after a job's outputs are finalized")
 		janitorEvery = flag.Duration("janitor-interval", 10*time.Second, "how often the leader does storage housekeeping")
+		cacheBudget  = flag.Int64("cache-budget", 10<<30, "bytes of rendered segments kept for reuse by later jobs (0: no bound, -1: no cache)")
 
 		gossipAddr  = flag.String("gossip-addr", "", "gossip (memberlist) address (default with -join or -bootstrap-expect: the API port + 2)")
 		join        = flag.String("join", "", "comma-separated gossip addresses of coordinators to join")
@@ -236,7 +237,7 @@ func run() error {
 	srv := api.New(node, store, clk, api.Config{
 		LeaseTTL: *leaseTTL, MaxAttempts: *maxAttempts,
 		MultipartThreshold: *multipart, PartSize: *partSize,
-		Retention: *retain, PurgeDelay: *purgeDelay, JanitorInterval: *janitorEvery, Tokens: tokens, PeerTLS: peerTLS,
+		Retention: *retain, PurgeDelay: *purgeDelay, JanitorInterval: *janitorEvery, CacheBudget: *cacheBudget, Tokens: tokens, PeerTLS: peerTLS,
 	}, log)
 	srv.Mount(mux)
 	// Ready means this node leads and has replayed its log, so reads are current.

@@ -88,7 +88,7 @@ func TestTokens(t *testing.T) {
 	join := montagev1connect.NewAgentServiceClient(&http.Client{Transport: bearer(joinToken)}, c.url)
 	creds := map[string]string{}
 	for _, id := range []string{"agent-a", "agent-b"} {
-		r, err := join.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: id, Slots: 1}))
+		r, err := join.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: id, Slots: 1, Capabilities: &montagev1.AgentCapabilities{Encoders: []string{"libx264"}}}))
 		if err != nil || r.Msg.GetAgentCredential() == "" {
 			t.Fatalf("register %s: %v", id, err)
 		}

@@ -185,7 +185,7 @@ func TestStaleLeaseTokenRejected(t *testing.T) {
 	ctx := context.Background()
 	ag := agentsClient(c.url)
 	for _, id := range []string{"agent-a", "agent-b"} {
-		if _, err := ag.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: id, Slots: 1})); err != nil {
+		if _, err := ag.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: id, Slots: 1, Capabilities: &montagev1.AgentCapabilities{Encoders: []string{"libx264"}}})); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -15,8 +16,17 @@ import (
 type Profile struct {
 	Width, Height int
 	FPS           float64
-	Quality       int    // x264 CRF
+	Quality       int    // 0..51, CRF-like
 	AudioBitrate  string // e.g. "160k"
+	// Encoder is the job's ffmpeg encoder ("libx264", "hevc_nvenc", ...);
+	// empty means libx264.
+	Encoder string
+	// Crop fills the frame and crops the overflow; otherwise letterbox.
+	Crop bool
+	// Fade is the length of fades at a highlight's edges; 0 for none.
+	Fade float64
+	// Loudness is the EBU R128 target in LUFS; 0 keeps the source's levels.
+	Loudness float64
 }
 
 // GOP returns the keyframe interval: two seconds of frames, fixed, so every
@@ -27,6 +37,13 @@ func (p Profile) GOP() int {
 		g = 1
 	}
 	return g
+}
+
+func (p Profile) encoder() string {
+	if p.Encoder == "" {
+		return "libx264"
+	}
+	return p.Encoder
 }
 
 // FPSRational writes a frame rate as ffmpeg reads it exactly: NTSC rates
@@ -62,6 +79,14 @@ func KindOf(raw string) SourceKind {
 	return SourceFile
 }
 
+// Input is one untrusted network input of a render.
+type Input struct {
+	URL  string
+	Kind SourceKind
+	// Headers yt-dlp says the media server wants (User-Agent, Referer, ...).
+	Headers map[string]string
+}
+
 // InputOptions are the options placed before an untrusted source's -i: a
 // protocol whitelist with only what the kind needs (never file, concat,
 // subfile, data or pipe, which would let a playlist read local files) and a
@@ -75,63 +100,279 @@ func InputOptions(kind SourceKind) []string {
 	}
 }
 
+func (in Input) options() []string {
+	out := InputOptions(in.Kind)
+	if len(in.Headers) == 0 {
+		return out
+	}
+	keys := make([]string, 0, len(in.Headers))
+	for k := range in.Headers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		// A header value with a line break would smuggle another header.
+		v := strings.NewReplacer("\r", " ", "\n", " ").Replace(in.Headers[k])
+		if strings.ContainsAny(k, "\r\n:") {
+			continue
+		}
+		b.WriteString(k + ": " + v + "\r\n")
+	}
+	return append(out, "-headers", b.String())
+}
+
 // Render describes one cut.
 type Render struct {
-	Source   string
-	Kind     SourceKind
+	Video Input
+	// Audio is a separate audio input (yt-dlp's split formats); nil means
+	// the audio comes from Video when HasAudio.
+	Audio    *Input
 	Start    float64 // seconds into the source
 	Duration float64 // seconds to keep
 	HasAudio bool    // false: generated silence is used
 	Profile  Profile
-	Output   string
+	// Fades at the highlight's edges; a chunk inside a highlight has none.
+	FadeIn, FadeOut bool
+	// TitleFile holds text to draw (drawtext reads it from the file, so a
+	// title can never inject filter syntax); FontFile is the font.
+	TitleFile    string
+	FontFile     string
+	TitleSeconds float64
+	Output       string
 }
 
 func secs(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 
-// VideoFilter normalises any source to the profile: constant frame rate,
-// scaled to fit and padded (letterbox/pillarbox) to the exact size, square
-// pixels, yuv420p.
-func VideoFilter(p Profile) string {
-	return fmt.Sprintf("fps=%s,scale=%d:%d:force_original_aspect_ratio=decrease:force_divisible_by=2,"+
-		"pad=%d:%d:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p",
-		FPSRational(p.FPS), p.Width, p.Height, p.Width, p.Height)
+// filterPath escapes a path for a filter option inside a filtergraph: once
+// for the option parser (which splits on ':') and once more for the graph
+// parser (which splits on ',', ';' and brackets).
+func filterPath(p string) string {
+	opt := strings.NewReplacer(`\`, `\\`, "'", `\'`, ":", `\:`).Replace(p)
+	return strings.NewReplacer(`\`, `\\`, "'", `\'`, "[", `\[`, "]", `\]`, ",", `\,`, ";", `\;`).Replace(opt)
 }
 
-// AudioFilter brings any audio to 48 kHz stereo and pads it with silence so
-// that it never ends before the video (-shortest then ends both together).
-const AudioFilter = "aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,apad"
-
-// RenderArgs builds the ffmpeg command line (without the program name) for
-// one segment. -ss sits before -i so ffmpeg seeks by range request instead of
-// reading the source from its start; -t sits on the output.
-func RenderArgs(r Render) []string {
+// VideoFilter normalises any source to the profile: constant frame rate,
+// scaled to fit and padded (letterbox) or scaled to fill and cropped, square
+// pixels, yuv420p; then fades and the title.
+func VideoFilter(r Render) string {
 	p := r.Profile
-	args := []string{"-nostdin", "-hide_banner", "-v", "error", "-y"}
-	args = append(args, InputOptions(r.Kind)...)
-	args = append(args, "-ss", secs(r.Start), "-i", r.Source)
-	audio := "0:a:0"
-	if !r.HasAudio {
-		args = append(args, "-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo")
-		audio = "1:a:0"
+	f := "fps=" + FPSRational(p.FPS) + ","
+	if p.Crop {
+		f += fmt.Sprintf("scale=%d:%d:force_original_aspect_ratio=increase,crop=%d:%d", p.Width, p.Height, p.Width, p.Height)
+	} else {
+		f += fmt.Sprintf("scale=%d:%d:force_original_aspect_ratio=decrease:force_divisible_by=2,"+
+			"pad=%d:%d:(ow-iw)/2:(oh-ih)/2:color=black", p.Width, p.Height, p.Width, p.Height)
 	}
-	args = append(args,
-		"-map", "0:v:0", "-map", audio,
-		"-t", secs(r.Duration),
-		"-vf", VideoFilter(p),
-		"-af", AudioFilter,
-		"-shortest",
-		"-fps_mode", "cfr",
-		"-c:v", "libx264", "-preset", "veryfast", "-crf", strconv.Itoa(p.Quality),
-		"-profile:v", "high", "-pix_fmt", "yuv420p",
-		"-g", strconv.Itoa(p.GOP()), "-keyint_min", strconv.Itoa(p.GOP()), "-sc_threshold", "0",
-		"-c:a", "aac", "-b:a", p.AudioBitrate, "-ar", "48000", "-ac", "2",
-		"-video_track_timescale", "90000",
-		"-map_metadata", "-1", "-map_chapters", "-1",
-		"-movflags", "+faststart",
-		"-progress", "pipe:1", "-nostats",
-		"-f", "mp4", r.Output,
-	)
+	f += ",setsar=1,format=yuv420p"
+	if fade := fadeLen(r); fade > 0 {
+		if r.FadeIn {
+			f += ",fade=t=in:st=0:d=" + secs(fade)
+		}
+		if r.FadeOut {
+			f += ",fade=t=out:st=" + secs(r.Duration-fade) + ":d=" + secs(fade)
+		}
+	}
+	if r.TitleFile != "" && r.FontFile != "" {
+		size := max(16, p.Height/16)
+		f += fmt.Sprintf(",drawtext=fontfile=%s:textfile=%s:expansion=none:fontsize=%d:fontcolor=white:box=1:boxcolor=black@0.55:boxborderw=%d:x=(w-text_w)/2:y=h-text_h-%d:enable='lt(t,%s)'",
+			filterPath(r.FontFile), filterPath(r.TitleFile), size, size/3, p.Height/12, secs(r.TitleSeconds))
+	}
+	if EncoderFamily(p.encoder()) == "vaapi" {
+		f += ",format=nv12,hwupload"
+	}
+	return f
+}
+
+// fadeLen keeps fades within a third of a short clip.
+func fadeLen(r Render) float64 {
+	return math.Min(r.Profile.Fade, r.Duration/3)
+}
+
+// audioBase brings any audio to 48 kHz stereo.
+const audioBase = "aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo"
+
+// AudioFilter brings any audio to 48 kHz stereo, fades it with the video and
+// pads it with silence so that it never ends before the video (-t then ends
+// both together).
+func AudioFilter(r Render) string {
+	return audioBase + audioFades(r) + ",apad"
+}
+
+func audioFades(r Render) string {
+	fade := fadeLen(r)
+	if fade <= 0 {
+		return ""
+	}
+	s := ""
+	if r.FadeIn {
+		s += ",afade=t=in:st=0:d=" + secs(fade)
+	}
+	if r.FadeOut {
+		s += ",afade=t=out:st=" + secs(r.Duration-fade) + ":d=" + secs(fade)
+	}
+	return s
+}
+
+// EncoderFamily returns "" for a software encoder, else its hardware family.
+func EncoderFamily(enc string) string {
+	if strings.HasPrefix(enc, "lib") {
+		return ""
+	}
+	_, fam, _ := strings.Cut(enc, "_")
+	return fam
+}
+
+// GlobalOptions are the options an encoder needs before the inputs (a VAAPI
+// device).
+func GlobalOptions(enc string) []string {
+	if EncoderFamily(enc) == "vaapi" {
+		return []string{"-vaapi_device", "/dev/dri/renderD128"}
+	}
+	return nil
+}
+
+// EncoderArgs are the video encoder options for the profile: one fixed GOP
+// without scene-cut keyframes, so every segment has the same structure, and
+// constant quality mapped onto each encoder's scale.
+func EncoderArgs(p Profile) []string {
+	enc := p.encoder()
+	q := p.Quality
+	g := strconv.Itoa(p.GOP())
+	args := []string{"-c:v", enc}
+	switch enc {
+	case "libx264":
+		args = append(args, "-preset", "veryfast", "-crf", strconv.Itoa(q), "-profile:v", "high", "-pix_fmt", "yuv420p",
+			"-g", g, "-keyint_min", g, "-sc_threshold", "0")
+	case "libx265":
+		args = append(args, "-preset", "veryfast", "-crf", strconv.Itoa(q), "-pix_fmt", "yuv420p", "-tag:v", "hvc1",
+			"-g", g, "-keyint_min", g, "-x265-params", "scenecut=0:open-gop=0:log-level=error")
+	case "libsvtav1":
+		args = append(args, "-preset", "10", "-crf", strconv.Itoa(int(math.Round(float64(q)*63/51))), "-pix_fmt", "yuv420p",
+			"-g", g, "-svtav1-params", "scd=0")
+	default:
+		switch EncoderFamily(enc) {
+		case "nvenc":
+			args = append(args, "-preset", "p4", "-rc", "vbr", "-cq", strconv.Itoa(q), "-b:v", "0", "-pix_fmt", "yuv420p",
+				"-g", g, "-no-scenecut", "1")
+		case "qsv":
+			args = append(args, "-global_quality", strconv.Itoa(q), "-look_ahead", "0", "-pix_fmt", "nv12", "-g", g)
+		case "vaapi":
+			args = append(args, "-rc_mode", "CQP", "-qp", strconv.Itoa(q), "-g", g)
+		case "videotoolbox":
+			args = append(args, "-q:v", strconv.Itoa(max(1, 100-2*q)), "-allow_sw", "0", "-pix_fmt", "yuv420p", "-g", g)
+		case "amf":
+			args = append(args, "-rc", "cqp", "-qp_i", strconv.Itoa(q), "-qp_p", strconv.Itoa(q), "-qp_b", strconv.Itoa(q),
+				"-pix_fmt", "yuv420p", "-g", g)
+		}
+		if strings.HasPrefix(enc, "hevc_") {
+			args = append(args, "-tag:v", "hvc1")
+		}
+	}
 	return args
+}
+
+// inputs appends the source inputs with their seeks and returns the audio
+// stream specifier.
+func (r Render) inputs(args []string) ([]string, string) {
+	args = append(args, GlobalOptions(r.Profile.encoder())...)
+	args = append(args, r.Video.options()...)
+	args = append(args, "-ss", secs(r.Start), "-i", r.Video.URL)
+	switch {
+	case r.Audio != nil:
+		args = append(args, r.Audio.options()...)
+		args = append(args, "-ss", secs(r.Start), "-i", r.Audio.URL)
+		return args, "1:a:0"
+	case r.HasAudio:
+		return args, "0:a:0"
+	}
+	return append(args, "-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo"), "1:a:0"
+}
+
+func head() []string { return []string{"-nostdin", "-hide_banner", "-v", "error", "-y"} }
+
+var progressArgs = []string{"-progress", "pipe:1", "-nostats"}
+
+// videoOut are the options of a segment's video: one encode at the profile's
+// constant frame rate and the time base every segment shares.
+func (r Render) videoOut() []string {
+	args := []string{"-t", secs(r.Duration), "-vf", VideoFilter(r), "-fps_mode", "cfr"}
+	args = append(args, EncoderArgs(r.Profile)...)
+	return append(args, "-video_track_timescale", "90000", "-map_metadata", "-1", "-map_chapters", "-1")
+}
+
+func aac(bitrate string) []string {
+	return []string{"-c:a", "aac", "-b:a", bitrate, "-ar", "48000", "-ac", "2"}
+}
+
+// RenderArgs builds the one-pass ffmpeg command line (without the program
+// name) for a segment whose audio keeps its levels. -ss sits before -i so
+// ffmpeg seeks by range request instead of reading the source from its start;
+// -t sits on the output.
+func RenderArgs(r Render) []string {
+	args, audio := r.inputs(head())
+	args = append(args, "-map", "0:v:0", "-map", audio)
+	args = append(args, r.videoOut()...)
+	args = append(args, "-af", AudioFilter(r), "-shortest")
+	args = append(args, aac(r.Profile.AudioBitrate)...)
+	args = append(args, "-movflags", "+faststart")
+	args = append(args, progressArgs...)
+	return append(args, "-f", "mp4", r.Output)
+}
+
+// MeasurePassArgs is the first of two passes when loudness is normalised: it
+// reads the source once, encodes the video to videoOut, keeps the audio as
+// PCM in audioOut and measures its loudness (loudnorm's JSON on stderr, so
+// this pass logs at info). The second pass (ApplyPassArgs) only touches the
+// local files, so the source is fetched once.
+func MeasurePassArgs(r Render, videoOut, audioOut string) []string {
+	args := []string{"-nostdin", "-hide_banner", "-v", "info", "-nostats", "-y"}
+	args, audio := r.inputs(args)
+	p := r.Profile
+	fc := fmt.Sprintf("[%s]%s,apad,atrim=duration=%s,asplit=2[keep][measure];[measure]loudnorm=I=%s:TP=%s:LRA=%s:print_format=json[measured]",
+		audio, audioBase, secs(r.Duration), num(p.Loudness), num(TruePeak), num(LoudnessRange))
+	args = append(args, "-filter_complex", fc)
+	args = append(args, "-map", "0:v:0")
+	args = append(args, r.videoOut()...)
+	args = append(args, "-an", "-f", "mp4", videoOut)
+	args = append(args, "-map", "[keep]", "-c:a", "pcm_f32le", "-f", "wav", audioOut)
+	args = append(args, "-map", "[measured]", "-f", "null", "-")
+	return append(args, "-progress", "pipe:1")
+}
+
+// TruePeak and LoudnessRange are the loudnorm targets besides integrated
+// loudness: -1.5 dBTP leaves room for lossy encoding.
+const (
+	TruePeak      = -1.5
+	LoudnessRange = 11.0
+)
+
+func num(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+// Loudness is loudnorm's first-pass measurement.
+type Loudness struct {
+	I, TP, LRA, Thresh, Offset float64
+}
+
+// ApplyPassArgs muxes the encoded video with the audio brought to the
+// target: loudnorm in linear mode with the measured values (one gain for
+// the whole segment, no pumping), then fades, AAC, moov first. m nil means
+// the audio is silent and kept as it is.
+func ApplyPassArgs(r Render, m *Loudness, videoIn, audioIn string) []string {
+	args := head()
+	args = append(args, "-i", videoIn, "-i", audioIn, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy")
+	af := ""
+	if m != nil {
+		p := r.Profile
+		af = fmt.Sprintf("loudnorm=I=%s:TP=%s:LRA=%s:measured_I=%s:measured_TP=%s:measured_LRA=%s:measured_thresh=%s:offset=%s:linear=true,",
+			num(p.Loudness), num(TruePeak), num(LoudnessRange), num(m.I), num(m.TP), num(m.LRA), num(m.Thresh), num(m.Offset))
+	}
+	af += audioBase + audioFades(r)
+	args = append(args, "-af", af)
+	args = append(args, aac(r.Profile.AudioBitrate)...)
+	args = append(args, "-map_metadata", "-1", "-movflags", "+faststart")
+	args = append(args, progressArgs...)
+	return append(args, "-f", "mp4", r.Output)
 }
 
 // ConcatArgs joins segments listed in a concat-demuxer file: video copied,
@@ -153,13 +394,32 @@ func ConcatArgs(listPath, metadataPath, audioBitrate, output string) []string {
 	}
 }
 
+// ThumbnailArgs grabs one frame at `at` seconds of the montage as a JPEG no
+// wider than 1280 pixels.
+func ThumbnailArgs(montage string, at float64, output string) []string {
+	return []string{"-nostdin", "-hide_banner", "-v", "error", "-y",
+		"-protocol_whitelist", "file", "-ss", secs(at), "-i", montage,
+		"-frames:v", "1", "-vf", "scale='min(1280,iw)':-2", "-q:v", "3", "-f", "image2", output}
+}
+
+// TestEncodeArgs is the one-second encode that proves an encoder works on
+// this machine (a listed encoder may have no device or driver behind it).
+func TestEncodeArgs(p Profile) []string {
+	args := []string{"-nostdin", "-hide_banner", "-v", "error", "-y"}
+	args = append(args, GlobalOptions(p.encoder())...)
+	args = append(args, "-f", "lavfi", "-i", fmt.Sprintf("testsrc2=s=%dx%d:r=%s:d=1", p.Width, p.Height, FPSRational(p.FPS)),
+		"-vf", VideoFilter(Render{Profile: p, Duration: 1}))
+	args = append(args, EncoderArgs(p)...)
+	return append(args, "-f", "null", "-")
+}
+
 // ProbeArgs asks ffprobe for streams and format as JSON, with the same
 // protocol limits as a render of that source.
-func ProbeArgs(source string, kind SourceKind) []string {
+func ProbeArgs(in Input) []string {
 	args := []string{"-hide_banner", "-v", "error"}
-	args = append(args, InputOptions(kind)...)
+	args = append(args, in.options()...)
 	return append(args, "-show_entries", "stream=index,codec_type,codec_name,width,height,r_frame_rate,sample_rate,channels:format=duration,format_name",
-		"-of", "json", source)
+		"-of", "json", in.URL)
 }
 
 // ConcatList writes a concat demuxer list for local files.
@@ -168,32 +428,6 @@ func ConcatList(paths []string) string {
 	b.WriteString("ffconcat version 1.0\n")
 	for _, p := range paths {
 		b.WriteString("file '" + strings.ReplaceAll(p, "'", `'\''`) + "'\n")
-	}
-	return b.String()
-}
-
-// Chapter is one titled span of the montage, in seconds.
-type Chapter struct {
-	Title      string
-	Start, End float64
-}
-
-// escapeMeta escapes FFMETADATA special characters.
-func escapeMeta(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, "=", `\=`, ";", `\;`, "#", `\#`, "\n", `\`+"\n")
-	return r.Replace(s)
-}
-
-// FFMetadata renders chapters (and a title) as an FFMETADATA file.
-func FFMetadata(title string, chapters []Chapter) string {
-	var b strings.Builder
-	b.WriteString(";FFMETADATA1\n")
-	if title != "" {
-		b.WriteString("title=" + escapeMeta(title) + "\n")
-	}
-	for _, c := range chapters {
-		fmt.Fprintf(&b, "\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=%d\nEND=%d\ntitle=%s\n",
-			int64(math.Round(c.Start*1000)), int64(math.Round(c.End*1000)), escapeMeta(c.Title))
 	}
 	return b.String()
 }

@@ -32,36 +32,118 @@ func golden(t *testing.T, name string, args []string) {
 var prof = Profile{Width: 1280, Height: 720, FPS: 30, Quality: 23, AudioBitrate: "160k"}
 
 func TestRenderArgsGolden(t *testing.T) {
-	cases := map[string]Render{
-		"render-mp4": {Source: "https://cdn.example/vod.mp4", Kind: SourceFile, Start: 3945.25, Duration: 30, HasAudio: true, Profile: prof, Output: "/work/out.mp4"},
-		"render-hls-silent": {Source: "https://cdn.example/v/index.m3u8", Kind: SourceHLS, Start: 12, Duration: 6.5, HasAudio: false,
-			Profile: Profile{Width: 1920, Height: 1080, FPS: 59.94, Quality: 20, AudioBitrate: "192k"}, Output: "/work/out.mp4"},
+	loud := Profile{Width: 1920, Height: 1080, FPS: 59.94, Quality: 20, AudioBitrate: "192k", Loudness: -14, Fade: 0.5, Encoder: "libx265", Crop: true}
+	cases := map[string][]string{
+		"render-mp4": RenderArgs(Render{Video: Input{URL: "https://cdn.example/vod.mp4"}, Start: 3945.25, Duration: 30, HasAudio: true, Profile: prof, Output: "/work/out.mp4"}),
+		"render-hls-silent": RenderArgs(Render{Video: Input{URL: "https://cdn.example/v/index.m3u8", Kind: SourceHLS}, Start: 12, Duration: 6.5, HasAudio: false,
+			Profile: Profile{Width: 1920, Height: 1080, FPS: 59.94, Quality: 20, AudioBitrate: "192k"}, Output: "/work/out.mp4"}),
+		"render-page-title-fades": RenderArgs(Render{
+			Video: Input{URL: "https://v.example/video.mp4", Headers: map[string]string{"User-Agent": "UA", "Referer": "https://page.example/\r\nX: 1"}},
+			Audio: &Input{URL: "https://v.example/audio.m4a"}, Start: 30, Duration: 20, HasAudio: true,
+			Profile: Profile{Width: 1080, Height: 1920, FPS: 30, Quality: 23, AudioBitrate: "160k", Fade: 0.5, Encoder: "h264_vaapi"},
+			FadeIn:  true, FadeOut: true, TitleFile: "/w/title.txt", FontFile: "/fonts/it's.ttf", TitleSeconds: 4, Output: "/w/out.mp4"}),
+		"measure-pass": MeasurePassArgs(Render{Video: Input{URL: "https://cdn.example/vod.mp4"}, Start: 60, Duration: 45, HasAudio: true, Profile: loud, FadeIn: true}, "/w/video.mp4", "/w/audio.wav"),
+		"apply-pass":   ApplyPassArgs(Render{Duration: 45, Profile: loud, FadeIn: true, FadeOut: true, Output: "/w/out.mp4"}, &Loudness{I: -27.61, TP: -4.47, LRA: 18.06, Thresh: -39.2, Offset: 0.58}, "/w/video.mp4", "/w/audio.wav"),
+		"concat":       ConcatArgs("/w/list.ffconcat", "/w/chapters.ffmeta", "160k", "/w/out.mp4"),
+		"thumbnail":    ThumbnailArgs("/w/out.mp4", 3.5, "/w/thumbnail.jpg"),
 	}
-	for name, r := range cases {
-		golden(t, name, RenderArgs(r))
+	for name, args := range cases {
+		golden(t, name, args)
 	}
-	golden(t, "concat", ConcatArgs("/w/list.ffconcat", "/w/chapters.ffmeta", "160k", "/w/out.mp4"))
+	for _, enc := range Candidates() {
+		golden(t, "encoder-"+enc, EncoderArgs(Profile{FPS: 30, Quality: 23, Encoder: enc}))
+	}
 }
 
-// The safety rules hold for every source kind, whatever the golden files say.
+// The safety rules hold for every source kind and builder, whatever the
+// golden files say.
 func TestRenderArgsRules(t *testing.T) {
 	for _, kind := range []SourceKind{SourceFile, SourceHLS} {
-		args := RenderArgs(Render{Source: "https://x/y", Kind: kind, Start: 5, Duration: 2, HasAudio: true, Profile: prof, Output: "o.mp4"})
-		ss, in, tt := slices.Index(args, "-ss"), slices.Index(args, "-i"), slices.Index(args, "-t")
-		if args[0] != "-nostdin" {
-			t.Errorf("kind %d: -nostdin is not first", kind)
-		}
-		if ss < 0 || in < 0 || ss > in || tt < in {
-			t.Errorf("kind %d: want -ss before -i and -t after it: %v", kind, args)
-		}
-		wl := slices.Index(args, "-protocol_whitelist")
-		if wl < 0 || wl > in {
-			t.Fatalf("kind %d: no protocol whitelist before the source", kind)
-		}
-		for _, banned := range []string{"file", "concat", "subfile", "data", "pipe"} {
-			if slices.Contains(strings.Split(args[wl+1], ","), banned) {
-				t.Errorf("kind %d: whitelist allows %s", kind, banned)
+		r := Render{Video: Input{URL: "https://x/y", Kind: kind}, Audio: &Input{URL: "https://x/a", Kind: kind}, Start: 5, Duration: 2, HasAudio: true, Profile: prof, Output: "o.mp4"}
+		for name, args := range map[string][]string{"render": RenderArgs(r), "measure": MeasurePassArgs(r, "v.mp4", "a.wav")} {
+			if args[0] != "-nostdin" {
+				t.Errorf("%s kind %d: -nostdin is not first", name, kind)
 			}
+			tt := slices.Index(args, "-t")
+			inputs := 0
+			for i, a := range args {
+				if a != "-i" || !strings.HasPrefix(args[i+1], "https://") {
+					continue
+				}
+				inputs++
+				if args[i-2] != "-ss" || i > tt {
+					t.Errorf("%s kind %d: input %s lacks its own -ss before -i and -t after: %v", name, kind, args[i+1], args)
+				}
+				wl := slices.Index(args[:i], "-protocol_whitelist")
+				if wl < 0 {
+					t.Fatalf("%s kind %d: no protocol whitelist before %s", name, kind, args[i+1])
+				}
+				for _, banned := range []string{"file", "concat", "subfile", "data", "pipe"} {
+					if slices.Contains(strings.Split(args[wl+1], ","), banned) {
+						t.Errorf("%s kind %d: whitelist allows %s", name, kind, banned)
+					}
+				}
+			}
+			if inputs != 2 {
+				t.Errorf("%s kind %d: %d network inputs, want 2", name, kind, inputs)
+			}
+		}
+	}
+}
+
+func TestHeadersCannotBeSmuggled(t *testing.T) {
+	args := Input{URL: "https://x", Headers: map[string]string{"Referer": "a\r\nCookie: x", "Bad\r\nName": "v"}}.options()
+	h := args[len(args)-1]
+	if strings.Count(h, "\r\n") != 1 || strings.Contains(h, "Bad") {
+		t.Errorf("headers = %q: one header line expected", h)
+	}
+}
+
+func TestYouTubeChapters(t *testing.T) {
+	cases := []struct {
+		name string
+		in   []Chapter
+		want string
+	}{
+		{"plain", []Chapter{{"A", 0, 30}, {"B", 30, 75.5}, {"C", 75.5, 130}}, "0:00 A\n0:30 B\n1:15 C\n"},
+		{"hours", []Chapter{{"A", 0, 30}, {"B", 30, 3700}, {"C", 3700, 3760}}, "0:00:00 A\n0:00:30 B\n1:01:40 C\n"},
+		{"short middle merges forward", []Chapter{{"A", 0, 20}, {"B", 20, 25}, {"C", 25, 60}}, "0:00 A\n0:20 B / C\n"},
+		{"short first merges forward", []Chapter{{"Intro", 0.2, 5}, {"A", 5, 40}}, "0:00 Intro / A\n"},
+		{"short last merges back", []Chapter{{"A", 0, 30}, {"Outro", 30, 36}}, "0:00 A / Outro\n"},
+		{"flooring counts", []Chapter{{"A", 0, 10.5}, {"B", 10.5, 19.9}, {"C", 19.9, 40}}, "0:00 A\n0:10 B / C\n"},
+		{"one", []Chapter{{"Only", 0, 3}}, "0:00 Only\n"},
+	}
+	for _, c := range cases {
+		if got := FormatYouTube(YouTubeChapters(c.in)); got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestParseLoudnorm(t *testing.T) {
+	log := "[Parsed_loudnorm_2 @ 0x55] \n{\n\t\"input_i\" : \"-27.61\",\n\t\"input_tp\" : \"-4.47\",\n\t\"input_lra\" : \"18.06\",\n\t\"input_thresh\" : \"-39.20\",\n\t\"output_i\" : \"-16.58\",\n\t\"normalization_type\" : \"dynamic\",\n\t\"target_offset\" : \"0.58\"\n}\nvideo:1kB audio:2kB\n"
+	m, ok, err := ParseLoudnorm(log)
+	if err != nil || !ok || m != (Loudness{I: -27.61, TP: -4.47, LRA: 18.06, Thresh: -39.2, Offset: 0.58}) {
+		t.Errorf("ParseLoudnorm = %+v, %v, %v", m, ok, err)
+	}
+	silent := strings.ReplaceAll(log, "-27.61", "-inf")
+	if _, ok, err := ParseLoudnorm(silent); ok || err != nil {
+		t.Errorf("silence: ok %v err %v; want not ok, no error", ok, err)
+	}
+	if _, _, err := ParseLoudnorm("ffmpeg said nothing"); err == nil {
+		t.Error("a log without a measurement parsed")
+	}
+}
+
+func TestParseEncodersAndRate(t *testing.T) {
+	out := []byte("Encoders:\n V..... = Video\n ------\n V....D libx264              libx264 H.264\n V....D h264_nvenc           NVIDIA NVENC\n A....D aac                  AAC\n")
+	got := ParseEncoders(out)
+	if !got["libx264"] || !got["h264_nvenc"] || !got["aac"] || got["="] || len(got) != 3 {
+		t.Errorf("ParseEncoders = %v", got)
+	}
+	for in, want := range map[string]float64{"30000/1001": 29.97, "25/1": 25, "0/0": 0, "x": 0, "50": 50} {
+		if got := ParseRate(in); got != want {
+			t.Errorf("ParseRate(%q) = %v, want %v", in, got, want)
 		}
 	}
 }

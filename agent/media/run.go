@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -70,29 +71,39 @@ func (t *tail) String() string {
 // each ffprobe start costs a quarter of a second here. Canceling ctx kills
 // ffmpeg. The error carries the end of ffmpeg's stderr.
 func (t Tools) RunFFmpeg(ctx context.Context, args []string, total float64, progress func(float64)) (float64, error) {
+	written, _, err := t.RunFFmpegLog(ctx, args, total, progress)
+	return written, err
+}
+
+// RunFFmpegLog is RunFFmpeg that also returns the end of ffmpeg's stderr,
+// where filters like loudnorm print what they measured.
+func (t Tools) RunFFmpegLog(ctx context.Context, args []string, total float64, progress func(float64)) (float64, string, error) {
 	cmd := exec.CommandContext(ctx, t.FFmpeg, args...)
-	stderr := &tail{n: 2048}
+	stderr := &tail{n: 16384}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return 0, fmt.Errorf("ffmpeg: %w", err)
+		return 0, "", fmt.Errorf("ffmpeg: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("start ffmpeg: %w", err)
+		return 0, "", fmt.Errorf("start ffmpeg: %w", err)
 	}
 	written := parseProgress(stdout, total, progress)
 	err = cmd.Wait()
 	if ctx.Err() != nil {
-		return 0, fmt.Errorf("ffmpeg stopped: %w", ctx.Err())
+		return 0, "", fmt.Errorf("ffmpeg stopped: %w", ctx.Err())
 	}
 	if err != nil {
 		msg := stderr.String()
+		if len(msg) > 2048 {
+			msg = msg[len(msg)-2048:]
+		}
 		if msg == "" {
 			msg = "no message"
 		}
-		return 0, fmt.Errorf("ffmpeg failed (%v): %s", err, msg)
+		return 0, "", fmt.Errorf("ffmpeg failed (%v): %s", err, msg)
 	}
-	return written, nil
+	return written, stderr.String(), nil
 }
 
 // parseProgress reads ffmpeg's key=value progress blocks and returns the
@@ -175,8 +186,8 @@ func ParseProbe(b []byte) (Info, error) {
 }
 
 // Probe runs ffprobe on a source or file.
-func (t Tools) Probe(ctx context.Context, source string, kind SourceKind) (Info, error) {
-	cmd := exec.CommandContext(ctx, t.FFprobe, ProbeArgs(source, kind)...)
+func (t Tools) Probe(ctx context.Context, in Input) (Info, error) {
+	cmd := exec.CommandContext(ctx, t.FFprobe, ProbeArgs(in)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -188,4 +199,54 @@ func (t Tools) Probe(ctx context.Context, source string, kind SourceKind) (Info,
 		return Info{}, fmt.Errorf("ffprobe failed (%v): %s", err, msg)
 	}
 	return ParseProbe(out)
+}
+
+// ParseLoudnorm reads the last JSON block loudnorm printed with
+// print_format=json. ok is false when the audio was silence (loudnorm
+// reports -inf), which needs no normalising.
+func ParseLoudnorm(stderr string) (m Loudness, ok bool, err error) {
+	i := strings.LastIndex(stderr, "\"input_i\"")
+	if i < 0 {
+		return Loudness{}, false, fmt.Errorf("loudnorm printed no measurement")
+	}
+	open := strings.LastIndex(stderr[:i], "{")
+	end := strings.Index(stderr[i:], "}")
+	if open < 0 || end < 0 {
+		return Loudness{}, false, fmt.Errorf("loudnorm measurement is cut off")
+	}
+	var raw map[string]string
+	if err := json.Unmarshal([]byte(stderr[open:i+end+1]), &raw); err != nil {
+		return Loudness{}, false, fmt.Errorf("loudnorm measurement: %w", err)
+	}
+	get := func(k string) (float64, bool) {
+		v, err := strconv.ParseFloat(strings.TrimSpace(raw[k]), 64)
+		return v, err == nil && !math.IsInf(v, 0) && !math.IsNaN(v)
+	}
+	var okI, okTP, okLRA, okT, okO bool
+	m.I, okI = get("input_i")
+	m.TP, okTP = get("input_tp")
+	m.LRA, okLRA = get("input_lra")
+	m.Thresh, okT = get("input_thresh")
+	m.Offset, okO = get("target_offset")
+	if !okI || !okTP || !okLRA || !okT || !okO || m.I < -70 {
+		return Loudness{}, false, nil
+	}
+	return m, true, nil
+}
+
+// ParseRate reads ffprobe's "30000/1001" frame rates; 0 when unknown.
+func ParseRate(r string) float64 {
+	n, d, ok := strings.Cut(r, "/")
+	num, err1 := strconv.ParseFloat(n, 64)
+	if !ok {
+		if err1 != nil {
+			return 0
+		}
+		return num
+	}
+	den, err2 := strconv.ParseFloat(d, 64)
+	if err1 != nil || err2 != nil || den == 0 {
+		return 0
+	}
+	return math.Round(num/den*1000) / 1000
 }

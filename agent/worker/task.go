@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
@@ -10,12 +11,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"connectrpc.com/connect"
 
 	"github.com/stream-montages/montage/agent/media"
+	"github.com/stream-montages/montage/agent/sources"
 	"github.com/stream-montages/montage/internal/spec"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
@@ -25,14 +28,19 @@ func profileOf(p *montagev1.RenderProfile) (media.Profile, error) {
 	if err != nil {
 		return media.Profile{}, fmt.Errorf("lease profile: %w", err)
 	}
-	return media.Profile{
+	mp := media.Profile{
 		Width: r.Width, Height: r.Height, FPS: r.FPS, Quality: r.Quality,
 		AudioBitrate: strconv.Itoa(r.AudioBitrate/1000) + "k",
-	}, nil
+		Encoder:      r.Encoder, Crop: r.Fit == spec.FitCrop, Fade: r.Fade,
+	}
+	if !r.LoudnessOff {
+		mp.Loudness = r.Loudness
+	}
+	return mp, nil
 }
 
 // runTask does the work of one lease in a private directory and uploads the
-// result; the caller reports it.
+// results; the caller reports them.
 func (a *Agent) runTask(ctx context.Context, l *montagev1.Lease, progress func(float64)) (*montagev1.TaskResult, error) {
 	dir := filepath.Join(a.cfg.DataDir, "work", fmt.Sprintf("%s-%d", l.GetTaskId(), l.GetAttempt()))
 	if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -43,13 +51,20 @@ func (a *Agent) runTask(ctx context.Context, l *montagev1.Lease, progress func(f
 	if err != nil {
 		return nil, err
 	}
+	if enc := prof.Encoder; enc != "" && !slices.Contains(a.caps.GetEncoders(), enc) {
+		return nil, fmt.Errorf("this agent cannot encode with %s (it proved %v)", enc, a.caps.GetEncoders())
+	}
 	out := filepath.Join(dir, "out.mp4")
-	var written float64
+	var (
+		written float64
+		facts   *montagev1.SourceFacts
+		extras  map[string]string
+	)
 	switch l.GetType() {
 	case montagev1.TaskType_TASK_TYPE_RENDER:
-		written, err = a.render(ctx, l.GetRender(), prof, out, progress)
+		written, facts, err = a.render(ctx, l.GetRender(), prof, dir, out, progress)
 	case montagev1.TaskType_TASK_TYPE_CONCAT:
-		written, err = a.concat(ctx, l.GetConcat(), prof, dir, out, progress)
+		written, extras, err = a.concat(ctx, l, prof, dir, out, progress)
 	default:
 		err = fmt.Errorf("task type %s is not supported by this agent", l.GetType())
 	}
@@ -59,81 +74,241 @@ func (a *Agent) runTask(ctx context.Context, l *montagev1.Lease, progress func(f
 	if written <= 0 {
 		return nil, fmt.Errorf("ffmpeg wrote no media (is the highlight past the end of the source?)")
 	}
+	var extrasOut []*montagev1.OutputObject
+	for _, slot := range l.GetExtraOutputs() {
+		path, ok := extras[slot.GetName()]
+		if !ok {
+			continue
+		}
+		x, err := a.uploadSmall(ctx, path, slot.GetPutUrl())
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", slot.GetName(), err)
+		}
+		x.Name, x.Key = slot.GetName(), slot.GetKey()
+		extrasOut = append(extrasOut, x)
+	}
 	res, err := a.upload(ctx, out, l)
 	if err != nil {
 		return nil, err
 	}
 	res.DurationSeconds = written
+	res.Source = facts
+	res.ExtraOutputs = extrasOut
 	return res, nil
 }
 
-// render cuts one highlight; the ffmpeg command maps exactly one video and
-// one audio stream, so a segment that exists has both.
-func (a *Agent) render(ctx context.Context, in *montagev1.RenderInput, prof media.Profile, out string, progress func(float64)) (float64, error) {
-	if in == nil {
-		return 0, fmt.Errorf("render lease without input")
-	}
-	if err := spec.CheckSourceURL(in.GetSourceUrl()); err != nil {
-		return 0, fmt.Errorf("source url: %w", err)
-	}
-	kind := media.KindOf(in.GetSourceUrl())
-	info, err := a.tools.Probe(ctx, in.GetSourceUrl(), kind)
-	if err != nil {
-		return 0, fmt.Errorf("probe source %s: %w", in.GetSourceUrl(), err)
-	}
-	if !info.HasVideo {
-		return 0, fmt.Errorf("source %s has no video stream", in.GetSourceUrl())
-	}
-	if info.Duration > 0 && in.GetStartSeconds() >= info.Duration {
-		return 0, fmt.Errorf("highlight starts at %s but the source is only %s long",
-			spec.FormatTimestamp(in.GetStartSeconds()), spec.FormatTimestamp(info.Duration))
-	}
-	args := media.RenderArgs(media.Render{
-		Source: in.GetSourceUrl(), Kind: kind, Start: in.GetStartSeconds(), Duration: in.GetDurationSeconds(),
-		HasAudio: info.HasAudio, Profile: prof, Output: out,
-	})
-	return a.tools.RunFFmpeg(ctx, args, in.GetDurationSeconds(), progress)
+// Renderer does the media work of tasks with local files: what an agent runs
+// for a lease, and what bench/direct runs in a plain loop to measure the
+// farm's overhead against.
+type Renderer struct {
+	Tools media.Tools
+	YTDLP sources.YTDLP
+	Font  string
 }
 
-// concat joins the committed segments. Chapter times come from the
-// durations the render attempts reported when they committed.
-func (a *Agent) concat(ctx context.Context, in *montagev1.ConcatInput, prof media.Profile, dir, out string, progress func(float64)) (float64, error) {
+func (a *Agent) render(ctx context.Context, in *montagev1.RenderInput, prof media.Profile, dir, out string, progress func(float64)) (float64, *montagev1.SourceFacts, error) {
+	return a.renderer().Render(ctx, in, prof, dir, out, progress)
+}
+
+func (a *Agent) renderer() Renderer { return Renderer{Tools: a.tools, YTDLP: a.ytdlp, Font: a.font} }
+
+// Render cuts one highlight (or one chunk of it) into out; the ffmpeg
+// commands map exactly one video and one audio stream, so a segment that
+// exists has both.
+func (a Renderer) Render(ctx context.Context, in *montagev1.RenderInput, prof media.Profile, dir, out string, progress func(float64)) (float64, *montagev1.SourceFacts, error) {
+	if in == nil {
+		return 0, nil, fmt.Errorf("render lease without input")
+	}
+	if err := spec.CheckMediaURL(in.GetSourceUrl()); err != nil {
+		return 0, nil, fmt.Errorf("source url: %w", err)
+	}
+	r := media.Render{
+		Start: in.GetStartSeconds(), Duration: in.GetDurationSeconds(), Profile: prof,
+		FadeIn: in.GetFadeIn(), FadeOut: in.GetFadeOut(), Output: out,
+	}
+	facts := &montagev1.SourceFacts{}
+	if in.GetSourceType() == spec.SourcePage {
+		if a.YTDLP.Path == "" {
+			return 0, nil, fmt.Errorf("this agent has no yt-dlp to resolve %s", in.GetSourceUrl())
+		}
+		res, err := a.YTDLP.Resolve(ctx, in.GetSourceUrl(), prof.Height)
+		if err != nil {
+			return 0, nil, err
+		}
+		r.Video = streamInput(res.Video)
+		if res.Audio != nil {
+			ai := streamInput(*res.Audio)
+			r.Audio = &ai
+		}
+		r.HasAudio = res.HasAudio
+		facts.Extractor, facts.DurationSeconds = res.Extractor, res.Duration
+		facts.Width, facts.Height, facts.Fps = int32(res.Width), int32(res.Height), res.FPS
+	} else {
+		kind := media.SourceFile
+		if in.GetSourceType() == spec.SourceHLS || in.GetSourceType() == "" && media.KindOf(in.GetSourceUrl()) == media.SourceHLS {
+			kind = media.SourceHLS
+		}
+		r.Video = media.Input{URL: in.GetSourceUrl(), Kind: kind}
+	}
+	if r.Audio == nil {
+		// One ffprobe tells whether there is audio to map and whether the
+		// cut lies inside the source; it reads only the header.
+		info, err := a.Tools.Probe(ctx, r.Video)
+		if err != nil {
+			return 0, nil, fmt.Errorf("probe source: %w", err)
+		}
+		if !info.HasVideo {
+			return 0, nil, fmt.Errorf("source has no video stream")
+		}
+		if info.Duration > 0 && in.GetStartSeconds() >= info.Duration {
+			return 0, nil, fmt.Errorf("highlight starts at %s but the source is only %s long",
+				spec.FormatTimestamp(in.GetStartSeconds()), spec.FormatTimestamp(info.Duration))
+		}
+		r.HasAudio = info.HasAudio
+		fillFacts(facts, info)
+	}
+	if t := in.GetOverlayTitle(); t != "" {
+		if a.Font == "" {
+			return 0, nil, fmt.Errorf("no font for the title overlay on this agent")
+		}
+		r.TitleFile, r.FontFile, r.TitleSeconds = filepath.Join(dir, "title.txt"), a.Font, in.GetTitleSeconds()
+		if err := os.WriteFile(r.TitleFile, []byte(t), 0o640); err != nil {
+			return 0, nil, fmt.Errorf("title: %w", err)
+		}
+	}
+	d := in.GetDurationSeconds()
+	if prof.Loudness == 0 || !r.HasAudio {
+		n, err := a.Tools.RunFFmpeg(ctx, media.RenderArgs(r), d, progress)
+		return n, facts, err
+	}
+	// Two passes: the first reads the source once, encodes the video and
+	// measures the audio; the second brings the kept audio to the target
+	// with one linear gain and muxes.
+	video, audio := filepath.Join(dir, "video.mp4"), filepath.Join(dir, "audio.wav")
+	_, log, err := a.Tools.RunFFmpegLog(ctx, media.MeasurePassArgs(r, video, audio), d, func(p float64) { progress(0.9 * p) })
+	if err != nil {
+		return 0, nil, err
+	}
+	m, ok, err := media.ParseLoudnorm(log)
+	if err != nil {
+		return 0, nil, err
+	}
+	var mp *media.Loudness
+	if ok {
+		mp = &m
+	}
+	n, err := a.Tools.RunFFmpeg(ctx, media.ApplyPassArgs(r, mp, video, audio), d, func(p float64) { progress(0.9 + 0.1*p) })
+	return n, facts, err
+}
+
+func streamInput(s sources.Stream) media.Input {
+	kind := media.SourceFile
+	if s.HLS {
+		kind = media.SourceHLS
+	}
+	return media.Input{URL: s.URL, Kind: kind, Headers: s.Headers}
+}
+
+func fillFacts(f *montagev1.SourceFacts, info media.Info) {
+	f.Container, f.VideoCodec, f.AudioCodec = info.Format, info.VideoCodec, info.AudioCodec
+	f.Width, f.Height, f.SampleRate, f.Channels = int32(info.Width), int32(info.Height), int32(info.SampleRate), int32(info.Channels)
+	f.Fps = media.ParseRate(info.FrameRate)
+	if f.DurationSeconds == 0 {
+		f.DurationSeconds = info.Duration
+	}
+}
+
+// concat downloads the committed segments and joins them.
+func (a *Agent) concat(ctx context.Context, l *montagev1.Lease, prof media.Profile, dir, out string, progress func(float64)) (float64, map[string]string, error) {
+	in := l.GetConcat()
 	if in == nil || len(in.GetSegments()) == 0 {
-		return 0, fmt.Errorf("concat lease without segments")
+		return 0, nil, fmt.Errorf("concat lease without segments")
+	}
+	paths := make([]string, len(in.GetSegments()))
+	for i, s := range in.GetSegments() {
+		paths[i] = filepath.Join(dir, fmt.Sprintf("seg-%03d.mp4", i))
+		if err := a.download(ctx, s.GetUrl(), paths[i]); err != nil {
+			return 0, nil, fmt.Errorf("segment %d: %w", i, err)
+		}
+		progress(0.4 * float64(i+1) / float64(len(paths)))
+	}
+	return a.renderer().Concat(ctx, l.GetJobId(), l.GetProfile(), in.GetSegments(), paths, dir, out,
+		func(p float64) { progress(0.4 + 0.6*p) })
+}
+
+// Concat joins local segments into out and writes the montage's companions:
+// chapters.txt (YouTube's description format), a thumbnail and a manifest,
+// returned by output name. Chapter times come from the durations the renders
+// reported when they committed; the chunks of one highlight make one chapter.
+func (a Renderer) Concat(ctx context.Context, jobID string, profile *montagev1.RenderProfile, segs []*montagev1.ConcatSegment, paths []string, dir, out string, progress func(float64)) (float64, map[string]string, error) {
+	prof, err := profileOf(profile)
+	if err != nil {
+		return 0, nil, err
 	}
 	var (
-		paths    []string
 		chapters []media.Chapter
 		at       float64
+		offsets  = make([]float64, len(segs))
 	)
-	for i, s := range in.GetSegments() {
-		p := filepath.Join(dir, fmt.Sprintf("seg-%03d.mp4", i))
-		if err := a.download(ctx, s.GetUrl(), p); err != nil {
-			return 0, fmt.Errorf("segment %d: %w", i, err)
-		}
+	for i, s := range segs {
 		d := s.GetDurationSeconds()
 		if d <= 0 {
-			return 0, fmt.Errorf("segment %d: no duration recorded", i)
+			return 0, nil, fmt.Errorf("segment %d: no duration recorded", i)
 		}
-		title := s.GetTitle()
-		if title == "" {
-			title = fmt.Sprintf("Highlight %d", i+1)
+		offsets[i] = at
+		if s.GetChunk() == 0 || len(chapters) == 0 {
+			title := s.GetTitle()
+			if title == "" {
+				title = fmt.Sprintf("Highlight %d", s.GetHighlightIndex()+1)
+			}
+			chapters = append(chapters, media.Chapter{Title: title, Start: at, End: at + d})
+		} else {
+			chapters[len(chapters)-1].End = at + d
 		}
-		chapters = append(chapters, media.Chapter{Title: title, Start: at, End: at + d})
 		at += d
-		paths = append(paths, p)
-		progress(0.5 * float64(i+1) / float64(len(in.GetSegments())))
 	}
 	list := filepath.Join(dir, "list.ffconcat")
 	if err := os.WriteFile(list, []byte(media.ConcatList(paths)), 0o640); err != nil {
-		return 0, fmt.Errorf("concat list: %w", err)
+		return 0, nil, fmt.Errorf("concat list: %w", err)
 	}
 	meta := filepath.Join(dir, "chapters.ffmeta")
 	if err := os.WriteFile(meta, []byte(media.FFMetadata("", chapters)), 0o640); err != nil {
-		return 0, fmt.Errorf("chapters: %w", err)
+		return 0, nil, fmt.Errorf("chapters: %w", err)
 	}
-	return a.tools.RunFFmpeg(ctx, media.ConcatArgs(list, meta, prof.AudioBitrate, out), at,
-		func(p float64) { progress(0.5 + 0.5*p) })
+	written, err := a.Tools.RunFFmpeg(ctx, media.ConcatArgs(list, meta, prof.AudioBitrate, out), at,
+		func(p float64) { progress(0.9 * p) })
+	if err != nil {
+		return 0, nil, err
+	}
+	extras := map[string]string{}
+	chapTxt := filepath.Join(dir, "chapters.txt")
+	if err := os.WriteFile(chapTxt, []byte(media.FormatYouTube(media.YouTubeChapters(chapters))), 0o640); err != nil {
+		return 0, nil, fmt.Errorf("chapters.txt: %w", err)
+	}
+	extras["chapters"] = chapTxt
+	thumb := filepath.Join(dir, "thumbnail.jpg")
+	if _, err := a.Tools.RunFFmpeg(ctx, media.ThumbnailArgs(out, thumbnailAt(chapters), thumb), 0, nil); err != nil {
+		return 0, nil, fmt.Errorf("thumbnail: %w", err)
+	}
+	extras["thumbnail"] = thumb
+	man, err := manifest(jobID, profile, prof, segs, chapters, offsets, written)
+	if err != nil {
+		return 0, nil, err
+	}
+	manPath := filepath.Join(dir, "manifest.json")
+	if err := os.WriteFile(manPath, man, 0o640); err != nil {
+		return 0, nil, fmt.Errorf("manifest: %w", err)
+	}
+	extras["manifest"] = manPath
+	progress(1)
+	return written, extras, nil
+}
+
+// thumbnailAt picks a frame a third into the first highlight: past its fade
+// and title, still the montage's opening moment.
+func thumbnailAt(chapters []media.Chapter) float64 {
+	c := chapters[0]
+	return c.Start + (c.End-c.Start)/3
 }
 
 func (a *Agent) download(ctx context.Context, url, path string) error {
@@ -186,6 +361,19 @@ func (a *Agent) upload(ctx context.Context, path string, l *montagev1.Lease) (*m
 		return nil, err
 	}
 	return res, nil
+}
+
+// uploadSmall PUTs a small file in one request and returns its size and hash.
+func (a *Agent) uploadSmall(ctx context.Context, path, url string) (*montagev1.OutputObject, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("upload: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	if _, err := a.put(ctx, url, bytes.NewReader(b), int64(len(b))); err != nil {
+		return nil, err
+	}
+	return &montagev1.OutputObject{Size: int64(len(b)), Sha256: hex.EncodeToString(sum[:])}, nil
 }
 
 // put PUTs n bytes and returns the ETag the store answered with.

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/stream-montages/montage/agent/media"
+	"github.com/stream-montages/montage/agent/sources"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 	"github.com/stream-montages/montage/proto/montage/v1/montagev1connect"
 )
@@ -40,6 +42,16 @@ type Config struct {
 	PollWait time.Duration
 	// JoinToken lets the agent register when the cluster uses tokens.
 	JoinToken string
+	// GPUSessions caps concurrent hardware encodes (consumer NVIDIA cards
+	// allow only a few sessions); 0 means 2.
+	GPUSessions int
+	// Hardware "none" skips proving hardware encoders; the agent then
+	// offers software encoders only.
+	Hardware string
+	// YTDLP is yt-dlp's path: empty finds it on PATH, "off" disables it.
+	YTDLP string
+	// FontFile draws titles; empty finds a sans font on the system.
+	FontFile string
 }
 
 // Agent runs leased tasks.
@@ -48,6 +60,8 @@ type Agent struct {
 	id     string
 	tools  media.Tools
 	caps   *montagev1.AgentCapabilities
+	ytdlp  sources.YTDLP
+	font   string
 	client montagev1connect.AgentServiceClient
 	http   *http.Client
 	eps    *endpoints
@@ -114,14 +128,51 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		h, _ := os.Hostname()
 		cfg.Name = h
 	}
+	if cfg.GPUSessions <= 0 {
+		cfg.GPUSessions = 2
+	}
+	caps := &montagev1.AgentCapabilities{FfmpegVersion: ffv, FfprobeVersion: fpv, Os: runtime.GOOS, Arch: runtime.GOARCH}
+	// Encoders are proven by a real test encode each: a listed NVENC
+	// encoder says nothing about whether this machine has a GPU that can
+	// run it (a datacenter H100 has none).
+	candidates := media.Candidates()
+	if cfg.Hardware == "none" {
+		candidates = candidates[:3]
+	}
+	caps.Encoders = tools.ProveEncoders(ctx, candidates)
+	if !slices.Contains(caps.Encoders, "libx264") {
+		return nil, fmt.Errorf("ffmpeg cannot encode H.264 with libx264 here; install a full ffmpeg (Debian/Ubuntu: sudo apt-get install -y ffmpeg)")
+	}
+	caps.Hwaccels = media.Families(caps.Encoders)
+	if len(caps.Hwaccels) > 0 {
+		caps.GpuSessions = int32(cfg.GPUSessions)
+	}
+	caps.GpuName = media.GPUName(ctx)
+	var yt sources.YTDLP
+	switch cfg.YTDLP {
+	case "off":
+	case "":
+		if y, ok := sources.Find(); ok {
+			yt = y
+		}
+	default:
+		yt = sources.YTDLP{Path: cfg.YTDLP}
+	}
+	if yt.Path != "" {
+		caps.YtdlpVersion = yt.Version(ctx)
+		if caps.YtdlpVersion == "" {
+			yt = sources.YTDLP{}
+		}
+	}
+	font := media.FindFont(ctx, cfg.FontFile)
+	caps.Drawtext = font != ""
 	a := &Agent{
-		cfg:   cfg,
-		id:    id,
-		tools: tools,
-		caps: &montagev1.AgentCapabilities{
-			FfmpegVersion: ffv, FfprobeVersion: fpv, Encoders: []string{"libx264"},
-			Os: runtime.GOOS, Arch: runtime.GOARCH,
-		},
+		cfg:     cfg,
+		id:      id,
+		tools:   tools,
+		caps:    caps,
+		ytdlp:   yt,
+		font:    font,
 		http:    cfg.HTTPClient,
 		log:     cfg.Log.With("agent", id),
 		running: map[string]*running{},
@@ -195,7 +246,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	var runErr error
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
-		free := a.cfg.Slots - a.busy()
+		free, gpuFree := a.cfg.Slots-a.busy(), a.freeGPU()
 		if free <= 0 {
 			select {
 			case <-ctx.Done():
@@ -205,7 +256,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		callCtx, cancel := context.WithTimeout(ctx, a.cfg.PollWait+10*time.Second)
 		resp, err := a.client.LeaseTask(callCtx, connect.NewRequest(&montagev1.LeaseTaskRequest{
-			AgentId: a.id, FreeSlots: int32(free), WaitSeconds: a.cfg.PollWait.Seconds(),
+			AgentId: a.id, FreeSlots: int32(free), FreeGpuSessions: int32(gpuFree), WaitSeconds: a.cfg.PollWait.Seconds(),
 		}))
 		cancel()
 		if err != nil {
@@ -266,6 +317,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	return runErr
 }
 
+// freeGPU is how many more hardware encodes the agent may start.
+func (a *Agent) freeGPU() int {
+	if len(a.caps.GetHwaccels()) == 0 {
+		return 0
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	used := 0
+	for _, r := range a.running {
+		if r.lease.GetType() == montagev1.TaskType_TASK_TYPE_RENDER && media.EncoderFamily(r.lease.GetProfile().GetEncoder()) != "" {
+			used++
+		}
+	}
+	return max(0, a.cfg.GPUSessions-used)
+}
+
 func (a *Agent) busy() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -283,7 +350,8 @@ func (a *Agent) register(ctx context.Context) error {
 			a.mu.Lock()
 			a.credential = resp.Msg.GetAgentCredential()
 			a.mu.Unlock()
-			a.log.Info("registered", "coordinators", a.eps.list(), "slots", a.cfg.Slots)
+			a.log.Info("registered", "coordinators", a.eps.list(), "slots", a.cfg.Slots,
+				"encoders", a.caps.GetEncoders(), "gpu", a.caps.GetGpuName(), "yt_dlp", a.caps.GetYtdlpVersion(), "font", a.font)
 			return nil
 		}
 		if c := connect.CodeOf(err); c == connect.CodeInvalidArgument || c == connect.CodePermissionDenied || c == connect.CodeUnauthenticated {

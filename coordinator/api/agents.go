@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 	"time"
 
@@ -13,7 +14,9 @@ import (
 
 	"github.com/stream-montages/montage/coordinator/blob"
 	"github.com/stream-montages/montage/coordinator/fsm"
+	"github.com/stream-montages/montage/coordinator/planner"
 	"github.com/stream-montages/montage/coordinator/sched"
+	"github.com/stream-montages/montage/internal/spec"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
 
@@ -46,7 +49,8 @@ func (s *Server) Register(_ context.Context, req *connect.Request[montagev1.Regi
 	if name == "" {
 		name = m.GetAgentId()
 	}
-	a := &fsm.Agent{ID: m.GetAgentId(), Name: name, Capabilities: caps, Slots: int(m.GetSlots()), Labels: m.GetLabels()}
+	a := &fsm.Agent{ID: m.GetAgentId(), Name: name, Capabilities: caps, Slots: int(m.GetSlots()), Labels: m.GetLabels(),
+		Provides: provides(m.GetCapabilities()), GPUSessions: int(m.GetCapabilities().GetGpuSessions())}
 	if _, err := s.apply(&fsm.Command{Register: &fsm.RegisterCmd{Agent: a}}); err != nil {
 		return nil, err
 	}
@@ -63,6 +67,18 @@ func (s *Server) Register(_ context.Context, req *connect.Request[montagev1.Regi
 		AgentCredential: s.cfg.Tokens.Credential(a.ID)}), nil
 }
 
+// provides turns what an agent proved at start into the names tasks require.
+func provides(c *montagev1.AgentCapabilities) []string {
+	out := append([]string(nil), c.GetEncoders()...)
+	if c.GetYtdlpVersion() != "" {
+		out = append(out, planner.NeedsYTDLP)
+	}
+	if c.GetDrawtext() {
+		out = append(out, planner.NeedsDrawtext)
+	}
+	return out
+}
+
 // LeaseTask grants up to free_slots runnable tasks, waiting for work up to
 // wait_seconds (a long poll), woken by every raft apply.
 func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.LeaseTaskRequest]) (*connect.Response[montagev1.LeaseTaskResponse], error) {
@@ -72,6 +88,9 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 	}
 	if m.GetFreeSlots() < 0 || m.GetFreeSlots() > 256 {
 		return nil, invalid("free_slots", "must be between 0 and 256")
+	}
+	if m.GetFreeGpuSessions() < 0 || m.GetFreeGpuSessions() > 256 {
+		return nil, invalid("free_gpu_sessions", "must be between 0 and 256")
 	}
 	wait := time.Duration(m.GetWaitSeconds() * float64(time.Second))
 	if wait < 0 {
@@ -93,7 +112,7 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 			return nil, err
 		}
 		changed := s.node.Changed()
-		leases, err := s.grant(m.GetAgentId(), int(m.GetFreeSlots()))
+		leases, err := s.grant(m.GetAgentId(), int(m.GetFreeSlots()), int(m.GetFreeGpuSessions()))
 		if err != nil {
 			return nil, err
 		}
@@ -112,9 +131,9 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 
 // grant picks tasks by policy and commits each grant through raft. A pick
 // that another grant raced to is skipped (Apply re-checks runnability).
-func (s *Server) grant(agentID string, n int) ([]*montagev1.Lease, error) {
+func (s *Server) grant(agentID string, n, gpu int) ([]*montagev1.Lease, error) {
 	var picks []string
-	s.node.View(func(st *fsm.State) { picks = sched.Pick(st, agentID, n) })
+	s.node.View(func(st *fsm.State) { picks = sched.Pick(st, agentID, n, gpu) })
 	var out []*montagev1.Lease
 	for _, id := range picks {
 		resp, err := s.apply(&fsm.Command{Grant: &fsm.GrantCmd{TaskID: id, AgentID: agentID}})
@@ -171,7 +190,8 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 		switch t.Type {
 		case montagev1.TaskType_TASK_TYPE_RENDER:
 			r := t.Render
-			l.Render = &montagev1.RenderInput{SourceUrl: r.URL, StartSeconds: r.Start, DurationSeconds: r.Duration, Title: r.Title}
+			l.Render = &montagev1.RenderInput{SourceUrl: r.URL, StartSeconds: r.Start, DurationSeconds: r.Duration, Title: r.Title,
+				SourceType: r.SourceType, FadeIn: r.FadeIn, FadeOut: r.FadeOut, OverlayTitle: r.OverlayTitle, TitleSeconds: r.TitleSeconds}
 			l.OutputKey = blob.SegmentKey(j.ID, t.ID, t.Attempts)
 		case montagev1.TaskType_TASK_TYPE_CONCAT:
 			for _, d := range t.DependsOn {
@@ -187,12 +207,22 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 				segs = append(segs, &c)
 			}
 			l.OutputKey = blob.MontageAttemptKey(j.ID, t.Attempts)
+			for _, name := range concatExtras {
+				l.ExtraOutputs = append(l.ExtraOutputs, &montagev1.OutputSlot{Name: name, Key: blob.OutputAttemptKey(j.ID, name, t.Attempts)})
+			}
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
 	ttl := urlTTL(expected)
+	if r := l.GetRender(); r != nil && strings.HasPrefix(strings.ToLower(r.SourceUrl), "s3:") {
+		u, err := s.presignSource(r.SourceUrl, ttl)
+		if err != nil {
+			return nil, err
+		}
+		r.SourceUrl = u
+	}
 	if len(segs) > 0 {
 		l.Concat = &montagev1.ConcatInput{}
 		for _, c := range segs {
@@ -203,8 +233,25 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 			if err != nil {
 				return nil, fmt.Errorf("presign %s: %w", c.Result.Key, err)
 			}
-			l.Concat.Segments = append(l.Concat.Segments, &montagev1.ConcatSegment{Url: u, Title: c.Render.Title, DurationSeconds: c.Result.Duration})
+			facts := &montagev1.SourceFacts{}
+			_ = proto.Unmarshal(c.Result.Source, facts) // written by CompleteTask from a valid message
+			role := c.Role
+			if role == "" {
+				role = "highlight"
+			}
+			l.Concat.Segments = append(l.Concat.Segments, &montagev1.ConcatSegment{
+				Url: u, Title: c.Render.Title, DurationSeconds: c.Result.Duration,
+				HighlightIndex: int32(c.HighlightIndex), Role: role, SourceUrl: c.Render.URL, SourceStartSeconds: c.Render.Start,
+				Chunk: int32(c.Chunk), Chunks: int32(max(1, c.Chunks)), Source: facts, Cached: c.Cached,
+			})
 		}
+	}
+	for _, x := range l.ExtraOutputs {
+		u, err := s.store.PresignPut(x.Key, ttl)
+		if err != nil {
+			return nil, fmt.Errorf("presign %s: %w", x.Key, err)
+		}
+		x.PutUrl = u
 	}
 	u, err := s.store.PresignPut(l.OutputKey, ttl)
 	if err != nil {
@@ -290,25 +337,65 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("result.parts: %w", err))
 		}
 	}
-	if err := s.store.Verify(ctx, r.GetKey(), r.GetSize(), strings.ToLower(r.GetSha256())); err != nil {
-		s.m.completed.WithLabelValues("corrupt").Inc()
-		if errors.Is(err, blob.ErrMismatch) || errors.Is(err, blob.ErrMissing) {
-			return nil, connect.NewError(connect.CodeFailedPrecondition, err)
+	verify := func(key string, size int64, sum string) error {
+		if err := s.store.Verify(ctx, key, size, strings.ToLower(sum)); err != nil {
+			s.m.completed.WithLabelValues("corrupt").Inc()
+			if errors.Is(err, blob.ErrMismatch) || errors.Is(err, blob.ErrMissing) {
+				return connect.NewError(connect.CodeFailedPrecondition, err)
+			}
+			return connect.NewError(connect.CodeUnavailable, err)
 		}
-		return nil, connect.NewError(connect.CodeUnavailable, err)
+		return nil
+	}
+	if err := verify(r.GetKey(), r.GetSize(), r.GetSha256()); err != nil {
+		return nil, err
+	}
+	res := fsm.Result{Key: r.GetKey(), Size: r.GetSize(), SHA256: strings.ToLower(r.GetSha256()), Duration: r.GetDurationSeconds()}
+	if len(r.GetExtraOutputs()) > 0 {
+		prefix := strings.TrimSuffix(want, path.Ext(want))
+		prefix = prefix[:strings.LastIndex(prefix, "/")+1]
+		res.Outputs = map[string]string{}
+		for i, x := range r.GetExtraOutputs() {
+			if _, known := blob.Outputs[x.GetName()]; !known || x.GetName() == "montage" || !strings.HasPrefix(x.GetKey(), prefix) {
+				return nil, invalid(fmt.Sprintf("result.extra_outputs[%d]", i), "%q at %q is not an output of this attempt", x.GetName(), x.GetKey())
+			}
+			if err := verify(x.GetKey(), x.GetSize(), x.GetSha256()); err != nil {
+				return nil, err
+			}
+			res.Outputs[x.GetName()] = x.GetKey()
+		}
+	}
+	if src := r.GetSource(); src != nil {
+		res.Source, _ = proto.MarshalOptions{Deterministic: true}.Marshal(src)
 	}
 	_, err := s.apply(&fsm.Command{Complete: &fsm.CompleteCmd{
-		TaskID: m.GetTaskId(), AgentID: m.GetAgentId(), Token: m.GetToken(),
-		Result: fsm.Result{Key: r.GetKey(), Size: r.GetSize(), SHA256: strings.ToLower(r.GetSha256()), Duration: r.GetDurationSeconds()},
+		TaskID: m.GetTaskId(), AgentID: m.GetAgentId(), Token: m.GetToken(), Result: res,
 	}})
 	if err != nil {
 		s.m.completed.WithLabelValues("rejected").Inc()
 		return nil, err
 	}
 	s.leases.Drop(m.GetTaskId())
+	s.cacheSegment(ctx, m.GetTaskId(), res)
 	s.m.completed.WithLabelValues("succeeded").Inc()
 	s.log.Info("task completed", "task", m.GetTaskId(), "agent", m.GetAgentId(), "token", m.GetToken(), "key", r.GetKey())
 	return connect.NewResponse(&montagev1.CompleteTaskResponse{}), nil
+}
+
+// concatExtras are the outputs a concat writes besides the montage.
+var concatExtras = []string{"chapters", "thumbnail", "manifest"}
+
+// presignSource signs a GET of a job's s3://bucket/key source.
+func (s *Server) presignSource(raw string, ttl time.Duration) (string, error) {
+	sp, ok := s.store.(blob.SourcePresigner)
+	if !ok {
+		return "", fmt.Errorf("source %s: this coordinator has no S3 store", raw)
+	}
+	bucket, key, err := spec.ParseS3URL(raw)
+	if err != nil {
+		return "", err
+	}
+	return sp.PresignSource(bucket, key, ttl)
 }
 
 func notFound(format string, args ...any) error {

@@ -85,7 +85,7 @@ func (h *harness) submit(t *testing.T, n int) *montagev1.Job {
 
 func (h *harness) register(t *testing.T, id string) {
 	t.Helper()
-	if _, err := h.agents.Register(context.Background(), connect.NewRequest(&montagev1.RegisterRequest{AgentId: id, Slots: 2})); err != nil {
+	if _, err := h.agents.Register(context.Background(), connect.NewRequest(&montagev1.RegisterRequest{AgentId: id, Slots: 2, Capabilities: &montagev1.AgentCapabilities{Encoders: []string{"libx264"}}})); err != nil {
 		t.Fatal(err)
 	}
 }

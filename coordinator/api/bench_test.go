@@ -30,7 +30,7 @@ func BenchmarkLeaseLatency(b *testing.B) {
 			jobs := montagev1connect.NewJobServiceClient(http.DefaultClient, m.urls[via.idx])
 			agents := montagev1connect.NewAgentServiceClient(http.DefaultClient, m.urls[via.idx])
 			agent := "bench-" + via.name
-			if _, err := agents.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: agent, Slots: 1})); err != nil {
+			if _, err := agents.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: agent, Slots: 1, Capabilities: &montagev1.AgentCapabilities{Encoders: []string{"libx264"}}})); err != nil {
 				b.Fatal(err)
 			}
 			for left := b.N; left > 0; left -= 500 {

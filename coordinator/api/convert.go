@@ -1,11 +1,16 @@
 package api
 
 import (
+	"fmt"
+
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/stream-montages/montage/coordinator/fsm"
 	"github.com/stream-montages/montage/coordinator/lease"
+	"github.com/stream-montages/montage/coordinator/planner"
+	"github.com/stream-montages/montage/coordinator/sched"
+	"github.com/stream-montages/montage/internal/spec"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
 
@@ -32,6 +37,11 @@ func jobProto(st *fsm.State, j *fsm.Job, leases *lease.Table, withTasks bool) *m
 			out.Outputs[k] = v
 		}
 	}
+	if !j.Terminal() {
+		if need := sched.Unmet(st, j); need != "" {
+			out.WaitingFor = waitingFor(need)
+		}
+	}
 	var done, total float64
 	for _, t := range st.TasksOf(j) {
 		tp := taskProto(t, leases)
@@ -51,6 +61,18 @@ func jobProto(st *fsm.State, j *fsm.Job, leases *lease.Table, withTasks bool) *m
 	return out
 }
 
+func waitingFor(need string) string {
+	switch {
+	case spec.EncoderFamily(need) != "":
+		return fmt.Sprintf("waiting for an agent whose %s encoder works (none is ready; agents prove hardware encoders with a test encode at start)", need)
+	case need == planner.NeedsYTDLP:
+		return "waiting for an agent with yt-dlp to resolve a page URL (install yt-dlp on an agent and restart it)"
+	case need == planner.NeedsDrawtext:
+		return "waiting for an agent with a font for titles (install fonts-dejavu-core or pass -font)"
+	}
+	return fmt.Sprintf("waiting for an agent that provides %s", need)
+}
+
 func taskProto(t *fsm.Task, leases *lease.Table) *montagev1.Task {
 	tp := &montagev1.Task{
 		Id:              t.ID,
@@ -66,6 +88,10 @@ func taskProto(t *fsm.Task, leases *lease.Table) *montagev1.Task {
 		Error:           t.Error,
 		Commits:         int32(t.Commits),
 		ExpectedSeconds: t.ExpectedSeconds,
+		Chunk:           int32(t.Chunk),
+		Chunks:          int32(max(1, t.Chunks)),
+		Cached:          t.Cached,
+		Requires:        append([]string(nil), t.Requires...),
 	}
 	if t.Result != nil {
 		tp.ResultKey = t.Result.Key

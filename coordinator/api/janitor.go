@@ -52,6 +52,7 @@ func (s *Server) janitor(ctx context.Context) {
 		}
 	}
 	s.abortOrphanUploads(ctx)
+	s.evictCache(ctx)
 }
 
 // finalize copies each committed output to its stable key and records the

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -14,6 +16,7 @@ import (
 	"github.com/stream-montages/montage/coordinator/blob"
 	"github.com/stream-montages/montage/coordinator/fsm"
 	"github.com/stream-montages/montage/coordinator/planner"
+	"github.com/stream-montages/montage/coordinator/sched"
 	"github.com/stream-montages/montage/internal/spec"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
@@ -58,6 +61,14 @@ func (s *Server) SubmitJob(_ context.Context, req *connect.Request[montagev1.Sub
 			return connect.NewResponse(&montagev1.SubmitJobResponse{Job: existing, Existing: true}), nil
 		}
 	}
+	if _, ok := s.store.(blob.SourcePresigner); !ok {
+		if field := s3Source(resolved); field != "" {
+			return nil, invalid(field, "s3:// sources need a coordinator with an S3 store (-s3-endpoint); this one keeps objects on its disk")
+		}
+	}
+	s.node.View(func(st *fsm.State) {
+		resolved.Profile.Encoder = sched.ChooseEncoder(s.onlineAgents(st), resolved.Profile.VideoCodec, resolved.Profile.HWAccel)
+	})
 	id := newJobID()
 	job, tasks, err := planner.Plan(id, req.Msg.GetSpec(), resolved, planner.Options{MaxAttempts: s.cfg.MaxAttempts})
 	if err != nil {
@@ -76,6 +87,40 @@ func (s *Server) SubmitJob(_ context.Context, req *connect.Request[montagev1.Sub
 		return nil, err
 	}
 	return connect.NewResponse(&montagev1.SubmitJobResponse{Job: out, Existing: resp.Existing}), nil
+}
+
+// s3Source names the first field that holds an s3:// URL, or "".
+func s3Source(r *spec.Resolved) string {
+	isS3 := func(u string) bool { return strings.HasPrefix(strings.ToLower(u), "s3:") }
+	if r.Intro != nil && isS3(r.Intro.URL) {
+		return "intro.url"
+	}
+	for i, c := range r.Clips {
+		if isS3(c.URL) {
+			return fmt.Sprintf("highlights[%d].url", i)
+		}
+	}
+	if r.Outro != nil && isS3(r.Outro.URL) {
+		return "outro.url"
+	}
+	return ""
+}
+
+// onlineAgents lists the registered agents that are ready and called this
+// leader recently. Call it inside View.
+func (s *Server) onlineAgents(st *fsm.State) []*fsm.Agent {
+	window := s.cfg.MaxLeaseWait + 3*s.cfg.LeaseTTL
+	now := s.clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*fsm.Agent
+	for id, a := range st.Agents {
+		if t, ok := s.lastSeen[id]; ok && now.Sub(t) <= window && a.State == montagev1.AgentState_AGENT_STATE_READY {
+			out = append(out, a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
 }
 
 func (s *Server) job(id string) (*montagev1.Job, error) {

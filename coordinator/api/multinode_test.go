@@ -89,7 +89,7 @@ func TestForwardingAndFailover(t *testing.T) {
 	jobs := montagev1connect.NewJobServiceClient(http.DefaultClient, m.urls[follower])
 	agents := montagev1connect.NewAgentServiceClient(http.DefaultClient, m.urls[follower])
 
-	if _, err := agents.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: "a1", Slots: 1})); err != nil {
+	if _, err := agents.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: "a1", Slots: 1, Capabilities: &montagev1.AgentCapabilities{Encoders: []string{"libx264"}}})); err != nil {
 		t.Fatalf("register through a follower: %v", err)
 	}
 	sub, err := jobs.SubmitJob(ctx, connect.NewRequest(&montagev1.SubmitJobRequest{Spec: &montagev1.JobSpec{

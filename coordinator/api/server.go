@@ -47,6 +47,9 @@ type Config struct {
 	// WatchInterval is how often WatchJob looks for progress that changed
 	// without a raft write (heartbeat progress lives in memory).
 	WatchInterval time.Duration
+	// CacheBudget bounds the segment cache in bytes: 0 means no bound, a
+	// negative value turns caching off.
+	CacheBudget int64
 }
 
 func (c *Config) defaults() {

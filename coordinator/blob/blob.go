@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +42,13 @@ type Store interface {
 	AbortMultipart(ctx context.Context, key, uploadID string) error
 	// ListMultipart lists unfinished uploads under prefix.
 	ListMultipart(ctx context.Context, prefix string) ([]Upload, error)
+}
+
+// SourcePresigner is a store that can sign GETs of objects a job names as
+// sources (s3://bucket/key). Only the S3 store is one: the local store has
+// no buckets.
+type SourcePresigner interface {
+	PresignSource(bucket, key string, ttl time.Duration) (string, error)
 }
 
 // Part is one uploaded part of a multipart upload.
@@ -93,6 +101,15 @@ func SegmentKey(jobID, taskID string, attempt int) string {
 // OutputKey(job, "montage") and deletes it.
 func MontageAttemptKey(jobID string, attempt int) string {
 	return fmt.Sprintf("jobs/%s/attempts/montage-%d.mp4", jobID, attempt)
+}
+
+// OutputAttemptKey is where one attempt of a concat task uploads a further
+// output (chapters, thumbnail, manifest) before finalize copies it to its
+// stable key.
+func OutputAttemptKey(jobID, name string, attempt int) string {
+	file := Outputs[name]
+	ext := path.Ext(file)
+	return fmt.Sprintf("jobs/%s/attempts/%s-%d%s", jobID, strings.TrimSuffix(file, ext), attempt, ext)
 }
 
 // JobPrefix holds every object of a job.

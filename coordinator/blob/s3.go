@@ -192,6 +192,17 @@ func (s *S3) PresignGet(key string, ttl time.Duration) (string, error) {
 	return u.String(), nil
 }
 
+// PresignSource implements SourcePresigner: a GET URL for an object a job
+// names as its source (s3://bucket/key), in any bucket the coordinator's
+// credentials can read.
+func (s *S3) PresignSource(bucket, key string, ttl time.Duration) (string, error) {
+	u, err := s.core.Client.PresignedGetObject(context.Background(), bucket, key, ttl, nil)
+	if err != nil {
+		return "", fmt.Errorf("presign GET s3://%s/%s: %w", bucket, key, err)
+	}
+	return u.String(), nil
+}
+
 // PresignPut implements Store.
 func (s *S3) PresignPut(key string, ttl time.Duration) (string, error) {
 	if err := CheckKey(key); err != nil {

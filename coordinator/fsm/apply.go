@@ -27,6 +27,15 @@ type Command struct {
 	RemoveJob     *JobCmd      `json:"remove_job,omitempty"`
 	// AgentState drains or readies an agent (operator's decision).
 	AgentState *AgentStateCmd `json:"agent_state,omitempty"`
+	// CacheAdd indexes a segment the leader copied into the cache;
+	// CacheEvict drops entries before the leader deletes their objects.
+	CacheAdd   *CacheEntry    `json:"cache_add,omitempty"`
+	CacheEvict *CacheEvictCmd `json:"cache_evict,omitempty"`
+}
+
+// CacheEvictCmd removes cache entries that no unfinished job needs.
+type CacheEvictCmd struct {
+	Keys []string `json:"keys"`
 }
 
 // AgentStateCmd sets an agent's scheduling state.
@@ -99,6 +108,8 @@ type Response struct {
 	Token    uint64
 	JobID    string
 	Existing bool
+	// Evicted lists the cache keys a CacheEvict removed (others were in use).
+	Evicted []string
 }
 
 // Encode serialises a command for the raft log.
@@ -141,6 +152,10 @@ func (s *State) Apply(idx uint64, c *Command) Response {
 		return s.housekeep(c.At, c.MarkDeleting.JobID, func(j *Job) { j.Deleting = true })
 	case c.RemoveJob != nil:
 		return s.removeJob(c.RemoveJob.JobID)
+	case c.CacheAdd != nil:
+		return s.cacheAdd(c.At, c.CacheAdd)
+	case c.CacheEvict != nil:
+		return s.cacheEvict(c.CacheEvict)
 	case c.AgentState != nil:
 		a := s.Agents[c.AgentState.AgentID]
 		if a == nil {
@@ -173,6 +188,13 @@ func (s *State) submit(idx uint64, at time.Time, c *SubmitCmd) Response {
 		tc.JobID = j.ID
 		tc.State = montagev1.TaskState_TASK_STATE_QUEUED
 		tc.UpdatedAt = at
+		// A render the cache holds is done before any agent sees it.
+		if e := s.Cache[tc.CacheKey]; tc.CacheKey != "" && e != nil {
+			tc.State = montagev1.TaskState_TASK_STATE_SUCCEEDED
+			tc.Cached = true
+			tc.Result = &Result{Key: e.Object, Size: e.Size, SHA256: e.SHA256, Duration: e.Duration, Source: e.Source}
+			e.UsedAt = at
+		}
 		s.Tasks[tc.ID] = &tc
 		j.TaskIDs = append(j.TaskIDs, tc.ID)
 	}
@@ -243,6 +265,9 @@ func (s *State) complete(at time.Time, c *CompleteCmd) Response {
 	if t.Type == montagev1.TaskType_TASK_TYPE_CONCAT {
 		if j.Outputs == nil {
 			j.Outputs = map[string]string{}
+		}
+		for name, key := range r.Outputs {
+			j.Outputs[name] = key
 		}
 		j.Outputs["montage"] = r.Key
 	}
@@ -413,6 +438,31 @@ func (s *State) register(at time.Time, c *RegisterCmd) Response {
 	}
 	s.Agents[a.ID] = &a
 	return Response{}
+}
+
+func (s *State) cacheAdd(at time.Time, e *CacheEntry) Response {
+	if e.Key == "" || e.Object == "" {
+		return Response{Err: fmt.Errorf("%w: cache entry without key or object", ErrBadCommand)}
+	}
+	c := *e
+	c.AddedAt, c.UsedAt = at, at
+	s.Cache[c.Key] = &c
+	return Response{}
+}
+
+// cacheEvict drops the named entries unless an unfinished job still refers
+// to them; the leader deletes only the objects of entries this removed.
+func (s *State) cacheEvict(c *CacheEvictCmd) Response {
+	refs := s.CacheRefs()
+	var out []string
+	for _, k := range c.Keys {
+		if s.Cache[k] == nil || refs[k] > 0 {
+			continue
+		}
+		delete(s.Cache, k)
+		out = append(out, k)
+	}
+	return Response{Evicted: out}
 }
 
 func stateName(st montagev1.TaskState) string { return st.String() }

@@ -249,3 +249,40 @@ func TestCommandEncoding(t *testing.T) {
 		t.Errorf("empty command: %v", r.Err)
 	}
 }
+
+// A render whose content key the cache holds is done at submit; an entry an
+// unfinished job refers to cannot be evicted.
+func TestCacheHitsAndEviction(t *testing.T) {
+	s := New()
+	at := time.Unix(100, 0)
+	must := func(r Response) Response {
+		t.Helper()
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		return r
+	}
+	must(s.Apply(1, &Command{At: at, CacheAdd: &CacheEntry{Key: "k1", Object: "cache/k1.mp4", Size: 10, SHA256: "ab", Duration: 5}}))
+	must(s.Apply(2, &Command{At: at, Submit: &SubmitCmd{Job: &Job{ID: "j"}, Tasks: []*Task{
+		{ID: "j-r0", Type: montagev1.TaskType_TASK_TYPE_RENDER, CacheKey: "k1", MaxAttempts: 1},
+		{ID: "j-r1", Type: montagev1.TaskType_TASK_TYPE_RENDER, CacheKey: "k2", MaxAttempts: 1},
+		{ID: "j-concat", Type: montagev1.TaskType_TASK_TYPE_CONCAT, DependsOn: []string{"j-r0", "j-r1"}, MaxAttempts: 1},
+	}}}))
+	hit, miss := s.Tasks["j-r0"], s.Tasks["j-r1"]
+	if hit.State != montagev1.TaskState_TASK_STATE_SUCCEEDED || !hit.Cached || hit.Result == nil || hit.Result.Key != "cache/k1.mp4" || hit.Result.Duration != 5 || hit.Commits != 0 {
+		t.Errorf("cached task = %+v", hit)
+	}
+	if miss.State != montagev1.TaskState_TASK_STATE_QUEUED || miss.Cached {
+		t.Errorf("uncached task = %+v", miss)
+	}
+	if got := s.CacheRefs()["k1"]; got != 1 {
+		t.Errorf("refs(k1) = %d, want 1", got)
+	}
+	if r := s.Apply(3, &Command{At: at, CacheEvict: &CacheEvictCmd{Keys: []string{"k1", "nope"}}}); len(r.Evicted) != 0 || s.Cache["k1"] == nil {
+		t.Errorf("evicted %v while job j needs k1", r.Evicted)
+	}
+	must(s.Apply(4, &Command{At: at, Cancel: &CancelCmd{JobID: "j"}}))
+	if r := s.Apply(5, &Command{At: at, CacheEvict: &CacheEvictCmd{Keys: []string{"k1"}}}); len(r.Evicted) != 1 || s.Cache["k1"] != nil || s.CacheBytes() != 0 {
+		t.Errorf("evict after the job ended: %v, cache %v", r.Evicted, s.Cache)
+	}
+}

@@ -33,14 +33,36 @@ type Result struct {
 	Size     int64   `json:"size"`
 	SHA256   string  `json:"sha256"`
 	Duration float64 `json:"duration"`
+	// Source is what the render learnt about its source (montagev1.SourceFacts).
+	Source []byte `json:"source,omitempty"`
+	// Outputs are a concat's further outputs: name → object key.
+	Outputs map[string]string `json:"outputs,omitempty"`
 }
 
 // RenderInput is what a render task cuts.
 type RenderInput struct {
-	URL      string  `json:"url"`
-	Start    float64 `json:"start"`
-	Duration float64 `json:"duration"`
-	Title    string  `json:"title"`
+	URL          string  `json:"url"`
+	SourceType   string  `json:"source_type,omitempty"`
+	Start        float64 `json:"start"`
+	Duration     float64 `json:"duration"`
+	Title        string  `json:"title"`
+	FadeIn       bool    `json:"fade_in,omitempty"`
+	FadeOut      bool    `json:"fade_out,omitempty"`
+	OverlayTitle string  `json:"overlay_title,omitempty"`
+	TitleSeconds float64 `json:"title_seconds,omitempty"`
+}
+
+// CacheEntry is one segment in the cache: the render whose content key is
+// Key lives at Object.
+type CacheEntry struct {
+	Key      string    `json:"key"`
+	Object   string    `json:"object"`
+	Size     int64     `json:"size"`
+	SHA256   string    `json:"sha256"`
+	Duration float64   `json:"duration"`
+	Source   []byte    `json:"source,omitempty"`
+	AddedAt  time.Time `json:"added_at"`
+	UsedAt   time.Time `json:"used_at"`
 }
 
 // Task is one unit of work leased to one agent at a time.
@@ -62,6 +84,17 @@ type Task struct {
 	ExpectedSeconds float64             `json:"expected_seconds"`
 	Render          *RenderInput        `json:"render,omitempty"`
 	UpdatedAt       time.Time           `json:"updated_at"`
+	// Role is "intro", "highlight" or "outro" for renders.
+	Role string `json:"role,omitempty"`
+	// Chunk of Chunks of its highlight (0 of 1 when not split).
+	Chunk  int `json:"chunk,omitempty"`
+	Chunks int `json:"chunks,omitempty"`
+	// CacheKey is the render's content key; Cached says the result came
+	// from the segment cache at submit.
+	CacheKey string `json:"cache_key,omitempty"`
+	Cached   bool   `json:"cached,omitempty"`
+	// Requires lists what an agent must provide to take the task.
+	Requires []string `json:"requires,omitempty"`
 }
 
 // Job is one submitted montage.
@@ -101,11 +134,15 @@ func (j *Job) Terminal() bool {
 
 // Agent is a registered render agent.
 type Agent struct {
-	ID           string               `json:"id"`
-	Name         string               `json:"name"`
-	Capabilities []byte               `json:"capabilities"` // montagev1.AgentCapabilities
-	Slots        int                  `json:"slots"`
-	Labels       map[string]string    `json:"labels,omitempty"`
+	ID           string            `json:"id"`
+	Name         string            `json:"name"`
+	Capabilities []byte            `json:"capabilities"` // montagev1.AgentCapabilities
+	Slots        int               `json:"slots"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	// Provides is what the agent can do, as tasks' Requires name it.
+	Provides []string `json:"provides,omitempty"`
+	// GPUSessions is how many hardware encodes it runs at once.
+	GPUSessions  int                  `json:"gpu_sessions,omitempty"`
 	State        montagev1.AgentState `json:"state"`
 	RegisteredAt time.Time            `json:"registered_at"`
 }
@@ -116,6 +153,8 @@ type State struct {
 	Tasks       map[string]*Task  `json:"tasks"`
 	Agents      map[string]*Agent `json:"agents"`
 	Idempotency map[string]string `json:"idempotency"` // key → job id
+	// Cache indexes cached segments by content key.
+	Cache map[string]*CacheEntry `json:"cache"`
 	// AppliedIndex is the raft index of the last applied command.
 	AppliedIndex uint64 `json:"applied_index"`
 }
@@ -127,6 +166,7 @@ func New() *State {
 		Tasks:       map[string]*Task{},
 		Agents:      map[string]*Agent{},
 		Idempotency: map[string]string{},
+		Cache:       map[string]*CacheEntry{},
 	}
 }
 
@@ -154,6 +194,9 @@ func Restore(r io.Reader) (*State, error) {
 	}
 	if s.Idempotency == nil {
 		s.Idempotency = map[string]string{}
+	}
+	if s.Cache == nil {
+		s.Cache = map[string]*CacheEntry{}
 	}
 	return s, nil
 }
@@ -201,4 +244,32 @@ func (s *State) LeasedTasks() []*Task {
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
 	return out
+}
+
+// CacheRefs counts, per content key, the unfinished jobs that still need the
+// cached segment: such an entry must not be evicted.
+func (s *State) CacheRefs() map[string]int {
+	refs := map[string]int{}
+	for _, j := range s.Jobs {
+		if j.Terminal() {
+			continue
+		}
+		seen := map[string]bool{}
+		for _, id := range j.TaskIDs {
+			if t := s.Tasks[id]; t != nil && t.CacheKey != "" && !seen[t.CacheKey] {
+				seen[t.CacheKey] = true
+				refs[t.CacheKey]++
+			}
+		}
+	}
+	return refs
+}
+
+// CacheBytes is the total size of cached segments.
+func (s *State) CacheBytes() int64 {
+	var n int64
+	for _, e := range s.Cache {
+		n += e.Size
+	}
+	return n
 }

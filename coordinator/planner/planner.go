@@ -1,9 +1,14 @@
 // Package planner turns a validated job spec into the task graph the
-// scheduler hands out: one render per highlight and one concat after them.
+// scheduler hands out: renders (an optional intro, one per highlight or per
+// chunk of a long highlight, an optional outro) and one concat after them.
 package planner
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"math"
 
 	"google.golang.org/protobuf/proto"
 
@@ -19,17 +24,79 @@ const DefaultMaxAttempts = 3
 // far cheaper per second than a render.
 const concatSecondsPerClip = 0.1
 
+// PipelineVersion is part of every content key: bump it whenever a change to
+// the agent's commands changes the bytes of a segment, so that old cached
+// segments are never joined with new ones.
+const PipelineVersion = "render-2"
+
+// TitleSeconds is how long a highlight's title stays on screen.
+const TitleSeconds = 4.0
+
+// Capabilities a task can require besides its encoder.
+const (
+	NeedsYTDLP    = "yt-dlp"
+	NeedsDrawtext = "drawtext"
+)
+
 // Options tune a plan.
 type Options struct {
 	MaxAttempts int
 }
 
+// Chunk is one piece of a clip, in source seconds.
+type Chunk struct {
+	Start, Duration float64
+}
+
+// Chunks splits a clip longer than max into equal pieces whose lengths are
+// whole output frames, so that the joins fall exactly between two frames of
+// the montage. Each piece is cut with an accurate seek (-ss before -i
+// decodes from the keyframe before the cut and drops what precedes it), so a
+// piece needs no keyframe at its start.
+func Chunks(start, duration, max, fps float64) []Chunk {
+	n := int(math.Ceil(duration/max - 1e-9))
+	if n <= 1 || fps <= 0 {
+		return []Chunk{{start, duration}}
+	}
+	frames := int(math.Round(duration * fps))
+	per := frames / n
+	out := make([]Chunk, 0, n)
+	for k := 0; k < n; k++ {
+		f := per
+		if k == n-1 {
+			f = frames - per*(n-1)
+		}
+		out = append(out, Chunk{Start: start + float64(k*per)/fps, Duration: float64(f) / fps})
+	}
+	return out
+}
+
+// ContentKey hashes everything that determines a render's bytes: the
+// pipeline version, the source and the cut, the encoding (with the encoder
+// the job chose, not how it was chosen), fades and overlay.
+func ContentKey(prof spec.Profile, r fsm.RenderInput) string {
+	prof.HWAccel = ""
+	b, _ := json.Marshal(struct {
+		V string
+		P spec.Profile
+		R fsm.RenderInput
+	}{PipelineVersion, prof, fsm.RenderInput{
+		URL: r.URL, SourceType: r.SourceType, Start: r.Start, Duration: r.Duration,
+		FadeIn: r.FadeIn, FadeOut: r.FadeOut, OverlayTitle: r.OverlayTitle, TitleSeconds: r.TitleSeconds,
+	}})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
 // Plan builds the job and its tasks. It is pure: the same inputs give the
 // same plan, and the plan travels inside the raft command so that replaying
-// an old log never depends on today's planner.
+// an old log never depends on today's planner. r.Profile.Encoder must be set.
 func Plan(jobID string, s *montagev1.JobSpec, r *spec.Resolved, o Options) (*fsm.Job, []*fsm.Task, error) {
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if r.Profile.Encoder == "" {
+		return nil, nil, fmt.Errorf("plan %s: no encoder chosen", jobID)
 	}
 	specBytes, err := proto.MarshalOptions{Deterministic: true}.Marshal(s)
 	if err != nil {
@@ -44,22 +111,54 @@ func Plan(jobID string, s *montagev1.JobSpec, r *spec.Resolved, o Options) (*fsm
 		name = jobID
 	}
 	job := &fsm.Job{ID: jobID, Name: name, Spec: specBytes, Profile: profBytes, Priority: r.Priority}
-	tasks := make([]*fsm.Task, 0, len(r.Clips)+1)
-	var deps []string
-	total := 0.0
+	var (
+		tasks []*fsm.Task
+		deps  []string
+		total float64
+	)
+	add := func(id, role string, index int, c spec.Clip) {
+		chunks := Chunks(c.Start, c.Duration, r.ChunkSeconds, r.Profile.FPS)
+		if role != "highlight" {
+			chunks = []Chunk{{c.Start, c.Duration}} // an intro's length is only an upper bound
+		}
+		for k, ch := range chunks {
+			in := fsm.RenderInput{
+				URL: c.URL, SourceType: c.SourceType, Start: ch.Start, Duration: ch.Duration, Title: c.Title,
+				FadeIn: k == 0, FadeOut: k == len(chunks)-1,
+			}
+			if r.Profile.TitleOverlay && role == "highlight" && k == 0 && c.Title != "" {
+				in.OverlayTitle, in.TitleSeconds = c.Title, math.Min(TitleSeconds, ch.Duration)
+			}
+			tid := id
+			if len(chunks) > 1 {
+				tid = fmt.Sprintf("%s-c%02d", id, k)
+			}
+			requires := []string{r.Profile.Encoder}
+			if c.SourceType == spec.SourcePage {
+				requires = append(requires, NeedsYTDLP)
+			}
+			if in.OverlayTitle != "" {
+				requires = append(requires, NeedsDrawtext)
+			}
+			rin := in
+			tasks = append(tasks, &fsm.Task{
+				ID: tid, JobID: jobID, Type: montagev1.TaskType_TASK_TYPE_RENDER,
+				HighlightIndex: index, Role: role, Chunk: k, Chunks: len(chunks),
+				MaxAttempts: o.MaxAttempts, ExpectedSeconds: ch.Duration,
+				Render: &rin, CacheKey: ContentKey(r.Profile, in), Requires: requires,
+			})
+			deps = append(deps, tid)
+			total += ch.Duration
+		}
+	}
+	if r.Intro != nil {
+		add(jobID+"-intro", "intro", -1, *r.Intro)
+	}
 	for i, c := range r.Clips {
-		id := fmt.Sprintf("%s-r%03d", jobID, i)
-		tasks = append(tasks, &fsm.Task{
-			ID:              id,
-			JobID:           jobID,
-			Type:            montagev1.TaskType_TASK_TYPE_RENDER,
-			HighlightIndex:  i,
-			MaxAttempts:     o.MaxAttempts,
-			ExpectedSeconds: c.Duration,
-			Render:          &fsm.RenderInput{URL: c.URL, Start: c.Start, Duration: c.Duration, Title: c.Title},
-		})
-		deps = append(deps, id)
-		total += c.Duration
+		add(fmt.Sprintf("%s-r%03d", jobID, i), "highlight", i, c)
+	}
+	if r.Outro != nil {
+		add(jobID+"-outro", "outro", -1, *r.Outro)
 	}
 	tasks = append(tasks, &fsm.Task{
 		ID:              jobID + "-concat",

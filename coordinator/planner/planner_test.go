@@ -1,8 +1,11 @@
 package planner
 
 import (
+	"math"
+	"strings"
 	"testing"
 
+	"github.com/stream-montages/montage/coordinator/fsm"
 	"github.com/stream-montages/montage/internal/spec"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
@@ -16,6 +19,10 @@ func TestPlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, _, err := Plan("j1", s, r, Options{}); err == nil {
+		t.Fatal("a plan without a chosen encoder was accepted")
+	}
+	r.Profile.Encoder = "libx264"
 	job, tasks, err := Plan("j1", s, r, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -56,9 +63,142 @@ func TestPlan(t *testing.T) {
 		t.Errorf("options not applied or ids unstable: %+v", again[0])
 	}
 	if name := func() string {
-		j, _, _ := Plan("j2", &montagev1.JobSpec{Highlights: s.Highlights}, &spec.Resolved{Clips: r.Clips}, Options{})
+		j, _, _ := Plan("j2", &montagev1.JobSpec{Highlights: s.Highlights}, &spec.Resolved{Clips: r.Clips, Profile: r.Profile, ChunkSeconds: 60}, Options{})
 		return j.Name
 	}(); name != "j2" {
 		t.Errorf("unnamed job named %q, want its id", name)
+	}
+}
+
+func TestChunks(t *testing.T) {
+	cases := []struct {
+		name                 string
+		start, dur, max, fps float64
+		want                 []Chunk
+	}{
+		{"short", 10, 30, 60, 30, []Chunk{{10, 30}}},
+		{"exactly max", 0, 60, 60, 30, []Chunk{{0, 60}}},
+		{"two", 100, 90, 60, 30, []Chunk{{100, 45}, {145, 45}}},
+		{"three uneven", 0, 130, 60, 30, []Chunk{{0, 1300.0 / 30}, {1300.0 / 30, 1300.0 / 30}, {2600.0 / 30, 1300.0 / 30}}},
+		{"ntsc", 0, 61, 60, 30000.0 / 1001, nil},
+	}
+	for _, c := range cases {
+		got := Chunks(c.start, c.dur, c.max, c.fps)
+		if c.want != nil {
+			if len(got) != len(c.want) {
+				t.Fatalf("%s: %v, want %v", c.name, got, c.want)
+			}
+			for i := range got {
+				if math.Abs(got[i].Start-c.want[i].Start) > 1e-9 || math.Abs(got[i].Duration-c.want[i].Duration) > 1e-9 {
+					t.Errorf("%s: chunk %d = %v, want %v", c.name, i, got[i], c.want[i])
+				}
+			}
+		}
+		// Whatever the case: contiguous, whole frames, summing to the clip.
+		sum, at := 0.0, c.start
+		for i, ch := range got {
+			if math.Abs(ch.Start-at) > 1e-9 {
+				t.Errorf("%s: chunk %d starts at %v, want %v", c.name, i, ch.Start, at)
+			}
+			if f := ch.Duration * c.fps; math.Abs(f-math.Round(f)) > 1e-6 && len(got) > 1 {
+				t.Errorf("%s: chunk %d is %v frames, not whole", c.name, i, f)
+			}
+			if ch.Duration > c.max+1e-9 {
+				t.Errorf("%s: chunk %d is %v s, over %v", c.name, i, ch.Duration, c.max)
+			}
+			at += ch.Duration
+			sum += ch.Duration
+		}
+		if math.Abs(sum-c.dur) > 1/c.fps {
+			t.Errorf("%s: chunks sum to %v, want %v within a frame", c.name, sum, c.dur)
+		}
+	}
+}
+
+func TestPlanChunksIntroOutroAndRequirements(t *testing.T) {
+	s := &montagev1.JobSpec{
+		Highlights: []*montagev1.Highlight{
+			{Url: "http://h/a.mp4", At: "0", Duration: "150", Title: "Long"},
+			{Url: "https://www.youtube.com/watch?v=x", At: "30", Duration: "20", Title: "Page"},
+		},
+		Intro:   &montagev1.Highlight{Url: "http://h/intro.mp4", Duration: "5"},
+		Outro:   &montagev1.Highlight{Url: "http://h/outro.mp4"},
+		Profile: &montagev1.RenderProfile{TitleOverlay: true},
+	}
+	r, err := spec.Validate(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Profile.Encoder = "h264_nvenc"
+	_, tasks, err := Plan("j", s, r, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, task := range tasks {
+		ids = append(ids, task.ID)
+	}
+	want := []string{"j-intro", "j-r000-c00", "j-r000-c01", "j-r000-c02", "j-r001", "j-outro", "j-concat"}
+	if strings.Join(ids, " ") != strings.Join(want, " ") {
+		t.Fatalf("tasks %v, want %v", ids, want)
+	}
+	if got := tasks[len(tasks)-1].DependsOn; len(got) != 6 {
+		t.Errorf("concat depends on %v", got)
+	}
+	c0, c1, c2 := tasks[1].Render, tasks[2].Render, tasks[3].Render
+	if !c0.FadeIn || c0.FadeOut || c1.FadeIn || c1.FadeOut || c2.FadeIn || !c2.FadeOut {
+		t.Errorf("fades belong at the highlight's edges only: %+v %+v %+v", c0, c1, c2)
+	}
+	if c0.OverlayTitle != "Long" || c1.OverlayTitle != "" || c0.TitleSeconds != TitleSeconds {
+		t.Errorf("title only on the first chunk: %+v %+v", c0, c1)
+	}
+	if tasks[0].Role != "intro" || tasks[0].Render.OverlayTitle != "" || tasks[0].Render.Duration != 5 {
+		t.Errorf("intro = %+v %+v", tasks[0], tasks[0].Render)
+	}
+	if got := strings.Join(tasks[4].Requires, ","); got != "h264_nvenc,yt-dlp,drawtext" {
+		t.Errorf("page task requires %s", got)
+	}
+	if got := strings.Join(tasks[0].Requires, ","); got != "h264_nvenc" {
+		t.Errorf("intro requires %s", got)
+	}
+	keys := map[string]bool{}
+	for _, task := range tasks[:6] {
+		if len(task.CacheKey) != 64 || keys[task.CacheKey] {
+			t.Errorf("task %s content key %q missing or repeated", task.ID, task.CacheKey)
+		}
+		keys[task.CacheKey] = true
+	}
+}
+
+func TestContentKey(t *testing.T) {
+	p, _ := spec.ResolveProfile(nil)
+	p.Encoder = "libx264"
+	in := fsm.RenderInput{URL: "http://h/a.mp4", SourceType: "file", Start: 10, Duration: 20, Title: "A", FadeIn: true, FadeOut: true}
+	base := ContentKey(p, in)
+	same := p
+	same.HWAccel = "none" // how the encoder was chosen does not change the bytes
+	if ContentKey(same, in) != base {
+		t.Error("hwaccel changed the key")
+	}
+	retitled := in
+	retitled.Title = "B" // the chapter title is not in the segment
+	if ContentKey(p, retitled) != base {
+		t.Error("a title that is not drawn changed the key")
+	}
+	changes := map[string]func(p *spec.Profile, r *fsm.RenderInput){
+		"start":    func(_ *spec.Profile, r *fsm.RenderInput) { r.Start = 10.5 },
+		"url":      func(_ *spec.Profile, r *fsm.RenderInput) { r.URL = "http://h/b.mp4" },
+		"fade":     func(_ *spec.Profile, r *fsm.RenderInput) { r.FadeOut = false },
+		"overlay":  func(_ *spec.Profile, r *fsm.RenderInput) { r.OverlayTitle = "A" },
+		"encoder":  func(p *spec.Profile, _ *fsm.RenderInput) { p.Encoder = "h264_nvenc" },
+		"loudness": func(p *spec.Profile, _ *fsm.RenderInput) { p.Loudness = -23 },
+		"size":     func(p *spec.Profile, _ *fsm.RenderInput) { p.Width = 1920 },
+	}
+	for name, change := range changes {
+		p2, in2 := p, in
+		change(&p2, &in2)
+		if ContentKey(p2, in2) == base {
+			t.Errorf("changing %s kept the key", name)
+		}
 	}
 }

@@ -3,17 +3,21 @@
 package sched
 
 import (
+	"slices"
 	"sort"
 
 	"github.com/stream-montages/montage/coordinator/fsm"
+	"github.com/stream-montages/montage/internal/spec"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
 
 // Pick returns up to n task ids for agentID, best first: jobs by priority
 // (high first) then age (old first); within a job the longest expected work
-// first, so that the last task to finish is a short one. A draining,
+// first, so that the last task to finish is a short one. A task goes only
+// to an agent that provides all it requires, and at most gpu of the picks
+// use a hardware encoder (the agent's free encoder sessions). A draining,
 // quarantined or unknown agent gets nothing.
-func Pick(s *fsm.State, agentID string, n int) []string {
+func Pick(s *fsm.State, agentID string, n, gpu int) []string {
 	if n <= 0 {
 		return nil
 	}
@@ -38,6 +42,15 @@ func Pick(s *fsm.State, agentID string, n int) []string {
 			return runnable[x].ExpectedSeconds > runnable[y].ExpectedSeconds
 		})
 		for _, t := range runnable {
+			if !Provides(a, t.Requires) {
+				continue
+			}
+			if NeedsGPU(t) {
+				if gpu <= 0 {
+					continue
+				}
+				gpu--
+			}
 			out = append(out, t.ID)
 			if len(out) == n {
 				return out
@@ -45,4 +58,91 @@ func Pick(s *fsm.State, agentID string, n int) []string {
 		}
 	}
 	return out
+}
+
+// Provides reports whether an agent offers everything in requires.
+func Provides(a *fsm.Agent, requires []string) bool {
+	for _, r := range requires {
+		if !slices.Contains(a.Provides, r) {
+			return false
+		}
+	}
+	return true
+}
+
+// NeedsGPU reports whether a task encodes with a hardware encoder.
+func NeedsGPU(t *fsm.Task) bool {
+	for _, r := range t.Requires {
+		if spec.EncoderFamily(r) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Unmet names the first requirement of a queued, runnable task of job that
+// no ready agent provides, or "" when every such task has an agent.
+func Unmet(s *fsm.State, j *fsm.Job) string {
+	var ready []*fsm.Agent
+	for _, a := range s.Agents {
+		if a.State == montagev1.AgentState_AGENT_STATE_READY {
+			ready = append(ready, a)
+		}
+	}
+	for _, t := range s.TasksOf(j) {
+		if t.State != montagev1.TaskState_TASK_STATE_QUEUED || !s.DepsDone(t) {
+			continue
+		}
+		for _, r := range t.Requires {
+			ok := false
+			for _, a := range ready {
+				if slices.Contains(a.Provides, r) {
+					ok = true
+					break
+				}
+			}
+			if !ok {
+				return r
+			}
+		}
+	}
+	return ""
+}
+
+// ChooseEncoder picks a job's one encoder. "none" is the codec's software
+// encoder and a named family is that family's encoder (the job then waits
+// for such an agent). "auto" takes the hardware family offering the most
+// encoder sessions among the online agents, and software when none has one:
+// a CPU-only farm encodes with libx264. online holds the ready agents that
+// are in contact now; the choice is made once, at submit, and travels in the
+// job's profile so every segment uses it.
+func ChooseEncoder(online []*fsm.Agent, codec, hwaccel string) string {
+	switch hwaccel {
+	case spec.HWNone:
+		return spec.SoftwareEncoder(codec)
+	case spec.HWAuto, "":
+	default:
+		return spec.EncoderFor(hwaccel, codec)
+	}
+	sessions := map[string]int{}
+	for _, a := range online {
+		if a.State != montagev1.AgentState_AGENT_STATE_READY {
+			continue
+		}
+		for _, fam := range spec.HWFamilies {
+			if slices.Contains(a.Provides, spec.EncoderFor(fam, codec)) {
+				sessions[fam] += max(1, a.GPUSessions)
+			}
+		}
+	}
+	best, most := "", 0
+	for _, fam := range spec.HWFamilies { // fixed order: ties go the same way everywhere
+		if sessions[fam] > most {
+			best, most = fam, sessions[fam]
+		}
+	}
+	if best == "" {
+		return spec.SoftwareEncoder(codec)
+	}
+	return spec.EncoderFor(best, codec)
 }

@@ -60,7 +60,7 @@ func TestPickOrder(t *testing.T) {
 		{"unknown agent gets nothing", "ghost", 5, nil},
 	}
 	for _, c := range cases {
-		if got := Pick(s, c.agent, c.n); !reflect.DeepEqual(got, c.want) {
+		if got := Pick(s, c.agent, c.n, 0); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: Pick = %v, want %v", c.name, got, c.want)
 		}
 	}
@@ -72,9 +72,82 @@ func TestPickSkipsFinishedJobsAndWaitsForDeps(t *testing.T) {
 	for _, id := range []string{"new-ra"} {
 		s.Tasks[id].State = montagev1.TaskState_TASK_STATE_SUCCEEDED
 	}
-	got := Pick(s, "ready", 10)
+	got := Pick(s, "ready", 10, 0)
 	want := []string{"old-rc", "old-ra", "new-concat"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Pick = %v, want %v", got, want)
+	}
+}
+
+// A task that needs a hardware encoder, yt-dlp or a font goes only to an
+// agent that proved it has them, and hardware tasks stop at the agent's
+// free encoder sessions.
+func TestPickMatchesCapabilities(t *testing.T) {
+	s := fsm.New()
+	at := time.Unix(1, 0)
+	s.Apply(1, &fsm.Command{At: at, Register: &fsm.RegisterCmd{Agent: &fsm.Agent{ID: "cpu", Slots: 4, Provides: []string{"libx264", "drawtext"}}}})
+	s.Apply(2, &fsm.Command{At: at, Register: &fsm.RegisterCmd{Agent: &fsm.Agent{ID: "gpu", Slots: 4, GPUSessions: 2,
+		Provides: []string{"libx264", "h264_nvenc", "yt-dlp"}}}})
+	task := func(id string, secs float64, req ...string) *fsm.Task {
+		return &fsm.Task{ID: id, Type: montagev1.TaskType_TASK_TYPE_RENDER, ExpectedSeconds: secs, MaxAttempts: 3, Requires: req}
+	}
+	s.Apply(3, &fsm.Command{At: at, Submit: &fsm.SubmitCmd{Job: &fsm.Job{ID: "hw"}, Tasks: []*fsm.Task{
+		task("hw-a", 40, "h264_nvenc"), task("hw-b", 30, "h264_nvenc"), task("hw-c", 20, "h264_nvenc", "yt-dlp"),
+	}}})
+	s.Apply(4, &fsm.Command{At: at, Submit: &fsm.SubmitCmd{Job: &fsm.Job{ID: "sw"}, Tasks: []*fsm.Task{
+		task("sw-title", 10, "libx264", "drawtext"), task("sw-page", 9, "libx264", "yt-dlp"), task("sw-plain", 8, "libx264"),
+	}}})
+	cases := []struct {
+		agent  string
+		n, gpu int
+		want   []string
+	}{
+		{"cpu", 10, 0, []string{"sw-title", "sw-plain"}},
+		{"cpu", 10, 5, []string{"sw-title", "sw-plain"}}, // sessions do not give a CPU agent an encoder
+		{"gpu", 10, 2, []string{"hw-a", "hw-b", "sw-page", "sw-plain"}},
+		{"gpu", 10, 0, []string{"sw-page", "sw-plain"}},
+		{"gpu", 10, 3, []string{"hw-a", "hw-b", "hw-c", "sw-page", "sw-plain"}},
+	}
+	for _, c := range cases {
+		if got := Pick(s, c.agent, c.n, c.gpu); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("Pick(%s, %d, gpu %d) = %v, want %v", c.agent, c.n, c.gpu, got, c.want)
+		}
+	}
+	if got := Unmet(s, s.Jobs["hw"]); got != "" {
+		t.Errorf("Unmet(hw) = %q with a GPU agent ready", got)
+	}
+	s.Agents["gpu"].State = montagev1.AgentState_AGENT_STATE_DRAINING
+	if got := Unmet(s, s.Jobs["hw"]); got != "h264_nvenc" {
+		t.Errorf("Unmet(hw) = %q, want h264_nvenc", got)
+	}
+	if got := Unmet(s, s.Jobs["sw"]); got != "yt-dlp" {
+		t.Errorf("Unmet(sw) = %q, want yt-dlp", got)
+	}
+}
+
+func TestChooseEncoder(t *testing.T) {
+	cpu := &fsm.Agent{ID: "cpu", State: montagev1.AgentState_AGENT_STATE_READY, Provides: []string{"libx264", "libx265"}}
+	nv := &fsm.Agent{ID: "nv", State: montagev1.AgentState_AGENT_STATE_READY, GPUSessions: 3, Provides: []string{"libx264", "h264_nvenc", "hevc_nvenc"}}
+	va := &fsm.Agent{ID: "va", State: montagev1.AgentState_AGENT_STATE_READY, GPUSessions: 1, Provides: []string{"libx264", "h264_vaapi"}}
+	drained := &fsm.Agent{ID: "d", State: montagev1.AgentState_AGENT_STATE_DRAINING, GPUSessions: 8, Provides: []string{"h264_qsv"}}
+	cases := []struct {
+		name      string
+		online    []*fsm.Agent
+		codec, hw string
+		want      string
+	}{
+		{"cpu farm auto", []*fsm.Agent{cpu}, "h264", "auto", "libx264"},
+		{"no agents auto", nil, "av1", "auto", "libsvtav1"},
+		{"none ignores gpus", []*fsm.Agent{nv}, "h264", "none", "libx264"},
+		{"auto takes the gpu", []*fsm.Agent{cpu, nv}, "h264", "auto", "h264_nvenc"},
+		{"most sessions wins", []*fsm.Agent{va, nv}, "h264", "auto", "h264_nvenc"},
+		{"codec the gpu lacks", []*fsm.Agent{va}, "hevc", "auto", "libx265"},
+		{"draining agents do not count", []*fsm.Agent{cpu, drained}, "h264", "auto", "libx264"},
+		{"forced family waits", []*fsm.Agent{cpu}, "h264", "qsv", "h264_qsv"},
+	}
+	for _, c := range cases {
+		if got := ChooseEncoder(c.online, c.codec, c.hw); got != c.want {
+			t.Errorf("%s: ChooseEncoder = %s, want %s", c.name, got, c.want)
+		}
 	}
 }

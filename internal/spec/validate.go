@@ -27,6 +27,25 @@ const (
 	DefaultCodec      = "h264"
 	DefaultQuality    = 23
 	DefaultAudioRate  = "160k"
+	DefaultLoudness   = -14.0 // LUFS: what YouTube, Twitch and Spotify normalise to
+	DefaultFade       = 0.5
+	MaxFade           = 5.0
+	DefaultChunk      = 60.0
+	MinChunk          = 10.0
+	MaxClipDuration   = 600.0 // intro and outro
+)
+
+// Fits of a source into the profile's frame.
+const (
+	FitLetterbox = "letterbox"
+	FitCrop      = "crop"
+)
+
+// Source types: how a URL is read.
+const (
+	SourceFile = "file"
+	SourceHLS  = "hls"
+	SourcePage = "page"
 )
 
 // FieldError names the field of the spec that is wrong and why, so a person
@@ -49,22 +68,35 @@ type Profile struct {
 	VideoCodec    string
 	Quality       int
 	AudioBitrate  int // bits per second
+	Fit           string
+	// Loudness is the EBU R128 target in LUFS; LoudnessOff keeps source levels.
+	Loudness     float64
+	LoudnessOff  bool
+	Fade         float64 // seconds at each highlight edge; 0 for none
+	TitleOverlay bool
+	HWAccel      string // auto, none or a family
+	// Encoder is the job's one ffmpeg encoder; empty until the coordinator
+	// chooses it at submit.
+	Encoder string
 }
 
 // Clip is a highlight with its times in seconds.
 type Clip struct {
-	URL      string
-	Start    float64
-	Duration float64
-	Title    string
+	URL        string
+	SourceType string
+	Start      float64
+	Duration   float64
+	Title      string
 }
 
 // Resolved is a valid spec in the form the planner and agents use.
 type Resolved struct {
-	Name     string
-	Profile  Profile
-	Clips    []Clip
-	Priority int32
+	Name         string
+	Profile      Profile
+	Clips        []Clip
+	Intro, Outro *Clip
+	ChunkSeconds float64
+	Priority     int32
 }
 
 // Validate checks a spec against every rule and returns it resolved. The
@@ -103,8 +135,77 @@ func Validate(s *montagev1.JobSpec) (*Resolved, error) {
 		}
 		r.Clips = append(r.Clips, c)
 	}
+	for _, x := range []struct {
+		name string
+		h    *montagev1.Highlight
+		dst  **Clip
+	}{{"intro", s.GetIntro(), &r.Intro}, {"outro", s.GetOutro(), &r.Outro}} {
+		if x.h == nil {
+			continue
+		}
+		h := proto.Clone(x.h).(*montagev1.Highlight)
+		if strings.TrimSpace(h.GetAt()) == "" {
+			h.At = "0"
+		}
+		c, err := resolveHighlight(h)
+		if err != nil {
+			fe := err.(*FieldError)
+			return nil, fieldErr(x.name+"."+fe.Field, "%s", fe.Reason)
+		}
+		if c.Title == "" {
+			c.Title = strings.ToUpper(x.name[:1]) + x.name[1:]
+		}
+		*x.dst = &c
+	}
+	r.ChunkSeconds = DefaultChunk
+	if v := s.GetChunkSeconds(); v != 0 {
+		r.ChunkSeconds = v
+	}
+	if !(r.ChunkSeconds >= MinChunk && r.ChunkSeconds <= MaxDuration) {
+		return nil, fieldErr("chunk_seconds", "must be between %g and %g, got %g", MinChunk, MaxDuration, r.ChunkSeconds)
+	}
 	return r, nil
 }
+
+// SourceTypeOf decides how a URL is read when the spec does not say: s3://
+// objects and unknown paths are files, .m3u8 playlists are HLS, and the
+// video sites yt-dlp knows are pages.
+func SourceTypeOf(raw, given string) (string, error) {
+	switch g := strings.ToLower(strings.TrimSpace(given)); g {
+	case SourceFile, SourceHLS, SourcePage:
+		if g != SourceFile && strings.HasPrefix(strings.ToLower(raw), "s3:") {
+			return "", fmt.Errorf("%q cannot be used with an s3:// URL; s3 objects are files", g)
+		}
+		return g, nil
+	case "", "auto":
+	default:
+		return "", fmt.Errorf("%q is not one of auto, file, hls, page", given)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("is not a valid URL: %v", err)
+	}
+	if strings.EqualFold(u.Scheme, "s3") {
+		return SourceFile, nil
+	}
+	path := strings.ToLower(u.Path)
+	if strings.HasSuffix(path, ".m3u8") {
+		return SourceHLS, nil
+	}
+	host := strings.TrimPrefix(strings.TrimPrefix(strings.ToLower(u.Hostname()), "www."), "m.")
+	for _, site := range pageSites {
+		if host == site || strings.HasSuffix(host, "."+site) {
+			return SourcePage, nil
+		}
+	}
+	if strings.HasSuffix(path, ".html") || strings.HasSuffix(path, ".htm") {
+		return SourcePage, nil
+	}
+	return SourceFile, nil
+}
+
+// pageSites are hosts whose URLs are web pages, not media: yt-dlp resolves them.
+var pageSites = []string{"youtube.com", "youtu.be", "twitch.tv", "kick.com", "vimeo.com", "dailymotion.com", "streamable.com"}
 
 func resolveHighlight(h *montagev1.Highlight) (Clip, error) {
 	if h == nil {
@@ -114,6 +215,11 @@ func resolveHighlight(h *montagev1.Highlight) (Clip, error) {
 	if err := CheckSourceURL(c.URL); err != nil {
 		return Clip{}, fieldErr("url", "%s", err)
 	}
+	st, err := SourceTypeOf(c.URL, h.GetSourceType())
+	if err != nil {
+		return Clip{}, fieldErr("source_type", "%s", err)
+	}
+	c.SourceType = st
 	if strings.TrimSpace(h.GetAt()) == "" {
 		return Clip{}, fieldErr("at", "is required (the start of the highlight, like 1:05:45)")
 	}
@@ -142,8 +248,9 @@ func resolveHighlight(h *montagev1.Highlight) (Clip, error) {
 	return c, nil
 }
 
-// CheckSourceURL accepts only absolute http(s) URLs with a host. Other schemes
-// (file, data, concat, …) would let a job read the agent's own disk.
+// CheckSourceURL accepts only absolute http(s) URLs with a host and
+// s3://bucket/key objects. Other schemes (file, data, concat, …) would let a
+// job read the agent's own disk.
 func CheckSourceURL(raw string) error {
 	if raw == "" {
 		return fmt.Errorf("is required")
@@ -157,15 +264,45 @@ func CheckSourceURL(raw string) error {
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "http", "https":
+	case "s3":
+		if _, _, err := ParseS3URL(raw); err != nil {
+			return err
+		}
+		return nil
 	case "":
-		return fmt.Errorf("%q has no scheme; use http:// or https://", raw)
+		return fmt.Errorf("%q has no scheme; use http://, https:// or s3://", raw)
 	default:
-		return fmt.Errorf("scheme %q is not supported; use http:// or https://", u.Scheme)
+		return fmt.Errorf("scheme %q is not supported; use http://, https:// or s3://", u.Scheme)
 	}
 	if u.Host == "" {
 		return fmt.Errorf("%q has no host", raw)
 	}
 	return nil
+}
+
+// CheckMediaURL is what an agent accepts as an input to ffmpeg: http(s) only
+// (s3:// arrives presigned; a page's media URLs come from yt-dlp).
+func CheckMediaURL(raw string) error {
+	if err := CheckSourceURL(raw); err != nil {
+		return err
+	}
+	if u, _ := url.Parse(raw); strings.EqualFold(u.Scheme, "s3") {
+		return fmt.Errorf("s3:// URL reached an agent unsigned")
+	}
+	return nil
+}
+
+// ParseS3URL splits s3://bucket/key.
+func ParseS3URL(raw string) (bucket, key string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil || !strings.EqualFold(u.Scheme, "s3") {
+		return "", "", fmt.Errorf("%q is not an s3://bucket/key URL", raw)
+	}
+	key = strings.TrimPrefix(u.Path, "/")
+	if u.Host == "" || key == "" || u.RawQuery != "" {
+		return "", "", fmt.Errorf("%q must be s3://bucket/key", raw)
+	}
+	return u.Host, key, nil
 }
 
 // ResolveProfile applies defaults and checks ranges.
@@ -189,8 +326,12 @@ func ResolveProfile(p *montagev1.RenderProfile) (Profile, error) {
 	if c := strings.ToLower(p.GetVideoCodec()); c != "" {
 		out.VideoCodec = c
 	}
-	if out.VideoCodec != "h264" {
-		return Profile{}, fieldErr("profile.video_codec", "%q is not supported; use h264", out.VideoCodec)
+	switch out.VideoCodec {
+	case "h264", "hevc", "av1":
+	case "h265", "x265":
+		out.VideoCodec = "hevc"
+	default:
+		return Profile{}, fieldErr("profile.video_codec", "%q is not supported; use h264, hevc or av1", out.VideoCodec)
 	}
 	if p.GetQuality() != 0 {
 		out.Quality = int(p.GetQuality())
@@ -207,6 +348,52 @@ func ResolveProfile(p *montagev1.RenderProfile) (Profile, error) {
 		return Profile{}, fieldErr("profile.audio_bitrate", "%s", err)
 	}
 	out.AudioBitrate = bps
+	switch f := strings.ToLower(strings.TrimSpace(p.GetFit())); f {
+	case "", FitLetterbox, "pad", "fit":
+		out.Fit = FitLetterbox
+	case FitCrop, "fill":
+		out.Fit = FitCrop
+	default:
+		return Profile{}, fieldErr("profile.fit", "%q is not letterbox or crop", p.GetFit())
+	}
+	switch l := strings.ToLower(strings.TrimSpace(p.GetLoudness())); l {
+	case "":
+		out.Loudness = DefaultLoudness
+	case "off", "none":
+		out.LoudnessOff = true
+	default:
+		v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(strings.TrimSuffix(l, "lufs")), " "), 64)
+		if err != nil || !(v >= -70 && v <= -5) {
+			return Profile{}, fieldErr("profile.loudness", "%q is not a target between -70 and -5 LUFS or \"off\"", p.GetLoudness())
+		}
+		out.Loudness = v
+	}
+	out.Fade = DefaultFade
+	if f := strings.TrimSpace(p.GetFade()); f != "" {
+		v, err := strconv.ParseFloat(strings.TrimSuffix(f, "s"), 64)
+		if err != nil || !(v >= 0 && v <= MaxFade) {
+			return Profile{}, fieldErr("profile.fade", "%q is not a number of seconds between 0 and %g", f, MaxFade)
+		}
+		out.Fade = v
+	}
+	out.TitleOverlay = p.GetTitleOverlay()
+	out.HWAccel = strings.ToLower(strings.TrimSpace(p.GetHwaccel()))
+	if out.HWAccel == "" {
+		out.HWAccel = HWAuto
+	}
+	if out.HWAccel != HWAuto && out.HWAccel != HWNone && !isFamily(out.HWAccel) {
+		return Profile{}, fieldErr("profile.hwaccel", "%q is not one of auto, none, %s", p.GetHwaccel(), strings.Join(HWFamilies, ", "))
+	}
+	if e := p.GetEncoder(); e != "" {
+		c, _, ok := ParseEncoder(e)
+		if !ok {
+			return Profile{}, fieldErr("profile.encoder", "%q is not an encoder this farm knows", e)
+		}
+		if c != out.VideoCodec {
+			return Profile{}, fieldErr("profile.encoder", "%q does not encode %s", e, out.VideoCodec)
+		}
+		out.Encoder = e
+	}
 	return out, nil
 }
 
@@ -249,11 +436,21 @@ func (p Profile) Size() string { return fmt.Sprintf("%dx%d", p.Width, p.Height) 
 // ToProto renders a resolved profile back into the wire form agents receive,
 // so every agent gets the same explicit numbers rather than defaults.
 func (p Profile) ToProto() *montagev1.RenderProfile {
+	loud := strconv.FormatFloat(p.Loudness, 'f', -1, 64)
+	if p.LoudnessOff {
+		loud = "off"
+	}
 	return &montagev1.RenderProfile{
 		Resolution:   p.Size(),
 		Fps:          p.FPS,
 		VideoCodec:   p.VideoCodec,
 		Quality:      int32(p.Quality),
 		AudioBitrate: fmt.Sprintf("%dk", p.AudioBitrate/1000),
+		Fit:          p.Fit,
+		Loudness:     loud,
+		Fade:         strconv.FormatFloat(p.Fade, 'f', -1, 64),
+		TitleOverlay: p.TitleOverlay,
+		Hwaccel:      p.HWAccel,
+		Encoder:      p.Encoder,
 	}
 }

@@ -23,7 +23,8 @@ func TestValidateDefaults(t *testing.T) {
 	if r.Clips[0].Duration != DefaultDuration || r.Clips[0].Start != 5 {
 		t.Errorf("clip = %+v, want start 5 and the default duration", r.Clips[0])
 	}
-	want := Profile{Width: 1280, Height: 720, FPS: 30, VideoCodec: "h264", Quality: 23, AudioBitrate: 160000}
+	want := Profile{Width: 1280, Height: 720, FPS: 30, VideoCodec: "h264", Quality: 23, AudioBitrate: 160000,
+		Fit: FitLetterbox, Loudness: -14, Fade: 0.5, HWAccel: HWAuto}
 	if r.Profile != want {
 		t.Errorf("profile = %+v, want %+v", r.Profile, want)
 	}
@@ -58,6 +59,22 @@ func TestValidateErrorsNameTheField(t *testing.T) {
 		{"codec", func(s *montagev1.JobSpec) { s.Profile = &montagev1.RenderProfile{VideoCodec: "mpeg2"} }, "profile.video_codec", "not supported"},
 		{"quality", func(s *montagev1.JobSpec) { s.Profile = &montagev1.RenderProfile{Quality: 60} }, "profile.quality", "0 and 51"},
 		{"bitrate", func(s *montagev1.JobSpec) { s.Profile = &montagev1.RenderProfile{AudioBitrate: "lots"} }, "profile.audio_bitrate", "bitrate"},
+		{"fit", func(s *montagev1.JobSpec) { s.Profile = &montagev1.RenderProfile{Fit: "stretch"} }, "profile.fit", "letterbox or crop"},
+		{"loudness", func(s *montagev1.JobSpec) { s.Profile = &montagev1.RenderProfile{Loudness: "+3"} }, "profile.loudness", "-70 and -5"},
+		{"loudness words", func(s *montagev1.JobSpec) { s.Profile = &montagev1.RenderProfile{Loudness: "loud"} }, "profile.loudness", "off"},
+		{"fade", func(s *montagev1.JobSpec) { s.Profile = &montagev1.RenderProfile{Fade: "9"} }, "profile.fade", "between 0 and 5"},
+		{"hwaccel", func(s *montagev1.JobSpec) { s.Profile = &montagev1.RenderProfile{Hwaccel: "cuda"} }, "profile.hwaccel", "nvenc"},
+		{"encoder", func(s *montagev1.JobSpec) { s.Profile = &montagev1.RenderProfile{Encoder: "mpeg4"} }, "profile.encoder", "not an encoder"},
+		{"encoder codec", func(s *montagev1.JobSpec) { s.Profile = &montagev1.RenderProfile{Encoder: "hevc_nvenc"} }, "profile.encoder", "does not encode h264"},
+		{"source type", func(s *montagev1.JobSpec) { s.Highlights[0].SourceType = "torrent" }, "highlights[0].source_type", "auto, file, hls, page"},
+		{"s3 as page", func(s *montagev1.JobSpec) {
+			s.Highlights[0].Url, s.Highlights[0].SourceType = "s3://b/k.mp4", "page"
+		}, "highlights[0].source_type", "s3 objects are files"},
+		{"s3 without key", func(s *montagev1.JobSpec) { s.Highlights[0].Url = "s3://bucket" }, "highlights[0].url", "s3://bucket/key"},
+		{"ftp scheme", func(s *montagev1.JobSpec) { s.Highlights[0].Url = "ftp://h/v.mp4" }, "highlights[0].url", `scheme "ftp"`},
+		{"intro url", func(s *montagev1.JobSpec) { s.Intro = &montagev1.Highlight{Url: "file:///intro.mp4"} }, "intro.url", `scheme "file"`},
+		{"outro duration", func(s *montagev1.JobSpec) { s.Outro = &montagev1.Highlight{Url: "http://h/o.mp4", Duration: "0"} }, "outro.duration", "between 1"},
+		{"chunk", func(s *montagev1.JobSpec) { s.ChunkSeconds = 2 }, "chunk_seconds", "between 10 and 600"},
 		{"title", func(s *montagev1.JobSpec) { s.Highlights[0].Title = strings.Repeat("t", 201) }, "highlights[0].title", "200"},
 		{"priority", func(s *montagev1.JobSpec) { s.Priority = 1000 }, "priority", "-100 and 100"},
 	}
@@ -108,4 +125,83 @@ func FuzzValidate(f *testing.F) {
 			t.Fatalf("accepted profile %+v", r.Profile)
 		}
 	})
+}
+
+func TestSourceTypeOf(t *testing.T) {
+	cases := []struct{ url, given, want string }{
+		{"https://cdn.example/vod.mp4", "", SourceFile},
+		{"https://cdn.example/vod", "auto", SourceFile},
+		{"https://usher.example/index.m3u8?sig=1", "", SourceHLS},
+		{"https://www.youtube.com/watch?v=abc", "", SourcePage},
+		{"https://youtu.be/abc", "", SourcePage},
+		{"https://m.twitch.tv/videos/1", "", SourcePage},
+		{"https://clips.twitch.tv/Name", "", SourcePage},
+		{"http://127.0.0.1:8080/page.html", "", SourcePage},
+		{"s3://bucket/vods/a.mp4", "", SourceFile},
+		{"http://127.0.0.1:8080/media", "page", SourcePage},
+		{"http://127.0.0.1:8080/list", "HLS", SourceHLS},
+	}
+	for _, c := range cases {
+		got, err := SourceTypeOf(c.url, c.given)
+		if err != nil || got != c.want {
+			t.Errorf("SourceTypeOf(%q, %q) = %q, %v; want %q", c.url, c.given, got, err, c.want)
+		}
+	}
+}
+
+func TestEncoders(t *testing.T) {
+	cases := []struct{ family, codec, name string }{
+		{HWNone, "h264", "libx264"}, {HWNone, "hevc", "libx265"}, {HWNone, "av1", "libsvtav1"},
+		{"nvenc", "h264", "h264_nvenc"}, {"vaapi", "hevc", "hevc_vaapi"}, {"qsv", "av1", "av1_qsv"},
+	}
+	for _, c := range cases {
+		if got := EncoderFor(c.family, c.codec); got != c.name {
+			t.Errorf("EncoderFor(%s, %s) = %s, want %s", c.family, c.codec, got, c.name)
+		}
+		codec, fam, ok := ParseEncoder(c.name)
+		if !ok || codec != c.codec || fam != c.family {
+			t.Errorf("ParseEncoder(%s) = %s, %s, %v", c.name, codec, fam, ok)
+		}
+	}
+	for _, bad := range []string{"", "mpeg4", "h264_cuda", "vp9_vaapi", "libx264_nvenc"} {
+		if _, _, ok := ParseEncoder(bad); ok {
+			t.Errorf("ParseEncoder(%q) accepted", bad)
+		}
+	}
+	if EncoderFamily("hevc_nvenc") != "nvenc" || EncoderFamily("libx264") != "" {
+		t.Error("EncoderFamily")
+	}
+}
+
+func TestValidateResolvesIntroOutroAndProfile(t *testing.T) {
+	s := okSpec()
+	s.Intro = &montagev1.Highlight{Url: "https://cdn.example/intro.mp4", Duration: "8"}
+	s.Outro = &montagev1.Highlight{Url: "s3://bucket/outro.mp4", Title: "Bye"}
+	s.Profile = &montagev1.RenderProfile{Fit: "crop", Loudness: "-23", Fade: "0", VideoCodec: "HEVC", Hwaccel: "none", TitleOverlay: true}
+	r, err := Validate(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Intro == nil || r.Intro.Start != 0 || r.Intro.Duration != 8 || r.Intro.Title != "Intro" {
+		t.Errorf("intro = %+v", r.Intro)
+	}
+	if r.Outro == nil || r.Outro.Duration != DefaultDuration || r.Outro.Title != "Bye" || r.Outro.SourceType != SourceFile {
+		t.Errorf("outro = %+v", r.Outro)
+	}
+	p := r.Profile
+	if p.Fit != FitCrop || p.Loudness != -23 || p.Fade != 0 || p.VideoCodec != "hevc" || p.HWAccel != HWNone || !p.TitleOverlay {
+		t.Errorf("profile = %+v", p)
+	}
+	// The wire form resolves to the same profile (agents receive it).
+	back, err := ResolveProfile(p.ToProto())
+	if err != nil || back != p {
+		t.Errorf("round trip = %+v, %v; want %+v", back, err, p)
+	}
+	off, err := ResolveProfile(&montagev1.RenderProfile{Loudness: "off"})
+	if err != nil || !off.LoudnessOff {
+		t.Errorf("loudness off = %+v, %v", off, err)
+	}
+	if back, err := ResolveProfile(off.ToProto()); err != nil || back != off {
+		t.Errorf("off round trip = %+v, %v", back, err)
+	}
 }

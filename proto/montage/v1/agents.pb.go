@@ -166,9 +166,11 @@ type LeaseTaskRequest struct {
 	AgentId   string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	FreeSlots int32                  `protobuf:"varint,2,opt,name=free_slots,json=freeSlots,proto3" json:"free_slots,omitempty"`
 	// How long to wait for work; capped by the server.
-	WaitSeconds   float64 `protobuf:"fixed64,3,opt,name=wait_seconds,json=waitSeconds,proto3" json:"wait_seconds,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	WaitSeconds float64 `protobuf:"fixed64,3,opt,name=wait_seconds,json=waitSeconds,proto3" json:"wait_seconds,omitempty"`
+	// Free hardware encoder sessions; tasks that need one count against it.
+	FreeGpuSessions int32 `protobuf:"varint,4,opt,name=free_gpu_sessions,json=freeGpuSessions,proto3" json:"free_gpu_sessions,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *LeaseTaskRequest) Reset() {
@@ -218,6 +220,13 @@ func (x *LeaseTaskRequest) GetFreeSlots() int32 {
 func (x *LeaseTaskRequest) GetWaitSeconds() float64 {
 	if x != nil {
 		return x.WaitSeconds
+	}
+	return 0
+}
+
+func (x *LeaseTaskRequest) GetFreeGpuSessions() int32 {
+	if x != nil {
+		return x.FreeGpuSessions
 	}
 	return 0
 }
@@ -284,8 +293,11 @@ type Lease struct {
 	OutputKey    string `protobuf:"bytes,11,opt,name=output_key,json=outputKey,proto3" json:"output_key,omitempty"`
 	// Outputs larger than this go through StartUpload in parts; 0 means never.
 	MultipartThresholdBytes int64 `protobuf:"varint,12,opt,name=multipart_threshold_bytes,json=multipartThresholdBytes,proto3" json:"multipart_threshold_bytes,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// Further outputs of the task (the concat's chapters, thumbnail and
+	// manifest), each with its own presigned PUT URL.
+	ExtraOutputs  []*OutputSlot `protobuf:"bytes,13,rep,name=extra_outputs,json=extraOutputs,proto3" json:"extra_outputs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Lease) Reset() {
@@ -402,19 +414,213 @@ func (x *Lease) GetMultipartThresholdBytes() int64 {
 	return 0
 }
 
-type RenderInput struct {
+func (x *Lease) GetExtraOutputs() []*OutputSlot {
+	if x != nil {
+		return x.ExtraOutputs
+	}
+	return nil
+}
+
+type OutputSlot struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	PutUrl        string                 `protobuf:"bytes,3,opt,name=put_url,json=putUrl,proto3" json:"put_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutputSlot) Reset() {
+	*x = OutputSlot{}
+	mi := &file_montage_v1_agents_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutputSlot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutputSlot) ProtoMessage() {}
+
+func (x *OutputSlot) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_v1_agents_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutputSlot.ProtoReflect.Descriptor instead.
+func (*OutputSlot) Descriptor() ([]byte, []int) {
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *OutputSlot) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *OutputSlot) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *OutputSlot) GetPutUrl() string {
+	if x != nil {
+		return x.PutUrl
+	}
+	return ""
+}
+
+// SourceFacts are what a render learnt about its source, for the manifest.
+type SourceFacts struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
-	SourceUrl       string                 `protobuf:"bytes,1,opt,name=source_url,json=sourceUrl,proto3" json:"source_url,omitempty"`
-	StartSeconds    float64                `protobuf:"fixed64,2,opt,name=start_seconds,json=startSeconds,proto3" json:"start_seconds,omitempty"`
-	DurationSeconds float64                `protobuf:"fixed64,3,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
-	Title           string                 `protobuf:"bytes,4,opt,name=title,proto3" json:"title,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	Container       string                 `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	VideoCodec      string                 `protobuf:"bytes,2,opt,name=video_codec,json=videoCodec,proto3" json:"video_codec,omitempty"`
+	Width           int32                  `protobuf:"varint,3,opt,name=width,proto3" json:"width,omitempty"`
+	Height          int32                  `protobuf:"varint,4,opt,name=height,proto3" json:"height,omitempty"`
+	Fps             float64                `protobuf:"fixed64,5,opt,name=fps,proto3" json:"fps,omitempty"`
+	AudioCodec      string                 `protobuf:"bytes,6,opt,name=audio_codec,json=audioCodec,proto3" json:"audio_codec,omitempty"`
+	SampleRate      int32                  `protobuf:"varint,7,opt,name=sample_rate,json=sampleRate,proto3" json:"sample_rate,omitempty"`
+	Channels        int32                  `protobuf:"varint,8,opt,name=channels,proto3" json:"channels,omitempty"`
+	DurationSeconds float64                `protobuf:"fixed64,9,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
+	// Set for sources resolved by yt-dlp: its extractor.
+	Extractor     string `protobuf:"bytes,10,opt,name=extractor,proto3" json:"extractor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SourceFacts) Reset() {
+	*x = SourceFacts{}
+	mi := &file_montage_v1_agents_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SourceFacts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SourceFacts) ProtoMessage() {}
+
+func (x *SourceFacts) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_v1_agents_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SourceFacts.ProtoReflect.Descriptor instead.
+func (*SourceFacts) Descriptor() ([]byte, []int) {
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SourceFacts) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *SourceFacts) GetVideoCodec() string {
+	if x != nil {
+		return x.VideoCodec
+	}
+	return ""
+}
+
+func (x *SourceFacts) GetWidth() int32 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *SourceFacts) GetHeight() int32 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *SourceFacts) GetFps() float64 {
+	if x != nil {
+		return x.Fps
+	}
+	return 0
+}
+
+func (x *SourceFacts) GetAudioCodec() string {
+	if x != nil {
+		return x.AudioCodec
+	}
+	return ""
+}
+
+func (x *SourceFacts) GetSampleRate() int32 {
+	if x != nil {
+		return x.SampleRate
+	}
+	return 0
+}
+
+func (x *SourceFacts) GetChannels() int32 {
+	if x != nil {
+		return x.Channels
+	}
+	return 0
+}
+
+func (x *SourceFacts) GetDurationSeconds() float64 {
+	if x != nil {
+		return x.DurationSeconds
+	}
+	return 0
+}
+
+func (x *SourceFacts) GetExtractor() string {
+	if x != nil {
+		return x.Extractor
+	}
+	return ""
+}
+
+type RenderInput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the agent reads: for s3:// sources a presigned HTTPS URL.
+	SourceUrl       string  `protobuf:"bytes,1,opt,name=source_url,json=sourceUrl,proto3" json:"source_url,omitempty"`
+	StartSeconds    float64 `protobuf:"fixed64,2,opt,name=start_seconds,json=startSeconds,proto3" json:"start_seconds,omitempty"`
+	DurationSeconds float64 `protobuf:"fixed64,3,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
+	Title           string  `protobuf:"bytes,4,opt,name=title,proto3" json:"title,omitempty"`
+	// "file", "hls" or "page" (resolved by yt-dlp on the agent).
+	SourceType string `protobuf:"bytes,5,opt,name=source_type,json=sourceType,proto3" json:"source_type,omitempty"`
+	// Fades apply at the highlight's edges only, not at chunk joins.
+	FadeIn  bool `protobuf:"varint,6,opt,name=fade_in,json=fadeIn,proto3" json:"fade_in,omitempty"`
+	FadeOut bool `protobuf:"varint,7,opt,name=fade_out,json=fadeOut,proto3" json:"fade_out,omitempty"`
+	// Text to draw over the first title_seconds of this segment; empty for none.
+	OverlayTitle  string  `protobuf:"bytes,8,opt,name=overlay_title,json=overlayTitle,proto3" json:"overlay_title,omitempty"`
+	TitleSeconds  float64 `protobuf:"fixed64,9,opt,name=title_seconds,json=titleSeconds,proto3" json:"title_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RenderInput) Reset() {
 	*x = RenderInput{}
-	mi := &file_montage_v1_agents_proto_msgTypes[5]
+	mi := &file_montage_v1_agents_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -426,7 +632,7 @@ func (x *RenderInput) String() string {
 func (*RenderInput) ProtoMessage() {}
 
 func (x *RenderInput) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[5]
+	mi := &file_montage_v1_agents_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -439,7 +645,7 @@ func (x *RenderInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderInput.ProtoReflect.Descriptor instead.
 func (*RenderInput) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{5}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RenderInput) GetSourceUrl() string {
@@ -470,6 +676,41 @@ func (x *RenderInput) GetTitle() string {
 	return ""
 }
 
+func (x *RenderInput) GetSourceType() string {
+	if x != nil {
+		return x.SourceType
+	}
+	return ""
+}
+
+func (x *RenderInput) GetFadeIn() bool {
+	if x != nil {
+		return x.FadeIn
+	}
+	return false
+}
+
+func (x *RenderInput) GetFadeOut() bool {
+	if x != nil {
+		return x.FadeOut
+	}
+	return false
+}
+
+func (x *RenderInput) GetOverlayTitle() string {
+	if x != nil {
+		return x.OverlayTitle
+	}
+	return ""
+}
+
+func (x *RenderInput) GetTitleSeconds() float64 {
+	if x != nil {
+		return x.TitleSeconds
+	}
+	return 0
+}
+
 type ConcatInput struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Segments      []*ConcatSegment       `protobuf:"bytes,1,rep,name=segments,proto3" json:"segments,omitempty"`
@@ -479,7 +720,7 @@ type ConcatInput struct {
 
 func (x *ConcatInput) Reset() {
 	*x = ConcatInput{}
-	mi := &file_montage_v1_agents_proto_msgTypes[6]
+	mi := &file_montage_v1_agents_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +732,7 @@ func (x *ConcatInput) String() string {
 func (*ConcatInput) ProtoMessage() {}
 
 func (x *ConcatInput) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[6]
+	mi := &file_montage_v1_agents_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +745,7 @@ func (x *ConcatInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConcatInput.ProtoReflect.Descriptor instead.
 func (*ConcatInput) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{6}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ConcatInput) GetSegments() []*ConcatSegment {
@@ -520,13 +761,24 @@ type ConcatSegment struct {
 	Url             string  `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
 	Title           string  `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
 	DurationSeconds float64 `protobuf:"fixed64,3,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Highlight index; -1 for the intro and outro.
+	HighlightIndex int32 `protobuf:"varint,4,opt,name=highlight_index,json=highlightIndex,proto3" json:"highlight_index,omitempty"`
+	// "intro", "highlight" or "outro".
+	Role string `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
+	// The source as the user gave it, and where the segment starts in it.
+	SourceUrl          string       `protobuf:"bytes,6,opt,name=source_url,json=sourceUrl,proto3" json:"source_url,omitempty"`
+	SourceStartSeconds float64      `protobuf:"fixed64,7,opt,name=source_start_seconds,json=sourceStartSeconds,proto3" json:"source_start_seconds,omitempty"`
+	Chunk              int32        `protobuf:"varint,8,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	Chunks             int32        `protobuf:"varint,9,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	Source             *SourceFacts `protobuf:"bytes,10,opt,name=source,proto3" json:"source,omitempty"`
+	Cached             bool         `protobuf:"varint,11,opt,name=cached,proto3" json:"cached,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ConcatSegment) Reset() {
 	*x = ConcatSegment{}
-	mi := &file_montage_v1_agents_proto_msgTypes[7]
+	mi := &file_montage_v1_agents_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +790,7 @@ func (x *ConcatSegment) String() string {
 func (*ConcatSegment) ProtoMessage() {}
 
 func (x *ConcatSegment) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[7]
+	mi := &file_montage_v1_agents_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +803,7 @@ func (x *ConcatSegment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConcatSegment.ProtoReflect.Descriptor instead.
 func (*ConcatSegment) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{7}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ConcatSegment) GetUrl() string {
@@ -575,6 +827,62 @@ func (x *ConcatSegment) GetDurationSeconds() float64 {
 	return 0
 }
 
+func (x *ConcatSegment) GetHighlightIndex() int32 {
+	if x != nil {
+		return x.HighlightIndex
+	}
+	return 0
+}
+
+func (x *ConcatSegment) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *ConcatSegment) GetSourceUrl() string {
+	if x != nil {
+		return x.SourceUrl
+	}
+	return ""
+}
+
+func (x *ConcatSegment) GetSourceStartSeconds() float64 {
+	if x != nil {
+		return x.SourceStartSeconds
+	}
+	return 0
+}
+
+func (x *ConcatSegment) GetChunk() int32 {
+	if x != nil {
+		return x.Chunk
+	}
+	return 0
+}
+
+func (x *ConcatSegment) GetChunks() int32 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *ConcatSegment) GetSource() *SourceFacts {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *ConcatSegment) GetCached() bool {
+	if x != nil {
+		return x.Cached
+	}
+	return false
+}
+
 type LeaseProgress struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -586,7 +894,7 @@ type LeaseProgress struct {
 
 func (x *LeaseProgress) Reset() {
 	*x = LeaseProgress{}
-	mi := &file_montage_v1_agents_proto_msgTypes[8]
+	mi := &file_montage_v1_agents_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +906,7 @@ func (x *LeaseProgress) String() string {
 func (*LeaseProgress) ProtoMessage() {}
 
 func (x *LeaseProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[8]
+	mi := &file_montage_v1_agents_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +919,7 @@ func (x *LeaseProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseProgress.ProtoReflect.Descriptor instead.
 func (*LeaseProgress) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{8}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LeaseProgress) GetTaskId() string {
@@ -645,7 +953,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_montage_v1_agents_proto_msgTypes[9]
+	mi := &file_montage_v1_agents_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +965,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[9]
+	mi := &file_montage_v1_agents_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +978,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{9}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HeartbeatRequest) GetAgentId() string {
@@ -698,7 +1006,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_montage_v1_agents_proto_msgTypes[10]
+	mi := &file_montage_v1_agents_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +1018,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[10]
+	mi := &file_montage_v1_agents_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +1031,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{10}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HeartbeatResponse) GetRevokedTaskIds() []string {
@@ -748,15 +1056,18 @@ type TaskResult struct {
 	DurationSeconds float64                `protobuf:"fixed64,4,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
 	// Set when the output went up in parts: the coordinator completes the
 	// upload with these parts before it verifies and commits.
-	UploadId      string          `protobuf:"bytes,5,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
-	Parts         []*UploadedPart `protobuf:"bytes,6,rep,name=parts,proto3" json:"parts,omitempty"`
+	UploadId string          `protobuf:"bytes,5,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	Parts    []*UploadedPart `protobuf:"bytes,6,rep,name=parts,proto3" json:"parts,omitempty"`
+	// Further outputs, each already PUT to its slot's URL.
+	ExtraOutputs  []*OutputObject `protobuf:"bytes,7,rep,name=extra_outputs,json=extraOutputs,proto3" json:"extra_outputs,omitempty"`
+	Source        *SourceFacts    `protobuf:"bytes,8,opt,name=source,proto3" json:"source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_montage_v1_agents_proto_msgTypes[11]
+	mi := &file_montage_v1_agents_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +1079,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[11]
+	mi := &file_montage_v1_agents_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +1092,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{11}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TaskResult) GetKey() string {
@@ -826,6 +1137,88 @@ func (x *TaskResult) GetParts() []*UploadedPart {
 	return nil
 }
 
+func (x *TaskResult) GetExtraOutputs() []*OutputObject {
+	if x != nil {
+		return x.ExtraOutputs
+	}
+	return nil
+}
+
+func (x *TaskResult) GetSource() *SourceFacts {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+type OutputObject struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256        string                 `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutputObject) Reset() {
+	*x = OutputObject{}
+	mi := &file_montage_v1_agents_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutputObject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutputObject) ProtoMessage() {}
+
+func (x *OutputObject) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_v1_agents_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutputObject.ProtoReflect.Descriptor instead.
+func (*OutputObject) Descriptor() ([]byte, []int) {
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *OutputObject) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *OutputObject) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *OutputObject) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *OutputObject) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
 type UploadedPart struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Number int32                  `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
@@ -837,7 +1230,7 @@ type UploadedPart struct {
 
 func (x *UploadedPart) Reset() {
 	*x = UploadedPart{}
-	mi := &file_montage_v1_agents_proto_msgTypes[12]
+	mi := &file_montage_v1_agents_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -849,7 +1242,7 @@ func (x *UploadedPart) String() string {
 func (*UploadedPart) ProtoMessage() {}
 
 func (x *UploadedPart) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[12]
+	mi := &file_montage_v1_agents_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -862,7 +1255,7 @@ func (x *UploadedPart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadedPart.ProtoReflect.Descriptor instead.
 func (*UploadedPart) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{12}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UploadedPart) GetNumber() int32 {
@@ -891,7 +1284,7 @@ type StartUploadRequest struct {
 
 func (x *StartUploadRequest) Reset() {
 	*x = StartUploadRequest{}
-	mi := &file_montage_v1_agents_proto_msgTypes[13]
+	mi := &file_montage_v1_agents_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1296,7 @@ func (x *StartUploadRequest) String() string {
 func (*StartUploadRequest) ProtoMessage() {}
 
 func (x *StartUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[13]
+	mi := &file_montage_v1_agents_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1309,7 @@ func (x *StartUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartUploadRequest.ProtoReflect.Descriptor instead.
 func (*StartUploadRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{13}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StartUploadRequest) GetAgentId() string {
@@ -959,7 +1352,7 @@ type StartUploadResponse struct {
 
 func (x *StartUploadResponse) Reset() {
 	*x = StartUploadResponse{}
-	mi := &file_montage_v1_agents_proto_msgTypes[14]
+	mi := &file_montage_v1_agents_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1364,7 @@ func (x *StartUploadResponse) String() string {
 func (*StartUploadResponse) ProtoMessage() {}
 
 func (x *StartUploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[14]
+	mi := &file_montage_v1_agents_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1377,7 @@ func (x *StartUploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartUploadResponse.ProtoReflect.Descriptor instead.
 func (*StartUploadResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{14}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StartUploadResponse) GetUploadId() string {
@@ -1020,7 +1413,7 @@ type CompleteTaskRequest struct {
 
 func (x *CompleteTaskRequest) Reset() {
 	*x = CompleteTaskRequest{}
-	mi := &file_montage_v1_agents_proto_msgTypes[15]
+	mi := &file_montage_v1_agents_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1425,7 @@ func (x *CompleteTaskRequest) String() string {
 func (*CompleteTaskRequest) ProtoMessage() {}
 
 func (x *CompleteTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[15]
+	mi := &file_montage_v1_agents_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1438,7 @@ func (x *CompleteTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteTaskRequest.ProtoReflect.Descriptor instead.
 func (*CompleteTaskRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{15}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CompleteTaskRequest) GetAgentId() string {
@@ -1084,7 +1477,7 @@ type CompleteTaskResponse struct {
 
 func (x *CompleteTaskResponse) Reset() {
 	*x = CompleteTaskResponse{}
-	mi := &file_montage_v1_agents_proto_msgTypes[16]
+	mi := &file_montage_v1_agents_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1096,7 +1489,7 @@ func (x *CompleteTaskResponse) String() string {
 func (*CompleteTaskResponse) ProtoMessage() {}
 
 func (x *CompleteTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[16]
+	mi := &file_montage_v1_agents_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1109,7 +1502,7 @@ func (x *CompleteTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteTaskResponse.ProtoReflect.Descriptor instead.
 func (*CompleteTaskResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{16}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{19}
 }
 
 type FailTaskRequest struct {
@@ -1126,7 +1519,7 @@ type FailTaskRequest struct {
 
 func (x *FailTaskRequest) Reset() {
 	*x = FailTaskRequest{}
-	mi := &file_montage_v1_agents_proto_msgTypes[17]
+	mi := &file_montage_v1_agents_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1531,7 @@ func (x *FailTaskRequest) String() string {
 func (*FailTaskRequest) ProtoMessage() {}
 
 func (x *FailTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[17]
+	mi := &file_montage_v1_agents_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1544,7 @@ func (x *FailTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailTaskRequest.ProtoReflect.Descriptor instead.
 func (*FailTaskRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{17}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FailTaskRequest) GetAgentId() string {
@@ -1197,7 +1590,7 @@ type FailTaskResponse struct {
 
 func (x *FailTaskResponse) Reset() {
 	*x = FailTaskResponse{}
-	mi := &file_montage_v1_agents_proto_msgTypes[18]
+	mi := &file_montage_v1_agents_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1602,7 @@ func (x *FailTaskResponse) String() string {
 func (*FailTaskResponse) ProtoMessage() {}
 
 func (x *FailTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[18]
+	mi := &file_montage_v1_agents_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1615,7 @@ func (x *FailTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailTaskResponse.ProtoReflect.Descriptor instead.
 func (*FailTaskResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{18}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{21}
 }
 
 var File_montage_v1_agents_proto protoreflect.FileDescriptor
@@ -1243,14 +1636,15 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x10RegisterResponse\x12'\n" +
 	"\x05agent\x18\x01 \x01(\v2\x11.montage.v1.AgentR\x05agent\x12\"\n" +
 	"\fcoordinators\x18\x02 \x03(\tR\fcoordinators\x12)\n" +
-	"\x10agent_credential\x18\x03 \x01(\tR\x0fagentCredential\"o\n" +
+	"\x10agent_credential\x18\x03 \x01(\tR\x0fagentCredential\"\x9b\x01\n" +
 	"\x10LeaseTaskRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +
 	"free_slots\x18\x02 \x01(\x05R\tfreeSlots\x12!\n" +
-	"\fwait_seconds\x18\x03 \x01(\x01R\vwaitSeconds\">\n" +
+	"\fwait_seconds\x18\x03 \x01(\x01R\vwaitSeconds\x12*\n" +
+	"\x11free_gpu_sessions\x18\x04 \x01(\x05R\x0ffreeGpuSessions\">\n" +
 	"\x11LeaseTaskResponse\x12)\n" +
-	"\x06leases\x18\x01 \x03(\v2\x11.montage.v1.LeaseR\x06leases\"\xca\x03\n" +
+	"\x06leases\x18\x01 \x03(\v2\x11.montage.v1.LeaseR\x06leases\"\x87\x04\n" +
 	"\x05Lease\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x14\n" +
@@ -1266,19 +1660,56 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	" \x01(\tR\foutputPutUrl\x12\x1d\n" +
 	"\n" +
 	"output_key\x18\v \x01(\tR\toutputKey\x12:\n" +
-	"\x19multipart_threshold_bytes\x18\f \x01(\x03R\x17multipartThresholdBytes\"\x92\x01\n" +
+	"\x19multipart_threshold_bytes\x18\f \x01(\x03R\x17multipartThresholdBytes\x12;\n" +
+	"\rextra_outputs\x18\r \x03(\v2\x16.montage.v1.OutputSlotR\fextraOutputs\"K\n" +
+	"\n" +
+	"OutputSlot\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x17\n" +
+	"\aput_url\x18\x03 \x01(\tR\x06putUrl\"\xb3\x02\n" +
+	"\vSourceFacts\x12\x1c\n" +
+	"\tcontainer\x18\x01 \x01(\tR\tcontainer\x12\x1f\n" +
+	"\vvideo_codec\x18\x02 \x01(\tR\n" +
+	"videoCodec\x12\x14\n" +
+	"\x05width\x18\x03 \x01(\x05R\x05width\x12\x16\n" +
+	"\x06height\x18\x04 \x01(\x05R\x06height\x12\x10\n" +
+	"\x03fps\x18\x05 \x01(\x01R\x03fps\x12\x1f\n" +
+	"\vaudio_codec\x18\x06 \x01(\tR\n" +
+	"audioCodec\x12\x1f\n" +
+	"\vsample_rate\x18\a \x01(\x05R\n" +
+	"sampleRate\x12\x1a\n" +
+	"\bchannels\x18\b \x01(\x05R\bchannels\x12)\n" +
+	"\x10duration_seconds\x18\t \x01(\x01R\x0fdurationSeconds\x12\x1c\n" +
+	"\textractor\x18\n" +
+	" \x01(\tR\textractor\"\xb1\x02\n" +
 	"\vRenderInput\x12\x1d\n" +
 	"\n" +
 	"source_url\x18\x01 \x01(\tR\tsourceUrl\x12#\n" +
 	"\rstart_seconds\x18\x02 \x01(\x01R\fstartSeconds\x12)\n" +
 	"\x10duration_seconds\x18\x03 \x01(\x01R\x0fdurationSeconds\x12\x14\n" +
-	"\x05title\x18\x04 \x01(\tR\x05title\"D\n" +
+	"\x05title\x18\x04 \x01(\tR\x05title\x12\x1f\n" +
+	"\vsource_type\x18\x05 \x01(\tR\n" +
+	"sourceType\x12\x17\n" +
+	"\afade_in\x18\x06 \x01(\bR\x06fadeIn\x12\x19\n" +
+	"\bfade_out\x18\a \x01(\bR\afadeOut\x12#\n" +
+	"\roverlay_title\x18\b \x01(\tR\foverlayTitle\x12#\n" +
+	"\rtitle_seconds\x18\t \x01(\x01R\ftitleSeconds\"D\n" +
 	"\vConcatInput\x125\n" +
-	"\bsegments\x18\x01 \x03(\v2\x19.montage.v1.ConcatSegmentR\bsegments\"b\n" +
+	"\bsegments\x18\x01 \x03(\v2\x19.montage.v1.ConcatSegmentR\bsegments\"\xe7\x02\n" +
 	"\rConcatSegment\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12)\n" +
-	"\x10duration_seconds\x18\x03 \x01(\x01R\x0fdurationSeconds\"Z\n" +
+	"\x10duration_seconds\x18\x03 \x01(\x01R\x0fdurationSeconds\x12'\n" +
+	"\x0fhighlight_index\x18\x04 \x01(\x05R\x0ehighlightIndex\x12\x12\n" +
+	"\x04role\x18\x05 \x01(\tR\x04role\x12\x1d\n" +
+	"\n" +
+	"source_url\x18\x06 \x01(\tR\tsourceUrl\x120\n" +
+	"\x14source_start_seconds\x18\a \x01(\x01R\x12sourceStartSeconds\x12\x14\n" +
+	"\x05chunk\x18\b \x01(\x05R\x05chunk\x12\x16\n" +
+	"\x06chunks\x18\t \x01(\x05R\x06chunks\x12/\n" +
+	"\x06source\x18\n" +
+	" \x01(\v2\x17.montage.v1.SourceFactsR\x06source\x12\x16\n" +
+	"\x06cached\x18\v \x01(\bR\x06cached\"Z\n" +
 	"\rLeaseProgress\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x1a\n" +
@@ -1289,7 +1720,7 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x11HeartbeatResponse\x12(\n" +
 	"\x10revoked_task_ids\x18\x01 \x03(\tR\x0erevokedTaskIds\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x01R\n" +
-	"ttlSeconds\"\xc2\x01\n" +
+	"ttlSeconds\"\xb2\x02\n" +
 	"\n" +
 	"TaskResult\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
@@ -1297,7 +1728,14 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12)\n" +
 	"\x10duration_seconds\x18\x04 \x01(\x01R\x0fdurationSeconds\x12\x1b\n" +
 	"\tupload_id\x18\x05 \x01(\tR\buploadId\x12.\n" +
-	"\x05parts\x18\x06 \x03(\v2\x18.montage.v1.UploadedPartR\x05parts\":\n" +
+	"\x05parts\x18\x06 \x03(\v2\x18.montage.v1.UploadedPartR\x05parts\x12=\n" +
+	"\rextra_outputs\x18\a \x03(\v2\x18.montage.v1.OutputObjectR\fextraOutputs\x12/\n" +
+	"\x06source\x18\b \x01(\v2\x17.montage.v1.SourceFactsR\x06source\"`\n" +
+	"\fOutputObject\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x04 \x01(\tR\x06sha256\":\n" +
 	"\fUploadedPart\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\"r\n" +
@@ -1343,63 +1781,70 @@ func file_montage_v1_agents_proto_rawDescGZIP() []byte {
 	return file_montage_v1_agents_proto_rawDescData
 }
 
-var file_montage_v1_agents_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_montage_v1_agents_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_montage_v1_agents_proto_goTypes = []any{
 	(*RegisterRequest)(nil),      // 0: montage.v1.RegisterRequest
 	(*RegisterResponse)(nil),     // 1: montage.v1.RegisterResponse
 	(*LeaseTaskRequest)(nil),     // 2: montage.v1.LeaseTaskRequest
 	(*LeaseTaskResponse)(nil),    // 3: montage.v1.LeaseTaskResponse
 	(*Lease)(nil),                // 4: montage.v1.Lease
-	(*RenderInput)(nil),          // 5: montage.v1.RenderInput
-	(*ConcatInput)(nil),          // 6: montage.v1.ConcatInput
-	(*ConcatSegment)(nil),        // 7: montage.v1.ConcatSegment
-	(*LeaseProgress)(nil),        // 8: montage.v1.LeaseProgress
-	(*HeartbeatRequest)(nil),     // 9: montage.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),    // 10: montage.v1.HeartbeatResponse
-	(*TaskResult)(nil),           // 11: montage.v1.TaskResult
-	(*UploadedPart)(nil),         // 12: montage.v1.UploadedPart
-	(*StartUploadRequest)(nil),   // 13: montage.v1.StartUploadRequest
-	(*StartUploadResponse)(nil),  // 14: montage.v1.StartUploadResponse
-	(*CompleteTaskRequest)(nil),  // 15: montage.v1.CompleteTaskRequest
-	(*CompleteTaskResponse)(nil), // 16: montage.v1.CompleteTaskResponse
-	(*FailTaskRequest)(nil),      // 17: montage.v1.FailTaskRequest
-	(*FailTaskResponse)(nil),     // 18: montage.v1.FailTaskResponse
-	nil,                          // 19: montage.v1.RegisterRequest.LabelsEntry
-	(*AgentCapabilities)(nil),    // 20: montage.v1.AgentCapabilities
-	(*Agent)(nil),                // 21: montage.v1.Agent
-	(TaskType)(0),                // 22: montage.v1.TaskType
-	(*RenderProfile)(nil),        // 23: montage.v1.RenderProfile
+	(*OutputSlot)(nil),           // 5: montage.v1.OutputSlot
+	(*SourceFacts)(nil),          // 6: montage.v1.SourceFacts
+	(*RenderInput)(nil),          // 7: montage.v1.RenderInput
+	(*ConcatInput)(nil),          // 8: montage.v1.ConcatInput
+	(*ConcatSegment)(nil),        // 9: montage.v1.ConcatSegment
+	(*LeaseProgress)(nil),        // 10: montage.v1.LeaseProgress
+	(*HeartbeatRequest)(nil),     // 11: montage.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),    // 12: montage.v1.HeartbeatResponse
+	(*TaskResult)(nil),           // 13: montage.v1.TaskResult
+	(*OutputObject)(nil),         // 14: montage.v1.OutputObject
+	(*UploadedPart)(nil),         // 15: montage.v1.UploadedPart
+	(*StartUploadRequest)(nil),   // 16: montage.v1.StartUploadRequest
+	(*StartUploadResponse)(nil),  // 17: montage.v1.StartUploadResponse
+	(*CompleteTaskRequest)(nil),  // 18: montage.v1.CompleteTaskRequest
+	(*CompleteTaskResponse)(nil), // 19: montage.v1.CompleteTaskResponse
+	(*FailTaskRequest)(nil),      // 20: montage.v1.FailTaskRequest
+	(*FailTaskResponse)(nil),     // 21: montage.v1.FailTaskResponse
+	nil,                          // 22: montage.v1.RegisterRequest.LabelsEntry
+	(*AgentCapabilities)(nil),    // 23: montage.v1.AgentCapabilities
+	(*Agent)(nil),                // 24: montage.v1.Agent
+	(TaskType)(0),                // 25: montage.v1.TaskType
+	(*RenderProfile)(nil),        // 26: montage.v1.RenderProfile
 }
 var file_montage_v1_agents_proto_depIdxs = []int32{
-	20, // 0: montage.v1.RegisterRequest.capabilities:type_name -> montage.v1.AgentCapabilities
-	19, // 1: montage.v1.RegisterRequest.labels:type_name -> montage.v1.RegisterRequest.LabelsEntry
-	21, // 2: montage.v1.RegisterResponse.agent:type_name -> montage.v1.Agent
+	23, // 0: montage.v1.RegisterRequest.capabilities:type_name -> montage.v1.AgentCapabilities
+	22, // 1: montage.v1.RegisterRequest.labels:type_name -> montage.v1.RegisterRequest.LabelsEntry
+	24, // 2: montage.v1.RegisterResponse.agent:type_name -> montage.v1.Agent
 	4,  // 3: montage.v1.LeaseTaskResponse.leases:type_name -> montage.v1.Lease
-	22, // 4: montage.v1.Lease.type:type_name -> montage.v1.TaskType
-	23, // 5: montage.v1.Lease.profile:type_name -> montage.v1.RenderProfile
-	5,  // 6: montage.v1.Lease.render:type_name -> montage.v1.RenderInput
-	6,  // 7: montage.v1.Lease.concat:type_name -> montage.v1.ConcatInput
-	7,  // 8: montage.v1.ConcatInput.segments:type_name -> montage.v1.ConcatSegment
-	8,  // 9: montage.v1.HeartbeatRequest.leases:type_name -> montage.v1.LeaseProgress
-	12, // 10: montage.v1.TaskResult.parts:type_name -> montage.v1.UploadedPart
-	11, // 11: montage.v1.CompleteTaskRequest.result:type_name -> montage.v1.TaskResult
-	0,  // 12: montage.v1.AgentService.Register:input_type -> montage.v1.RegisterRequest
-	2,  // 13: montage.v1.AgentService.LeaseTask:input_type -> montage.v1.LeaseTaskRequest
-	9,  // 14: montage.v1.AgentService.Heartbeat:input_type -> montage.v1.HeartbeatRequest
-	15, // 15: montage.v1.AgentService.CompleteTask:input_type -> montage.v1.CompleteTaskRequest
-	17, // 16: montage.v1.AgentService.FailTask:input_type -> montage.v1.FailTaskRequest
-	13, // 17: montage.v1.AgentService.StartUpload:input_type -> montage.v1.StartUploadRequest
-	1,  // 18: montage.v1.AgentService.Register:output_type -> montage.v1.RegisterResponse
-	3,  // 19: montage.v1.AgentService.LeaseTask:output_type -> montage.v1.LeaseTaskResponse
-	10, // 20: montage.v1.AgentService.Heartbeat:output_type -> montage.v1.HeartbeatResponse
-	16, // 21: montage.v1.AgentService.CompleteTask:output_type -> montage.v1.CompleteTaskResponse
-	18, // 22: montage.v1.AgentService.FailTask:output_type -> montage.v1.FailTaskResponse
-	14, // 23: montage.v1.AgentService.StartUpload:output_type -> montage.v1.StartUploadResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	25, // 4: montage.v1.Lease.type:type_name -> montage.v1.TaskType
+	26, // 5: montage.v1.Lease.profile:type_name -> montage.v1.RenderProfile
+	7,  // 6: montage.v1.Lease.render:type_name -> montage.v1.RenderInput
+	8,  // 7: montage.v1.Lease.concat:type_name -> montage.v1.ConcatInput
+	5,  // 8: montage.v1.Lease.extra_outputs:type_name -> montage.v1.OutputSlot
+	9,  // 9: montage.v1.ConcatInput.segments:type_name -> montage.v1.ConcatSegment
+	6,  // 10: montage.v1.ConcatSegment.source:type_name -> montage.v1.SourceFacts
+	10, // 11: montage.v1.HeartbeatRequest.leases:type_name -> montage.v1.LeaseProgress
+	15, // 12: montage.v1.TaskResult.parts:type_name -> montage.v1.UploadedPart
+	14, // 13: montage.v1.TaskResult.extra_outputs:type_name -> montage.v1.OutputObject
+	6,  // 14: montage.v1.TaskResult.source:type_name -> montage.v1.SourceFacts
+	13, // 15: montage.v1.CompleteTaskRequest.result:type_name -> montage.v1.TaskResult
+	0,  // 16: montage.v1.AgentService.Register:input_type -> montage.v1.RegisterRequest
+	2,  // 17: montage.v1.AgentService.LeaseTask:input_type -> montage.v1.LeaseTaskRequest
+	11, // 18: montage.v1.AgentService.Heartbeat:input_type -> montage.v1.HeartbeatRequest
+	18, // 19: montage.v1.AgentService.CompleteTask:input_type -> montage.v1.CompleteTaskRequest
+	20, // 20: montage.v1.AgentService.FailTask:input_type -> montage.v1.FailTaskRequest
+	16, // 21: montage.v1.AgentService.StartUpload:input_type -> montage.v1.StartUploadRequest
+	1,  // 22: montage.v1.AgentService.Register:output_type -> montage.v1.RegisterResponse
+	3,  // 23: montage.v1.AgentService.LeaseTask:output_type -> montage.v1.LeaseTaskResponse
+	12, // 24: montage.v1.AgentService.Heartbeat:output_type -> montage.v1.HeartbeatResponse
+	19, // 25: montage.v1.AgentService.CompleteTask:output_type -> montage.v1.CompleteTaskResponse
+	21, // 26: montage.v1.AgentService.FailTask:output_type -> montage.v1.FailTaskResponse
+	17, // 27: montage.v1.AgentService.StartUpload:output_type -> montage.v1.StartUploadResponse
+	22, // [22:28] is the sub-list for method output_type
+	16, // [16:22] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_montage_v1_agents_proto_init() }
@@ -1414,7 +1859,7 @@ func file_montage_v1_agents_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_montage_v1_agents_proto_rawDesc), len(file_montage_v1_agents_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

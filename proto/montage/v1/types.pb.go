@@ -250,7 +250,15 @@ type JobSpec struct {
 	Profile    *RenderProfile         `protobuf:"bytes,2,opt,name=profile,proto3" json:"profile,omitempty"`
 	Highlights []*Highlight           `protobuf:"bytes,3,rep,name=highlights,proto3" json:"highlights,omitempty"`
 	// Higher runs first; ties go to the older job.
-	Priority      int32 `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
+	Priority int32 `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
+	// Optional clips before the first and after the last highlight, rendered
+	// with the same profile. Their duration is an upper bound (default 60 s):
+	// a shorter clip is used whole.
+	Intro *Highlight `protobuf:"bytes,5,opt,name=intro,proto3" json:"intro,omitempty"`
+	Outro *Highlight `protobuf:"bytes,6,opt,name=outro,proto3" json:"outro,omitempty"`
+	// Highlights longer than this are split into chunks rendered in parallel.
+	// 0 means the default of 60 seconds.
+	ChunkSeconds  float64 `protobuf:"fixed64,7,opt,name=chunk_seconds,json=chunkSeconds,proto3" json:"chunk_seconds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -313,6 +321,27 @@ func (x *JobSpec) GetPriority() int32 {
 	return 0
 }
 
+func (x *JobSpec) GetIntro() *Highlight {
+	if x != nil {
+		return x.Intro
+	}
+	return nil
+}
+
+func (x *JobSpec) GetOutro() *Highlight {
+	if x != nil {
+		return x.Outro
+	}
+	return nil
+}
+
+func (x *JobSpec) GetChunkSeconds() float64 {
+	if x != nil {
+		return x.ChunkSeconds
+	}
+	return 0
+}
+
 // Highlight is one clip of a source video. Times are strings so that the
 // forms people write ("1:05:45", "1h5m45s", "90.5") reach the server as typed
 // and are validated in one place.
@@ -321,8 +350,12 @@ type Highlight struct {
 	Url   string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
 	At    string                 `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
 	// Empty means the default of 60 seconds.
-	Duration      string `protobuf:"bytes,3,opt,name=duration,proto3" json:"duration,omitempty"`
-	Title         string `protobuf:"bytes,4,opt,name=title,proto3" json:"title,omitempty"`
+	Duration string `protobuf:"bytes,3,opt,name=duration,proto3" json:"duration,omitempty"`
+	Title    string `protobuf:"bytes,4,opt,name=title,proto3" json:"title,omitempty"`
+	// How the URL is read: "file" (a media file over HTTP(S) or s3://),
+	// "hls" (a playlist), "page" (a web page yt-dlp resolves, e.g. YouTube or
+	// Twitch). Empty or "auto" decides from the URL.
+	SourceType    string `protobuf:"bytes,5,opt,name=source_type,json=sourceType,proto3" json:"source_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -385,6 +418,13 @@ func (x *Highlight) GetTitle() string {
 	return ""
 }
 
+func (x *Highlight) GetSourceType() string {
+	if x != nil {
+		return x.SourceType
+	}
+	return ""
+}
+
 // RenderProfile is the encoding every segment of one job shares, so the
 // segments join with stream copy.
 type RenderProfile struct {
@@ -392,12 +432,31 @@ type RenderProfile struct {
 	// WIDTHxHEIGHT, e.g. "1280x720".
 	Resolution string  `protobuf:"bytes,1,opt,name=resolution,proto3" json:"resolution,omitempty"`
 	Fps        float64 `protobuf:"fixed64,2,opt,name=fps,proto3" json:"fps,omitempty"`
-	// Only "h264" for now.
+	// "h264" (default), "hevc" or "av1".
 	VideoCodec string `protobuf:"bytes,3,opt,name=video_codec,json=videoCodec,proto3" json:"video_codec,omitempty"`
-	// x264 CRF, 0..51 (lower is better).
+	// Constant quality, 0..51 (lower is better): CRF for x264/x265, mapped
+	// onto each encoder's own scale.
 	Quality int32 `protobuf:"varint,4,opt,name=quality,proto3" json:"quality,omitempty"`
 	// e.g. "160k".
-	AudioBitrate  string `protobuf:"bytes,5,opt,name=audio_bitrate,json=audioBitrate,proto3" json:"audio_bitrate,omitempty"`
+	AudioBitrate string `protobuf:"bytes,5,opt,name=audio_bitrate,json=audioBitrate,proto3" json:"audio_bitrate,omitempty"`
+	// "letterbox" (default: scale to fit, pad with black) or "crop" (scale to
+	// fill, crop the overflow).
+	Fit string `protobuf:"bytes,6,opt,name=fit,proto3" json:"fit,omitempty"`
+	// EBU R128 integrated loudness target in LUFS ("-14" default, "-23" for
+	// broadcast), or "off" to keep the source's levels.
+	Loudness string `protobuf:"bytes,7,opt,name=loudness,proto3" json:"loudness,omitempty"`
+	// Fade in and out at each highlight's edges, in seconds ("0" for none;
+	// default "0.5").
+	Fade string `protobuf:"bytes,8,opt,name=fade,proto3" json:"fade,omitempty"`
+	// Draw each highlight's title over its first seconds.
+	TitleOverlay bool `protobuf:"varint,9,opt,name=title_overlay,json=titleOverlay,proto3" json:"title_overlay,omitempty"`
+	// Encoder family: "auto" (default), "none" (software), "nvenc", "qsv",
+	// "vaapi", "videotoolbox" or "amf".
+	Hwaccel string `protobuf:"bytes,10,opt,name=hwaccel,proto3" json:"hwaccel,omitempty"`
+	// The ffmpeg encoder every segment of the job uses ("libx264",
+	// "h264_nvenc", ...). Chosen once per job by the coordinator; not
+	// settable in a spec.
+	Encoder       string `protobuf:"bytes,11,opt,name=encoder,proto3" json:"encoder,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -467,6 +526,48 @@ func (x *RenderProfile) GetAudioBitrate() string {
 	return ""
 }
 
+func (x *RenderProfile) GetFit() string {
+	if x != nil {
+		return x.Fit
+	}
+	return ""
+}
+
+func (x *RenderProfile) GetLoudness() string {
+	if x != nil {
+		return x.Loudness
+	}
+	return ""
+}
+
+func (x *RenderProfile) GetFade() string {
+	if x != nil {
+		return x.Fade
+	}
+	return ""
+}
+
+func (x *RenderProfile) GetTitleOverlay() bool {
+	if x != nil {
+		return x.TitleOverlay
+	}
+	return false
+}
+
+func (x *RenderProfile) GetHwaccel() string {
+	if x != nil {
+		return x.Hwaccel
+	}
+	return ""
+}
+
+func (x *RenderProfile) GetEncoder() string {
+	if x != nil {
+		return x.Encoder
+	}
+	return ""
+}
+
 type Job struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -478,10 +579,13 @@ type Job struct {
 	// 0..1 over all tasks, weighted by expected work.
 	Progress float64 `protobuf:"fixed64,7,opt,name=progress,proto3" json:"progress,omitempty"`
 	// Output name ("montage") to object key.
-	Outputs       map[string]string `protobuf:"bytes,8,rep,name=outputs,proto3" json:"outputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Warnings      []string          `protobuf:"bytes,9,rep,name=warnings,proto3" json:"warnings,omitempty"`
-	Error         string            `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
-	Tasks         []*Task           `protobuf:"bytes,11,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Outputs  map[string]string `protobuf:"bytes,8,rep,name=outputs,proto3" json:"outputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Warnings []string          `protobuf:"bytes,9,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	Error    string            `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	Tasks    []*Task           `protobuf:"bytes,11,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	// Why queued work is not starting, e.g. no online agent has the job's
+	// encoder. Empty when nothing is blocked.
+	WaitingFor    string `protobuf:"bytes,12,opt,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -593,6 +697,13 @@ func (x *Job) GetTasks() []*Task {
 	return nil
 }
 
+func (x *Job) GetWaitingFor() string {
+	if x != nil {
+		return x.WaitingFor
+	}
+	return ""
+}
+
 type Task struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -616,8 +727,15 @@ type Task struct {
 	// fencing token makes a second commit impossible; tests check it.
 	Commits         int32   `protobuf:"varint,14,opt,name=commits,proto3" json:"commits,omitempty"`
 	ExpectedSeconds float64 `protobuf:"fixed64,15,opt,name=expected_seconds,json=expectedSeconds,proto3" json:"expected_seconds,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// 0-based chunk of its highlight and how many chunks the highlight has.
+	Chunk  int32 `protobuf:"varint,16,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	Chunks int32 `protobuf:"varint,17,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	// The result came from the segment cache; no agent rendered it.
+	Cached bool `protobuf:"varint,18,opt,name=cached,proto3" json:"cached,omitempty"`
+	// What an agent must provide to take the task ("libx264", "yt-dlp", ...).
+	Requires      []string `protobuf:"bytes,19,rep,name=requires,proto3" json:"requires,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -755,6 +873,34 @@ func (x *Task) GetExpectedSeconds() float64 {
 	return 0
 }
 
+func (x *Task) GetChunk() int32 {
+	if x != nil {
+		return x.Chunk
+	}
+	return 0
+}
+
+func (x *Task) GetChunks() int32 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *Task) GetCached() bool {
+	if x != nil {
+		return x.Cached
+	}
+	return false
+}
+
+func (x *Task) GetRequires() []string {
+	if x != nil {
+		return x.Requires
+	}
+	return nil
+}
+
 type AgentCapabilities struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	FfmpegVersion  string                 `protobuf:"bytes,1,opt,name=ffmpeg_version,json=ffmpegVersion,proto3" json:"ffmpeg_version,omitempty"`
@@ -762,8 +908,18 @@ type AgentCapabilities struct {
 	Encoders       []string               `protobuf:"bytes,3,rep,name=encoders,proto3" json:"encoders,omitempty"`
 	Os             string                 `protobuf:"bytes,4,opt,name=os,proto3" json:"os,omitempty"`
 	Arch           string                 `protobuf:"bytes,5,opt,name=arch,proto3" json:"arch,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Empty when yt-dlp is not installed.
+	YtdlpVersion string `protobuf:"bytes,6,opt,name=ytdlp_version,json=ytdlpVersion,proto3" json:"ytdlp_version,omitempty"`
+	// From nvidia-smi, where it exists.
+	GpuName string `protobuf:"bytes,7,opt,name=gpu_name,json=gpuName,proto3" json:"gpu_name,omitempty"`
+	// How many hardware encodes the agent runs at once.
+	GpuSessions int32 `protobuf:"varint,8,opt,name=gpu_sessions,json=gpuSessions,proto3" json:"gpu_sessions,omitempty"`
+	// A font was found, so titles can be drawn.
+	Drawtext bool `protobuf:"varint,9,opt,name=drawtext,proto3" json:"drawtext,omitempty"`
+	// Hardware families whose test encode succeeded ("nvenc", "vaapi", ...).
+	Hwaccels      []string `protobuf:"bytes,10,rep,name=hwaccels,proto3" json:"hwaccels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AgentCapabilities) Reset() {
@@ -829,6 +985,41 @@ func (x *AgentCapabilities) GetArch() string {
 		return x.Arch
 	}
 	return ""
+}
+
+func (x *AgentCapabilities) GetYtdlpVersion() string {
+	if x != nil {
+		return x.YtdlpVersion
+	}
+	return ""
+}
+
+func (x *AgentCapabilities) GetGpuName() string {
+	if x != nil {
+		return x.GpuName
+	}
+	return ""
+}
+
+func (x *AgentCapabilities) GetGpuSessions() int32 {
+	if x != nil {
+		return x.GpuSessions
+	}
+	return 0
+}
+
+func (x *AgentCapabilities) GetDrawtext() bool {
+	if x != nil {
+		return x.Drawtext
+	}
+	return false
+}
+
+func (x *AgentCapabilities) GetHwaccels() []string {
+	if x != nil {
+		return x.Hwaccels
+	}
+	return nil
 }
 
 type Agent struct {
@@ -936,19 +1127,24 @@ var File_montage_v1_types_proto protoreflect.FileDescriptor
 const file_montage_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"\x16montage/v1/types.proto\x12\n" +
-	"montage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x01\n" +
+	"montage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x02\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
 	"\aprofile\x18\x02 \x01(\v2\x19.montage.v1.RenderProfileR\aprofile\x125\n" +
 	"\n" +
 	"highlights\x18\x03 \x03(\v2\x15.montage.v1.HighlightR\n" +
 	"highlights\x12\x1a\n" +
-	"\bpriority\x18\x04 \x01(\x05R\bpriority\"_\n" +
+	"\bpriority\x18\x04 \x01(\x05R\bpriority\x12+\n" +
+	"\x05intro\x18\x05 \x01(\v2\x15.montage.v1.HighlightR\x05intro\x12+\n" +
+	"\x05outro\x18\x06 \x01(\v2\x15.montage.v1.HighlightR\x05outro\x12#\n" +
+	"\rchunk_seconds\x18\a \x01(\x01R\fchunkSeconds\"\x80\x01\n" +
 	"\tHighlight\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x0e\n" +
 	"\x02at\x18\x02 \x01(\tR\x02at\x12\x1a\n" +
 	"\bduration\x18\x03 \x01(\tR\bduration\x12\x14\n" +
-	"\x05title\x18\x04 \x01(\tR\x05title\"\xa1\x01\n" +
+	"\x05title\x18\x04 \x01(\tR\x05title\x12\x1f\n" +
+	"\vsource_type\x18\x05 \x01(\tR\n" +
+	"sourceType\"\xbc\x02\n" +
 	"\rRenderProfile\x12\x1e\n" +
 	"\n" +
 	"resolution\x18\x01 \x01(\tR\n" +
@@ -957,7 +1153,14 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\vvideo_codec\x18\x03 \x01(\tR\n" +
 	"videoCodec\x12\x18\n" +
 	"\aquality\x18\x04 \x01(\x05R\aquality\x12#\n" +
-	"\raudio_bitrate\x18\x05 \x01(\tR\faudioBitrate\"\xde\x03\n" +
+	"\raudio_bitrate\x18\x05 \x01(\tR\faudioBitrate\x12\x10\n" +
+	"\x03fit\x18\x06 \x01(\tR\x03fit\x12\x1a\n" +
+	"\bloudness\x18\a \x01(\tR\bloudness\x12\x12\n" +
+	"\x04fade\x18\b \x01(\tR\x04fade\x12#\n" +
+	"\rtitle_overlay\x18\t \x01(\bR\ftitleOverlay\x12\x18\n" +
+	"\ahwaccel\x18\n" +
+	" \x01(\tR\ahwaccel\x12\x18\n" +
+	"\aencoder\x18\v \x01(\tR\aencoder\"\xff\x03\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12'\n" +
@@ -972,10 +1175,12 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\bwarnings\x18\t \x03(\tR\bwarnings\x12\x14\n" +
 	"\x05error\x18\n" +
 	" \x01(\tR\x05error\x12&\n" +
-	"\x05tasks\x18\v \x03(\v2\x10.montage.v1.TaskR\x05tasks\x1a:\n" +
+	"\x05tasks\x18\v \x03(\v2\x10.montage.v1.TaskR\x05tasks\x12\x1f\n" +
+	"\vwaiting_for\x18\f \x01(\tR\n" +
+	"waitingFor\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdd\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbf\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12(\n" +
@@ -995,13 +1200,23 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"result_key\x18\r \x01(\tR\tresultKey\x12\x18\n" +
 	"\acommits\x18\x0e \x01(\x05R\acommits\x12)\n" +
-	"\x10expected_seconds\x18\x0f \x01(\x01R\x0fexpectedSeconds\"\xa3\x01\n" +
+	"\x10expected_seconds\x18\x0f \x01(\x01R\x0fexpectedSeconds\x12\x14\n" +
+	"\x05chunk\x18\x10 \x01(\x05R\x05chunk\x12\x16\n" +
+	"\x06chunks\x18\x11 \x01(\x05R\x06chunks\x12\x16\n" +
+	"\x06cached\x18\x12 \x01(\bR\x06cached\x12\x1a\n" +
+	"\brequires\x18\x13 \x03(\tR\brequires\"\xbe\x02\n" +
 	"\x11AgentCapabilities\x12%\n" +
 	"\x0effmpeg_version\x18\x01 \x01(\tR\rffmpegVersion\x12'\n" +
 	"\x0fffprobe_version\x18\x02 \x01(\tR\x0effprobeVersion\x12\x1a\n" +
 	"\bencoders\x18\x03 \x03(\tR\bencoders\x12\x0e\n" +
 	"\x02os\x18\x04 \x01(\tR\x02os\x12\x12\n" +
-	"\x04arch\x18\x05 \x01(\tR\x04arch\"\xff\x02\n" +
+	"\x04arch\x18\x05 \x01(\tR\x04arch\x12#\n" +
+	"\rytdlp_version\x18\x06 \x01(\tR\fytdlpVersion\x12\x19\n" +
+	"\bgpu_name\x18\a \x01(\tR\agpuName\x12!\n" +
+	"\fgpu_sessions\x18\b \x01(\x05R\vgpuSessions\x12\x1a\n" +
+	"\bdrawtext\x18\t \x01(\bR\bdrawtext\x12\x1a\n" +
+	"\bhwaccels\x18\n" +
+	" \x03(\tR\bhwaccels\"\xff\x02\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12A\n" +
@@ -1074,23 +1289,25 @@ var file_montage_v1_types_proto_goTypes = []any{
 var file_montage_v1_types_proto_depIdxs = []int32{
 	6,  // 0: montage.v1.JobSpec.profile:type_name -> montage.v1.RenderProfile
 	5,  // 1: montage.v1.JobSpec.highlights:type_name -> montage.v1.Highlight
-	4,  // 2: montage.v1.Job.spec:type_name -> montage.v1.JobSpec
-	0,  // 3: montage.v1.Job.state:type_name -> montage.v1.JobState
-	13, // 4: montage.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	13, // 5: montage.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	11, // 6: montage.v1.Job.outputs:type_name -> montage.v1.Job.OutputsEntry
-	8,  // 7: montage.v1.Job.tasks:type_name -> montage.v1.Task
-	2,  // 8: montage.v1.Task.type:type_name -> montage.v1.TaskType
-	1,  // 9: montage.v1.Task.state:type_name -> montage.v1.TaskState
-	9,  // 10: montage.v1.Agent.capabilities:type_name -> montage.v1.AgentCapabilities
-	12, // 11: montage.v1.Agent.labels:type_name -> montage.v1.Agent.LabelsEntry
-	3,  // 12: montage.v1.Agent.state:type_name -> montage.v1.AgentState
-	13, // 13: montage.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	5,  // 2: montage.v1.JobSpec.intro:type_name -> montage.v1.Highlight
+	5,  // 3: montage.v1.JobSpec.outro:type_name -> montage.v1.Highlight
+	4,  // 4: montage.v1.Job.spec:type_name -> montage.v1.JobSpec
+	0,  // 5: montage.v1.Job.state:type_name -> montage.v1.JobState
+	13, // 6: montage.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	13, // 7: montage.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	11, // 8: montage.v1.Job.outputs:type_name -> montage.v1.Job.OutputsEntry
+	8,  // 9: montage.v1.Job.tasks:type_name -> montage.v1.Task
+	2,  // 10: montage.v1.Task.type:type_name -> montage.v1.TaskType
+	1,  // 11: montage.v1.Task.state:type_name -> montage.v1.TaskState
+	9,  // 12: montage.v1.Agent.capabilities:type_name -> montage.v1.AgentCapabilities
+	12, // 13: montage.v1.Agent.labels:type_name -> montage.v1.Agent.LabelsEntry
+	3,  // 14: montage.v1.Agent.state:type_name -> montage.v1.AgentState
+	13, // 15: montage.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_montage_v1_types_proto_init() }

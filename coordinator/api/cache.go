@@ -1,0 +1,91 @@
+package api
+
+import (
+	"context"
+	"sort"
+
+	"github.com/stream-montages/montage/coordinator/blob"
+	"github.com/stream-montages/montage/coordinator/fsm"
+)
+
+// cacheSegment keeps a committed render in the segment cache: the object is
+// copied to cache/<content key>.mp4 first and indexed after, so the index
+// never names an object that is not there. A failure only costs a later job
+// a render, so it is logged, not returned.
+func (s *Server) cacheSegment(ctx context.Context, taskID string, res fsm.Result) {
+	if s.cfg.CacheBudget < 0 {
+		return
+	}
+	var key string
+	s.node.View(func(st *fsm.State) {
+		if t := st.Tasks[taskID]; t != nil && t.CacheKey != "" && st.Cache[t.CacheKey] == nil {
+			key = t.CacheKey
+		}
+	})
+	if key == "" {
+		return
+	}
+	obj := blob.CacheKey(key)
+	if err := s.store.Copy(ctx, res.Key, obj); err != nil {
+		s.log.Warn("segment not cached", "task", taskID, "err", err)
+		return
+	}
+	if _, err := s.apply(&fsm.Command{CacheAdd: &fsm.CacheEntry{
+		Key: key, Object: obj, Size: res.Size, SHA256: res.SHA256, Duration: res.Duration, Source: res.Source,
+	}}); err != nil {
+		s.log.Warn("segment not indexed", "task", taskID, "err", err)
+	}
+}
+
+// evictCache keeps the cache within its budget: least recently used
+// entries that no unfinished job needs go first. The index entry goes
+// through raft before the object is deleted, so a job submitted meanwhile
+// either saw the entry (and then Apply refuses to evict it) or did not.
+func (s *Server) evictCache(ctx context.Context) {
+	if s.cfg.CacheBudget <= 0 {
+		return
+	}
+	var victims []string
+	objects := map[string]string{}
+	s.node.View(func(st *fsm.State) {
+		over := st.CacheBytes() - s.cfg.CacheBudget
+		if over <= 0 {
+			return
+		}
+		refs := st.CacheRefs()
+		entries := make([]*fsm.CacheEntry, 0, len(st.Cache))
+		for _, e := range st.Cache {
+			if refs[e.Key] == 0 {
+				entries = append(entries, e)
+			}
+		}
+		sort.Slice(entries, func(a, b int) bool {
+			if !entries[a].UsedAt.Equal(entries[b].UsedAt) {
+				return entries[a].UsedAt.Before(entries[b].UsedAt)
+			}
+			return entries[a].Key < entries[b].Key
+		})
+		for _, e := range entries {
+			if over <= 0 {
+				break
+			}
+			victims = append(victims, e.Key)
+			objects[e.Key] = e.Object
+			over -= e.Size
+		}
+	})
+	if len(victims) == 0 {
+		return
+	}
+	resp, err := s.apply(&fsm.Command{CacheEvict: &fsm.CacheEvictCmd{Keys: victims}})
+	if err != nil {
+		s.log.Warn("cache eviction", "err", err)
+		return
+	}
+	for _, k := range resp.Evicted {
+		if err := s.store.Delete(ctx, objects[k]); err != nil {
+			s.log.Warn("delete evicted segment", "key", objects[k], "err", err)
+		}
+	}
+	s.log.Info("cache evicted", "entries", len(resp.Evicted))
+}
