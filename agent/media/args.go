@@ -142,7 +142,9 @@ type Render struct {
 	Output       string
 }
 
-func secs(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
+// secs writes seconds for ffmpeg with microsecond precision: whole-frame
+// durations like 1001/30000 must not be rounded to milliseconds.
+func secs(v float64) string { return strconv.FormatFloat(v, 'f', 6, 64) }
 
 // filterPath escapes a path for a filter option inside a filtergraph: once
 // for the option parser (which splits on ':') and once more for the graph
@@ -301,8 +303,21 @@ func (r Render) videoOut() []string {
 	return append(args, "-video_track_timescale", "90000", "-map_metadata", "-1", "-map_chapters", "-1")
 }
 
-func aac(bitrate string) []string {
-	return []string{"-c:a", "aac", "-b:a", bitrate, "-ar", "48000", "-ac", "2"}
+// segmentAudio is how segments keep their audio: lossless ALAC, which has
+// no encoder priming and no padding, so each segment's audio lasts exactly
+// as long as its video and the concat demuxer joins them sample-exact. The
+// montage's AAC is encoded once, in the concat. (AAC segments put 1024
+// priming samples and up to a frame of padding at every join: the audio
+// drifts about 20 ms per join and the copied video starts 21 ms late.)
+var segmentAudio = []string{"-c:a", "alac", "-ar", "48000", "-ac", "2"}
+
+// WholeFrames rounds a duration to whole frames of the profile, so that a
+// segment's audio can last exactly as long as its video.
+func WholeFrames(d, fps float64) float64 {
+	if fps <= 0 {
+		return d
+	}
+	return math.Max(1, math.Round(d*fps)) / fps
 }
 
 // RenderArgs builds the one-pass ffmpeg command line (without the program
@@ -314,7 +329,7 @@ func RenderArgs(r Render) []string {
 	args = append(args, "-map", "0:v:0", "-map", audio)
 	args = append(args, r.videoOut()...)
 	args = append(args, "-af", AudioFilter(r), "-shortest")
-	args = append(args, aac(r.Profile.AudioBitrate)...)
+	args = append(args, segmentAudio...)
 	args = append(args, "-movflags", "+faststart")
 	args = append(args, progressArgs...)
 	return append(args, "-f", "mp4", r.Output)
@@ -356,7 +371,7 @@ type Loudness struct {
 
 // ApplyPassArgs muxes the encoded video with the audio brought to the
 // target: loudnorm in linear mode with the measured values (one gain for
-// the whole segment, no pumping), then fades, AAC, moov first. m nil means
+// the whole segment, no pumping), then fades, moov first. m nil means
 // the audio is silent and kept as it is.
 func ApplyPassArgs(r Render, m *Loudness, videoIn, audioIn string) []string {
 	args := head()
@@ -368,8 +383,8 @@ func ApplyPassArgs(r Render, m *Loudness, videoIn, audioIn string) []string {
 			num(p.Loudness), num(TruePeak), num(LoudnessRange), num(m.I), num(m.TP), num(m.LRA), num(m.Thresh), num(m.Offset))
 	}
 	af += audioBase + audioFades(r)
-	args = append(args, "-af", af)
-	args = append(args, aac(r.Profile.AudioBitrate)...)
+	args = append(args, "-af", af, "-t", secs(r.Duration))
+	args = append(args, segmentAudio...)
 	args = append(args, "-map_metadata", "-1", "-movflags", "+faststart")
 	args = append(args, progressArgs...)
 	return append(args, "-f", "mp4", r.Output)

@@ -123,7 +123,7 @@ func (a Renderer) Render(ctx context.Context, in *montagev1.RenderInput, prof me
 		return 0, nil, fmt.Errorf("source url: %w", err)
 	}
 	r := media.Render{
-		Start: in.GetStartSeconds(), Duration: in.GetDurationSeconds(), Profile: prof,
+		Start: in.GetStartSeconds(), Duration: media.WholeFrames(in.GetDurationSeconds(), prof.FPS), Profile: prof,
 		FadeIn: in.GetFadeIn(), FadeOut: in.GetFadeOut(), Output: out,
 	}
 	facts := &montagev1.SourceFacts{}
@@ -176,10 +176,18 @@ func (a Renderer) Render(ctx context.Context, in *montagev1.RenderInput, prof me
 			return 0, nil, fmt.Errorf("title: %w", err)
 		}
 	}
-	d := in.GetDurationSeconds()
+	d := r.Duration
+	// ffmpeg's last out_time can run past the cut by a packet; the segment
+	// itself lasts d (whole frames, audio cut to match) unless the source
+	// ended first. Chapters and the manifest need the real length.
+	length := func(n float64, err error) (float64, *montagev1.SourceFacts, error) {
+		if err != nil {
+			return 0, nil, err
+		}
+		return min(d, media.WholeFrames(n, prof.FPS)), facts, nil
+	}
 	if prof.Loudness == 0 || !r.HasAudio {
-		n, err := a.Tools.RunFFmpeg(ctx, media.RenderArgs(r), d, progress)
-		return n, facts, err
+		return length(a.Tools.RunFFmpeg(ctx, media.RenderArgs(r), d, progress))
 	}
 	// Two passes: the first reads the source once, encodes the video and
 	// measures the audio; the second brings the kept audio to the target
@@ -197,8 +205,7 @@ func (a Renderer) Render(ctx context.Context, in *montagev1.RenderInput, prof me
 	if ok {
 		mp = &m
 	}
-	n, err := a.Tools.RunFFmpeg(ctx, media.ApplyPassArgs(r, mp, video, audio), d, func(p float64) { progress(0.9 + 0.1*p) })
-	return n, facts, err
+	return length(a.Tools.RunFFmpeg(ctx, media.ApplyPassArgs(r, mp, video, audio), d, func(p float64) { progress(0.9 + 0.1*p) }))
 }
 
 func streamInput(s sources.Stream) media.Input {

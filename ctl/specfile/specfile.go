@@ -35,20 +35,36 @@ type fileProfile struct {
 	VideoCodec   string  `yaml:"video_codec"`
 	Quality      int32   `yaml:"quality"`
 	AudioBitrate scalar  `yaml:"audio_bitrate"`
+	Fit          string  `yaml:"fit"`
+	Loudness     scalar  `yaml:"loudness"`
+	Fade         scalar  `yaml:"fade"`
+	TitleOverlay bool    `yaml:"title_overlay"`
+	HWAccel      string  `yaml:"hwaccel"`
 }
 
 type fileHighlight struct {
-	URL      string `yaml:"url"`
-	At       scalar `yaml:"at"`
-	Duration scalar `yaml:"duration"`
-	Title    scalar `yaml:"title"`
+	URL        string `yaml:"url"`
+	At         scalar `yaml:"at"`
+	Duration   scalar `yaml:"duration"`
+	Title      scalar `yaml:"title"`
+	SourceType string `yaml:"source_type"`
+}
+
+func (h *fileHighlight) proto() *montagev1.Highlight {
+	if h == nil {
+		return nil
+	}
+	return &montagev1.Highlight{Url: h.URL, At: string(h.At), Duration: string(h.Duration), Title: string(h.Title), SourceType: h.SourceType}
 }
 
 type file struct {
-	Name       string          `yaml:"name"`
-	Priority   int32           `yaml:"priority"`
-	Profile    *fileProfile    `yaml:"profile"`
-	Highlights []fileHighlight `yaml:"highlights"`
+	Name         string          `yaml:"name"`
+	Priority     int32           `yaml:"priority"`
+	Profile      *fileProfile    `yaml:"profile"`
+	Highlights   []fileHighlight `yaml:"highlights"`
+	Intro        *fileHighlight  `yaml:"intro"`
+	Outro        *fileHighlight  `yaml:"outro"`
+	ChunkSeconds float64         `yaml:"chunk_seconds"`
 }
 
 // Parse reads a spec from YAML or JSON bytes.
@@ -69,17 +85,17 @@ func Parse(b []byte) (*montagev1.JobSpec, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, errors.New("spec: file holds more than one document")
 	}
-	out := &montagev1.JobSpec{Name: f.Name, Priority: f.Priority}
+	out := &montagev1.JobSpec{Name: f.Name, Priority: f.Priority, Intro: f.Intro.proto(), Outro: f.Outro.proto(), ChunkSeconds: f.ChunkSeconds}
 	if f.Profile != nil {
 		out.Profile = &montagev1.RenderProfile{
 			Resolution: string(f.Profile.Resolution), Fps: f.Profile.FPS, VideoCodec: f.Profile.VideoCodec,
 			Quality: f.Profile.Quality, AudioBitrate: string(f.Profile.AudioBitrate),
+			Fit: f.Profile.Fit, Loudness: string(f.Profile.Loudness), Fade: string(f.Profile.Fade),
+			TitleOverlay: f.Profile.TitleOverlay, Hwaccel: f.Profile.HWAccel,
 		}
 	}
 	for _, h := range f.Highlights {
-		out.Highlights = append(out.Highlights, &montagev1.Highlight{
-			Url: h.URL, At: string(h.At), Duration: string(h.Duration), Title: string(h.Title),
-		})
+		out.Highlights = append(out.Highlights, h.proto())
 	}
 	return out, nil
 }

@@ -70,3 +70,28 @@ func FuzzParse(f *testing.F) {
 		_, _ = spec.Validate(s)
 	})
 }
+
+func TestParseMediaFields(t *testing.T) {
+	s, err := Parse([]byte(`
+chunk_seconds: 30
+profile: {fit: crop, loudness: -23, fade: 0.5, title_overlay: true, hwaccel: nvenc, video_codec: hevc}
+intro: {url: "s3://brand/intro.mp4", duration: 5}
+outro: {url: "https://a/outro.mp4", title: Bye}
+highlights:
+  - {url: "https://www.youtube.com/watch?v=x", at: 10, source_type: page}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.GetProfile()
+	if p.GetFit() != "crop" || p.GetLoudness() != "-23" || p.GetFade() != "0.5" || !p.GetTitleOverlay() || p.GetHwaccel() != "nvenc" {
+		t.Errorf("profile = %v", p)
+	}
+	if s.GetChunkSeconds() != 30 || s.GetIntro().GetUrl() != "s3://brand/intro.mp4" || s.GetIntro().GetDuration() != "5" ||
+		s.GetOutro().GetTitle() != "Bye" || s.GetHighlights()[0].GetSourceType() != "page" {
+		t.Errorf("spec = %v", s)
+	}
+	if _, err := spec.Validate(s); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 )
 
@@ -25,6 +26,15 @@ type Source struct {
 	Channels   int
 	Seconds    float64
 	HLS        bool // also write NAME without extension + ".m3u8" with 2-s segments
+	// Sync replaces the pattern and tone by sync markers: a black picture
+	// with a white flash and silence with a 1 kHz beep, both starting at
+	// every whole second of the source and lasting 100 ms.
+	Sync bool
+	// BeepLevel is the beep's amplitude (0..1; default 0.5), so sources of
+	// different loudness can be made.
+	BeepLevel float64
+	// Codec is "h264" (default) or "hevc".
+	Codec string
 }
 
 // Samples is the demo's set: different sizes, frame rates and audio rates,
@@ -45,16 +55,33 @@ func Generate(ctx context.Context, dir string, src Source) error {
 	// out a half-written file.
 	tmp := filepath.Join(dir, ".tmp-"+src.Name)
 	defer os.Remove(tmp)
-	args := []string{"-nostdin", "-hide_banner", "-v", "error", "-y",
-		"-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=%dx%d:rate=%s:duration=%s", src.Width, src.Height, src.FPS, ff(src.Seconds))}
+	video := fmt.Sprintf("testsrc2=size=%dx%d:rate=%s:duration=%s", src.Width, src.Height, src.FPS, ff(src.Seconds))
+	if src.Sync {
+		video = fmt.Sprintf("color=c=black:size=%dx%d:rate=%s:duration=%s,drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t,1),%s)'",
+			src.Width, src.Height, src.FPS, ff(src.Seconds), ff(MarkerSeconds))
+	}
+	args := []string{"-nostdin", "-hide_banner", "-v", "error", "-y", "-f", "lavfi", "-i", video}
 	if src.SampleRate > 0 {
 		layout := "mono"
 		if src.Channels == 2 {
 			layout = "stereo"
 		}
-		args = append(args, "-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=440:sample_rate=%d:duration=%s,aformat=channel_layouts=%s", src.SampleRate, ff(src.Seconds), layout))
+		audio := fmt.Sprintf("sine=frequency=440:sample_rate=%d:duration=%s", src.SampleRate, ff(src.Seconds))
+		if src.Sync {
+			level := src.BeepLevel
+			if level == 0 {
+				level = 0.5
+			}
+			audio = fmt.Sprintf("aevalsrc=%s*sin(2*PI*1000*t)*lt(mod(t\\,1)\\,%s):sample_rate=%d:duration=%s",
+				ff(level), ff(MarkerSeconds), src.SampleRate, ff(src.Seconds))
+		}
+		args = append(args, "-f", "lavfi", "-i", audio+",aformat=channel_layouts="+layout)
 	}
-	args = append(args, "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p")
+	if src.Codec == "hevc" {
+		args = append(args, "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error", "-tag:v", "hvc1", "-g", "50", "-pix_fmt", "yuv420p")
+	} else {
+		args = append(args, "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p")
+	}
 	if src.SampleRate > 0 {
 		args = append(args, "-c:a", "aac", "-b:a", "96k")
 	}
@@ -90,6 +117,9 @@ func GenerateAll(ctx context.Context, dir string, srcs []Source) error {
 	return nil
 }
 
+// MarkerSeconds is how long each sync flash and beep lasts.
+const MarkerSeconds = 0.1
+
 func ff(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
 // Server serves a directory with range requests and counts bytes sent.
@@ -97,16 +127,30 @@ type Server struct {
 	URL       string
 	BytesSent atomic.Int64
 	srv       *http.Server
+
+	mu     sync.Mutex
+	byPath map[string]int64
+}
+
+// BytesFor returns the bytes sent for one path ("/vod-a.mp4").
+func (s *Server) BytesFor(path string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byPath[path]
 }
 
 type countingWriter struct {
 	http.ResponseWriter
-	n *atomic.Int64
+	s    *Server
+	path string
 }
 
 func (c countingWriter) Write(p []byte) (int, error) {
 	n, err := c.ResponseWriter.Write(p)
-	c.n.Add(int64(n))
+	c.s.BytesSent.Add(int64(n))
+	c.s.mu.Lock()
+	c.s.byPath[c.path] += int64(n)
+	c.s.mu.Unlock()
 	return n, err
 }
 
@@ -116,10 +160,10 @@ func Serve(dir, addr string) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serve samples: %w", err)
 	}
-	s := &Server{URL: "http://" + ln.Addr().String()}
+	s := &Server{URL: "http://" + ln.Addr().String(), byPath: map[string]int64{}}
 	fs := http.FileServer(http.Dir(dir))
 	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fs.ServeHTTP(countingWriter{w, &s.BytesSent}, r)
+		fs.ServeHTTP(countingWriter{w, s, r.URL.Path}, r)
 	})}
 	go func() { _ = s.srv.Serve(ln) }()
 	return s, nil
