@@ -29,9 +29,9 @@ import (
 )
 
 var (
-	binDir     string
-	mediaURL   string
-	mediaDir   string
+	binDir      string
+	mediaURL    string
+	mediaDir    string
 	mediaBytes  func() int64
 	mediaServer *testmedia.Server
 )
