@@ -298,7 +298,7 @@ func (a Renderer) Concat(ctx context.Context, jobID string, profile *montagev1.R
 		return 0, nil, fmt.Errorf("thumbnail: %w", err)
 	}
 	extras["thumbnail"] = thumb
-	man, err := manifest(jobID, profile, prof, segs, chapters, offsets, written)
+	man, err := manifest(jobID, profile, prof, segs, chapters, offsets, at)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -19,6 +19,11 @@ import (
 func jobProto(st *fsm.State, j *fsm.Job, leases *lease.Table, withTasks bool) *montagev1.Job {
 	spec := &montagev1.JobSpec{}
 	_ = proto.Unmarshal(j.Spec, spec) // written by the planner from a valid message
+	// Show the profile as resolved: defaults applied and the encoder chosen.
+	prof := &montagev1.RenderProfile{}
+	if proto.Unmarshal(j.Profile, prof) == nil && len(j.Profile) > 0 {
+		spec.Profile = prof
+	}
 	out := &montagev1.Job{
 		Id:        j.ID,
 		Name:      j.Name,

@@ -47,6 +47,12 @@ func printJob(w io.Writer, format string, j *montagev1.Job) error {
 	if j.GetError() != "" {
 		fmt.Fprintf(w, "Error:    %s\n", j.GetError())
 	}
+	if wf := j.GetWaitingFor(); wf != "" {
+		fmt.Fprintf(w, "Waiting:  %s\n", wf)
+	}
+	if enc := j.GetSpec().GetProfile().GetEncoder(); enc != "" {
+		fmt.Fprintf(w, "Encoder:  %s\n", enc)
+	}
 	if k, ok := j.GetOutputs()["montage"]; ok {
 		fmt.Fprintf(w, "Montage:  %s (montagectl download %s)\n", k, j.GetId())
 	}
@@ -58,8 +64,12 @@ func printJob(w io.Writer, format string, j *montagev1.Job) error {
 		if len(msg) > 200 {
 			msg = msg[:200] + "…"
 		}
+		agent := t.GetAgentId()
+		if t.GetCached() {
+			agent = "(cache)"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%.0f%%\t%s\t%s\n", t.GetId(), typ, taskStateWord(t.GetState()),
-			t.GetAttempts(), t.GetMaxAttempts(), 100*t.GetProgress(), t.GetAgentId(), strings.ReplaceAll(msg, "\n", " "))
+			t.GetAttempts(), t.GetMaxAttempts(), 100*t.GetProgress(), agent, strings.ReplaceAll(msg, "\n", " "))
 	}
 	return tw.Flush()
 }
