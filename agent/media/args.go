@@ -85,6 +85,9 @@ type Input struct {
 	Kind SourceKind
 	// Headers yt-dlp says the media server wants (User-Agent, Referer, ...).
 	Headers map[string]string
+	// Proxied: URL is the agent's range proxy on loopback; a small receive
+	// buffer keeps ffmpeg from pulling far ahead of what it decodes.
+	Proxied bool
 }
 
 // InputOptions are the options placed before an untrusted source's -i: a
@@ -94,7 +97,9 @@ type Input struct {
 func InputOptions(kind SourceKind) []string {
 	switch kind {
 	case SourceHLS:
-		return []string{"-protocol_whitelist", "http,https,tcp,tls,crypto", "-f", "hls"}
+		// A small probe: stream facts come from the first segment, not
+		// from megabytes of segments the cut may never use.
+		return []string{"-protocol_whitelist", "http,https,tcp,tls,crypto", "-f", "hls", "-probesize", "1000000", "-analyzeduration", "2000000"}
 	default:
 		return []string{"-protocol_whitelist", "http,https,tcp,tls"}
 	}
@@ -102,6 +107,9 @@ func InputOptions(kind SourceKind) []string {
 
 func (in Input) options() []string {
 	out := InputOptions(in.Kind)
+	if in.Proxied {
+		out = append(out, "-recv_buffer_size", "65536")
+	}
 	if len(in.Headers) == 0 {
 		return out
 	}

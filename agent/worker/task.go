@@ -104,13 +104,28 @@ type Renderer struct {
 	Tools media.Tools
 	YTDLP sources.YTDLP
 	Font  string
+	// Proxy, when set, carries ffmpeg's reads of plain media files in
+	// bounded range requests (see sources.RangeProxy).
+	Proxy *sources.RangeProxy
+}
+
+// proxied routes a file input through the range proxy; HLS playlists and
+// their segments are read directly (segments are bounded files already).
+func (a Renderer) proxied(in media.Input) (media.Input, func()) {
+	if a.Proxy == nil || in.Kind != media.SourceFile {
+		return in, func() {}
+	}
+	u, done := a.Proxy.Register(in.URL, in.Headers)
+	return media.Input{URL: u, Kind: in.Kind, Proxied: true}, done
 }
 
 func (a *Agent) render(ctx context.Context, in *montagev1.RenderInput, prof media.Profile, dir, out string, progress func(float64)) (float64, *montagev1.SourceFacts, error) {
 	return a.renderer().Render(ctx, in, prof, dir, out, progress)
 }
 
-func (a *Agent) renderer() Renderer { return Renderer{Tools: a.tools, YTDLP: a.ytdlp, Font: a.font} }
+func (a *Agent) renderer() Renderer {
+	return Renderer{Tools: a.tools, YTDLP: a.ytdlp, Font: a.font, Proxy: a.proxy}
+}
 
 // Render cuts one highlight (or one chunk of it) into out; the ffmpeg
 // commands map exactly one video and one audio stream, so a segment that
@@ -149,6 +164,14 @@ func (a Renderer) Render(ctx context.Context, in *montagev1.RenderInput, prof me
 			kind = media.SourceHLS
 		}
 		r.Video = media.Input{URL: in.GetSourceUrl(), Kind: kind}
+	}
+	var done func()
+	r.Video, done = a.proxied(r.Video)
+	defer done()
+	if r.Audio != nil {
+		ai, doneAudio := a.proxied(*r.Audio)
+		defer doneAudio()
+		r.Audio = &ai
 	}
 	if r.Audio == nil {
 		// One ffprobe tells whether there is audio to map and whether the

@@ -62,6 +62,7 @@ type Agent struct {
 	caps   *montagev1.AgentCapabilities
 	ytdlp  sources.YTDLP
 	font   string
+	proxy  *sources.RangeProxy
 	client montagev1connect.AgentServiceClient
 	http   *http.Client
 	eps    *endpoints
@@ -180,6 +181,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		hbWake:  make(chan struct{}, 1),
 		ttl:     15 * time.Second,
 	}
+	if a.proxy, err = sources.StartRangeProxy(cfg.HTTPClient); err != nil {
+		return nil, err
+	}
 	next := cfg.HTTPClient.Transport
 	if next == nil {
 		next = http.DefaultTransport
@@ -236,6 +240,7 @@ func loadID(dir string) (string, error) {
 
 // Run works until ctx ends, then hands back what it holds.
 func (a *Agent) Run(ctx context.Context) error {
+	defer a.proxy.Close()
 	if err := a.register(ctx); err != nil {
 		return err
 	}

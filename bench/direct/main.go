@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 
@@ -48,7 +49,12 @@ func run() error {
 		return err
 	}
 	yt, _ := sources.Find()
-	rd := worker.Renderer{Tools: tools, YTDLP: yt, Font: media.FindFont(context.Background(), "")}
+	proxy, err := sources.StartRangeProxy(http.DefaultClient)
+	if err != nil {
+		return err
+	}
+	defer proxy.Close()
+	rd := worker.Renderer{Tools: tools, YTDLP: yt, Font: media.FindFont(context.Background(), ""), Proxy: proxy}
 	dir, err := filepath.Abs(os.Args[2])
 	if err != nil {
 		return err

@@ -1,0 +1,137 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stream-montages/montage/internal/testmedia"
+)
+
+// Media benchmarks (make bench runs them; figures in docs/benchmarks.md).
+// They run whole jobs through real processes, so each reports its own
+// metrics and runs once per -benchtime iteration.
+
+func benchSources(b *testing.B) {
+	b.Helper()
+	if _, err := os.Stat(filepath.Join(mediaDir, "long.m3u8")); err == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := testmedia.Generate(ctx, mediaDir, testmedia.Source{Name: "long.mp4", Width: 1280, Height: 720, FPS: "30",
+		SampleRate: 48000, Channels: 2, Seconds: 60, HLS: true}); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func runJob(b *testing.B, url, spec string) time.Duration {
+	b.Helper()
+	t0 := time.Now()
+	r := ctl(b, url, "submit", "--wait", "-q", writeSpec(b, spec))
+	if r.code != 0 {
+		b.Fatalf("job failed: %s %s", r.stdout, r.stderr)
+	}
+	return time.Since(t0)
+}
+
+func fileSize(b *testing.B, name string) int64 {
+	b.Helper()
+	st, err := os.Stat(filepath.Join(mediaDir, name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st.Size()
+}
+
+// Bytes the source server sends for one 20-second highlight of a 60-second
+// 720p source, against the clip's own share of the source's bytes.
+func BenchmarkSourceBytesPerHighlight(b *testing.B) {
+	benchSources(b)
+	c := startCoordinator(b, b.TempDir(), freePort(b), "-cache-budget", "-1")
+	startAgent(b, c.url, b.TempDir())
+	var hlsBytes int64
+	entries, _ := os.ReadDir(mediaDir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "long-") && strings.HasSuffix(e.Name(), ".ts") {
+			hlsBytes += fileSize(b, e.Name())
+		}
+	}
+	for i := 0; i < b.N; i++ {
+		for _, src := range []struct{ name, path string }{{"mp4", "long.mp4"}, {"hls", "long.m3u8"}} {
+			before := mediaServer.BytesSent.Load()
+			runJob(b, c.url, fmt.Sprintf("highlights:\n  - {url: %s/%s, at: 30, duration: 20}\n", mediaURL, src.path))
+			sent := mediaServer.BytesSent.Load() - before
+			total := fileSize(b, "long.mp4")
+			if src.name == "hls" {
+				total = hlsBytes
+			}
+			clip := float64(total) * 20 / 60
+			b.ReportMetric(float64(sent)/clip, src.name+"-fetched/clip")
+			b.Logf("%s: fetched %d bytes for a clip of %.0f bytes: %.3f×", src.name, sent, clip, float64(sent)/clip)
+		}
+	}
+}
+
+func eightHighlights(tag string) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "name: %s\nprofile: {resolution: 1280x720, fps: 30}\nhighlights:\n", tag)
+	for i := 0; i < 8; i++ {
+		fmt.Fprintf(&s, "  - {url: %s/long.mp4, at: %d, duration: 5, title: 'Highlight %d'}\n", mediaURL, 2+6*i, i+1)
+	}
+	return s.String()
+}
+
+// The same montage again, every segment from the cache, against the first
+// run.
+func BenchmarkCachedRerun(b *testing.B) {
+	benchSources(b)
+	c := startCoordinator(b, b.TempDir(), freePort(b))
+	startAgent(b, c.url, b.TempDir())
+	for i := 0; i < b.N; i++ {
+		spec := eightHighlights(fmt.Sprintf("cache-%d-%d", i, time.Now().UnixNano()))
+		// A new fade length per iteration makes new content keys.
+		spec = strings.Replace(spec, "fps: 30}", fmt.Sprintf("fps: 30, fade: \"0.%d\"}", 1+i%9), 1)
+		first := runJob(b, c.url, spec)
+		again := runJob(b, c.url, spec)
+		b.ReportMetric(first.Seconds(), "first-s")
+		b.ReportMetric(again.Seconds(), "cached-s")
+		b.ReportMetric(first.Seconds()/again.Seconds(), "speedup")
+		b.Logf("first %v, cached rerun %v: %.1f× faster", first, again, first.Seconds()/again.Seconds())
+	}
+}
+
+// Two agents, each pinned to its own core, against one such agent, on a
+// montage of 8 highlights.
+func BenchmarkTwoPinnedAgents(b *testing.B) {
+	if _, err := exec.LookPath("taskset"); err != nil {
+		b.Skip("taskset (util-linux) is needed to pin agents to cores")
+	}
+	benchSources(b)
+	c := startCoordinator(b, b.TempDir(), freePort(b), "-cache-budget", "-1")
+	pinned := func(core int) *proc {
+		return start(b, "/usr/bin/taskset", "-c", fmt.Sprint(core), filepath.Join(binDir, "montage-agent"),
+			"-coordinator", c.url, "-data-dir", b.TempDir(), "-slots", "1", "-name", fmt.Sprint("core", core))
+	}
+	for i := 0; i < b.N; i++ {
+		a0 := pinned(0)
+		one := runJob(b, c.url, eightHighlights("one"))
+		a1 := pinned(1)
+		waitFor(b, 30*time.Second, "the second agent", func() bool {
+			return strings.Contains(ctl(b, c.url, "agents").stdout, "core1")
+		})
+		two := runJob(b, c.url, eightHighlights("two"))
+		a1.kill(syscall.SIGTERM)
+		a0.kill(syscall.SIGTERM)
+		b.ReportMetric(one.Seconds(), "one-agent-s")
+		b.ReportMetric(two.Seconds(), "two-agents-s")
+		b.ReportMetric(one.Seconds()/two.Seconds(), "speedup")
+		b.Logf("one pinned agent %v, two %v: %.2f×", one, two, one.Seconds()/two.Seconds())
+	}
+}

@@ -1,0 +1,63 @@
+package e2e
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+)
+
+// A job whose renders a finished job already produced takes them from the
+// segment cache: nothing is leased but the concat, and the montage is the
+// same.
+func TestCachedRerun(t *testing.T) {
+	c := startCoordinator(t, t.TempDir(), freePort(t))
+	startAgent(t, c.url, t.TempDir())
+	spec := writeSpec(t, fmt.Sprintf("profile: {resolution: 640x360, fps: 30}\nchunk_seconds: 10\nhighlights:\n  - {url: %s/a.mp4, at: 1, duration: 12, title: One}\n  - {url: %s/b.m3u8, at: 2, duration: 3, title: Two}\n", mediaURL, mediaURL))
+	var montages []string
+	for run := 0; run < 2; run++ {
+		r := ctl(t, c.url, "submit", "--wait", "-q", spec)
+		if r.code != 0 {
+			t.Fatalf("run %d: %s %s", run, r.stdout, r.stderr)
+		}
+		id := strings.TrimSpace(r.stdout)
+		j := getJob(t, c.url, id)
+		checkCommittedOnce(t, j)
+		cached := 0
+		for _, task := range j.GetTasks() {
+			if task.GetCached() {
+				cached++
+			}
+			if task.GetType() == montagev1.TaskType_TASK_TYPE_CONCAT && task.GetCached() {
+				t.Error("the concat came from the cache")
+			}
+		}
+		if want := []int{0, 3}[run]; cached != want { // 2 chunks + 1 render
+			t.Errorf("run %d: %d cached tasks, want %d", run, cached, want)
+		}
+		out := filepath.Join(t.TempDir(), "m.mp4")
+		if r := ctl(t, c.url, "download", id, "-o", out); r.code != 0 {
+			t.Fatalf("download: %s", r.stderr)
+		}
+		checkMontage(t, out, []float64{12, 3}, 640, 360, "30/1")
+		montages = append(montages, out)
+	}
+	if a, b := sha(t, montages[0]), sha(t, montages[1]); a != b {
+		t.Errorf("the cached rerun made a different montage (%s vs %s)", a, b)
+	}
+}
+
+func sha(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
