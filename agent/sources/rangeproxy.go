@@ -45,7 +45,7 @@ func StartRangeProxy(client *http.Client) (*RangeProxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("range proxy: %w", err)
 	}
-	p := &RangeProxy{Client: client, ChunkSize: 1 << 20, ln: ln, targets: map[string]target{}}
+	p := &RangeProxy{Client: client, ChunkSize: 256 << 10, ln: ln, targets: map[string]target{}}
 	p.srv = &http.Server{Handler: p, ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 		if tc, ok := c.(*net.TCPConn); ok {
 			_ = tc.SetWriteBuffer(proxyBuffer)
