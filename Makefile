@@ -44,6 +44,7 @@ lint: tools
 bench: ffmpeg build
 	bench/overhead.sh
 	bench/cluster.sh
+	$(GO) test ./e2e -run '^$$' -bench 'SourceBytes|CachedRerun|TwoPinned' -benchtime 1x -timeout 30m
 
 fuzz:
 	$(GO) test ./internal/spec -run '^$$' -fuzz FuzzParseTimestamp -fuzztime 30s
