@@ -80,7 +80,7 @@ func TestBadSourcesFailTheJob(t *testing.T) {
 	for _, tc := range []struct {
 		name, url, want string
 	}{
-		{"unreachable", "http://127.0.0.1:9/missing.mp4", "Connection refused"},
+		{"unreachable", "http://127.0.0.1:9/missing.mp4", "5XX Server Error"}, // the agent's range proxy answers 502
 		{"not a video", mediaURL + "/notvideo.mp4", "Invalid data found when processing input"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

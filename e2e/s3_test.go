@@ -69,7 +69,16 @@ func TestMontageOnS3WithTwoAgents(t *testing.T) {
 	ctx := context.Background()
 	waitFor(t, 30*time.Second, "segments purged, montage at its stable key", func() bool {
 		keys, err := store.List(ctx, blob.JobPrefix(id))
-		return err == nil && len(keys) == 1 && keys[0] == blob.OutputKey(id, "montage")
+		want := map[string]bool{}
+		for _, name := range []string{"montage", "chapters", "thumbnail", "manifest"} {
+			want[blob.OutputKey(id, name)] = true
+		}
+		for _, k := range keys {
+			if !want[k] {
+				return false
+			}
+		}
+		return err == nil && len(keys) == len(want)
 	})
 	dir := t.TempDir()
 	out := filepath.Join(dir, "montage.mp4")
