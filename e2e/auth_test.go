@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,10 +79,13 @@ func TestTokens(t *testing.T) {
 	}
 	mustContain(t, bad.out.String(), "unauthenticated: missing or wrong token: Register needs the agent join token", "agent output")
 
-	startEnv(t, []string{"MONTAGE_AGENT_JOIN_TOKEN=" + joinToken}, "montage-agent", "-coordinator", c.url, "-data-dir", t.TempDir())
+	good := startEnv(t, []string{"MONTAGE_AGENT_JOIN_TOKEN=" + joinToken}, "montage-agent", "-coordinator", c.url, "-data-dir", t.TempDir())
 	if r := ctlEnv(t, ok, c.url, "submit", spec, "--wait"); r.code != 0 {
 		t.Fatalf("authorised submit --wait: %s %s", r.stdout, r.stderr)
 	}
+	// From here agent-b must be the only agent asking for work: the real
+	// agent would take the next job's task first.
+	good.kill(syscall.SIGTERM)
 
 	// Agents act only as themselves.
 	ctx := context.Background()

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/stream-montages/montage/internal/spec"
 )
 
 // Profile is the encoding every segment of one job shares.
@@ -188,7 +190,7 @@ func VideoFilter(r Render) string {
 		f += fmt.Sprintf(",drawtext=fontfile=%s:textfile=%s:expansion=none:fontsize=%d:fontcolor=white:box=1:boxcolor=black@0.55:boxborderw=%d:x=(w-text_w)/2:y=h-text_h-%d:enable='lt(t,%s)'",
 			filterPath(r.FontFile), filterPath(r.TitleFile), size, size/3, p.Height/12, secs(r.TitleSeconds))
 	}
-	if EncoderFamily(p.encoder()) == "vaapi" {
+	if spec.EncoderFamily(p.encoder()) == "vaapi" {
 		f += ",format=nv12,hwupload"
 	}
 	return f
@@ -224,19 +226,10 @@ func audioFades(r Render) string {
 	return s
 }
 
-// EncoderFamily returns "" for a software encoder, else its hardware family.
-func EncoderFamily(enc string) string {
-	if strings.HasPrefix(enc, "lib") {
-		return ""
-	}
-	_, fam, _ := strings.Cut(enc, "_")
-	return fam
-}
-
 // GlobalOptions are the options an encoder needs before the inputs (a VAAPI
 // device).
 func GlobalOptions(enc string) []string {
-	if EncoderFamily(enc) == "vaapi" {
+	if spec.EncoderFamily(enc) == "vaapi" {
 		return []string{"-vaapi_device", "/dev/dri/renderD128"}
 	}
 	return nil
@@ -261,7 +254,7 @@ func EncoderArgs(p Profile) []string {
 		args = append(args, "-preset", "10", "-crf", strconv.Itoa(int(math.Round(float64(q)*63/51))), "-pix_fmt", "yuv420p",
 			"-g", g, "-svtav1-params", "scd=0")
 	default:
-		switch EncoderFamily(enc) {
+		switch spec.EncoderFamily(enc) {
 		case "nvenc":
 			args = append(args, "-preset", "p4", "-rc", "vbr", "-cq", strconv.Itoa(q), "-b:v", "0", "-pix_fmt", "yuv420p",
 				"-g", g, "-no-scenecut", "1")

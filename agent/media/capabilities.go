@@ -10,15 +10,20 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/stream-montages/montage/internal/spec"
 )
+
+// codecs are the video codecs a job can ask for.
+var codecs = []string{"h264", "hevc", "av1"}
 
 // Candidates are the encoders an agent tries: software first, then every
 // hardware family for every codec.
 func Candidates() []string {
-	out := []string{"libx264", "libx265", "libsvtav1"}
-	for _, fam := range []string{"nvenc", "qsv", "vaapi", "videotoolbox", "amf"} {
-		for _, codec := range []string{"h264", "hevc", "av1"} {
-			out = append(out, codec+"_"+fam)
+	var out []string
+	for _, fam := range append([]string{spec.HWNone}, spec.HWFamilies...) {
+		for _, codec := range codecs {
+			out = append(out, spec.EncoderFor(fam, codec))
 		}
 	}
 	return out
@@ -101,7 +106,7 @@ func (t Tools) ProveEncoders(ctx context.Context, candidates []string) []string 
 func Families(encoders []string) []string {
 	seen := map[string]bool{}
 	for _, e := range encoders {
-		if f := EncoderFamily(e); f != "" {
+		if f := spec.EncoderFamily(e); f != "" {
 			seen[f] = true
 		}
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/stream-montages/montage/agent/media"
 	"github.com/stream-montages/montage/agent/sources"
+	"github.com/stream-montages/montage/internal/spec"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 	"github.com/stream-montages/montage/proto/montage/v1/montagev1connect"
 )
@@ -331,7 +332,7 @@ func (a *Agent) freeGPU() int {
 	defer a.mu.Unlock()
 	used := 0
 	for _, r := range a.running {
-		if r.lease.GetType() == montagev1.TaskType_TASK_TYPE_RENDER && media.EncoderFamily(r.lease.GetProfile().GetEncoder()) != "" {
+		if r.lease.GetType() == montagev1.TaskType_TASK_TYPE_RENDER && spec.EncoderFamily(r.lease.GetProfile().GetEncoder()) != "" {
 			used++
 		}
 	}

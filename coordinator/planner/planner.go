@@ -140,12 +140,11 @@ func Plan(jobID string, s *montagev1.JobSpec, r *spec.Resolved, o Options) (*fsm
 			if in.OverlayTitle != "" {
 				requires = append(requires, NeedsDrawtext)
 			}
-			rin := in
 			tasks = append(tasks, &fsm.Task{
 				ID: tid, JobID: jobID, Type: montagev1.TaskType_TASK_TYPE_RENDER,
 				HighlightIndex: index, Role: role, Chunk: k, Chunks: len(chunks),
 				MaxAttempts: o.MaxAttempts, ExpectedSeconds: ch.Duration,
-				Render: &rin, CacheKey: ContentKey(r.Profile, in), Requires: requires,
+				Render: &in, CacheKey: ContentKey(r.Profile, in), Requires: requires,
 			})
 			deps = append(deps, tid)
 			total += ch.Duration

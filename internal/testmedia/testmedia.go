@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"sync/atomic"
 )
 
@@ -127,30 +126,16 @@ type Server struct {
 	URL       string
 	BytesSent atomic.Int64
 	srv       *http.Server
-
-	mu     sync.Mutex
-	byPath map[string]int64
-}
-
-// BytesFor returns the bytes sent for one path ("/vod-a.mp4").
-func (s *Server) BytesFor(path string) int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.byPath[path]
 }
 
 type countingWriter struct {
 	http.ResponseWriter
-	s    *Server
-	path string
+	n *atomic.Int64
 }
 
 func (c countingWriter) Write(p []byte) (int, error) {
 	n, err := c.ResponseWriter.Write(p)
-	c.s.BytesSent.Add(int64(n))
-	c.s.mu.Lock()
-	c.s.byPath[c.path] += int64(n)
-	c.s.mu.Unlock()
+	c.n.Add(int64(n))
 	return n, err
 }
 
@@ -160,10 +145,10 @@ func Serve(dir, addr string) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serve samples: %w", err)
 	}
-	s := &Server{URL: "http://" + ln.Addr().String(), byPath: map[string]int64{}}
+	s := &Server{URL: "http://" + ln.Addr().String()}
 	fs := http.FileServer(http.Dir(dir))
 	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fs.ServeHTTP(countingWriter{w, s, r.URL.Path}, r)
+		fs.ServeHTTP(countingWriter{w, &s.BytesSent}, r)
 	})}
 	go func() { _ = s.srv.Serve(ln) }()
 	return s, nil

@@ -34,13 +34,25 @@ func FreeAddr(t testing.TB) string {
 func Start(t testing.TB, n int, apiAddrs []string, deadCleanup time.Duration, opts ...func(*cluster.Config)) *Cluster {
 	t.Helper()
 	c := &Cluster{}
+	// Every address is picked before any node binds, so they must differ
+	// from each other: the kernel may hand out a just-released port again.
+	seen := map[string]bool{}
+	distinct := func() string {
+		for {
+			if a := FreeAddr(t); !seen[a] {
+				seen[a] = true
+				return a
+			}
+		}
+	}
 	gossips := make([]string, n)
+	rafts := make([]string, n)
 	for i := range gossips {
-		gossips[i] = FreeAddr(t)
+		gossips[i], rafts[i] = distinct(), distinct()
 	}
 	for i := 0; i < n; i++ {
 		cfg := cluster.Config{
-			DataDir: t.TempDir(), RaftAddr: FreeAddr(t), Fast: true,
+			DataDir: t.TempDir(), RaftAddr: rafts[i], Fast: true,
 			Gossip: gossips[i], BootstrapExpect: n, DeadCleanup: deadCleanup,
 		}
 		if apiAddrs != nil {
