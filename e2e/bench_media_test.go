@@ -38,7 +38,13 @@ func runJob(b *testing.B, url, spec string) time.Duration {
 	if r.code != 0 {
 		b.Fatalf("job failed: %s %s", r.stdout, r.stderr)
 	}
-	return time.Since(t0)
+	d := time.Since(t0)
+	perAgent := map[string]int{}
+	for _, task := range getJob(b, url, strings.TrimSpace(r.stdout)).GetTasks() {
+		perAgent[task.GetAgentId()]++
+	}
+	b.Logf("job took %v; tasks per agent %v", d, perAgent)
+	return d
 }
 
 func fileSize(b *testing.B, name string) int64 {
@@ -51,7 +57,9 @@ func fileSize(b *testing.B, name string) int64 {
 }
 
 // Bytes the source server sends for one 20-second highlight of a 60-second
-// 720p source, against the clip's own share of the source's bytes.
+// 720p source, against the clip's own share of the source's bytes. The cut
+// starts at 30.5 s: a cut exactly on an HLS segment boundary also fetches
+// the segment before it (ffmpeg seeks to the keyframe before the cut).
 func BenchmarkSourceBytesPerHighlight(b *testing.B) {
 	benchSources(b)
 	c := startCoordinator(b, b.TempDir(), freePort(b), "-cache-budget", "-1")
@@ -66,7 +74,7 @@ func BenchmarkSourceBytesPerHighlight(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		for _, src := range []struct{ name, path string }{{"mp4", "long.mp4"}, {"hls", "long.m3u8"}} {
 			before := mediaServer.BytesSent.Load()
-			runJob(b, c.url, fmt.Sprintf("highlights:\n  - {url: %s/%s, at: 30, duration: 20}\n", mediaURL, src.path))
+			runJob(b, c.url, fmt.Sprintf("highlights:\n  - {url: %s/%s, at: 30.5, duration: 20}\n", mediaURL, src.path))
 			sent := mediaServer.BytesSent.Load() - before
 			total := fileSize(b, "long.mp4")
 			if src.name == "hls" {

@@ -430,10 +430,14 @@ func TestEncodeArgs(p Profile) []string {
 }
 
 // ProbeArgs asks ffprobe for streams and format as JSON, with the same
-// protocol limits as a render of that source.
+// protocol limits as a render of that source. It only needs to know which
+// streams exist (an MP4's moov or an HLS segment's first tables say so), so
+// it reads as little as it can: a full probe of an HLS playlist fetches
+// megabytes of segments the cut may never use.
 func ProbeArgs(in Input) []string {
 	args := []string{"-hide_banner", "-v", "error"}
 	args = append(args, in.options()...)
+	args = append(args, "-probesize", "65536", "-analyzeduration", "0")
 	return append(args, "-show_entries", "stream=index,codec_type,codec_name,width,height,r_frame_rate,sample_rate,channels:format=duration,format_name",
 		"-of", "json", in.URL)
 }

@@ -8,12 +8,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
 )
 
-// RangeProxy sits between ffmpeg and a media server and turns ffmpeg's
+// RangeProxy sits between ffmpeg and a media server (a file, or an HLS
+// playlist and the segments it names relative to itself) and turns ffmpeg's
 // open-ended range requests ("bytes=N-") into bounded ones of at most
 // ChunkSize bytes, fetched only as ffmpeg reads. ffmpeg opens a file at its
 // start to read the header, then seeks to the cut; against the server
@@ -33,6 +36,7 @@ type RangeProxy struct {
 
 type target struct {
 	url     string
+	name    string // the last path element of url, as the proxy URL ends
 	headers map[string]string
 }
 
@@ -66,16 +70,16 @@ func (p *RangeProxy) Register(origin string, headers map[string]string) (string,
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	id := hex.EncodeToString(b)
+	name := ""
+	if u, err := url.Parse(origin); err == nil {
+		name = path.Base(u.Path)
+	}
+	if name == "." || name == "/" {
+		name = "media"
+	}
 	p.mu.Lock()
-	p.targets[id] = target{url: origin, headers: headers}
+	p.targets[id] = target{url: origin, name: name, headers: headers}
 	p.mu.Unlock()
-	name := origin
-	if i := strings.LastIndexByte(name, '/'); i >= 0 {
-		name = name[i+1:]
-	}
-	if i := strings.IndexAny(name, "?#"); i >= 0 {
-		name = name[:i]
-	}
 	return "http://" + p.ln.Addr().String() + "/" + id + "/" + name, func() {
 		p.mu.Lock()
 		delete(p.targets, id)
@@ -117,13 +121,35 @@ func ParseContentRange(h string) (total int64, ok bool) {
 	return v, err == nil && v >= 0
 }
 
+// Resolve maps a path under a registered URL to what the proxy fetches:
+// the registered name is the origin itself (with its query); anything else
+// is resolved against it as a relative reference, the way an HLS playlist's
+// segment URIs are. A path-only reference keeps the origin's scheme and host,
+// so the proxy never fetches from anywhere the job did not name.
+func Resolve(origin, name, rest, rawQuery string) (string, error) {
+	if rest == name {
+		return origin, nil
+	}
+	base, err := url.Parse(origin)
+	if err != nil {
+		return "", err
+	}
+	ref := &url.URL{Path: rest, RawQuery: rawQuery}
+	return base.ResolveReference(ref).String(), nil
+}
+
 func (p *RangeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	id, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	id, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	p.mu.Lock()
 	t, known := p.targets[id]
 	p.mu.Unlock()
 	if !known || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
 		http.NotFound(w, r)
+		return
+	}
+	src, err := Resolve(t.url, t.name, rest, r.URL.RawQuery)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	start, end, ok := ParseRangeStart(r.Header.Get("Range"))
@@ -132,7 +158,7 @@ func (p *RangeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fetch := func(from, to int64) (*http.Response, error) {
-		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, t.url, nil)
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, src, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -175,9 +201,13 @@ func (p *RangeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ct := resp.Header.Get("Content-Type"); ct != "" {
 		w.Header().Set("Content-Type", ct)
 	}
-	w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, stop, total))
 	w.Header().Set("Content-Length", strconv.FormatInt(stop-start+1, 10))
-	w.WriteHeader(http.StatusPartialContent)
+	if r.Header.Get("Range") == "" {
+		w.WriteHeader(http.StatusOK) // asked for the whole object
+	} else {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, stop, total))
+		w.WriteHeader(http.StatusPartialContent)
+	}
 	if r.Method == http.MethodHead {
 		resp.Body.Close()
 		return

@@ -109,10 +109,11 @@ type Renderer struct {
 	Proxy *sources.RangeProxy
 }
 
-// proxied routes a file input through the range proxy; HLS playlists and
-// their segments are read directly (segments are bounded files already).
+// proxied routes an input through the range proxy: a file, or a playlist
+// with the segments it names by relative URI (absolute ones are read
+// directly).
 func (a Renderer) proxied(in media.Input) (media.Input, func()) {
-	if a.Proxy == nil || in.Kind != media.SourceFile {
+	if a.Proxy == nil {
 		return in, func() {}
 	}
 	u, done := a.Proxy.Register(in.URL, in.Headers)
