@@ -100,8 +100,10 @@ func InputOptions(kind SourceKind) []string {
 	switch kind {
 	case SourceHLS:
 		// A small probe: stream facts come from the first segment, not
-		// from megabytes of segments the cut may never use.
-		return []string{"-protocol_whitelist", "http,https,tcp,tls,crypto", "-f", "hls", "-probesize", "1000000", "-analyzeduration", "2000000"}
+		// from megabytes of segments the cut may never use; and no second
+		// connection opening the next segment ahead (http_multiple), which
+		// fetches a segment past the cut's end.
+		return []string{"-protocol_whitelist", "http,https,tcp,tls,crypto", "-f", "hls", "-http_multiple", "0", "-probesize", "500000", "-analyzeduration", "1000000"}
 	default:
 		return []string{"-protocol_whitelist", "http,https,tcp,tls"}
 	}

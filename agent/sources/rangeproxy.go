@@ -24,8 +24,12 @@ import (
 // socket buffers that ffmpeg then throws away. Through the proxy, with small
 // socket buffers on its side, what is fetched stays close to what is used.
 type RangeProxy struct {
-	Client    *http.Client
-	ChunkSize int64
+	Client *http.Client
+	// ChunkSize is the first request's size; each further chunk of the same
+	// read doubles, up to MaxChunk, so a long sequential read needs few
+	// round trips while a read that stops early (a probe, a seek) wastes
+	// little.
+	ChunkSize, MaxChunk int64
 
 	ln  net.Listener
 	srv *http.Server
@@ -49,7 +53,7 @@ func StartRangeProxy(client *http.Client) (*RangeProxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("range proxy: %w", err)
 	}
-	p := &RangeProxy{Client: client, ChunkSize: 256 << 10, ln: ln, targets: map[string]target{}}
+	p := &RangeProxy{Client: client, ChunkSize: 128 << 10, MaxChunk: 256 << 10, ln: ln, targets: map[string]target{}}
 	p.srv = &http.Server{Handler: p, ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 		if tc, ok := c.(*net.TCPConn); ok {
 			_ = tc.SetWriteBuffer(proxyBuffer)
@@ -219,6 +223,7 @@ func (p *RangeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil || at > stop {
 			return // ffmpeg went away (a seek) or everything was sent
 		}
+		chunk = min(2*chunk, max(p.MaxChunk, p.ChunkSize))
 		next := min(at+chunk-1, stop)
 		if resp, err = fetch(at, next); err != nil {
 			return

@@ -6,12 +6,14 @@ package testmedia
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 )
 
@@ -76,10 +78,13 @@ func Generate(ctx context.Context, dir string, src Source) error {
 		}
 		args = append(args, "-f", "lavfi", "-i", audio+",aformat=channel_layouts="+layout)
 	}
+	// A keyframe every two seconds, like a streaming encoder, so the HLS
+	// variant has segments of exactly two seconds.
+	gop := gopOf(src.FPS)
 	if src.Codec == "hevc" {
-		args = append(args, "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error", "-tag:v", "hvc1", "-g", "50", "-pix_fmt", "yuv420p")
+		args = append(args, "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error", "-tag:v", "hvc1", "-g", gop, "-pix_fmt", "yuv420p")
 	} else {
-		args = append(args, "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p")
+		args = append(args, "-c:v", "libx264", "-preset", "ultrafast", "-g", gop, "-keyint_min", gop, "-sc_threshold", "0", "-pix_fmt", "yuv420p")
 	}
 	if src.SampleRate > 0 {
 		args = append(args, "-c:a", "aac", "-b:a", "96k")
@@ -114,6 +119,20 @@ func GenerateAll(ctx context.Context, dir string, srcs []Source) error {
 		}
 	}
 	return nil
+}
+
+// gopOf is two seconds of frames at a rate like "30" or "60000/1001".
+func gopOf(fps string) string {
+	n, d, found := strings.Cut(fps, "/")
+	num, _ := strconv.ParseFloat(n, 64)
+	den := 1.0
+	if found {
+		den, _ = strconv.ParseFloat(d, 64)
+	}
+	if num <= 0 || den <= 0 {
+		return "60"
+	}
+	return strconv.Itoa(int(math.Round(2 * num / den)))
 }
 
 // MarkerSeconds is how long each sync flash and beep lasts.
