@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
@@ -60,4 +61,29 @@ func sha(t testing.TB, path string) string {
 	}
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// Over its budget, the cache drops what no unfinished job needs: the
+// segments' objects go, and the same job renders again.
+func TestCacheBudgetEvicts(t *testing.T) {
+	c := startCoordinator(t, t.TempDir(), freePort(t), "-cache-budget", "1", "-janitor-interval", "500ms")
+	startAgent(t, c.url, t.TempDir())
+	spec := writeSpec(t, fmt.Sprintf("profile: {resolution: 320x180, fps: 25}\nhighlights:\n  - {url: %s/a.mp4, at: 1, duration: 2}\n  - {url: %s/b.mp4, at: 1, duration: 2}\n", mediaURL, mediaURL))
+	cacheDir := filepath.Join(c.dataDir, "objects", "cache")
+	for run := 0; run < 2; run++ {
+		r := ctl(t, c.url, "submit", "--wait", "-q", spec)
+		if r.code != 0 {
+			t.Fatalf("run %d: %s %s", run, r.stdout, r.stderr)
+		}
+		for _, task := range getJob(t, c.url, strings.TrimSpace(r.stdout)).GetTasks() {
+			if task.GetCached() {
+				t.Errorf("run %d: task %s came from a cache that is over its budget", run, task.GetId())
+			}
+		}
+		waitFor(t, 30*time.Second, "the janitor to evict the cached segments", func() bool {
+			entries, err := os.ReadDir(cacheDir)
+			return err == nil && len(entries) == 0
+		})
+	}
+	mustContain(t, c.out.String(), "cache evicted", "coordinator log")
 }

@@ -274,3 +274,52 @@ func indexOf(xs []string, x string) int {
 	}
 	return -1
 }
+
+// HEVC and AV1 montages, crop-to-fill, and an intro and outro: the codec,
+// size, lengths and chapters come out as asked.
+func TestCodecsFitIntroOutro(t *testing.T) {
+	c := startCoordinator(t, t.TempDir(), freePort(t))
+	startAgent(t, c.url, t.TempDir())
+	for _, tc := range []struct{ codec, want, fit string }{{"hevc", "hevc", "crop"}, {"av1", "av1", "letterbox"}} {
+		t.Run(tc.codec, func(t *testing.T) {
+			spec := fmt.Sprintf(`profile: {resolution: 480x480, fps: 25, video_codec: %s, fit: %s}
+intro: {url: %[3]s/c.mp4, duration: 2}
+outro: {url: %[3]s/b.mp4, at: 3, duration: 2, title: Bye}
+highlights:
+  - {url: %[3]s/a.mp4, at: 1, duration: 3, title: Middle}
+`, tc.codec, tc.fit, mediaURL)
+			r := ctl(t, c.url, "submit", "--wait", "-q", writeSpec(t, spec))
+			if r.code != 0 {
+				t.Fatalf("submit --wait: %s %s", r.stdout, r.stderr)
+			}
+			id := strings.TrimSpace(r.stdout)
+			out := filepath.Join(t.TempDir(), "m.mp4")
+			if r := ctl(t, c.url, "download", id, "-o", out); r.code != 0 {
+				t.Fatalf("download: %s", r.stderr)
+			}
+			p := ffprobe(t, out)
+			for _, s := range p.Streams {
+				if s.CodecType == "video" && (s.CodecName != tc.want || s.Width != 480 || s.Height != 480 || s.RFrameRate != "25/1") {
+					t.Errorf("video %+v, want %s 480x480@25", s, tc.want)
+				}
+			}
+			chapters, err := testmedia.Chapters(context.Background(), out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var titles []string
+			for i, ch := range chapters {
+				titles = append(titles, ch.Title)
+				if want := []float64{2, 3, 2}[min(i, 2)]; math.Abs(ch.End-ch.Start-want) > 0.041 {
+					t.Errorf("chapter %q lasts %.3f s, want %g", ch.Title, ch.End-ch.Start, want)
+				}
+			}
+			if strings.Join(titles, "|") != "Intro|Middle|Bye" {
+				t.Errorf("chapters %v, want Intro, Middle, Bye", titles)
+			}
+			if got := getJob(t, c.url, id).GetSpec().GetProfile().GetEncoder(); got != map[string]string{"hevc": "libx265", "av1": "libsvtav1"}[tc.codec] {
+				t.Errorf("encoder %s", got)
+			}
+		})
+	}
+}

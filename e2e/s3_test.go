@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -237,4 +238,44 @@ func TestBadS3ConfigurationStopsCoordinator(t *testing.T) {
 			}
 		})
 	}
+}
+
+// An s3://bucket/key source is read through a URL the coordinator presigns
+// for the lease; the agent holds no credentials.
+func TestS3Source(t *testing.T) {
+	c, _ := s3Coordinator(t)
+	startAgent(t, c.url, t.TempDir())
+	endpoint := ""
+	for i, a := range c.args {
+		if a == "-s3-endpoint" {
+			endpoint = c.args[i+1]
+		}
+	}
+	vods, err := blob.NewS3(context.Background(), blob.S3Config{Endpoint: endpoint, Bucket: "vods",
+		AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put, err := vods.PresignPut("streams/a.mp4", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := os.ReadFile(filepath.Join(mediaDir, "a.mp4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPut, put, bytes.NewReader(body))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("upload the source: %v %v", resp, err)
+	}
+	spec := "profile: {resolution: 640x360, fps: 30}\nhighlights:\n  - {url: 's3://vods/streams/a.mp4', at: 2, duration: 3, title: From S3}\n"
+	r := ctl(t, c.url, "submit", "--wait", "-q", writeSpec(t, spec))
+	if r.code != 0 {
+		t.Fatalf("submit --wait: %s %s", r.stdout, r.stderr)
+	}
+	out := filepath.Join(t.TempDir(), "m.mp4")
+	if r := ctl(t, c.url, "download", strings.TrimSpace(r.stdout), "-o", out); r.code != 0 {
+		t.Fatalf("download: %s", r.stderr)
+	}
+	checkMontage(t, out, []float64{3}, 640, 360, "30/1")
 }
