@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -352,11 +352,11 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 	}
 	res := fsm.Result{Key: r.GetKey(), Size: r.GetSize(), SHA256: strings.ToLower(r.GetSha256()), Duration: r.GetDurationSeconds()}
 	if len(r.GetExtraOutputs()) > 0 {
-		prefix := strings.TrimSuffix(want, path.Ext(want))
-		prefix = prefix[:strings.LastIndex(prefix, "/")+1]
+		jobID, taskID, attempt, _ := blob.AttemptOf(want)
 		res.Outputs = map[string]string{}
 		for i, x := range r.GetExtraOutputs() {
-			if _, known := blob.Outputs[x.GetName()]; !known || x.GetName() == "montage" || !strings.HasPrefix(x.GetKey(), prefix) {
+			// Only the keys this attempt's lease presigned are accepted.
+			if taskID != jobID+"-concat" || !slices.Contains(concatExtras, x.GetName()) || x.GetKey() != blob.OutputAttemptKey(jobID, x.GetName(), attempt) {
 				return nil, invalid(fmt.Sprintf("result.extra_outputs[%d]", i), "%q at %q is not an output of this attempt", x.GetName(), x.GetKey())
 			}
 			if err := verify(x.GetKey(), x.GetSize(), x.GetSha256()); err != nil {
