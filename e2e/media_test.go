@@ -127,6 +127,7 @@ func TestSyncMarkersSurviveTheMontage(t *testing.T) {
 			Duration       float64 `json:"duration_seconds"`
 			Chunk          int     `json:"chunk"`
 			SourceURL      string  `json:"source_url"`
+			SourceStart    float64 `json:"source_start_seconds"`
 			Source         struct {
 				VideoCodec string `json:"video_codec"`
 				Width      int    `json:"width"`
@@ -150,6 +151,13 @@ func TestSyncMarkersSurviveTheMontage(t *testing.T) {
 			t.Errorf("manifest part %d at %.3f, want %.3f (the sum of the parts before)", i, part.Offset, at)
 		}
 		at += part.Duration
+	}
+	// The chunks of the long highlight start at source keyframes (one
+	// every 2 s in s720.mp4), not at their nominal thirds (12.93, 21.27 s).
+	for _, part := range man.Parts[2:4] {
+		if part.HighlightIndex != 1 || part.Chunk == 0 || math.Abs(part.SourceStart-2*math.Round(part.SourceStart/2)) > 1e-3 {
+			t.Errorf("chunk %d of highlight %d starts at source %.4f s, not at a keyframe", part.Chunk, part.HighlightIndex, part.SourceStart)
+		}
 	}
 	if hevc := man.Parts[6]; hevc.Source.VideoCodec != "hevc" || !strings.HasSuffix(hevc.SourceURL, "shevc.mp4") {
 		t.Errorf("manifest part 6 = %+v, want the HEVC source's facts", hevc)

@@ -62,10 +62,17 @@ func manifest(jobID string, p *montagev1.RenderProfile, prof media.Profile, segs
 		m.Encoder = "libx264"
 	}
 	for i, s := range segs {
+		start := s.GetSourceStartSeconds()
+		if s.GetChunk() > 0 && i > 0 {
+			// Chunk edges moved to keyframes on the agents: a chunk starts
+			// where the one before it ended.
+			prev := m.Parts[i-1]
+			start = prev.SourceStart + prev.Duration
+		}
 		part := ManifestPart{
 			Role: s.GetRole(), HighlightIndex: int(s.GetHighlightIndex()), Title: s.GetTitle(),
 			Chunk: int(s.GetChunk()), Chunks: int(max(1, s.GetChunks())),
-			SourceURL: redact(s.GetSourceUrl()), SourceStart: s.GetSourceStartSeconds(),
+			SourceURL: redact(s.GetSourceUrl()), SourceStart: start,
 			Offset: offsets[i], Duration: s.GetDurationSeconds(), Cached: s.GetCached(),
 		}
 		if f := s.GetSource(); f != nil && (f.GetVideoCodec() != "" || f.GetExtractor() != "" || f.GetWidth() > 0) {

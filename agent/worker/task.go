@@ -191,6 +191,11 @@ func (a Renderer) Render(ctx context.Context, in *montagev1.RenderInput, prof me
 		r.HasAudio = info.HasAudio
 		fillFacts(facts, info)
 	}
+	if in.GetSnapStart() || in.GetSnapEnd() {
+		if err := a.snapChunk(ctx, in, &r); err != nil {
+			return 0, nil, err
+		}
+	}
 	if t := in.GetOverlayTitle(); t != "" {
 		if a.Font == "" {
 			return 0, nil, fmt.Errorf("no font for the title overlay on this agent")
@@ -230,6 +235,37 @@ func (a Renderer) Render(ctx context.Context, in *montagev1.RenderInput, prof me
 		mp = &m
 	}
 	return length(a.Tools.RunFFmpeg(ctx, media.ApplyPassArgs(r, mp, video, audio), d, func(p float64) { progress(0.9 + 0.1*p) }))
+}
+
+// snapChunk moves a chunk's inner edges to the first source keyframe after
+// each (one ffprobe reading only those windows). Both chunks that meet at an
+// edge find the same keyframe, so they join without a gap or an overlap; a
+// failed probe fails the task rather than guessing.
+func (a Renderer) snapChunk(ctx context.Context, in *montagev1.RenderInput, r *media.Render) error {
+	start, end := in.GetStartSeconds(), in.GetStartSeconds()+in.GetDurationSeconds()
+	var edges []float64
+	if in.GetSnapStart() {
+		edges = append(edges, start)
+	}
+	if in.GetSnapEnd() {
+		edges = append(edges, end)
+	}
+	kf, err := a.Tools.Keyframes(ctx, r.Video, edges)
+	if err != nil {
+		return fmt.Errorf("chunk edges: %w", err)
+	}
+	hs, fps := in.GetHighlightStartSeconds(), r.Profile.FPS
+	if in.GetSnapStart() {
+		start = media.SnapToKeyframe(start, hs, fps, kf)
+	}
+	if in.GetSnapEnd() {
+		end = media.SnapToKeyframe(end, hs, fps, kf)
+	}
+	if end-start < 1/fps {
+		return fmt.Errorf("chunk edges %.3f..%.3f leave no frame", start, end)
+	}
+	r.Start, r.Duration = start, media.WholeFrames(end-start, fps)
+	return nil
 }
 
 func streamInput(s sources.Stream) media.Input {

@@ -191,7 +191,8 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 		case montagev1.TaskType_TASK_TYPE_RENDER:
 			r := t.Render
 			l.Render = &montagev1.RenderInput{SourceUrl: r.URL, StartSeconds: r.Start, DurationSeconds: r.Duration, Title: r.Title,
-				SourceType: r.SourceType, FadeIn: r.FadeIn, FadeOut: r.FadeOut, OverlayTitle: r.OverlayTitle, TitleSeconds: r.TitleSeconds}
+				SourceType: r.SourceType, FadeIn: r.FadeIn, FadeOut: r.FadeOut, OverlayTitle: r.OverlayTitle, TitleSeconds: r.TitleSeconds,
+				SnapStart: r.SnapStart, SnapEnd: r.SnapEnd, HighlightStartSeconds: r.HighlightStart}
 			l.OutputKey = blob.SegmentKey(j.ID, t.ID, t.Attempts)
 		case montagev1.TaskType_TASK_TYPE_CONCAT:
 			for _, d := range t.DependsOn {

@@ -50,6 +50,11 @@ type RenderInput struct {
 	FadeOut      bool    `json:"fade_out,omitempty"`
 	OverlayTitle string  `json:"overlay_title,omitempty"`
 	TitleSeconds float64 `json:"title_seconds,omitempty"`
+	// A chunk's inner edges move to the next source keyframe (the agent
+	// finds it); HighlightStart anchors the frame grid they snap to.
+	SnapStart      bool    `json:"snap_start,omitempty"`
+	SnapEnd        bool    `json:"snap_end,omitempty"`
+	HighlightStart float64 `json:"highlight_start,omitempty"`
 }
 
 // CacheEntry is one segment in the cache: the render whose content key is

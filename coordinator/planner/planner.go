@@ -27,7 +27,7 @@ const concatSecondsPerClip = 0.1
 // PipelineVersion is part of every content key: bump it whenever a change to
 // the agent's commands changes the bytes of a segment, so that old cached
 // segments are never joined with new ones.
-const PipelineVersion = "render-2"
+const PipelineVersion = "render-3"
 
 // TitleSeconds is how long a highlight's title stays on screen.
 const TitleSeconds = 4.0
@@ -49,10 +49,9 @@ type Chunk struct {
 }
 
 // Chunks splits a clip longer than max into equal pieces whose lengths are
-// whole output frames, so that the joins fall exactly between two frames of
-// the montage. Each piece is cut with an accurate seek (-ss before -i
-// decodes from the keyframe before the cut and drops what precedes it), so a
-// piece needs no keyframe at its start.
+// whole output frames. These are nominal edges: the agents move each inner
+// edge to the first source keyframe after it (and back onto the frame grid),
+// so a chunk's accurate seek starts decoding at its own first frame.
 func Chunks(start, duration, max, fps float64) []Chunk {
 	n := int(math.Ceil(duration/max - 1e-9))
 	if n <= 1 || fps <= 0 {
@@ -83,6 +82,7 @@ func ContentKey(prof spec.Profile, r fsm.RenderInput) string {
 	}{PipelineVersion, prof, fsm.RenderInput{
 		URL: r.URL, SourceType: r.SourceType, Start: r.Start, Duration: r.Duration,
 		FadeIn: r.FadeIn, FadeOut: r.FadeOut, OverlayTitle: r.OverlayTitle, TitleSeconds: r.TitleSeconds,
+		SnapStart: r.SnapStart, SnapEnd: r.SnapEnd, HighlightStart: r.HighlightStart,
 	}})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
@@ -125,6 +125,9 @@ func Plan(jobID string, s *montagev1.JobSpec, r *spec.Resolved, o Options) (*fsm
 			in := fsm.RenderInput{
 				URL: c.URL, SourceType: c.SourceType, Start: ch.Start, Duration: ch.Duration, Title: c.Title,
 				FadeIn: k == 0, FadeOut: k == len(chunks)-1,
+			}
+			if len(chunks) > 1 {
+				in.SnapStart, in.SnapEnd, in.HighlightStart = k > 0, k < len(chunks)-1, c.Start
 			}
 			if r.Profile.TitleOverlay && role == "highlight" && k == 0 && c.Title != "" {
 				in.OverlayTitle, in.TitleSeconds = c.Title, math.Min(TitleSeconds, ch.Duration)

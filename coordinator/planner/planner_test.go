@@ -149,6 +149,12 @@ func TestPlanChunksIntroOutroAndRequirements(t *testing.T) {
 	if !c0.FadeIn || c0.FadeOut || c1.FadeIn || c1.FadeOut || c2.FadeIn || !c2.FadeOut {
 		t.Errorf("fades belong at the highlight's edges only: %+v %+v %+v", c0, c1, c2)
 	}
+	if c0.SnapStart || !c0.SnapEnd || !c1.SnapStart || !c1.SnapEnd || !c2.SnapStart || c2.SnapEnd || c1.HighlightStart != 0 {
+		t.Errorf("only inner chunk edges snap to keyframes: %+v %+v %+v", c0, c1, c2)
+	}
+	if r := tasks[4].Render; r.SnapStart || r.SnapEnd {
+		t.Errorf("an unchunked highlight snaps: %+v", r)
+	}
 	if c0.OverlayTitle != "Long" || c1.OverlayTitle != "" || c0.TitleSeconds != TitleSeconds {
 		t.Errorf("title only on the first chunk: %+v %+v", c0, c1)
 	}
@@ -193,6 +199,7 @@ func TestContentKey(t *testing.T) {
 		"encoder":  func(p *spec.Profile, _ *fsm.RenderInput) { p.Encoder = "h264_nvenc" },
 		"loudness": func(p *spec.Profile, _ *fsm.RenderInput) { p.Loudness = -23 },
 		"size":     func(p *spec.Profile, _ *fsm.RenderInput) { p.Width = 1920 },
+		"snap":     func(_ *spec.Profile, r *fsm.RenderInput) { r.SnapEnd = true },
 	}
 	for name, change := range changes {
 		p2, in2 := p, in

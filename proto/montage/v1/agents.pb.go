@@ -612,10 +612,16 @@ type RenderInput struct {
 	FadeIn  bool `protobuf:"varint,6,opt,name=fade_in,json=fadeIn,proto3" json:"fade_in,omitempty"`
 	FadeOut bool `protobuf:"varint,7,opt,name=fade_out,json=fadeOut,proto3" json:"fade_out,omitempty"`
 	// Text to draw over the first title_seconds of this segment; empty for none.
-	OverlayTitle  string  `protobuf:"bytes,8,opt,name=overlay_title,json=overlayTitle,proto3" json:"overlay_title,omitempty"`
-	TitleSeconds  float64 `protobuf:"fixed64,9,opt,name=title_seconds,json=titleSeconds,proto3" json:"title_seconds,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	OverlayTitle string  `protobuf:"bytes,8,opt,name=overlay_title,json=overlayTitle,proto3" json:"overlay_title,omitempty"`
+	TitleSeconds float64 `protobuf:"fixed64,9,opt,name=title_seconds,json=titleSeconds,proto3" json:"title_seconds,omitempty"`
+	// A chunk of a long highlight: its inner edges move to the first source
+	// keyframe at or after them (every agent finds the same one), then onto
+	// the output frame grid counted from highlight_start.
+	SnapStart             bool    `protobuf:"varint,10,opt,name=snap_start,json=snapStart,proto3" json:"snap_start,omitempty"`
+	SnapEnd               bool    `protobuf:"varint,11,opt,name=snap_end,json=snapEnd,proto3" json:"snap_end,omitempty"`
+	HighlightStartSeconds float64 `protobuf:"fixed64,12,opt,name=highlight_start_seconds,json=highlightStartSeconds,proto3" json:"highlight_start_seconds,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *RenderInput) Reset() {
@@ -707,6 +713,27 @@ func (x *RenderInput) GetOverlayTitle() string {
 func (x *RenderInput) GetTitleSeconds() float64 {
 	if x != nil {
 		return x.TitleSeconds
+	}
+	return 0
+}
+
+func (x *RenderInput) GetSnapStart() bool {
+	if x != nil {
+		return x.SnapStart
+	}
+	return false
+}
+
+func (x *RenderInput) GetSnapEnd() bool {
+	if x != nil {
+		return x.SnapEnd
+	}
+	return false
+}
+
+func (x *RenderInput) GetHighlightStartSeconds() float64 {
+	if x != nil {
+		return x.HighlightStartSeconds
 	}
 	return 0
 }
@@ -1681,7 +1708,7 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\bchannels\x18\b \x01(\x05R\bchannels\x12)\n" +
 	"\x10duration_seconds\x18\t \x01(\x01R\x0fdurationSeconds\x12\x1c\n" +
 	"\textractor\x18\n" +
-	" \x01(\tR\textractor\"\xb1\x02\n" +
+	" \x01(\tR\textractor\"\xa3\x03\n" +
 	"\vRenderInput\x12\x1d\n" +
 	"\n" +
 	"source_url\x18\x01 \x01(\tR\tsourceUrl\x12#\n" +
@@ -1693,7 +1720,12 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\afade_in\x18\x06 \x01(\bR\x06fadeIn\x12\x19\n" +
 	"\bfade_out\x18\a \x01(\bR\afadeOut\x12#\n" +
 	"\roverlay_title\x18\b \x01(\tR\foverlayTitle\x12#\n" +
-	"\rtitle_seconds\x18\t \x01(\x01R\ftitleSeconds\"D\n" +
+	"\rtitle_seconds\x18\t \x01(\x01R\ftitleSeconds\x12\x1d\n" +
+	"\n" +
+	"snap_start\x18\n" +
+	" \x01(\bR\tsnapStart\x12\x19\n" +
+	"\bsnap_end\x18\v \x01(\bR\asnapEnd\x126\n" +
+	"\x17highlight_start_seconds\x18\f \x01(\x01R\x15highlightStartSeconds\"D\n" +
 	"\vConcatInput\x125\n" +
 	"\bsegments\x18\x01 \x03(\v2\x19.montage.v1.ConcatSegmentR\bsegments\"\xe7\x02\n" +
 	"\rConcatSegment\x12\x10\n" +
