@@ -50,6 +50,7 @@ fuzz:
 	$(GO) test ./internal/spec -run '^$$' -fuzz FuzzParseTimestamp -fuzztime 30s
 	$(GO) test ./internal/spec -run '^$$' -fuzz FuzzValidate -fuzztime 30s
 	$(GO) test ./ctl/specfile -run '^$$' -fuzz FuzzParse -fuzztime 30s
+	$(GO) test ./ctl/cli -run '^$$' -fuzz FuzzPrinters -fuzztime 30s
 
 clean:
 	rm -rf bin out

@@ -15,3 +15,13 @@ need protoc-gen-connect-go connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.2
 need staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # A real S3 server for the object-store tests (about 90 s to build once).
 need versitygw github.com/versity/versitygw/cmd/versitygw@v1.8.0
+# tmux gives the terminal tests a real pseudo-terminal and screen.
+if ! command -v tmux >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing tmux (apt-get)…" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null; }
+  else
+    echo "the terminal tests need tmux: sudo apt-get install -y tmux" >&2
+    exit 1
+  fi
+fi

@@ -97,6 +97,7 @@ func taskProto(t *fsm.Task, leases *lease.Table) *montagev1.Task {
 		Chunks:          int32(max(1, t.Chunks)),
 		Cached:          t.Cached,
 		Requires:        append([]string(nil), t.Requires...),
+		Role:            t.Role,
 	}
 	if t.Result != nil {
 		tp.ResultKey = t.Result.Key

@@ -20,6 +20,7 @@ import (
 
 	"github.com/stream-montages/montage/ctl/specfile"
 	"github.com/stream-montages/montage/internal/tlsconf"
+	"github.com/stream-montages/montage/internal/version"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 	"github.com/stream-montages/montage/proto/montage/v1/montagev1connect"
 )
@@ -36,6 +37,7 @@ func (e *ExitError) Error() string { return e.Msg }
 type app struct {
 	addr      string
 	tokenFile string
+	token     string
 	tlsCA     string
 	skipTLS   bool
 	out       io.Writer
@@ -51,13 +53,24 @@ func (a *app) jobs() montagev1connect.JobServiceClient {
 // authorize sends the operator token from --token-file or MONTAGE_TOKEN,
 // on unary calls and streams alike.
 func (a *app) authorize() connect.Interceptor {
-	tok := strings.TrimSpace(os.Getenv("MONTAGE_TOKEN"))
-	if a.tokenFile != "" {
-		if b, err := os.ReadFile(a.tokenFile); err == nil {
-			tok = strings.TrimSpace(string(b))
-		}
+	return bearerInterceptor(a.token)
+}
+
+// loadToken reads the operator token once, before any call: a token file
+// that cannot be read is an error, never a silent anonymous call.
+func (a *app) loadToken() error {
+	a.token = strings.TrimSpace(os.Getenv("MONTAGE_TOKEN"))
+	if a.tokenFile == "" {
+		return nil
 	}
-	return bearerInterceptor(tok)
+	b, err := os.ReadFile(a.tokenFile)
+	if err != nil {
+		return fmt.Errorf("--token-file: %w", err)
+	}
+	if a.token = strings.TrimSpace(string(b)); a.token == "" {
+		return fmt.Errorf("--token-file %s: the file is empty", a.tokenFile)
+	}
+	return nil
 }
 
 type bearerInterceptor string
@@ -130,6 +143,9 @@ func New(out, errOut io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&a.tlsCA, "tls-ca", os.Getenv("MONTAGE_TLS_CA"), "PEM CA to verify an https coordinator (env MONTAGE_TLS_CA; default: system roots)")
 	root.PersistentFlags().BoolVar(&a.skipTLS, "tls-skip-verify", false, "do not verify the coordinator's certificate: for tests only")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if err := a.loadToken(); err != nil {
+			return err
+		}
 		cfg, err := tlsconf.Client(a.tlsCA, a.skipTLS)
 		if err != nil {
 			return err
@@ -142,13 +158,52 @@ func New(out, errOut io.Writer) *cobra.Command {
 	root.SetOut(out)
 	root.SetErr(errOut)
 	root.AddCommand(a.submitCmd(), a.getCmd(), a.listCmd(), a.downloadCmd(), a.urlCmd(), a.cancelCmd(),
-		a.clusterCmd(), a.agentsCmd(), a.agentCmd())
+		a.clusterCmd(), a.agentsCmd(), a.agentCmd(), a.versionCmd())
 	return root
 }
 
+func (a *app) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print montagectl's version",
+		Args:  cobra.NoArgs,
+		// No coordinator is needed, so no token or TLS set-up either.
+		PersistentPreRunE: func(*cobra.Command, []string) error { return nil },
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintf(a.out, "montagectl %s\n", version.String())
+			return nil
+		},
+	}
+}
+
+// Exit codes: scripts rely on them (docs/operations.md).
+const (
+	CodeOK          = 0
+	CodeTrouble     = 1 // montagectl could not do what was asked, or a bug
+	CodeJobFailed   = 2 // the job it waited for failed
+	CodeJobCanceled = 3 // the job it waited for was canceled
+)
+
 // Main runs montagectl and returns the process exit code.
 func Main(args []string, out, errOut io.Writer) int {
-	root := New(out, errOut)
+	return run(New(out, errOut), args, errOut)
+}
+
+// run executes root. Anything unforeseen (a panic) becomes one line that
+// names the command and the version, with exit code 1: 2 and 3 speak of the
+// job, never of montagectl.
+func run(root *cobra.Command, args []string, errOut io.Writer) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			name := root.Name()
+			if c, _, err := root.Find(args); err == nil && c != nil {
+				name = c.CommandPath()
+			}
+			fmt.Fprintf(errOut, "montagectl: internal error in %q (version %s): %v; please report this line and the command you ran\n",
+				name, version.String(), r)
+			code = CodeTrouble
+		}
+	}()
 	root.SetArgs(args)
 	if err := root.ExecuteContext(context.Background()); err != nil {
 		var ee *ExitError
@@ -157,9 +212,9 @@ func Main(args []string, out, errOut io.Writer) int {
 			return ee.Code
 		}
 		fmt.Fprintln(errOut, "montagectl:", describe(err))
-		return 1
+		return CodeTrouble
 	}
-	return 0
+	return CodeOK
 }
 
 // describe turns a Connect error into "InvalidArgument: highlights[3]...".

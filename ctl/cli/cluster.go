@@ -43,7 +43,7 @@ func (a *app) clusterCmd() *cobra.Command {
 				return nil
 			}
 			fmt.Fprintf(a.out, "Leader:   %s (%s)\nTerm:     %d\nIndexes:  commit %d, applied %d, last log %d (answered by %s)\n\n",
-				s.GetLeaderId(), s.GetLeaderApi(), s.GetTerm(), s.GetCommitIndex(), s.GetAppliedIndex(), s.GetLastLogIndex(), s.GetAnsweredBy())
+				printable(s.GetLeaderId(), 80), printable(s.GetLeaderApi(), 200), s.GetTerm(), s.GetCommitIndex(), s.GetAppliedIndex(), s.GetLastLogIndex(), printable(s.GetAnsweredBy(), 80))
 			tw := tabwriter.NewWriter(a.out, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NODE\tHEALTH\tRAFT\tAPI\tRAFT ADDR\tGOSSIP ADDR")
 			for _, m := range s.GetMembers() {
@@ -58,7 +58,8 @@ func (a *app) clusterCmd() *cobra.Command {
 				case m.GetVoter():
 					role = "voter"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.GetId(), health, role, m.GetApiAddr(), m.GetRaftAddr(), m.GetGossipAddr())
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", printable(m.GetId(), 80), health, role,
+					printable(m.GetApiAddr(), 200), printable(m.GetRaftAddr(), 200), printable(m.GetGossipAddr(), 200))
 			}
 			return tw.Flush()
 		},
@@ -110,12 +111,12 @@ func (a *app) agentsCmd() *cobra.Command {
 			fmt.Fprintln(tw, "ID\tNAME\tSTATE\tSLOTS\tENCODERS\tFFMPEG\tLAST SEEN")
 			for _, ag := range resp.Msg.GetAgents() {
 				seen := "-"
-				if ag.GetLastSeen() != nil {
-					seen = time.Since(ag.GetLastSeen().AsTime()).Round(time.Second).String() + " ago"
+				if ls := ag.GetLastSeen(); ls != nil && ls.CheckValid() == nil {
+					seen = time.Since(ls.AsTime()).Round(time.Second).String() + " ago"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", ag.GetId(), ag.GetName(), agentStateWord(ag.GetState()),
-					ag.GetSlotsInUse(), ag.GetSlots(), strings.Join(ag.GetCapabilities().GetEncoders(), ","),
-					ffmpegVersion(ag.GetCapabilities().GetFfmpegVersion()), seen)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", printable(ag.GetId(), 80), printable(ag.GetName(), 80), agentStateWord(ag.GetState()),
+					ag.GetSlotsInUse(), ag.GetSlots(), printable(strings.Join(ag.GetCapabilities().GetEncoders(), ","), 200),
+					printable(ffmpegVersion(ag.GetCapabilities().GetFfmpegVersion()), 40), seen)
 			}
 			return tw.Flush()
 		},

@@ -3,11 +3,15 @@ package cli
 import (
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
@@ -20,6 +24,48 @@ func stateWord(s montagev1.JobState) string {
 
 func taskStateWord(s montagev1.TaskState) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "TASK_STATE_"))
+}
+
+func taskTypeWord(t montagev1.TaskType) string {
+	return strings.ToLower(strings.TrimPrefix(t.String(), "TASK_TYPE_"))
+}
+
+// printable keeps what a coordinator sent from steering the terminal or
+// breaking a table: control characters (escape sequences, tabs, newlines)
+// become spaces, invalid UTF-8 is replaced, and the text is cut to max runes.
+func printable(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	if utf8.RuneCountInString(s) > max {
+		r := []rune(s)
+		s = string(r[:max-1]) + "…"
+	}
+	return s
+}
+
+// fraction is a 0..1 progress whatever a coordinator sent (NaN, negative,
+// above 1).
+func fraction(p float64) float64 {
+	switch {
+	case math.IsNaN(p) || p < 0:
+		return 0
+	case p > 1:
+		return 1
+	}
+	return p
+}
+
+// when prints a time in the local zone, or "-" when none was set.
+func when(ts *timestamppb.Timestamp) string {
+	if ts == nil || (ts.GetSeconds() == 0 && ts.GetNanos() == 0) || ts.CheckValid() != nil {
+		return "-"
+	}
+	return ts.AsTime().Local().Format(time.DateTime)
 }
 
 func checkFormat(format string) error {
@@ -41,35 +87,30 @@ func printJob(w io.Writer, format string, j *montagev1.Job) error {
 		_, err = fmt.Fprintln(w, string(b))
 		return err
 	}
+	id := printable(j.GetId(), 80)
 	fmt.Fprintf(w, "Job:      %s\nName:     %s\nState:    %s\nProgress: %.0f%%\nCreated:  %s\n",
-		j.GetId(), j.GetName(), stateWord(j.GetState()), 100*j.GetProgress(),
-		j.GetCreatedAt().AsTime().Local().Format(time.DateTime))
-	if j.GetError() != "" {
-		fmt.Fprintf(w, "Error:    %s\n", j.GetError())
+		id, printable(j.GetName(), 200), stateWord(j.GetState()), 100*fraction(j.GetProgress()), when(j.GetCreatedAt()))
+	if e := j.GetError(); e != "" {
+		fmt.Fprintf(w, "Error:    %s\n", printable(e, 2000))
 	}
 	if wf := j.GetWaitingFor(); wf != "" {
-		fmt.Fprintf(w, "Waiting:  %s\n", wf)
+		fmt.Fprintf(w, "Waiting:  %s\n", printable(wf, 500))
 	}
 	if enc := j.GetSpec().GetProfile().GetEncoder(); enc != "" {
-		fmt.Fprintf(w, "Encoder:  %s\n", enc)
+		fmt.Fprintf(w, "Encoder:  %s\n", printable(enc, 40))
 	}
 	if k, ok := j.GetOutputs()["montage"]; ok {
-		fmt.Fprintf(w, "Montage:  %s (montagectl download %s)\n", k, j.GetId())
+		fmt.Fprintf(w, "Montage:  %s (montagectl download %s)\n", printable(k, 500), id)
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nTASK\tTYPE\tSTATE\tATTEMPTS\tPROGRESS\tAGENT\tERROR")
+	fmt.Fprintln(tw, "\nTASK\tWHAT\tSTATE\tATTEMPTS\tPROGRESS\tAGENT\tERROR")
 	for _, t := range j.GetTasks() {
-		typ := strings.ToLower(strings.TrimPrefix(t.GetType().String(), "TASK_TYPE_"))
-		msg := t.GetError()
-		if len(msg) > 200 {
-			msg = msg[:200] + "…"
-		}
-		agent := t.GetAgentId()
+		agent := printable(t.GetAgentId(), 80)
 		if t.GetCached() {
 			agent = "(cache)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%.0f%%\t%s\t%s\n", t.GetId(), typ, taskStateWord(t.GetState()),
-			t.GetAttempts(), t.GetMaxAttempts(), 100*t.GetProgress(), agent, strings.ReplaceAll(msg, "\n", " "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%.0f%%\t%s\t%s\n", printable(t.GetId(), 80), taskLabel(j, t), taskStateWord(t.GetState()),
+			t.GetAttempts(), t.GetMaxAttempts(), 100*fraction(t.GetProgress()), agent, printable(t.GetError(), 200))
 	}
 	return tw.Flush()
 }
@@ -89,8 +130,8 @@ func printJobs(w io.Writer, format string, jobs []*montagev1.Job) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "JOB\tNAME\tSTATE\tPROGRESS\tHIGHLIGHTS\tCREATED")
 	for _, j := range jobs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f%%\t%d\t%s\n", j.GetId(), j.GetName(), stateWord(j.GetState()),
-			100*j.GetProgress(), len(j.GetSpec().GetHighlights()), j.GetCreatedAt().AsTime().Local().Format(time.DateTime))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f%%\t%d\t%s\n", printable(j.GetId(), 80), printable(j.GetName(), 60), stateWord(j.GetState()),
+			100*fraction(j.GetProgress()), len(j.GetSpec().GetHighlights()), when(j.GetCreatedAt()))
 	}
 	return tw.Flush()
 }

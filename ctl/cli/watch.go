@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -67,9 +69,9 @@ func (a *app) wait(ctx context.Context, jobID string, quiet bool) error {
 		}
 		return nil
 	case montagev1.JobState_JOB_STATE_CANCELED:
-		return &ExitError{Code: 3, Msg: fmt.Sprintf("job %s was canceled", jobID)}
+		return &ExitError{Code: CodeJobCanceled, Msg: fmt.Sprintf("job %s was canceled", jobID)}
 	default:
-		return &ExitError{Code: 2, Msg: fmt.Sprintf("job %s failed: %s", jobID, last.GetError())}
+		return &ExitError{Code: CodeJobFailed, Msg: fmt.Sprintf("job %s failed: %s", jobID, last.GetError())}
 	}
 }
 
@@ -105,7 +107,7 @@ type lines struct {
 
 func (l *lines) update(j *montagev1.Job) {
 	if s := stateWord(j.GetState()); s != l.job {
-		fmt.Fprintf(l.w, "job %s: %s\n", j.GetId(), s)
+		fmt.Fprintf(l.w, "job %s: %s\n", printable(j.GetId(), 80), s)
 		l.job = s
 	}
 	for _, t := range j.GetTasks() {
@@ -119,19 +121,42 @@ func (l *lines) update(j *montagev1.Job) {
 
 func (l *lines) done() {}
 
+// taskLabel names a task the way people read it: "intro", "outro",
+// "concat", `highlight 2 "The clutch"`, `highlight 1 part 2/3`. It accepts
+// any Task a coordinator can send, a newer coordinator's included.
 func taskLabel(j *montagev1.Job, t *montagev1.Task) string {
-	if t.GetType() == montagev1.TaskType_TASK_TYPE_CONCAT {
+	var label string
+	switch t.GetType() {
+	case montagev1.TaskType_TASK_TYPE_CONCAT:
 		return "concat"
+	case montagev1.TaskType_TASK_TYPE_RENDER:
+		id := t.GetId()
+		switch role := t.GetRole(); {
+		case role == "intro" || role == "outro":
+			label = role
+		case t.GetHighlightIndex() >= 0:
+			i := int64(t.GetHighlightIndex())
+			label = fmt.Sprintf("highlight %d", i+1)
+			if hs := j.GetSpec().GetHighlights(); i < int64(len(hs)) {
+				if title := printable(hs[i].GetTitle(), 40); title != "" {
+					label += fmt.Sprintf(" %q", title)
+				}
+			}
+		// Coordinators before the role field named these tasks only by id.
+		case strings.HasSuffix(id, "-intro"):
+			label = "intro"
+		case strings.HasSuffix(id, "-outro"):
+			label = "outro"
+		default:
+			label = "render " + printable(id, 40)
+		}
+	default:
+		return taskTypeWord(t.GetType()) + " " + printable(t.GetId(), 40)
 	}
-	i := int(t.GetHighlightIndex())
-	title := ""
-	if hs := j.GetSpec().GetHighlights(); i < len(hs) {
-		title = hs[i].GetTitle()
+	if n := t.GetChunks(); n > 1 {
+		label += fmt.Sprintf(" part %d/%d", int64(t.GetChunk())+1, n)
 	}
-	if title == "" {
-		return fmt.Sprintf("highlight %d", i+1)
-	}
-	return fmt.Sprintf("highlight %d %q", i+1, title)
+	return label
 }
 
 // bars draws mpb progress bars.
@@ -139,6 +164,8 @@ type bars struct {
 	p     *mpb.Progress
 	job   *mpb.Bar
 	tasks map[string]*mpb.Bar
+	// state is read by mpb's render goroutine while update writes it.
+	mu    sync.Mutex
 	state map[string]string
 }
 
@@ -148,26 +175,41 @@ func newBars(w io.Writer) *bars {
 
 func (b *bars) bar(name, id string) *mpb.Bar {
 	return b.p.AddBar(barTotal,
-		mpb.PrependDecorators(decor.Name(name, decor.WC{W: 28, C: decor.DindentRight})),
-		mpb.AppendDecorators(decor.Percentage(decor.WC{W: 5}), decor.Any(func(decor.Statistics) string { return " " + b.state[id] })),
+		mpb.PrependDecorators(decor.Name(printable(name, barName), decor.WC{W: barName + 1, C: decor.DindentRight})),
+		mpb.AppendDecorators(decor.Percentage(decor.WC{W: 5}), decor.Any(func(decor.Statistics) string { return " " + b.stateOf(id) })),
 	)
+}
+
+// barName is the widest task label a bar shows.
+const barName = 44
+
+func (b *bars) stateOf(id string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.state[id]
+}
+
+func (b *bars) setState(id, s string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.state[id] = s
 }
 
 func (b *bars) update(j *montagev1.Job) {
 	for _, t := range j.GetTasks() {
-		b.state[t.GetId()] = taskStateWord(t.GetState())
+		b.setState(t.GetId(), taskStateWord(t.GetState()))
 		bar := b.tasks[t.GetId()]
 		if bar == nil {
 			bar = b.bar(taskLabel(j, t), t.GetId())
 			b.tasks[t.GetId()] = bar
 		}
-		bar.SetCurrent(int64(t.GetProgress() * barTotal))
+		bar.SetCurrent(int64(fraction(t.GetProgress()) * barTotal))
 	}
 	if b.job == nil {
-		b.job = b.bar("job "+j.GetId(), "job")
+		b.job = b.bar("job "+printable(j.GetId(), 40), "job")
 	}
-	b.state["job"] = stateWord(j.GetState())
-	b.job.SetCurrent(int64(j.GetProgress() * barTotal))
+	b.setState("job", stateWord(j.GetState()))
+	b.job.SetCurrent(int64(fraction(j.GetProgress()) * barTotal))
 }
 
 func (b *bars) done() {

@@ -709,7 +709,7 @@ type Task struct {
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	JobId string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Type  TaskType               `protobuf:"varint,3,opt,name=type,proto3,enum=montage.v1.TaskType" json:"type,omitempty"`
-	// Highlight index for render tasks; -1 otherwise.
+	// Highlight index for highlight renders; -1 for intro, outro and concat.
 	HighlightIndex int32     `protobuf:"varint,4,opt,name=highlight_index,json=highlightIndex,proto3" json:"highlight_index,omitempty"`
 	State          TaskState `protobuf:"varint,5,opt,name=state,proto3,enum=montage.v1.TaskState" json:"state,omitempty"`
 	DependsOn      []string  `protobuf:"bytes,6,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
@@ -733,7 +733,10 @@ type Task struct {
 	// The result came from the segment cache; no agent rendered it.
 	Cached bool `protobuf:"varint,18,opt,name=cached,proto3" json:"cached,omitempty"`
 	// What an agent must provide to take the task ("libx264", "yt-dlp", ...).
-	Requires      []string `protobuf:"bytes,19,rep,name=requires,proto3" json:"requires,omitempty"`
+	Requires []string `protobuf:"bytes,19,rep,name=requires,proto3" json:"requires,omitempty"`
+	// What a render makes: "intro", "highlight" or "outro"; empty for other
+	// types. Intro and outro renders have highlight_index -1.
+	Role          string `protobuf:"bytes,20,opt,name=role,proto3" json:"role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -899,6 +902,13 @@ func (x *Task) GetRequires() []string {
 		return x.Requires
 	}
 	return nil
+}
+
+func (x *Task) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
 }
 
 type AgentCapabilities struct {
@@ -1180,7 +1190,7 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"waitingFor\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbf\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd3\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12(\n" +
@@ -1204,7 +1214,8 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\x05chunk\x18\x10 \x01(\x05R\x05chunk\x12\x16\n" +
 	"\x06chunks\x18\x11 \x01(\x05R\x06chunks\x12\x16\n" +
 	"\x06cached\x18\x12 \x01(\bR\x06cached\x12\x1a\n" +
-	"\brequires\x18\x13 \x03(\tR\brequires\"\xbe\x02\n" +
+	"\brequires\x18\x13 \x03(\tR\brequires\x12\x12\n" +
+	"\x04role\x18\x14 \x01(\tR\x04role\"\xbe\x02\n" +
 	"\x11AgentCapabilities\x12%\n" +
 	"\x0effmpeg_version\x18\x01 \x01(\tR\rffmpegVersion\x12'\n" +
 	"\x0fffprobe_version\x18\x02 \x01(\tR\x0effprobeVersion\x12\x1a\n" +

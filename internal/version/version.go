@@ -1,0 +1,58 @@
+// Package version says which build of Stream Montages is running, for
+// `montagectl version`, error reports and build_info metrics.
+package version
+
+import (
+	"runtime/debug"
+	"sync"
+)
+
+// Version is set at link time (-ldflags "-X ...version.Version=v1.2.3");
+// a plain `go build` reports "dev" with the VCS revision when Go knows it.
+var Version = "dev"
+
+var (
+	once     sync.Once
+	revision string
+	modified bool
+)
+
+func read() {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return
+	}
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			revision = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+}
+
+// Revision is the VCS commit the binary was built from, or "unknown".
+func Revision() string {
+	once.Do(read)
+	if revision == "" {
+		return "unknown"
+	}
+	return revision
+}
+
+// String is "dev (abc1234)", "dev (abc1234, modified)" or "v1.2.3 (abc1234)".
+func String() string {
+	once.Do(read)
+	rev := "unknown"
+	if revision != "" {
+		rev = revision
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+	}
+	if modified {
+		rev += ", modified"
+	}
+	return Version + " (" + rev + ")"
+}
