@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/stream-montages/montage/agent/egress"
 	"github.com/stream-montages/montage/agent/worker"
 	"github.com/stream-montages/montage/internal/tlsconf"
 )
@@ -34,8 +36,11 @@ func run() error {
 		labels   = flag.String("labels", "", "comma-separated key=value labels")
 		logLevel = flag.String("log-level", "info", "debug, info, warn or error")
 		joinFile = flag.String("join-token-file", "", "file holding the agent join token (or set MONTAGE_AGENT_JOIN_TOKEN)")
-		tlsCA    = flag.String("tls-ca", "", "PEM CA to verify https coordinators and object URLs (default: the system roots)")
-		skipTLS  = flag.Bool("tls-skip-verify", false, "do not verify TLS certificates: for tests only, never in production")
+		tlsCA    = flag.String("tls-ca", "", "PEM CA to verify https coordinators (default: the system roots); object URLs trust it too")
+		skipTLS  = flag.Bool("tls-skip-verify", false, "do not verify the coordinators' and object store's certificates: for tests only; sources are always verified")
+		sourceCA = flag.String("source-ca", "", "PEM CA trusted for sources and object URLs besides the system roots (a private CDN or MinIO)")
+		allowSrc = flag.String("allow-sources", "", "comma-separated CIDR ranges sources may use even if otherwise refused (e.g. 127.0.0.0/8 for media on this PC)")
+		denyPriv = flag.Bool("deny-private-sources", false, "refuse sources on private LAN ranges (10/8, 172.16/12, 192.168/16, fc00::/7) too")
 		gpuSess  = flag.Int("gpu-sessions", 2, "hardware encodes to run at once (consumer NVIDIA cards allow few sessions)")
 		hardware = flag.String("hwaccel", "auto", "auto proves hardware encoders with a test encode at start; none offers software encoders only")
 		ytdlp    = flag.String("yt-dlp", "", "path of yt-dlp for page URLs (default: found on PATH; \"off\" disables)")
@@ -72,22 +77,56 @@ func run() error {
 		}
 		join = strings.TrimSpace(string(b))
 	}
-	tlsCfg, err := tlsconf.Client(*tlsCA, *skipTLS)
+	allow, err := egress.ParseCIDRs(*allowSrc)
+	if err != nil {
+		return fmt.Errorf("-allow-sources: %w", err)
+	}
+	clients, err := newClients(*tlsCA, *sourceCA, *skipTLS, egress.Policy{Allow: allow, DenyPrivate: *denyPriv})
 	if err != nil {
 		return err
 	}
 	if *skipTLS {
-		log.Warn("-tls-skip-verify: certificates are not checked; this is for tests only")
+		log.Warn("-tls-skip-verify: the coordinators' and object store's certificates are not checked; this is for tests only")
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tlsCfg
 	a, err := worker.New(ctx, worker.Config{Coordinator: *coord, DataDir: *dataDir, Name: *name, Slots: *slots, Labels: lbl, Log: log,
-		JoinToken: join, HTTPClient: &http.Client{Transport: tr}, GPUSessions: *gpuSess, Hardware: *hardware, YTDLP: *ytdlp, FontFile: *font})
+		JoinToken: join, HTTPClient: clients.coordinator, ObjectClient: clients.objects, SourceClient: clients.sources,
+		GPUSessions: *gpuSess, Hardware: *hardware, YTDLP: *ytdlp, FontFile: *font})
 	if err != nil {
 		return err
 	}
 	log.Info("agent starting", "id", a.ID(), "coordinator", *coord, "slots", *slots)
 	return a.Run(ctx)
+}
+
+type clients struct{ coordinator, objects, sources *http.Client }
+
+// newClients keeps three kinds of traffic apart: coordinator calls trust the
+// farm's CA; presigned object URLs (S3 or the coordinator's own store) trust
+// the system roots, the farm's CA and -source-ca; sources trust the system
+// roots and -source-ca only, are never exempt from verification, and dial
+// through the egress policy.
+func newClients(farmCA, sourceCA string, skipVerify bool, p egress.Policy) (clients, error) {
+	coordTLS, err := tlsconf.Client(farmCA, skipVerify)
+	if err != nil {
+		return clients{}, fmt.Errorf("-tls-ca: %w", err)
+	}
+	sourceRoots, err := tlsconf.SystemPool(sourceCA)
+	if err != nil {
+		return clients{}, fmt.Errorf("-source-ca: %w", err)
+	}
+	objectRoots, err := tlsconf.SystemPool(sourceCA, farmCA)
+	if err != nil {
+		return clients{}, err
+	}
+	coordTr := http.DefaultTransport.(*http.Transport).Clone()
+	coordTr.TLSClientConfig = coordTLS
+	objTr := http.DefaultTransport.(*http.Transport).Clone()
+	objTr.TLSClientConfig = &tls.Config{RootCAs: objectRoots, MinVersion: tls.VersionTLS12, InsecureSkipVerify: skipVerify}
+	return clients{
+		coordinator: &http.Client{Transport: coordTr},
+		objects:     &http.Client{Transport: objTr},
+		sources:     egress.Client(p, sourceRoots),
+	}, nil
 }
 
 func envOr(k, def string) string {

@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stream-montages/montage/agent/egress"
 	"github.com/stream-montages/montage/agent/worker"
 	"github.com/stream-montages/montage/coordinator/api"
 	"github.com/stream-montages/montage/coordinator/auth"
@@ -278,9 +279,12 @@ func run() error {
 
 	agentDone := make(chan struct{})
 	if *dev && *devAgent {
+		// -dev is for one PC: sources on its own loopback (the samples of
+		// `make demo`) are allowed; every other egress rule stays.
+		loopback, _ := egress.ParseCIDRs("127.0.0.0/8,::1")
 		a, err := worker.New(ctx, worker.Config{
 			Coordinator: *advertise, DataDir: filepath.Join(*dataDir, "agent"), Name: "embedded", Slots: *agentSlots,
-			Log: log.With("component", "agent"),
+			Log: log.With("component", "agent"), SourceClient: egress.Client(egress.Policy{Allow: loopback}, nil),
 		})
 		if err != nil {
 			return fmt.Errorf("embedded agent: %w", err)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,6 +157,12 @@ func startEnv(t testing.TB, env []string, name string, args ...string) *proc {
 	path := name
 	if !filepath.IsAbs(name) {
 		path = filepath.Join(binDir, name)
+	}
+	// The test media are served on loopback, which agents refuse by default.
+	if isAgent := strings.HasSuffix(path, "montage-agent") ||
+		slices.ContainsFunc(args, func(a string) bool { return strings.HasSuffix(a, "/montage-agent") }); isAgent && // under taskset
+		!slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "-allow-sources") }) {
+		args = append(args, "-allow-sources", "127.0.0.0/8")
 	}
 	p.cmd = exec.Command(path, args...)
 	p.cmd.Env = append(os.Environ(), env...)

@@ -95,22 +95,30 @@ type Input struct {
 // InputOptions are the options placed before an untrusted source's -i: a
 // protocol whitelist with only what the kind needs (never file, concat,
 // subfile, data or pipe, which would let a playlist read local files) and a
-// forced demuxer where the kind is known.
-func InputOptions(kind SourceKind) []string {
+// forced demuxer where the kind is known. A proxied input reaches only the
+// agent's proxy on loopback over plain http: the proxy makes the real
+// connections, through the egress policy, and rewrites every absolute URI
+// in a playlist to itself, so an https URI that ffmpeg would open directly
+// has no protocol to open it with.
+func InputOptions(kind SourceKind, proxied bool) []string {
+	protocols := "http,https,tcp,tls"
+	if proxied {
+		protocols = "http,tcp"
+	}
 	switch kind {
 	case SourceHLS:
 		// A small probe: stream facts come from the first segment, not
 		// from megabytes of segments the cut may never use; and no second
 		// connection opening the next segment ahead (http_multiple), which
 		// fetches a segment past the cut's end.
-		return []string{"-protocol_whitelist", "http,https,tcp,tls,crypto", "-f", "hls", "-http_multiple", "0", "-probesize", "500000", "-analyzeduration", "1000000"}
+		return []string{"-protocol_whitelist", protocols + ",crypto", "-f", "hls", "-http_multiple", "0", "-probesize", "500000", "-analyzeduration", "1000000"}
 	default:
-		return []string{"-protocol_whitelist", "http,https,tcp,tls"}
+		return []string{"-protocol_whitelist", protocols}
 	}
 }
 
 func (in Input) options() []string {
-	out := InputOptions(in.Kind)
+	out := InputOptions(in.Kind, in.Proxied)
 	if in.Proxied {
 		out = append(out, "-recv_buffer_size", "65536")
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -110,14 +111,41 @@ type Renderer struct {
 }
 
 // proxied routes an input through the range proxy: a file, or a playlist
-// with the segments it names by relative URI (absolute ones are read
-// directly).
-func (a Renderer) proxied(in media.Input) (media.Input, func()) {
+// with everything it names (the proxy rewrites absolute URIs to itself).
+// The route is nil without a proxy.
+func (a Renderer) proxied(in media.Input) (media.Input, *sources.Route) {
 	if a.Proxy == nil {
-		return in, func() {}
+		return in, nil
 	}
-	u, done := a.Proxy.Register(in.URL, in.Headers)
-	return media.Input{URL: u, Kind: in.Kind, Proxied: true}, done
+	r := a.Proxy.Register(in.URL, in.Headers, in.Kind == media.SourceHLS)
+	return media.Input{URL: r.URL, Kind: in.Kind, Proxied: true}, r
+}
+
+// explain puts what really went wrong with a source first: ffmpeg only saw
+// the proxy's 502 at a loopback URL, while the route knows the source's URL
+// and the cause (connection refused, a certificate, a refused address).
+func explain(err error, routes ...*sources.Route) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	var cause error
+	for _, r := range routes {
+		if r == nil {
+			continue
+		}
+		msg = r.Unproxy(msg)
+		if cause == nil {
+			cause = r.Err()
+		}
+	}
+	if cause == nil {
+		if msg == err.Error() {
+			return err
+		}
+		return errors.New(msg)
+	}
+	return fmt.Errorf("%w\n%s", cause, msg)
 }
 
 func (a *Agent) render(ctx context.Context, in *montagev1.RenderInput, prof media.Profile, dir, out string, progress func(float64)) (float64, *montagev1.SourceFacts, error) {
@@ -166,14 +194,36 @@ func (a Renderer) Render(ctx context.Context, in *montagev1.RenderInput, prof me
 		}
 		r.Video = media.Input{URL: in.GetSourceUrl(), Kind: kind}
 	}
-	var done func()
-	r.Video, done = a.proxied(r.Video)
-	defer done()
+	var videoRoute, audioRoute *sources.Route
+	r.Video, videoRoute = a.proxied(r.Video)
+	if videoRoute != nil {
+		defer videoRoute.Close()
+	}
 	if r.Audio != nil {
-		ai, doneAudio := a.proxied(*r.Audio)
-		defer doneAudio()
+		var ai media.Input
+		ai, audioRoute = a.proxied(*r.Audio)
+		if audioRoute != nil {
+			defer audioRoute.Close()
+		}
 		r.Audio = &ai
 	}
+	n, facts, err := a.cut(ctx, in, prof, r, facts, dir, progress)
+	if err == nil {
+		// ffmpeg's HLS demuxer skips a segment it cannot open and carries
+		// on: the cut would silently lose seconds. Any failed source read
+		// fails the render instead, so it is retried.
+		for _, rt := range []*sources.Route{videoRoute, audioRoute} {
+			if rt != nil && rt.Err() != nil {
+				return 0, nil, fmt.Errorf("%w\n(ffmpeg went on without it; the render would miss part of the source)", rt.Err())
+			}
+		}
+	}
+	return n, facts, explain(err, videoRoute, audioRoute)
+}
+
+// cut runs the probes and ffmpeg passes of one render on proxied inputs.
+func (a Renderer) cut(ctx context.Context, in *montagev1.RenderInput, prof media.Profile, r media.Render, facts *montagev1.SourceFacts,
+	dir string, progress func(float64)) (float64, *montagev1.SourceFacts, error) {
 	if r.Audio == nil {
 		// One ffprobe tells whether there is audio to map and whether the
 		// cut lies inside the source; it reads only the header.

@@ -21,6 +21,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/stream-montages/montage/agent/egress"
 	"github.com/stream-montages/montage/agent/media"
 	"github.com/stream-montages/montage/agent/sources"
 	"github.com/stream-montages/montage/internal/spec"
@@ -37,7 +38,14 @@ type Config struct {
 	Name        string
 	Slots       int
 	Labels      map[string]string
-	HTTPClient  *http.Client
+	// HTTPClient calls the coordinators (verified against the farm's CA).
+	HTTPClient *http.Client
+	// ObjectClient transfers presigned objects (S3, or the coordinator's
+	// local store); default HTTPClient.
+	ObjectClient *http.Client
+	// SourceClient fetches sources: system roots, and a dialer that enforces
+	// the egress policy; default one that allows only public addresses.
+	SourceClient *http.Client
 	Log         *slog.Logger
 	// PollWait is how long one LeaseTask call waits for work.
 	PollWait time.Duration
@@ -107,6 +115,12 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{}
 	}
+	if cfg.ObjectClient == nil {
+		cfg.ObjectClient = cfg.HTTPClient
+	}
+	if cfg.SourceClient == nil {
+		cfg.SourceClient = egress.Client(egress.Policy{}, nil)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("agent data dir %s: %w", cfg.DataDir, err)
 	}
@@ -175,14 +189,14 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		caps:    caps,
 		ytdlp:   yt,
 		font:    font,
-		http:    cfg.HTTPClient,
+		http:    cfg.ObjectClient,
 		log:     cfg.Log.With("agent", id),
 		running: map[string]*running{},
 		slotCh:  make(chan struct{}, 1),
 		hbWake:  make(chan struct{}, 1),
 		ttl:     15 * time.Second,
 	}
-	if a.proxy, err = sources.StartRangeProxy(cfg.HTTPClient); err != nil {
+	if a.proxy, err = sources.StartRangeProxy(cfg.SourceClient); err != nil {
 		return nil, err
 	}
 	next := cfg.HTTPClient.Transport

@@ -78,3 +78,26 @@ func Client(caFile string, skipVerify bool) (*tls.Config, error) {
 	}
 	return cfg, nil
 }
+
+// SystemPool is the system's roots (SSL_CERT_FILE and SSL_CERT_DIR are
+// honoured on Linux) plus the CAs in extra files: what public sources and
+// object stores are verified against. Empty names are skipped.
+func SystemPool(extra ...string) (*x509.CertPool, error) {
+	p, err := x509.SystemCertPool()
+	if err != nil || p == nil {
+		p = x509.NewCertPool()
+	}
+	for _, f := range extra {
+		if f == "" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("TLS CA: %w", err)
+		}
+		if !p.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("TLS CA %s: no PEM certificates in it", f)
+		}
+	}
+	return p, nil
+}
