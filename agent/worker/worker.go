@@ -46,7 +46,7 @@ type Config struct {
 	// SourceClient fetches sources: system roots, and a dialer that enforces
 	// the egress policy; default one that allows only public addresses.
 	SourceClient *http.Client
-	Log         *slog.Logger
+	Log          *slog.Logger
 	// PollWait is how long one LeaseTask call waits for work.
 	PollWait time.Duration
 	// JoinToken lets the agent register when the cluster uses tokens.
