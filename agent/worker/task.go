@@ -344,7 +344,7 @@ func (a *Agent) concat(ctx context.Context, l *montagev1.Lease, prof media.Profi
 	paths := make([]string, len(in.GetSegments()))
 	for i, s := range in.GetSegments() {
 		paths[i] = filepath.Join(dir, fmt.Sprintf("seg-%03d.mp4", i))
-		if err := a.download(ctx, s.GetUrl(), paths[i]); err != nil {
+		if err := a.download(ctx, s.GetUrl(), paths[i], s.GetSize(), s.GetSha256()); err != nil {
 			return 0, nil, fmt.Errorf("segment %d: %w", i, err)
 		}
 		progress(0.4 * float64(i+1) / float64(len(paths)))
@@ -428,7 +428,9 @@ func thumbnailAt(chapters []media.Chapter) float64 {
 	return c.Start + (c.End-c.Start)/3
 }
 
-func (a *Agent) download(ctx context.Context, url, path string) error {
+// download fetches a committed object and checks it is what the
+// coordinator accepted (size and SHA-256, when the lease says).
+func (a *Agent) download(ctx context.Context, url, path string, size int64, sha string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return fmt.Errorf("download: %w", err)
@@ -446,11 +448,19 @@ func (a *Agent) download(ctx context.Context, url, path string) error {
 	if err != nil {
 		return fmt.Errorf("download: %w", err)
 	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), resp.Body)
+	if err != nil {
 		f.Close()
 		return fmt.Errorf("download: %w", err)
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("download: %w", err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); sha != "" && (got != strings.ToLower(sha) || size > 0 && n != size) {
+		return fmt.Errorf("download: got %d bytes with SHA-256 %s, but the coordinator accepted %d bytes with %s: the stored object changed", n, got, size, sha)
+	}
+	return nil
 }
 
 // upload sends the output to its presigned URL, or in parts when it is over
@@ -500,6 +510,11 @@ func (a *Agent) put(ctx context.Context, url string, body io.Reader, n int64) (s
 		return "", fmt.Errorf("upload: %w", err)
 	}
 	req.ContentLength = n
+	if !strings.Contains(url, "partNumber=") && !strings.Contains(url, "part=") {
+		// Write once: a store that supports it refuses to replace an
+		// object, so a replayed PUT cannot change an accepted result.
+		req.Header.Set("If-None-Match", "*")
+	}
 	resp, err := a.http.Do(req)
 	if err != nil {
 		return "", fmt.Errorf("upload: %w", err)

@@ -277,6 +277,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		callCtx, cancel := context.WithTimeout(ctx, a.cfg.PollWait+10*time.Second)
 		resp, err := a.client.LeaseTask(callCtx, connect.NewRequest(&montagev1.LeaseTaskRequest{
 			AgentId: a.id, FreeSlots: int32(free), FreeGpuSessions: int32(gpuFree), WaitSeconds: a.cfg.PollWait.Seconds(),
+			Held: a.held(), HeldListed: true,
 		}))
 		cancel()
 		if err != nil {
@@ -301,6 +302,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		backoff = 200 * time.Millisecond
 		for _, l := range resp.Msg.GetLeases() {
+			if a.holds(l) {
+				continue // already running: a lease sent again in a race
+			}
 			if l.GetTtlSeconds() > 0 {
 				a.mu.Lock()
 				a.ttl = time.Duration(l.GetTtlSeconds() * float64(time.Second))
@@ -335,6 +339,25 @@ func (a *Agent) Run(ctx context.Context) error {
 	stopHB()
 	<-hbDone
 	return runErr
+}
+
+// held lists the leases the agent runs now, so the coordinator can send
+// again a grant whose response was lost.
+func (a *Agent) held() []*montagev1.LeaseProgress {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]*montagev1.LeaseProgress, 0, len(a.running))
+	for id, r := range a.running {
+		out = append(out, &montagev1.LeaseProgress{TaskId: id, Token: r.lease.GetToken(), Progress: r.progress})
+	}
+	return out
+}
+
+func (a *Agent) holds(l *montagev1.Lease) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r := a.running[l.GetTaskId()]
+	return r != nil && r.lease.GetToken() == l.GetToken()
 }
 
 // freeGPU is how many more hardware encodes the agent may start.

@@ -105,6 +105,16 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("agent %s is not registered; register first", m.GetAgentId()))
 	}
 	s.seen(m.GetAgentId())
+	if err := s.requireLeader(); err != nil {
+		return nil, err
+	}
+	// Grants the agent never received (a response lost on its way) go
+	// out again before anything new: the agent lists what it holds.
+	if m.GetHeldListed() {
+		if lost := s.redeliver(m.GetAgentId(), m.GetHeld(), int(m.GetFreeSlots())); len(lost) > 0 {
+			return connect.NewResponse(&montagev1.LeaseTaskResponse{Leases: lost}), nil
+		}
+	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
@@ -133,7 +143,7 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 // that another grant raced to is skipped (Apply re-checks runnability).
 func (s *Server) grant(agentID string, n, gpu int) ([]*montagev1.Lease, error) {
 	var picks []string
-	s.node.View(func(st *fsm.State) { picks = sched.Pick(st, agentID, n, gpu) })
+	s.node.View(func(st *fsm.State) { picks = sched.Pick(st, agentID, n, gpu, s.online) })
 	var out []*montagev1.Lease
 	for _, id := range picks {
 		resp, err := s.apply(&fsm.Command{Grant: &fsm.GrantCmd{TaskID: id, AgentID: agentID}})
@@ -147,14 +157,57 @@ func (s *Server) grant(agentID string, n, gpu int) ([]*montagev1.Lease, error) {
 		s.m.granted.Inc()
 		l, err := s.buildLease(id, resp.Token)
 		if err != nil {
-			// The grant is committed; the lease will expire and the task
-			// return to the queue. Tell the operator why.
-			s.log.Error("build lease", "task", id, "err", err)
+			// The grant is committed but cannot be sent: give it back at
+			// once, without using an attempt (the task did nothing wrong).
+			s.log.Error("build lease; task handed back", "task", id, "err", err)
+			s.handBack(id, agentID, resp.Token, "the coordinator could not prepare the lease: "+err.Error())
 			continue
 		}
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// handBack requeues a lease without using an attempt or counting a failure.
+func (s *Server) handBack(taskID, agentID string, token uint64, why string) {
+	if _, err := s.apply(&fsm.Command{Fail: &fsm.FailCmd{TaskID: taskID, AgentID: agentID, Token: token, Error: why, Handback: true}}); err != nil {
+		s.log.Warn("hand back", "task", taskID, "err", err)
+		return
+	}
+	s.leases.Drop(taskID)
+	s.m.completed.WithLabelValues("handed_back").Inc()
+}
+
+// redeliver finds the leases this leader times for agentID that the agent
+// does not list as held: their grant never reached it. Up to free of them
+// are built and sent again (same token, no attempt used); the rest are
+// handed back to the queue.
+func (s *Server) redeliver(agentID string, held []*montagev1.LeaseProgress, free int) []*montagev1.Lease {
+	has := map[string]uint64{}
+	for _, h := range held {
+		has[h.GetTaskId()] = h.GetToken()
+	}
+	var out []*montagev1.Lease
+	for _, e := range s.leases.Holding(agentID) {
+		if tok, ok := has[e.TaskID]; ok && tok == e.Token {
+			continue
+		}
+		if _, err := s.checkFence(e.TaskID, agentID, e.Token); err != nil {
+			continue // ended meanwhile
+		}
+		if len(out) >= free {
+			s.handBack(e.TaskID, agentID, e.Token, "the agent never received its grant and has no free slot for it")
+			continue
+		}
+		l, err := s.buildLease(e.TaskID, e.Token)
+		if err != nil {
+			s.handBack(e.TaskID, agentID, e.Token, "the coordinator could not prepare the lease again: "+err.Error())
+			continue
+		}
+		s.log.Info("lease sent again: the agent never received it", "task", e.TaskID, "agent", agentID, "token", e.Token)
+		out = append(out, l)
+	}
+	return out
 }
 
 func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, error) {
@@ -193,7 +246,7 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 			l.Render = &montagev1.RenderInput{SourceUrl: r.URL, StartSeconds: r.Start, DurationSeconds: r.Duration, Title: r.Title,
 				SourceType: r.SourceType, FadeIn: r.FadeIn, FadeOut: r.FadeOut, OverlayTitle: r.OverlayTitle, TitleSeconds: r.TitleSeconds,
 				SnapStart: r.SnapStart, SnapEnd: r.SnapEnd, HighlightStartSeconds: r.HighlightStart}
-			l.OutputKey = blob.SegmentKey(j.ID, t.ID, t.Attempts)
+			l.OutputKey = resultKey(t)
 		case montagev1.TaskType_TASK_TYPE_CONCAT:
 			for _, d := range t.DependsOn {
 				c := *st.Tasks[d]
@@ -207,9 +260,9 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 				}
 				segs = append(segs, &c)
 			}
-			l.OutputKey = blob.MontageAttemptKey(j.ID, t.Attempts)
+			l.OutputKey = resultKey(t)
 			for _, name := range concatExtras {
-				l.ExtraOutputs = append(l.ExtraOutputs, &montagev1.OutputSlot{Name: name, Key: blob.OutputAttemptKey(j.ID, name, t.Attempts)})
+				l.ExtraOutputs = append(l.ExtraOutputs, &montagev1.OutputSlot{Name: name, Key: blob.OutputAttemptKey(j.ID, name, token)})
 			}
 		}
 	})
@@ -244,6 +297,7 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 				Url: u, Title: c.Render.Title, DurationSeconds: c.Result.Duration,
 				HighlightIndex: int32(c.HighlightIndex), Role: role, SourceUrl: c.Render.URL, SourceStartSeconds: c.Render.Start,
 				Chunk: int32(c.Chunk), Chunks: int32(max(1, c.Chunks)), Source: facts, Cached: c.Cached,
+				Sha256: c.Result.SHA256, Size: c.Result.Size,
 			})
 		}
 	}
@@ -274,14 +328,11 @@ func (s *Server) Heartbeat(_ context.Context, req *connect.Request[montagev1.Hea
 	s.seen(m.GetAgentId())
 	out := &montagev1.HeartbeatResponse{TtlSeconds: s.cfg.LeaseTTL.Seconds()}
 	now := s.clock.Now()
+	listed := map[string]bool{}
 	for _, p := range m.GetLeases() {
-		current := false
-		s.node.View(func(st *fsm.State) {
-			t := st.Tasks[p.GetTaskId()]
-			current = t != nil && t.State == montagev1.TaskState_TASK_STATE_LEASED &&
-				t.LeaseToken == p.GetToken() && t.AgentID == m.GetAgentId()
-		})
-		if !current {
+		listed[p.GetTaskId()] = true
+		_, err := s.checkFence(p.GetTaskId(), m.GetAgentId(), p.GetToken())
+		if err != nil {
 			out.RevokedTaskIds = append(out.RevokedTaskIds, p.GetTaskId())
 			continue
 		}
@@ -291,6 +342,18 @@ func (s *Server) Heartbeat(_ context.Context, req *connect.Request[montagev1.Hea
 		if !s.leases.Renew(p.GetTaskId(), m.GetAgentId(), p.GetToken(), p.GetProgress(), now) {
 			s.leases.Track(p.GetTaskId(), m.GetAgentId(), p.GetToken(), now)
 			s.leases.Renew(p.GetTaskId(), m.GetAgentId(), p.GetToken(), p.GetProgress(), now)
+		}
+	}
+	// A lease the agent does not list, granted long enough ago that its
+	// grant cannot still be on its way, is one the agent does not have:
+	// requeue it now without using an attempt, rather than let it expire
+	// as if the agent had died on it.
+	for _, e := range s.leases.Holding(m.GetAgentId()) {
+		if !listed[e.TaskID] && now.Sub(e.Since) > s.cfg.LeaseTTL {
+			if _, err := s.checkFence(e.TaskID, m.GetAgentId(), e.Token); err == nil {
+				s.log.Info("lease not held by its agent; requeued", "task", e.TaskID, "agent", m.GetAgentId(), "token", e.Token)
+				s.handBack(e.TaskID, m.GetAgentId(), e.Token, "the agent did not hold this lease (its grant was lost)")
+			}
 		}
 	}
 	return connect.NewResponse(out), nil
@@ -353,17 +416,19 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 	}
 	res := fsm.Result{Key: r.GetKey(), Size: r.GetSize(), SHA256: strings.ToLower(r.GetSha256()), Duration: r.GetDurationSeconds()}
 	if len(r.GetExtraOutputs()) > 0 {
-		jobID, taskID, attempt, _ := blob.AttemptOf(want)
+		jobID, taskID, grant, _ := blob.AttemptOf(want)
 		res.Outputs = map[string]string{}
+		res.OutputSums = map[string]fsm.Checksum{}
 		for i, x := range r.GetExtraOutputs() {
 			// Only the keys this attempt's lease presigned are accepted.
-			if taskID != jobID+"-concat" || !slices.Contains(concatExtras, x.GetName()) || x.GetKey() != blob.OutputAttemptKey(jobID, x.GetName(), attempt) {
+			if taskID != jobID+"-concat" || !slices.Contains(concatExtras, x.GetName()) || x.GetKey() != blob.OutputAttemptKey(jobID, x.GetName(), grant) {
 				return nil, invalid(fmt.Sprintf("result.extra_outputs[%d]", i), "%q at %q is not an output of this attempt", x.GetName(), x.GetKey())
 			}
 			if err := verify(x.GetKey(), x.GetSize(), x.GetSha256()); err != nil {
 				return nil, err
 			}
 			res.Outputs[x.GetName()] = x.GetKey()
+			res.OutputSums[x.GetName()] = fsm.Checksum{Size: x.GetSize(), SHA256: strings.ToLower(x.GetSha256())}
 		}
 	}
 	if src := r.GetSource(); src != nil {
@@ -469,7 +534,8 @@ func (s *Server) FailTask(_ context.Context, req *connect.Request[montagev1.Fail
 	if msg == "" {
 		msg = "agent reported failure without a message"
 	}
-	_, err := s.apply(&fsm.Command{Fail: &fsm.FailCmd{TaskID: m.GetTaskId(), AgentID: m.GetAgentId(), Token: m.GetToken(), Error: msg, Handback: m.GetHandback()}})
+	_, err := s.apply(&fsm.Command{Fail: &fsm.FailCmd{TaskID: m.GetTaskId(), AgentID: m.GetAgentId(), Token: m.GetToken(), Error: msg, Handback: m.GetHandback(),
+		BlockAfter: s.cfg.BlockAfter, QuarantineAfter: s.cfg.QuarantineAfter}})
 	if err != nil {
 		s.m.completed.WithLabelValues("rejected").Inc()
 		return nil, err
@@ -482,4 +548,27 @@ func (s *Server) FailTask(_ context.Context, req *connect.Request[montagev1.Fail
 	s.m.completed.WithLabelValues(outcome).Inc()
 	s.log.Info("task attempt ended", "task", m.GetTaskId(), "agent", m.GetAgentId(), "outcome", outcome, "error", msg)
 	return connect.NewResponse(&montagev1.FailTaskResponse{}), nil
+}
+
+// resultKey is where the current grant of t uploads its result: named by
+// its lease token, so every grant has keys of its own.
+func resultKey(t *fsm.Task) string {
+	if t.Type == montagev1.TaskType_TASK_TYPE_CONCAT {
+		return blob.MontageAttemptKey(t.JobID, t.LeaseToken)
+	}
+	return blob.SegmentKey(t.JobID, t.ID, t.LeaseToken)
+}
+
+// checkFence answers whether agentID holds taskID's lease under token (the
+// state machine's one fence check) and where that grant uploads its result.
+func (s *Server) checkFence(taskID, agentID string, token uint64) (want string, err error) {
+	s.node.View(func(st *fsm.State) {
+		t, ferr := st.Fence(taskID, agentID, token)
+		if ferr != nil {
+			err = toConnect(ferr)
+			return
+		}
+		want = resultKey(t)
+	})
+	return want, err
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/stream-montages/montage/coordinator/blob"
 	"github.com/stream-montages/montage/coordinator/cluster"
@@ -58,7 +57,10 @@ func newHarnessWith(t *testing.T, cfg Config) *harness {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg.LeaseTTL, cfg.LeaseGrace, cfg.MaxLeaseWait, cfg.MaxAttempts = 10*time.Second, 5*time.Second, 2*time.Second, 2
+	cfg.LeaseTTL, cfg.LeaseGrace, cfg.MaxLeaseWait = 10*time.Second, 5*time.Second, 2*time.Second
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = 2
+	}
 	srv := New(node, store, clk, cfg, log)
 	srv.Mount(mux)
 	mux.Handle(blob.PathPrefix, store)
@@ -147,7 +149,7 @@ func TestJobThroughTheAPI(t *testing.T) {
 	if len(ls) != 2 || ls[0].GetRender().GetDurationSeconds() != 6 {
 		t.Fatalf("leases %v: want both renders, longest first", ls)
 	}
-	if ls[0].GetProfile().GetResolution() != "1280x720" || ls[0].GetOutputKey() != blob.SegmentKey(j.GetId(), ls[0].GetTaskId(), 1) {
+	if ls[0].GetProfile().GetResolution() != "1280x720" || ls[0].GetOutputKey() != blob.SegmentKey(j.GetId(), ls[0].GetTaskId(), ls[0].GetToken()) {
 		t.Errorf("lease lacks the resolved profile or attempt key: %v", ls[0])
 	}
 	// Progress from heartbeats shows in the job.
@@ -160,9 +162,11 @@ func TestJobThroughTheAPI(t *testing.T) {
 		t.Errorf("job progress %v after a half-done task", p)
 	}
 	// A key other than this attempt's is refused.
-	bad := proto.Clone(ls[1]).(*montagev1.Lease)
-	bad.OutputKey = "jobs/x/other.mp4"
-	if err := h.complete(t, "a1", bad); connect.CodeOf(err) != connect.CodeInvalidArgument {
+	_, err = h.agents.CompleteTask(context.Background(), connect.NewRequest(&montagev1.CompleteTaskRequest{
+		AgentId: "a1", TaskId: ls[1].GetTaskId(), Token: ls[1].GetToken(),
+		Result: &montagev1.TaskResult{Key: "jobs/x/other.mp4", Size: 1, Sha256: strings.Repeat("0", 64), DurationSeconds: 5},
+	}))
+	if connect.CodeOf(err) != connect.CodeInvalidArgument {
 		t.Errorf("completion naming another key: %v", err)
 	}
 	for _, l := range ls {
@@ -181,9 +185,19 @@ func TestJobThroughTheAPI(t *testing.T) {
 	if done.GetState() != montagev1.JobState_JOB_STATE_SUCCEEDED || done.GetProgress() != 1 {
 		t.Fatalf("job %s progress %v", done.GetState(), done.GetProgress())
 	}
+	// A link handed out before the janitor's finalize still points at the
+	// stable key, which outlives the attempt objects; it carries what was
+	// accepted, for the download to check.
 	u, err := h.jobs.GetOutputURL(context.Background(), connect.NewRequest(&montagev1.GetOutputURLRequest{JobId: j.GetId()}))
-	if err != nil || !strings.Contains(u.Msg.GetUrl(), done.GetOutputs()["montage"]) {
-		t.Fatalf("output url %v %v", u, err)
+	stable := blob.OutputKey(j.GetId(), "montage")
+	if err != nil || u.Msg.GetKey() != stable || !strings.Contains(u.Msg.GetUrl(), stable) {
+		t.Fatalf("output url %v %v, want the stable key %s", u, err, stable)
+	}
+	if want := sha(t, "bytes of "+done.GetOutputs()["montage"]); u.Msg.GetSha256() != want || u.Msg.GetSize() != int64(len("bytes of "+done.GetOutputs()["montage"])) {
+		t.Errorf("output url checksum %s/%d, want %s", u.Msg.GetSha256(), u.Msg.GetSize(), want)
+	}
+	if got := h.job(t, j.GetId()).GetOutputs()["montage"]; got != stable {
+		t.Errorf("job output after the link: %s, want %s", got, stable)
 	}
 }
 

@@ -30,6 +30,13 @@ func (s *Server) cacheSegment(ctx context.Context, taskID string, res fsm.Result
 		s.log.Warn("segment not cached", "task", taskID, "err", err)
 		return
 	}
+	// The cache serves this object to later jobs as the accepted segment:
+	// it must be exactly that.
+	if err := s.store.Verify(ctx, obj, res.Size, res.SHA256); err != nil {
+		s.log.Warn("cached copy differs from the accepted segment; not cached", "task", taskID, "err", err)
+		_ = s.store.Delete(ctx, obj)
+		return
+	}
 	if _, err := s.apply(&fsm.Command{CacheAdd: &fsm.CacheEntry{
 		Key: key, Object: obj, Size: res.Size, SHA256: res.SHA256, Duration: res.Duration, Source: res.Source,
 	}}); err != nil {

@@ -34,6 +34,8 @@ func jobProto(st *fsm.State, j *fsm.Job, leases *lease.Table, withTasks bool) *m
 		Outputs:   map[string]string{},
 		Warnings:  append([]string(nil), j.Warnings...),
 		Error:     j.Error,
+		// Blocked agents: the job is sorted; the proto gets a copy.
+		BlockedAgents: append([]string(nil), j.Blocked...),
 	}
 	if j.Deleting {
 		out.Warnings = append(out.Warnings, "retention is deleting this job and its outputs")
@@ -123,5 +125,7 @@ func agentProto(a *fsm.Agent) *montagev1.Agent {
 		Slots:        int32(a.Slots),
 		Labels:       a.Labels,
 		State:        a.State,
+		StateReason:  a.StateReason,
+		FailStreak:   int32(a.FailStreak),
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"github.com/stream-montages/montage/coordinator/blob"
 	"github.com/stream-montages/montage/coordinator/fsm"
 	"github.com/stream-montages/montage/coordinator/retention"
-	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
 
 func (s *Server) janitorLoop(ctx context.Context) {
@@ -152,25 +151,4 @@ func (s *Server) abortOrphanUploads(ctx context.Context) {
 		}
 		s.log.Info("aborted an upload no lease owns", "key", u.Key, "upload", u.UploadID)
 	}
-}
-
-// checkFence returns the task if agentID holds its lease under token, else
-// the Connect error to send; want is the attempt's output key.
-func (s *Server) checkFence(taskID, agentID string, token uint64) (want string, err error) {
-	s.node.View(func(st *fsm.State) {
-		t := st.Tasks[taskID]
-		switch {
-		case t == nil:
-			err = notFound("task %q not found", taskID)
-		case t.State != montagev1.TaskState_TASK_STATE_LEASED || t.LeaseToken != token:
-			err = stale(t, token)
-		case t.AgentID != agentID:
-			err = wrongAgent(t)
-		case t.Type == montagev1.TaskType_TASK_TYPE_RENDER:
-			want = blob.SegmentKey(t.JobID, t.ID, t.Attempts)
-		default:
-			want = blob.MontageAttemptKey(t.JobID, t.Attempts)
-		}
-	})
-	return want, err
 }

@@ -106,16 +106,22 @@ func s3Source(r *spec.Resolved) string {
 	return ""
 }
 
+// online reports whether an agent called this leader recently (within a
+// long poll and three lease lifetimes).
+func (s *Server) online(agentID string) bool {
+	window := s.cfg.MaxLeaseWait + 3*s.cfg.LeaseTTL
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.lastSeen[agentID]
+	return ok && s.clock.Now().Sub(t) <= window
+}
+
 // onlineAgents lists the registered agents that are ready and called this
 // leader recently. Call it inside View.
 func (s *Server) onlineAgents(st *fsm.State) []*fsm.Agent {
-	window := s.cfg.MaxLeaseWait + 3*s.cfg.LeaseTTL
-	now := s.clock.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []*fsm.Agent
 	for id, a := range st.Agents {
-		if t, ok := s.lastSeen[id]; ok && now.Sub(t) <= window && a.State == montagev1.AgentState_AGENT_STATE_READY {
+		if a.State == montagev1.AgentState_AGENT_STATE_READY && s.online(id) {
 			out = append(out, a)
 		}
 	}
@@ -230,7 +236,7 @@ func (s *Server) CancelJob(_ context.Context, req *connect.Request[montagev1.Can
 }
 
 // GetOutputURL presigns a download of one finished output.
-func (s *Server) GetOutputURL(_ context.Context, req *connect.Request[montagev1.GetOutputURLRequest]) (*connect.Response[montagev1.GetOutputURLResponse], error) {
+func (s *Server) GetOutputURL(ctx context.Context, req *connect.Request[montagev1.GetOutputURLRequest]) (*connect.Response[montagev1.GetOutputURLResponse], error) {
 	name := req.Msg.GetOutput()
 	if name == "" {
 		name = "montage"
@@ -249,14 +255,38 @@ func (s *Server) GetOutputURL(_ context.Context, req *connect.Request[montagev1.
 	if ttl == 0 {
 		ttl = time.Hour
 	}
-	key, ok := j.Outputs[name]
-	if !ok {
+	if _, ok := j.Outputs[name]; !ok {
 		return nil, connect.NewError(connect.CodeFailedPrecondition,
 			fmt.Errorf("job %s has no %q output (state %s)", j.Id, name, j.State))
+	}
+	// A link must outlive the attempt objects, which are purged after
+	// finalize: finalize now if the janitor has not yet, and sign the
+	// stable key.
+	var (
+		key       string
+		sum       fsm.Checksum
+		finalized bool
+	)
+	look := func() {
+		s.node.View(func(st *fsm.State) {
+			if fj := st.Jobs[j.Id]; fj != nil {
+				key, sum, finalized = fj.Outputs[name], fj.OutputSums[name], fj.Finalized
+			}
+		})
+	}
+	look()
+	if !finalized && j.State == montagev1.JobState_JOB_STATE_SUCCEEDED {
+		if err := s.requireLeader(); err != nil {
+			return nil, err
+		}
+		if err := s.finalize(ctx, j.Id); err != nil {
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("finalize job %s before signing a link: %w", j.Id, err))
+		}
+		look()
 	}
 	u, err := s.store.PresignGet(key, ttl)
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}
-	return connect.NewResponse(&montagev1.GetOutputURLResponse{Url: u, Key: key}), nil
+	return connect.NewResponse(&montagev1.GetOutputURLResponse{Url: u, Key: key, Sha256: sum.SHA256, Size: sum.Size}), nil
 }

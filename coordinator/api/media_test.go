@@ -44,7 +44,7 @@ func TestConcatOutputsAndCache(t *testing.T) {
 	}
 	var extras []*montagev1.OutputObject
 	for _, slot := range concat.GetExtraOutputs() {
-		if slot.GetKey() != blob.OutputAttemptKey(j.GetId(), slot.GetName(), 1) {
+		if slot.GetKey() != blob.OutputAttemptKey(j.GetId(), slot.GetName(), concat.GetToken()) {
 			t.Errorf("slot %s at %s", slot.GetName(), slot.GetKey())
 		}
 		x := h.put(t, slot.GetPutUrl(), "contents of "+slot.GetName())

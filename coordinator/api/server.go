@@ -50,6 +50,9 @@ type Config struct {
 	// CacheBudget bounds the segment cache in bytes: 0 means no bound, a
 	// negative value turns caching off.
 	CacheBudget int64
+	// BlockAfter failures of one job block an agent from it; QuarantineAfter
+	// failures in a row quarantine it (0: fsm's defaults, 3 and 5).
+	BlockAfter, QuarantineAfter int
 }
 
 func (c *Config) defaults() {
@@ -169,7 +172,7 @@ func (s *Server) takeOverLeases() {
 	var entries []lease.Entry
 	s.node.View(func(st *fsm.State) {
 		for _, t := range st.LeasedTasks() {
-			entries = append(entries, lease.Entry{TaskID: t.ID, AgentID: t.AgentID, Token: t.LeaseToken, Deadline: now.Add(s.cfg.LeaseTTL)})
+			entries = append(entries, lease.Entry{TaskID: t.ID, AgentID: t.AgentID, Token: t.LeaseToken, Deadline: now.Add(s.cfg.LeaseTTL), Since: s.clock.Now()})
 		}
 	})
 	s.leases.Reset(entries)

@@ -97,8 +97,12 @@ func TestJanitorFinalizesPurgesAndDeletes(t *testing.T) {
 	h := newHarnessWith(t, Config{Retention: time.Hour, JanitorInterval: time.Second})
 	h.register(t, "a1")
 	j := h.submit(t, 2)
+	var montageKey string
 	for i := 0; i < 2; i++ {
 		for _, l := range h.lease(t, "a1", 2, 1) {
+			if l.GetType() == montagev1.TaskType_TASK_TYPE_CONCAT {
+				montageKey = l.GetOutputKey()
+			}
 			if err := h.complete(t, "a1", l); err != nil {
 				t.Fatal(err)
 			}
@@ -113,7 +117,7 @@ func TestJanitorFinalizesPurgesAndDeletes(t *testing.T) {
 	if got.GetOutputs()["montage"] != blob.OutputKey(j.GetId(), "montage") {
 		t.Fatalf("outputs after finalize: %v", got.GetOutputs())
 	}
-	if err := h.store.Verify(ctx, blob.OutputKey(j.GetId(), "montage"), int64(len("bytes of "+blob.MontageAttemptKey(j.GetId(), 1))), sha(t, "bytes of "+blob.MontageAttemptKey(j.GetId(), 1))); err != nil {
+	if err := h.store.Verify(ctx, blob.OutputKey(j.GetId(), "montage"), int64(len("bytes of "+montageKey)), sha(t, "bytes of "+montageKey)); err != nil {
 		t.Fatalf("stable montage is not the committed one: %v", err)
 	}
 	if _, err := h.jobs.GetOutputURL(ctx, connect.NewRequest(&montagev1.GetOutputURLRequest{JobId: j.GetId(), Output: "thumbnail"})); connect.CodeOf(err) != connect.CodeFailedPrecondition {

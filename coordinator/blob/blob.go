@@ -89,27 +89,29 @@ func CheckKey(key string) error {
 	return nil
 }
 
-// SegmentKey is where one attempt of a render task uploads its segment. The
-// attempt in the name keeps a late upload of an abandoned attempt from ever
-// overwriting the object a later attempt committed.
-func SegmentKey(jobID, taskID string, attempt int) string {
-	return fmt.Sprintf("jobs/%s/segments/%s-%d.mp4", jobID, taskID, attempt)
+// SegmentKey is where one grant of a render task uploads its segment. The
+// grant's lease token (its raft index) is in the name: no two grants ever
+// share a key, so a late or replayed upload of an abandoned attempt can
+// never overwrite the object a later one committed, not even after a
+// handback.
+func SegmentKey(jobID, taskID string, grant uint64) string {
+	return fmt.Sprintf("jobs/%s/segments/%s-%d.mp4", jobID, taskID, grant)
 }
 
-// MontageAttemptKey is where one attempt of a concat task uploads the
+// MontageAttemptKey is where one grant of a concat task uploads the
 // montage. After the completion commits, the coordinator copies it to
 // OutputKey(job, "montage") and deletes it.
-func MontageAttemptKey(jobID string, attempt int) string {
-	return fmt.Sprintf("jobs/%s/attempts/montage-%d.mp4", jobID, attempt)
+func MontageAttemptKey(jobID string, grant uint64) string {
+	return fmt.Sprintf("jobs/%s/attempts/montage-%d.mp4", jobID, grant)
 }
 
-// OutputAttemptKey is where one attempt of a concat task uploads a further
+// OutputAttemptKey is where one grant of a concat task uploads a further
 // output (chapters, thumbnail, manifest) before finalize copies it to its
 // stable key.
-func OutputAttemptKey(jobID, name string, attempt int) string {
+func OutputAttemptKey(jobID, name string, grant uint64) string {
 	file := Outputs[name]
 	ext := path.Ext(file)
-	return fmt.Sprintf("jobs/%s/attempts/%s-%d%s", jobID, strings.TrimSuffix(file, ext), attempt, ext)
+	return fmt.Sprintf("jobs/%s/attempts/%s-%d%s", jobID, strings.TrimSuffix(file, ext), grant, ext)
 }
 
 // JobPrefix holds every object of a job.
@@ -134,10 +136,10 @@ func OutputKey(jobID, name string) string { return JobPrefix(jobID) + Outputs[na
 // CacheKey is where the segment cache keeps a render by content key.
 func CacheKey(contentKey string) string { return "cache/" + contentKey + ".mp4" }
 
-// AttemptOf reads the task id and attempt number back from an attempt key
-// (a segment or a montage attempt), so orphaned uploads can be matched with
-// the leases that made them. ok is false for any other key.
-func AttemptOf(key string) (jobID, taskID string, attempt int, ok bool) {
+// AttemptOf reads the task id and grant (lease token) back from an attempt
+// key (a segment or a montage attempt), so orphaned uploads can be matched
+// with the leases that made them. ok is false for any other key.
+func AttemptOf(key string) (jobID, taskID string, grant uint64, ok bool) {
 	parts := strings.Split(key, "/")
 	if len(parts) != 4 || parts[0] != "jobs" {
 		return "", "", 0, false
@@ -148,8 +150,8 @@ func AttemptOf(key string) (jobID, taskID string, attempt int, ok bool) {
 	if i <= 0 || name == parts[3] {
 		return "", "", 0, false
 	}
-	n, err := strconv.Atoi(name[i+1:])
-	if err != nil || n <= 0 {
+	n, err := strconv.ParseUint(name[i+1:], 10, 64)
+	if err != nil || n == 0 {
 		return "", "", 0, false
 	}
 	switch {

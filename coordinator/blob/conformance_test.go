@@ -78,6 +78,7 @@ func TestConformance(t *testing.T) {
 			t.Run("Multipart", func(t *testing.T) { testMultipart(t, f) })
 			t.Run("Abort", func(t *testing.T) { testAbort(t, f) })
 			t.Run("ChecksumMismatch", func(t *testing.T) { testMismatch(t, f) })
+			t.Run("WriteOnce", func(t *testing.T) { testWriteOnce(t, f) })
 		})
 	}
 }
@@ -401,5 +402,26 @@ func TestS3ConcurrentBucketCreation(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Errorf("start %d: %v", i, err)
 		}
+	}
+}
+
+// A presigned PUT with If-None-Match: * (what agents send) never replaces an
+// object that exists: a replayed or late upload cannot change what the
+// coordinator accepted.
+func testWriteOnce(t *testing.T, f fixture) {
+	key := SegmentKey("jw", "jw-r000", 7)
+	u, err := f.store.PresignPut(key, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, b, _ := req(t, http.MethodPut, u, []byte("accepted"), "If-None-Match", "*"); code != 200 {
+		t.Fatalf("first put: HTTP %d %s", code, b)
+	}
+	code, b, _ := req(t, http.MethodPut, u, []byte("replayed"), "If-None-Match", "*")
+	if code != http.StatusPreconditionFailed {
+		t.Errorf("second put with If-None-Match: HTTP %d %s, want 412", code, b)
+	}
+	if err := f.store.Verify(context.Background(), key, int64(len("accepted")), sum([]byte("accepted"))); err != nil {
+		t.Errorf("the accepted object changed: %v", err)
 	}
 }

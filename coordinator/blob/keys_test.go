@@ -6,10 +6,11 @@ func TestAttemptOf(t *testing.T) {
 	cases := []struct {
 		key     string
 		task    string
-		attempt int
+		attempt uint64
 		ok      bool
 	}{
 		{SegmentKey("j1", "j1-r003", 2), "j1-r003", 2, true},
+		{SegmentKey("j1", "j1-r003", 1<<40), "j1-r003", 1 << 40, true},
 		{MontageAttemptKey("j1", 3), "j1-concat", 3, true},
 		{OutputKey("j1", "montage"), "", 0, false},
 		{"jobs/j1/segments/x.mp4", "", 0, false},

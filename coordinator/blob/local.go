@@ -194,18 +194,39 @@ func (l *Local) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	if r.ContentLength > l.maxSize {
+		http.Error(w, fmt.Sprintf("object of %d bytes is over this store's limit of %d", r.ContentLength, l.maxSize), http.StatusRequestEntityTooLarge)
+		return
+	}
 	if err := l.put(key, r.Body); err != nil {
-		slog.Warn("blob put failed", "key", key, "err", err)
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		status := http.StatusInternalServerError
+		switch {
+		case errors.Is(err, ErrExists):
+			// Presigned keys are written once: a replayed or late PUT can
+			// never change an object after the coordinator accepted it.
+			status = http.StatusPreconditionFailed
+		case errors.Is(err, ErrTooLarge):
+			status = http.StatusRequestEntityTooLarge
+		default:
+			slog.Warn("blob put failed", "key", key, "err", err)
+		}
+		http.Error(w, err.Error(), status)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
 }
 
-// put writes to a temporary file and renames it into place, so a reader
-// never sees a partial object and a broken upload leaves nothing behind.
+// Errors of a presigned PUT.
+var (
+	ErrExists   = errors.New("object exists and is never overwritten")
+	ErrTooLarge = errors.New("object is over the store's size limit")
+)
+
+// put writes to a temporary file and links it into place: a reader never
+// sees a partial object, a broken upload leaves nothing behind, and an
+// object that exists is never replaced.
 func (l *Local) put(key string, body io.Reader) error {
-	_, err := l.writeAtomic(l.path(key), body)
+	_, err := l.write(l.path(key), body, false)
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
@@ -215,15 +236,30 @@ func (l *Local) put(key string, body io.Reader) error {
 // writeAtomic writes r to dst through a synced temporary file and returns
 // the MD5 of what it wrote (S3's ETag of a single-part object).
 func (l *Local) writeAtomic(dst string, r io.Reader) (string, error) {
+	return l.write(dst, r, true)
+}
+
+// write is writeAtomic; without replace, an existing dst is an ErrExists.
+func (l *Local) write(dst string, r io.Reader, replace bool) (string, error) {
+	if !replace {
+		if _, err := os.Stat(dst); err == nil {
+			return "", ErrExists
+		}
+	}
 	tmp, err := os.CreateTemp(filepath.Join(l.dir, ".tmp"), "put-*")
 	if err != nil {
 		return "", err
 	}
 	defer os.Remove(tmp.Name())
 	h := md5.New()
-	if _, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(r, l.maxSize)); err != nil {
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(r, l.maxSize+1))
+	if err != nil {
 		tmp.Close()
 		return "", err
+	}
+	if n > l.maxSize {
+		tmp.Close()
+		return "", fmt.Errorf("%w (%d bytes)", ErrTooLarge, l.maxSize)
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
@@ -234,6 +270,16 @@ func (l *Local) writeAtomic(dst string, r io.Reader) (string, error) {
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
 		return "", err
+	}
+	if !replace {
+		// link(2) fails if dst exists: no window between check and write.
+		if err := os.Link(tmp.Name(), dst); err != nil {
+			if errors.Is(err, os.ErrExist) {
+				return "", ErrExists
+			}
+			return "", err
+		}
+		return hex.EncodeToString(h.Sum(nil)), nil
 	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return "", err

@@ -3,6 +3,8 @@ package fsm
 import (
 	"encoding/json"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
@@ -31,6 +33,14 @@ type Command struct {
 	// CacheEvict drops entries before the leader deletes their objects.
 	CacheAdd   *CacheEntry    `json:"cache_add,omitempty"`
 	CacheEvict *CacheEvictCmd `json:"cache_evict,omitempty"`
+	// RemoveAgent forgets an agent that holds no lease (operator's removal
+	// or the leader's garbage collection of agents long unseen).
+	RemoveAgent *RemoveAgentCmd `json:"remove_agent,omitempty"`
+}
+
+// RemoveAgentCmd forgets an agent.
+type RemoveAgentCmd struct {
+	AgentID string `json:"agent_id"`
 }
 
 // CacheEvictCmd removes cache entries that no unfinished job needs.
@@ -77,14 +87,29 @@ type CompleteCmd struct {
 	Result  Result `json:"result"`
 }
 
-// FailCmd ends an attempt. Handback (agent shutdown) does not use up an attempt.
+// FailCmd ends an attempt. Handback (the agent shut down, or the lease was
+// lost by no fault of the task: a grant the agent never received, a lease
+// the coordinator could not build) does not use up an attempt and counts
+// against no agent.
 type FailCmd struct {
 	TaskID   string `json:"task_id"`
 	AgentID  string `json:"agent_id"`
 	Token    uint64 `json:"token"`
 	Error    string `json:"error"`
 	Handback bool   `json:"handback,omitempty"`
+	// The leader's limits, carried so every replica applies the same:
+	// failures of one job before an agent is blocked from it, and failures
+	// in a row before an agent is quarantined (0: 3 and 5).
+	BlockAfter      int `json:"block_after,omitempty"`
+	QuarantineAfter int `json:"quarantine_after,omitempty"`
 }
+
+// Defaults of FailCmd's limits (as in Flamenco: 3 failures of a job block
+// a worker from it).
+const (
+	DefaultBlockAfter      = 3
+	DefaultQuarantineAfter = 5
+)
 
 // ExpireCmd ends a lease whose agent stopped renewing it.
 type ExpireCmd struct {
@@ -162,7 +187,13 @@ func (s *State) Apply(idx uint64, c *Command) Response {
 			return Response{Err: fmt.Errorf("agent %s: %w", c.AgentState.AgentID, ErrAgentUnknown)}
 		}
 		a.State = c.AgentState.State
+		if a.State == montagev1.AgentState_AGENT_STATE_READY {
+			// Undrain is also how an operator lifts a quarantine.
+			a.FailStreak, a.StateReason = 0, ""
+		}
 		return Response{}
+	case c.RemoveAgent != nil:
+		return s.removeAgent(c.RemoveAgent.AgentID)
 	}
 	return Response{Err: ErrBadCommand}
 }
@@ -218,6 +249,9 @@ func (s *State) grant(idx uint64, at time.Time, c *GrantCmd) Response {
 	if j == nil || j.Terminal() || t.State != montagev1.TaskState_TASK_STATE_QUEUED || !s.DepsDone(t) {
 		return Response{Err: fmt.Errorf("task %s: %w", c.TaskID, ErrNotRunnable)}
 	}
+	if a.State != montagev1.AgentState_AGENT_STATE_READY || j.BlocksAgent(a.ID) {
+		return Response{Err: fmt.Errorf("task %s for agent %s (%s): %w", c.TaskID, a.ID, a.State, ErrNotRunnable)}
+	}
 	t.State = montagev1.TaskState_TASK_STATE_LEASED
 	t.Attempts++
 	t.LeaseToken = idx
@@ -231,8 +265,11 @@ func (s *State) grant(idx uint64, at time.Time, c *GrantCmd) Response {
 	return Response{Token: idx, JobID: j.ID}
 }
 
-// checkLease fences a report: only the holder of the current lease may end it.
-func (s *State) checkLease(taskID, agentID string, token uint64) (*Task, error) {
+// Fence is the one check that a report or a transfer concerns the current
+// lease: the task is leased under token, to agentID ("" skips the agent,
+// for the leader's own expiry). Everything that acts for a lease (Apply,
+// the API's presigning and verification, heartbeats) asks it.
+func (s *State) Fence(taskID, agentID string, token uint64) (*Task, error) {
 	t := s.Tasks[taskID]
 	if t == nil {
 		return nil, fmt.Errorf("task %s: %w", taskID, ErrNotFound)
@@ -247,11 +284,14 @@ func (s *State) checkLease(taskID, agentID string, token uint64) (*Task, error) 
 }
 
 func (s *State) complete(at time.Time, c *CompleteCmd) Response {
-	t, err := s.checkLease(c.TaskID, c.AgentID, c.Token)
+	t, err := s.Fence(c.TaskID, c.AgentID, c.Token)
 	if err != nil {
 		return Response{Err: err}
 	}
 	r := c.Result
+	if a := s.Agents[t.AgentID]; a != nil {
+		a.FailStreak = 0
+	}
 	t.State = montagev1.TaskState_TASK_STATE_SUCCEEDED
 	t.Result = &r
 	t.Commits++
@@ -270,6 +310,10 @@ func (s *State) complete(at time.Time, c *CompleteCmd) Response {
 			j.Outputs[name] = key
 		}
 		j.Outputs["montage"] = r.Key
+		j.OutputSums = map[string]Checksum{"montage": {Size: r.Size, SHA256: r.SHA256}}
+		for name, c := range r.OutputSums {
+			j.OutputSums[name] = c
+		}
 	}
 	done := true
 	for _, id := range j.TaskIDs {
@@ -286,16 +330,90 @@ func (s *State) complete(at time.Time, c *CompleteCmd) Response {
 }
 
 func (s *State) fail(at time.Time, c *FailCmd) Response {
-	t, err := s.checkLease(c.TaskID, c.AgentID, c.Token)
+	t, err := s.Fence(c.TaskID, c.AgentID, c.Token)
 	if err != nil {
 		return Response{Err: err}
+	}
+	if !c.Handback {
+		s.countFailure(t, t.AgentID, c)
 	}
 	s.endAttempt(at, t, c.Error, c.Handback)
 	return Response{JobID: t.JobID}
 }
 
+// countFailure keeps Flamenco's books: an agent that fails BlockAfter
+// attempts of a job is blocked from that job; one that fails
+// QuarantineAfter in a row is quarantined. A task that fails on two agents
+// is the source's fault, not theirs: its failures leave their streaks.
+func (s *State) countFailure(t *Task, agentID string, c *FailCmd) {
+	blockAfter, quarantineAfter := c.BlockAfter, c.QuarantineAfter
+	if blockAfter <= 0 {
+		blockAfter = DefaultBlockAfter
+	}
+	if quarantineAfter <= 0 {
+		quarantineAfter = DefaultQuarantineAfter
+	}
+	if j := s.Jobs[t.JobID]; j != nil {
+		if j.Failures == nil {
+			j.Failures = map[string]int{}
+		}
+		j.Failures[agentID]++
+		if j.Failures[agentID] >= blockAfter && !j.BlocksAgent(agentID) {
+			j.Blocked = append(j.Blocked, agentID)
+			sort.Strings(j.Blocked)
+		}
+	}
+	if t.FailCounts == nil {
+		t.FailCounts = map[string]int{}
+	}
+	others := false
+	for id := range t.FailCounts {
+		others = others || id != agentID
+	}
+	t.FailCounts[agentID]++
+	a := s.Agents[agentID]
+	switch {
+	case t.SourceSuspect:
+	case others:
+		t.SourceSuspect = true
+		for id, n := range t.FailCounts {
+			if o := s.Agents[id]; o != nil && id != agentID {
+				o.FailStreak = max(0, o.FailStreak-n)
+			}
+		}
+	case a != nil:
+		a.FailStreak++
+		if a.FailStreak >= quarantineAfter && a.State == montagev1.AgentState_AGENT_STATE_READY {
+			a.State = montagev1.AgentState_AGENT_STATE_QUARANTINED
+			a.StateReason = fmt.Sprintf("failed %d tasks in a row, the last: %s", a.FailStreak, firstLine(c.Error))
+		}
+	}
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+// removeAgent forgets an agent that holds no lease.
+func (s *State) removeAgent(id string) Response {
+	if s.Agents[id] == nil {
+		return Response{Err: fmt.Errorf("agent %s: %w", id, ErrAgentUnknown)}
+	}
+	for _, t := range s.Tasks {
+		if t.State == montagev1.TaskState_TASK_STATE_LEASED && t.AgentID == id {
+			return Response{Err: fmt.Errorf("agent %s holds task %s: %w", id, t.ID, ErrAgentBusy)}
+		}
+	}
+	delete(s.Agents, id)
+	return Response{}
+}
+
 func (s *State) expire(at time.Time, c *ExpireCmd) Response {
-	t, err := s.checkLease(c.TaskID, "", c.Token)
+	t, err := s.Fence(c.TaskID, "", c.Token)
 	if err != nil {
 		return Response{Err: err}
 	}
@@ -428,7 +546,12 @@ func (s *State) register(at time.Time, c *RegisterCmd) Response {
 	if old := s.Agents[a.ID]; old != nil {
 		a.RegisteredAt = old.RegisteredAt
 		if old.State == montagev1.AgentState_AGENT_STATE_DRAINING || old.State == montagev1.AgentState_AGENT_STATE_QUARANTINED {
-			a.State = old.State // an operator's decision survives a restart of the agent
+			// An operator's decision (or a quarantine) survives a restart.
+			a.State, a.StateReason = old.State, old.StateReason
+		}
+		a.FailStreak = old.FailStreak
+		if a.CredentialHash == "" {
+			a.CredentialHash = old.CredentialHash // proven by the old credential
 		}
 	} else {
 		a.RegisteredAt = at

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
@@ -24,6 +25,7 @@ var (
 	ErrJobFinished  = errors.New("job has already finished")
 	ErrBadCommand   = errors.New("malformed command")
 	ErrAgentUnknown = errors.New("agent is not registered")
+	ErrAgentBusy    = errors.New("agent still holds leases")
 )
 
 // Result is what a task produced, as reported by the agent and verified by
@@ -35,8 +37,16 @@ type Result struct {
 	Duration float64 `json:"duration"`
 	// Source is what the render learnt about its source (montagev1.SourceFacts).
 	Source []byte `json:"source,omitempty"`
-	// Outputs are a concat's further outputs: name → object key.
-	Outputs map[string]string `json:"outputs,omitempty"`
+	// Outputs are a concat's further outputs: name → object key, with
+	// what was accepted for each.
+	Outputs    map[string]string   `json:"outputs,omitempty"`
+	OutputSums map[string]Checksum `json:"output_sums,omitempty"`
+}
+
+// Checksum is an accepted object's size and SHA-256 (hex).
+type Checksum struct {
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
 }
 
 // RenderInput is what a render task cuts.
@@ -100,6 +110,10 @@ type Task struct {
 	Cached   bool   `json:"cached,omitempty"`
 	// Requires lists what an agent must provide to take the task.
 	Requires []string `json:"requires,omitempty"`
+	// FailCounts counts reported failures per agent. SourceSuspect: two
+	// agents failed it, so the task (its source) is to blame, not them.
+	FailCounts    map[string]int `json:"fail_counts,omitempty"`
+	SourceSuspect bool           `json:"source_suspect,omitempty"`
 }
 
 // Job is one submitted montage.
@@ -114,6 +128,9 @@ type Job struct {
 	UpdatedAt time.Time          `json:"updated_at"`
 	TaskIDs   []string           `json:"task_ids"`
 	Outputs   map[string]string  `json:"outputs,omitempty"`
+	// OutputSums is what was accepted for each output, by name: downloads
+	// are checked against it.
+	OutputSums map[string]Checksum `json:"output_sums,omitempty"`
 	Error     string             `json:"error,omitempty"`
 	Warnings  []string           `json:"warnings,omitempty"`
 	Seq       uint64             `json:"seq"` // raft index of the submission: orders jobs of equal age
@@ -126,6 +143,16 @@ type Job struct {
 	SegmentsPurged bool `json:"segments_purged,omitempty"`
 	// Deleting: retention is removing the job's objects; RemoveJob follows.
 	Deleting bool `json:"deleting,omitempty"`
+	// Failures counts failed attempts per agent; Blocked lists (sorted) the
+	// agents that failed BlockAfter of them and get no more of this job.
+	Failures map[string]int `json:"failures,omitempty"`
+	Blocked  []string       `json:"blocked,omitempty"`
+}
+
+// BlocksAgent reports whether the job's blocklist holds agentID.
+func (j *Job) BlocksAgent(agentID string) bool {
+	_, found := sort.Find(len(j.Blocked), func(i int) int { return strings.Compare(agentID, j.Blocked[i]) })
+	return found
 }
 
 // Terminal reports whether the job can change no more.
@@ -150,6 +177,14 @@ type Agent struct {
 	GPUSessions  int                  `json:"gpu_sessions,omitempty"`
 	State        montagev1.AgentState `json:"state"`
 	RegisteredAt time.Time            `json:"registered_at"`
+	// CredentialHash is the SHA-256 (hex) of the agent's own credential,
+	// made at its first Register: the proof an agent is who it says.
+	CredentialHash string `json:"credential_hash,omitempty"`
+	// FailStreak counts its failed attempts in a row (across jobs, not
+	// counting tasks that failed on other agents too); at the farm's limit
+	// it is quarantined, with the reason in StateReason.
+	FailStreak  int    `json:"fail_streak,omitempty"`
+	StateReason string `json:"state_reason,omitempty"`
 }
 
 // State is the whole replicated state. A snapshot is its JSON encoding.

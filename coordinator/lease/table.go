@@ -16,6 +16,9 @@ type Entry struct {
 	Token    uint64
 	Deadline time.Time
 	Progress float64
+	// Since is when this leader started timing the lease (its grant, or
+	// its inheritance after an election).
+	Since time.Time
 }
 
 // Table maps task ids to their live leases. It is safe for concurrent use.
@@ -38,7 +41,21 @@ func (t *Table) TTL() time.Duration { return t.ttl }
 func (t *Table) Track(taskID, agentID string, token uint64, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.entries[taskID] = &Entry{TaskID: taskID, AgentID: agentID, Token: token, Deadline: now.Add(t.ttl)}
+	t.entries[taskID] = &Entry{TaskID: taskID, AgentID: agentID, Token: token, Deadline: now.Add(t.ttl), Since: now}
+}
+
+// Holding lists the leases of one agent, by task id.
+func (t *Table) Holding(agentID string) []Entry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Entry
+	for _, e := range t.entries {
+		if e.AgentID == agentID {
+			out = append(out, *e)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].TaskID < out[b].TaskID })
+	return out
 }
 
 // Renew extends the lease if agentID holds it under token, recording the

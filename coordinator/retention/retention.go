@@ -86,9 +86,9 @@ func Plan(s *fsm.State, now time.Time, p Policy) []Action {
 func Orphaned(s *fsm.State, uploads []blob.Upload) []blob.Upload {
 	var out []blob.Upload
 	for _, u := range uploads {
-		_, taskID, attempt, ok := blob.AttemptOf(u.Key)
+		_, taskID, grant, ok := blob.AttemptOf(u.Key)
 		if ok {
-			if t := s.Tasks[taskID]; t != nil && t.State == montagev1.TaskState_TASK_STATE_LEASED && t.Attempts == attempt {
+			if t := s.Tasks[taskID]; t != nil && t.State == montagev1.TaskState_TASK_STATE_LEASED && t.LeaseToken == grant {
 				continue
 			}
 		}

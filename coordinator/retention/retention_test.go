@@ -58,14 +58,14 @@ func TestPlan(t *testing.T) {
 
 func TestOrphaned(t *testing.T) {
 	s := fsm.New()
-	s.Tasks["j1-r000"] = &fsm.Task{ID: "j1-r000", State: montagev1.TaskState_TASK_STATE_LEASED, Attempts: 2}
+	s.Tasks["j1-r000"] = &fsm.Task{ID: "j1-r000", State: montagev1.TaskState_TASK_STATE_LEASED, Attempts: 2, LeaseToken: 20}
 	s.Tasks["j1-r001"] = &fsm.Task{ID: "j1-r001", State: montagev1.TaskState_TASK_STATE_QUEUED, Attempts: 1}
-	s.Tasks["j1-concat"] = &fsm.Task{ID: "j1-concat", State: montagev1.TaskState_TASK_STATE_LEASED, Attempts: 1}
+	s.Tasks["j1-concat"] = &fsm.Task{ID: "j1-concat", State: montagev1.TaskState_TASK_STATE_LEASED, Attempts: 1, LeaseToken: 31}
 	ups := []blob.Upload{
-		{Key: blob.SegmentKey("j1", "j1-r000", 2), UploadID: "live"},
-		{Key: blob.SegmentKey("j1", "j1-r000", 1), UploadID: "old-attempt"},
-		{Key: blob.SegmentKey("j1", "j1-r001", 1), UploadID: "expired"},
-		{Key: blob.MontageAttemptKey("j1", 1), UploadID: "live-concat"},
+		{Key: blob.SegmentKey("j1", "j1-r000", 20), UploadID: "live"},
+		{Key: blob.SegmentKey("j1", "j1-r000", 12), UploadID: "old-attempt"},
+		{Key: blob.SegmentKey("j1", "j1-r001", 14), UploadID: "expired"},
+		{Key: blob.MontageAttemptKey("j1", 31), UploadID: "live-concat"},
 		{Key: blob.SegmentKey("gone", "gone-r000", 1), UploadID: "deleted-job"},
 		{Key: "jobs/j1/montage.mp4", UploadID: "not-ours"},
 	}

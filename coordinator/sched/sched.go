@@ -16,8 +16,10 @@ import (
 // first, so that the last task to finish is a short one. A task goes only
 // to an agent that provides all it requires, and at most gpu of the picks
 // use a hardware encoder (the agent's free encoder sessions). A draining,
-// quarantined or unknown agent gets nothing.
-func Pick(s *fsm.State, agentID string, n, gpu int) []string {
+// quarantined or unknown agent gets nothing, and nothing of a job that
+// blocked it. A task this agent failed waits for another agent that is
+// online (online reports which are in contact now) and could take it.
+func Pick(s *fsm.State, agentID string, n, gpu int, online func(agentID string) bool) []string {
 	if n <= 0 {
 		return nil
 	}
@@ -29,7 +31,7 @@ func Pick(s *fsm.State, agentID string, n, gpu int) []string {
 	sort.SliceStable(jobs, func(i, j int) bool { return jobs[i].Priority > jobs[j].Priority })
 	var out []string
 	for _, j := range jobs {
-		if j.Terminal() {
+		if j.Terminal() || j.BlocksAgent(agentID) {
 			continue
 		}
 		var runnable []*fsm.Task
@@ -42,7 +44,7 @@ func Pick(s *fsm.State, agentID string, n, gpu int) []string {
 			return runnable[x].ExpectedSeconds > runnable[y].ExpectedSeconds
 		})
 		for _, t := range runnable {
-			if !Provides(a, t.Requires) {
+			if !Provides(a, t.Requires) || t.FailCounts[agentID] > 0 && otherTaker(s, j, t, agentID, online) {
 				continue
 			}
 			if NeedsGPU(t) {
@@ -58,6 +60,21 @@ func Pick(s *fsm.State, agentID string, n, gpu int) []string {
 		}
 	}
 	return out
+}
+
+// otherTaker reports whether an online agent other than agentID, which has
+// not failed t and is not blocked from j, could take it.
+func otherTaker(s *fsm.State, j *fsm.Job, t *fsm.Task, agentID string, online func(string) bool) bool {
+	if online == nil {
+		return false
+	}
+	for id, b := range s.Agents {
+		if id != agentID && b.State == montagev1.AgentState_AGENT_STATE_READY && online(id) &&
+			t.FailCounts[id] == 0 && !j.BlocksAgent(id) && Provides(b, t.Requires) {
+			return true
+		}
+	}
+	return false
 }
 
 // Provides reports whether an agent offers everything in requires.

@@ -60,7 +60,7 @@ func TestPickOrder(t *testing.T) {
 		{"unknown agent gets nothing", "ghost", 5, nil},
 	}
 	for _, c := range cases {
-		if got := Pick(s, c.agent, c.n, 0); !reflect.DeepEqual(got, c.want) {
+		if got := Pick(s, c.agent, c.n, 0, nil); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: Pick = %v, want %v", c.name, got, c.want)
 		}
 	}
@@ -72,7 +72,7 @@ func TestPickSkipsFinishedJobsAndWaitsForDeps(t *testing.T) {
 	for _, id := range []string{"new-ra"} {
 		s.Tasks[id].State = montagev1.TaskState_TASK_STATE_SUCCEEDED
 	}
-	got := Pick(s, "ready", 10, 0)
+	got := Pick(s, "ready", 10, 0, nil)
 	want := []string{"old-rc", "old-ra", "new-concat"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Pick = %v, want %v", got, want)
@@ -109,7 +109,7 @@ func TestPickMatchesCapabilities(t *testing.T) {
 		{"gpu", 10, 3, []string{"hw-a", "hw-b", "hw-c", "sw-page", "sw-plain"}},
 	}
 	for _, c := range cases {
-		if got := Pick(s, c.agent, c.n, c.gpu); !reflect.DeepEqual(got, c.want) {
+		if got := Pick(s, c.agent, c.n, c.gpu, nil); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("Pick(%s, %d, gpu %d) = %v, want %v", c.agent, c.n, c.gpu, got, c.want)
 		}
 	}
@@ -149,5 +149,39 @@ func TestChooseEncoder(t *testing.T) {
 		if got := ChooseEncoder(c.online, c.codec, c.hw); got != c.want {
 			t.Errorf("%s: ChooseEncoder = %s, want %s", c.name, got, c.want)
 		}
+	}
+}
+
+// A job that blocked an agent gives it nothing; a task an agent failed
+// waits for another online agent that could take it, and goes back to the
+// same agent only when there is none.
+func TestPickHonoursBlocklistsAndAvoidsTheLastFailure(t *testing.T) {
+	s := fsm.New()
+	at := time.Unix(1, 0)
+	for i, id := range []string{"a", "b"} {
+		s.Apply(uint64(i+1), &fsm.Command{At: at, Register: &fsm.RegisterCmd{Agent: &fsm.Agent{ID: id, Slots: 4, Provides: []string{"libx264"}}}})
+	}
+	task := func(id string, secs float64) *fsm.Task {
+		return &fsm.Task{ID: id, Type: montagev1.TaskType_TASK_TYPE_RENDER, ExpectedSeconds: secs, MaxAttempts: 9, Requires: []string{"libx264"}}
+	}
+	s.Apply(3, &fsm.Command{At: at, Submit: &fsm.SubmitCmd{Job: &fsm.Job{ID: "j"}, Tasks: []*fsm.Task{task("j-1", 20), task("j-2", 10)}}})
+	s.Apply(4, &fsm.Command{At: at, Submit: &fsm.SubmitCmd{Job: &fsm.Job{ID: "k"}, Tasks: []*fsm.Task{task("k-1", 5)}}})
+	g := s.Apply(5, &fsm.Command{At: at, Grant: &fsm.GrantCmd{TaskID: "j-1", AgentID: "a"}})
+	s.Apply(6, &fsm.Command{At: at, Fail: &fsm.FailCmd{TaskID: "j-1", AgentID: "a", Token: g.Token, Error: "x"}})
+
+	both := func(string) bool { return true }
+	onlyA := func(id string) bool { return id == "a" }
+	if got, want := Pick(s, "a", 10, 0, both), []string{"j-2", "k-1"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("failed task with b online: Pick(a) = %v, want %v", got, want)
+	}
+	if got, want := Pick(s, "b", 10, 0, both), []string{"j-1", "j-2", "k-1"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Pick(b) = %v, want %v", got, want)
+	}
+	if got, want := Pick(s, "a", 10, 0, onlyA), []string{"j-1", "j-2", "k-1"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("failed task, nobody else online: Pick(a) = %v, want %v", got, want)
+	}
+	s.Jobs["j"].Blocked = []string{"a"}
+	if got, want := Pick(s, "a", 10, 0, onlyA), []string{"k-1"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("blocked from j: Pick(a) = %v, want %v", got, want)
 	}
 }

@@ -398,6 +398,10 @@ func (a *app) downloadCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if err := verifyFile(dst, resp.Msg.GetSize(), resp.Msg.GetSha256()); err != nil {
+					_ = os.Remove(dst) // never leave a file that is not what the farm made
+					return fmt.Errorf("%s: %w; the file was removed, download it again", dst, err)
+				}
 				fmt.Fprintf(a.out, "downloaded %s (%.1f MB)\n", dst, float64(size)/1e6)
 			}
 			return nil

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -115,4 +117,26 @@ func (c *counter) Write(p []byte) (int, error) {
 	c.n += int64(n)
 	c.report(c.n, c.total)
 	return n, err
+}
+
+// verifyFile checks a downloaded file against the size and SHA-256 the
+// coordinator accepted; an empty sum (an older coordinator) checks nothing.
+func verifyFile(path string, size int64, sum string) error {
+	if sum == "" {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != strings.ToLower(sum) || size > 0 && n != size {
+		return fmt.Errorf("got %d bytes with SHA-256 %s, but the farm accepted %d bytes with %s", n, got, size, sum)
+	}
+	return nil
 }

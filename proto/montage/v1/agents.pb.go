@@ -169,8 +169,14 @@ type LeaseTaskRequest struct {
 	WaitSeconds float64 `protobuf:"fixed64,3,opt,name=wait_seconds,json=waitSeconds,proto3" json:"wait_seconds,omitempty"`
 	// Free hardware encoder sessions; tasks that need one count against it.
 	FreeGpuSessions int32 `protobuf:"varint,4,opt,name=free_gpu_sessions,json=freeGpuSessions,proto3" json:"free_gpu_sessions,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The leases the agent holds now. A lease granted to it that is not
+	// here was lost on its way (a dropped response): it is sent again.
+	Held []*LeaseProgress `protobuf:"bytes,5,rep,name=held,proto3" json:"held,omitempty"`
+	// Set when held is complete (montage-agent always sets it); a client
+	// that does not list its leases is never sent one again.
+	HeldListed    bool `protobuf:"varint,6,opt,name=held_listed,json=heldListed,proto3" json:"held_listed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LeaseTaskRequest) Reset() {
@@ -229,6 +235,20 @@ func (x *LeaseTaskRequest) GetFreeGpuSessions() int32 {
 		return x.FreeGpuSessions
 	}
 	return 0
+}
+
+func (x *LeaseTaskRequest) GetHeld() []*LeaseProgress {
+	if x != nil {
+		return x.Held
+	}
+	return nil
+}
+
+func (x *LeaseTaskRequest) GetHeldListed() bool {
+	if x != nil {
+		return x.HeldListed
+	}
+	return false
 }
 
 type LeaseTaskResponse struct {
@@ -799,8 +819,12 @@ type ConcatSegment struct {
 	Chunks             int32        `protobuf:"varint,9,opt,name=chunks,proto3" json:"chunks,omitempty"`
 	Source             *SourceFacts `protobuf:"bytes,10,opt,name=source,proto3" json:"source,omitempty"`
 	Cached             bool         `protobuf:"varint,11,opt,name=cached,proto3" json:"cached,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The committed segment's SHA-256 and size: the agent checks what it
+	// downloaded against them.
+	Sha256        string `protobuf:"bytes,12,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Size          int64  `protobuf:"varint,13,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConcatSegment) Reset() {
@@ -908,6 +932,20 @@ func (x *ConcatSegment) GetCached() bool {
 		return x.Cached
 	}
 	return false
+}
+
+func (x *ConcatSegment) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *ConcatSegment) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
 }
 
 type LeaseProgress struct {
@@ -1663,13 +1701,16 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x10RegisterResponse\x12'\n" +
 	"\x05agent\x18\x01 \x01(\v2\x11.montage.v1.AgentR\x05agent\x12\"\n" +
 	"\fcoordinators\x18\x02 \x03(\tR\fcoordinators\x12)\n" +
-	"\x10agent_credential\x18\x03 \x01(\tR\x0fagentCredential\"\x9b\x01\n" +
+	"\x10agent_credential\x18\x03 \x01(\tR\x0fagentCredential\"\xeb\x01\n" +
 	"\x10LeaseTaskRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +
 	"free_slots\x18\x02 \x01(\x05R\tfreeSlots\x12!\n" +
 	"\fwait_seconds\x18\x03 \x01(\x01R\vwaitSeconds\x12*\n" +
-	"\x11free_gpu_sessions\x18\x04 \x01(\x05R\x0ffreeGpuSessions\">\n" +
+	"\x11free_gpu_sessions\x18\x04 \x01(\x05R\x0ffreeGpuSessions\x12-\n" +
+	"\x04held\x18\x05 \x03(\v2\x19.montage.v1.LeaseProgressR\x04held\x12\x1f\n" +
+	"\vheld_listed\x18\x06 \x01(\bR\n" +
+	"heldListed\">\n" +
 	"\x11LeaseTaskResponse\x12)\n" +
 	"\x06leases\x18\x01 \x03(\v2\x11.montage.v1.LeaseR\x06leases\"\x87\x04\n" +
 	"\x05Lease\x12\x17\n" +
@@ -1727,7 +1768,7 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\bsnap_end\x18\v \x01(\bR\asnapEnd\x126\n" +
 	"\x17highlight_start_seconds\x18\f \x01(\x01R\x15highlightStartSeconds\"D\n" +
 	"\vConcatInput\x125\n" +
-	"\bsegments\x18\x01 \x03(\v2\x19.montage.v1.ConcatSegmentR\bsegments\"\xe7\x02\n" +
+	"\bsegments\x18\x01 \x03(\v2\x19.montage.v1.ConcatSegmentR\bsegments\"\x93\x03\n" +
 	"\rConcatSegment\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12)\n" +
@@ -1741,7 +1782,9 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x06chunks\x18\t \x01(\x05R\x06chunks\x12/\n" +
 	"\x06source\x18\n" +
 	" \x01(\v2\x17.montage.v1.SourceFactsR\x06source\x12\x16\n" +
-	"\x06cached\x18\v \x01(\bR\x06cached\"Z\n" +
+	"\x06cached\x18\v \x01(\bR\x06cached\x12\x16\n" +
+	"\x06sha256\x18\f \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04size\x18\r \x01(\x03R\x04size\"Z\n" +
 	"\rLeaseProgress\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x1a\n" +
@@ -1847,36 +1890,37 @@ var file_montage_v1_agents_proto_depIdxs = []int32{
 	23, // 0: montage.v1.RegisterRequest.capabilities:type_name -> montage.v1.AgentCapabilities
 	22, // 1: montage.v1.RegisterRequest.labels:type_name -> montage.v1.RegisterRequest.LabelsEntry
 	24, // 2: montage.v1.RegisterResponse.agent:type_name -> montage.v1.Agent
-	4,  // 3: montage.v1.LeaseTaskResponse.leases:type_name -> montage.v1.Lease
-	25, // 4: montage.v1.Lease.type:type_name -> montage.v1.TaskType
-	26, // 5: montage.v1.Lease.profile:type_name -> montage.v1.RenderProfile
-	7,  // 6: montage.v1.Lease.render:type_name -> montage.v1.RenderInput
-	8,  // 7: montage.v1.Lease.concat:type_name -> montage.v1.ConcatInput
-	5,  // 8: montage.v1.Lease.extra_outputs:type_name -> montage.v1.OutputSlot
-	9,  // 9: montage.v1.ConcatInput.segments:type_name -> montage.v1.ConcatSegment
-	6,  // 10: montage.v1.ConcatSegment.source:type_name -> montage.v1.SourceFacts
-	10, // 11: montage.v1.HeartbeatRequest.leases:type_name -> montage.v1.LeaseProgress
-	15, // 12: montage.v1.TaskResult.parts:type_name -> montage.v1.UploadedPart
-	14, // 13: montage.v1.TaskResult.extra_outputs:type_name -> montage.v1.OutputObject
-	6,  // 14: montage.v1.TaskResult.source:type_name -> montage.v1.SourceFacts
-	13, // 15: montage.v1.CompleteTaskRequest.result:type_name -> montage.v1.TaskResult
-	0,  // 16: montage.v1.AgentService.Register:input_type -> montage.v1.RegisterRequest
-	2,  // 17: montage.v1.AgentService.LeaseTask:input_type -> montage.v1.LeaseTaskRequest
-	11, // 18: montage.v1.AgentService.Heartbeat:input_type -> montage.v1.HeartbeatRequest
-	18, // 19: montage.v1.AgentService.CompleteTask:input_type -> montage.v1.CompleteTaskRequest
-	20, // 20: montage.v1.AgentService.FailTask:input_type -> montage.v1.FailTaskRequest
-	16, // 21: montage.v1.AgentService.StartUpload:input_type -> montage.v1.StartUploadRequest
-	1,  // 22: montage.v1.AgentService.Register:output_type -> montage.v1.RegisterResponse
-	3,  // 23: montage.v1.AgentService.LeaseTask:output_type -> montage.v1.LeaseTaskResponse
-	12, // 24: montage.v1.AgentService.Heartbeat:output_type -> montage.v1.HeartbeatResponse
-	19, // 25: montage.v1.AgentService.CompleteTask:output_type -> montage.v1.CompleteTaskResponse
-	21, // 26: montage.v1.AgentService.FailTask:output_type -> montage.v1.FailTaskResponse
-	17, // 27: montage.v1.AgentService.StartUpload:output_type -> montage.v1.StartUploadResponse
-	22, // [22:28] is the sub-list for method output_type
-	16, // [16:22] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	10, // 3: montage.v1.LeaseTaskRequest.held:type_name -> montage.v1.LeaseProgress
+	4,  // 4: montage.v1.LeaseTaskResponse.leases:type_name -> montage.v1.Lease
+	25, // 5: montage.v1.Lease.type:type_name -> montage.v1.TaskType
+	26, // 6: montage.v1.Lease.profile:type_name -> montage.v1.RenderProfile
+	7,  // 7: montage.v1.Lease.render:type_name -> montage.v1.RenderInput
+	8,  // 8: montage.v1.Lease.concat:type_name -> montage.v1.ConcatInput
+	5,  // 9: montage.v1.Lease.extra_outputs:type_name -> montage.v1.OutputSlot
+	9,  // 10: montage.v1.ConcatInput.segments:type_name -> montage.v1.ConcatSegment
+	6,  // 11: montage.v1.ConcatSegment.source:type_name -> montage.v1.SourceFacts
+	10, // 12: montage.v1.HeartbeatRequest.leases:type_name -> montage.v1.LeaseProgress
+	15, // 13: montage.v1.TaskResult.parts:type_name -> montage.v1.UploadedPart
+	14, // 14: montage.v1.TaskResult.extra_outputs:type_name -> montage.v1.OutputObject
+	6,  // 15: montage.v1.TaskResult.source:type_name -> montage.v1.SourceFacts
+	13, // 16: montage.v1.CompleteTaskRequest.result:type_name -> montage.v1.TaskResult
+	0,  // 17: montage.v1.AgentService.Register:input_type -> montage.v1.RegisterRequest
+	2,  // 18: montage.v1.AgentService.LeaseTask:input_type -> montage.v1.LeaseTaskRequest
+	11, // 19: montage.v1.AgentService.Heartbeat:input_type -> montage.v1.HeartbeatRequest
+	18, // 20: montage.v1.AgentService.CompleteTask:input_type -> montage.v1.CompleteTaskRequest
+	20, // 21: montage.v1.AgentService.FailTask:input_type -> montage.v1.FailTaskRequest
+	16, // 22: montage.v1.AgentService.StartUpload:input_type -> montage.v1.StartUploadRequest
+	1,  // 23: montage.v1.AgentService.Register:output_type -> montage.v1.RegisterResponse
+	3,  // 24: montage.v1.AgentService.LeaseTask:output_type -> montage.v1.LeaseTaskResponse
+	12, // 25: montage.v1.AgentService.Heartbeat:output_type -> montage.v1.HeartbeatResponse
+	19, // 26: montage.v1.AgentService.CompleteTask:output_type -> montage.v1.CompleteTaskResponse
+	21, // 27: montage.v1.AgentService.FailTask:output_type -> montage.v1.FailTaskResponse
+	17, // 28: montage.v1.AgentService.StartUpload:output_type -> montage.v1.StartUploadResponse
+	23, // [23:29] is the sub-list for method output_type
+	17, // [17:23] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_montage_v1_agents_proto_init() }

@@ -542,9 +542,13 @@ func (x *GetOutputURLRequest) GetTtlSeconds() int64 {
 }
 
 type GetOutputURLResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Url           string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
-	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Url   string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	Key   string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// What the coordinator accepted for this output: a download is checked
+	// against them. Empty/0 when unknown.
+	Sha256        string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Size          int64  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -593,6 +597,20 @@ func (x *GetOutputURLResponse) GetKey() string {
 	return ""
 }
 
+func (x *GetOutputURLResponse) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *GetOutputURLResponse) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 var File_montage_v1_jobs_proto protoreflect.FileDescriptor
 
 const file_montage_v1_jobs_proto_rawDesc = "" +
@@ -625,10 +643,12 @@ const file_montage_v1_jobs_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06output\x18\x02 \x01(\tR\x06output\x12\x1f\n" +
 	"\vttl_seconds\x18\x03 \x01(\x03R\n" +
-	"ttlSeconds\":\n" +
+	"ttlSeconds\"f\n" +
 	"\x14GetOutputURLResponse\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x10\n" +
-	"\x03key\x18\x02 \x01(\tR\x03key2\xd9\x03\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size2\xd9\x03\n" +
 	"\n" +
 	"JobService\x12J\n" +
 	"\tSubmitJob\x12\x1c.montage.v1.SubmitJobRequest\x1a\x1d.montage.v1.SubmitJobResponse\"\x00\x12D\n" +

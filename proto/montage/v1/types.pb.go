@@ -585,7 +585,9 @@ type Job struct {
 	Tasks    []*Task           `protobuf:"bytes,11,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	// Why queued work is not starting, e.g. no online agent has the job's
 	// encoder. Empty when nothing is blocked.
-	WaitingFor    string `protobuf:"bytes,12,opt,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
+	WaitingFor string `protobuf:"bytes,12,opt,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
+	// Agents that failed this job's tasks too often and get no more of it.
+	BlockedAgents []string `protobuf:"bytes,13,rep,name=blocked_agents,json=blockedAgents,proto3" json:"blocked_agents,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -702,6 +704,13 @@ func (x *Job) GetWaitingFor() string {
 		return x.WaitingFor
 	}
 	return ""
+}
+
+func (x *Job) GetBlockedAgents() []string {
+	if x != nil {
+		return x.BlockedAgents
+	}
+	return nil
 }
 
 type Task struct {
@@ -1033,15 +1042,19 @@ func (x *AgentCapabilities) GetHwaccels() []string {
 }
 
 type Agent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Capabilities  *AgentCapabilities     `protobuf:"bytes,3,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
-	Slots         int32                  `protobuf:"varint,4,opt,name=slots,proto3" json:"slots,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	State         AgentState             `protobuf:"varint,6,opt,name=state,proto3,enum=montage.v1.AgentState" json:"state,omitempty"`
-	LastSeen      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
-	SlotsInUse    int32                  `protobuf:"varint,8,opt,name=slots_in_use,json=slotsInUse,proto3" json:"slots_in_use,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name         string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Capabilities *AgentCapabilities     `protobuf:"bytes,3,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
+	Slots        int32                  `protobuf:"varint,4,opt,name=slots,proto3" json:"slots,omitempty"`
+	Labels       map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	State        AgentState             `protobuf:"varint,6,opt,name=state,proto3,enum=montage.v1.AgentState" json:"state,omitempty"`
+	LastSeen     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	SlotsInUse   int32                  `protobuf:"varint,8,opt,name=slots_in_use,json=slotsInUse,proto3" json:"slots_in_use,omitempty"`
+	// Why the agent is quarantined (or drained by the farm), for people.
+	StateReason string `protobuf:"bytes,9,opt,name=state_reason,json=stateReason,proto3" json:"state_reason,omitempty"`
+	// Failed attempts in a row; at the farm's limit the agent is quarantined.
+	FailStreak    int32 `protobuf:"varint,10,opt,name=fail_streak,json=failStreak,proto3" json:"fail_streak,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1132,6 +1145,20 @@ func (x *Agent) GetSlotsInUse() int32 {
 	return 0
 }
 
+func (x *Agent) GetStateReason() string {
+	if x != nil {
+		return x.StateReason
+	}
+	return ""
+}
+
+func (x *Agent) GetFailStreak() int32 {
+	if x != nil {
+		return x.FailStreak
+	}
+	return 0
+}
+
 var File_montage_v1_types_proto protoreflect.FileDescriptor
 
 const file_montage_v1_types_proto_rawDesc = "" +
@@ -1170,7 +1197,7 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\rtitle_overlay\x18\t \x01(\bR\ftitleOverlay\x12\x18\n" +
 	"\ahwaccel\x18\n" +
 	" \x01(\tR\ahwaccel\x12\x18\n" +
-	"\aencoder\x18\v \x01(\tR\aencoder\"\xff\x03\n" +
+	"\aencoder\x18\v \x01(\tR\aencoder\"\xa6\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12'\n" +
@@ -1187,7 +1214,8 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	" \x01(\tR\x05error\x12&\n" +
 	"\x05tasks\x18\v \x03(\v2\x10.montage.v1.TaskR\x05tasks\x12\x1f\n" +
 	"\vwaiting_for\x18\f \x01(\tR\n" +
-	"waitingFor\x1a:\n" +
+	"waitingFor\x12%\n" +
+	"\x0eblocked_agents\x18\r \x03(\tR\rblockedAgents\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd3\x04\n" +
@@ -1227,7 +1255,7 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\fgpu_sessions\x18\b \x01(\x05R\vgpuSessions\x12\x1a\n" +
 	"\bdrawtext\x18\t \x01(\bR\bdrawtext\x12\x1a\n" +
 	"\bhwaccels\x18\n" +
-	" \x03(\tR\bhwaccels\"\xff\x02\n" +
+	" \x03(\tR\bhwaccels\"\xc3\x03\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12A\n" +
@@ -1237,7 +1265,11 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\x05state\x18\x06 \x01(\x0e2\x16.montage.v1.AgentStateR\x05state\x127\n" +
 	"\tlast_seen\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12 \n" +
 	"\fslots_in_use\x18\b \x01(\x05R\n" +
-	"slotsInUse\x1a9\n" +
+	"slotsInUse\x12!\n" +
+	"\fstate_reason\x18\t \x01(\tR\vstateReason\x12\x1f\n" +
+	"\vfail_streak\x18\n" +
+	" \x01(\x05R\n" +
+	"failStreak\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x99\x01\n" +

@@ -1,0 +1,169 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+)
+
+func (h *harness) handBack(t *testing.T, agent string, l *montagev1.Lease) {
+	t.Helper()
+	if _, err := h.agents.FailTask(context.Background(), connect.NewRequest(&montagev1.FailTaskRequest{
+		AgentId: agent, TaskId: l.GetTaskId(), Token: l.GetToken(), Error: "shutting down", Handback: true,
+	})); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Every grant uploads to a key of its own, also after a handback gave the
+// attempt back; an accepted object cannot be replaced by replaying its
+// presigned PUT.
+func TestEveryGrantHasItsOwnKeyAndAcceptedObjectsStay(t *testing.T) {
+	h := newHarness(t)
+	h.register(t, "a1")
+	h.submit(t, 1)
+	first := h.lease(t, "a1", 1, 1)[0]
+	h.handBack(t, "a1", first)
+	second := h.lease(t, "a1", 1, 1)[0]
+	if second.GetTaskId() != first.GetTaskId() || second.GetAttempt() != first.GetAttempt() {
+		t.Fatalf("handback used an attempt: %d then %d", first.GetAttempt(), second.GetAttempt())
+	}
+	if second.GetOutputKey() == first.GetOutputKey() {
+		t.Fatalf("two grants share the key %s", first.GetOutputKey())
+	}
+	if err := h.complete(t, "a1", second); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPut, second.GetOutputPutUrl(), strings.NewReader("replayed bytes"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPreconditionFailed {
+		t.Errorf("replayed PUT of an accepted object: HTTP %d, want 412", resp.StatusCode)
+	}
+	if err := h.store.Verify(context.Background(), second.GetOutputKey(), int64(len("bytes of "+second.GetOutputKey())), sha(t, "bytes of "+second.GetOutputKey())); err != nil {
+		t.Errorf("accepted object changed: %v", err)
+	}
+}
+
+// A grant whose response never reached the agent is sent again on its
+// next LeaseTask (same token, no attempt used), and a lease the agent's
+// heartbeat does not list goes back to the queue without using an attempt,
+// instead of expiring as if the agent had died.
+func TestLostGrantsCostNoAttempt(t *testing.T) {
+	h := newHarness(t)
+	h.register(t, "a1")
+	j := h.submit(t, 2)
+	lost := h.lease(t, "a1", 1, 1)[0] // the agent never saw this response
+	r, err := h.agents.LeaseTask(context.Background(), connect.NewRequest(&montagev1.LeaseTaskRequest{
+		AgentId: "a1", FreeSlots: 2, WaitSeconds: 1, HeldListed: true,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ls := r.Msg.GetLeases(); len(ls) != 1 || ls[0].GetTaskId() != lost.GetTaskId() || ls[0].GetToken() != lost.GetToken() || ls[0].GetAttempt() != 1 {
+		t.Fatalf("lost grant not sent again as it was: %v", ls)
+	}
+	// Listed as held now: the next call brings new work, not the same.
+	r, err = h.agents.LeaseTask(context.Background(), connect.NewRequest(&montagev1.LeaseTaskRequest{
+		AgentId: "a1", FreeSlots: 1, WaitSeconds: 1, HeldListed: true,
+		Held: []*montagev1.LeaseProgress{{TaskId: lost.GetTaskId(), Token: lost.GetToken()}},
+	}))
+	if err != nil || len(r.Msg.GetLeases()) != 1 || r.Msg.GetLeases()[0].GetTaskId() == lost.GetTaskId() {
+		t.Fatalf("second lease: %v %v", r.Msg.GetLeases(), err)
+	}
+	other := r.Msg.GetLeases()[0]
+	// The agent then heartbeats only the other lease. Within the lease
+	// lifetime the omission may be a grant still on its way: kept.
+	hb := func() {
+		if _, err := h.agents.Heartbeat(context.Background(), connect.NewRequest(&montagev1.HeartbeatRequest{
+			AgentId: "a1", Leases: []*montagev1.LeaseProgress{{TaskId: other.GetTaskId(), Token: other.GetToken()}},
+		})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hb()
+	if task := findTask(h.job(t, j.GetId()), lost.GetTaskId()); task.GetState() != montagev1.TaskState_TASK_STATE_LEASED {
+		t.Fatalf("requeued at once: %s", task.GetState())
+	}
+	h.clk.Advance(11 * time.Second) // past the 10-s lease lifetime
+	hb()
+	task := findTask(h.job(t, j.GetId()), lost.GetTaskId())
+	if task.GetState() != montagev1.TaskState_TASK_STATE_QUEUED || task.GetAttempts() != 0 {
+		t.Fatalf("lease the agent does not hold: %s after %d attempts, want queued with none used", task.GetState(), task.GetAttempts())
+	}
+	if !strings.Contains(task.GetError(), "did not hold") && task.GetError() != "" {
+		t.Errorf("error %q", task.GetError())
+	}
+}
+
+func findTask(j *montagev1.Job, id string) *montagev1.Task {
+	for _, t := range j.GetTasks() {
+		if t.GetId() == id {
+			return t
+		}
+	}
+	return nil
+}
+
+// An agent that fails a job three times is blocked from it, which get
+// shows; with more failures in a row it is quarantined and leases nothing
+// until an operator undrains it.
+func TestBlocklistAndQuarantineThroughTheAPI(t *testing.T) {
+	h := newHarnessWith(t, Config{QuarantineAfter: 4, MaxAttempts: 9})
+	h.register(t, "bad")
+	var jobs []*montagev1.Job
+	for i := 0; i < 3; i++ {
+		jobs = append(jobs, h.submit(t, 3))
+	}
+	fail := func() *montagev1.Lease {
+		ls := h.lease(t, "bad", 1, 0.2)
+		if len(ls) == 0 {
+			return nil
+		}
+		if _, err := h.agents.FailTask(context.Background(), connect.NewRequest(&montagev1.FailTaskRequest{
+			AgentId: "bad", TaskId: ls[0].GetTaskId(), Token: ls[0].GetToken(), Error: "encoder crashed",
+		})); err != nil {
+			t.Fatal(err)
+		}
+		return ls[0]
+	}
+	for i := 0; i < 3; i++ {
+		if l := fail(); l == nil || l.GetJobId() != jobs[0].GetId() {
+			t.Fatalf("failure %d: %v", i, l)
+		}
+	}
+	if got := h.job(t, jobs[0].GetId()).GetBlockedAgents(); len(got) != 1 || got[0] != "bad" {
+		t.Fatalf("blocked agents of the first job: %v", got)
+	}
+	// The next lease comes from the second job: the first one blocked it.
+	l := fail()
+	if l == nil || l.GetJobId() != jobs[1].GetId() {
+		t.Fatalf("after the block: %v", l)
+	}
+	list, err := h.srv.ListAgents(context.Background(), connect.NewRequest(&montagev1.ListAgentsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := list.Msg.GetAgents()[0]
+	if a.GetState() != montagev1.AgentState_AGENT_STATE_QUARANTINED || !strings.Contains(a.GetStateReason(), "encoder crashed") {
+		t.Fatalf("after 4 in a row: %s %q", a.GetState(), a.GetStateReason())
+	}
+	if ls := h.lease(t, "bad", 1, 0.1); len(ls) != 0 {
+		t.Fatalf("a quarantined agent got %v", ls)
+	}
+	if _, err := h.srv.DrainAgent(context.Background(), connect.NewRequest(&montagev1.DrainAgentRequest{AgentId: "bad", Drain: false})); err != nil {
+		t.Fatal(err)
+	}
+	if ls := h.lease(t, "bad", 1, 1); len(ls) != 1 {
+		t.Fatalf("undrained agent got %v", ls)
+	}
+}
