@@ -91,12 +91,24 @@ func TestTokens(t *testing.T) {
 	ctx := context.Background()
 	join := montagev1connect.NewAgentServiceClient(&http.Client{Transport: bearer(joinToken)}, c.url)
 	creds := map[string]string{}
-	for _, id := range []string{"agent-a", "agent-b"} {
-		r, err := join.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: id, Slots: 1, Capabilities: &montagev1.AgentCapabilities{Encoders: []string{"libx264"}}}))
+	register := func(id, secret string) (*connect.Response[montagev1.RegisterResponse], error) {
+		return join.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: id, Slots: 1, Credential: secret,
+			Capabilities: &montagev1.AgentCapabilities{Encoders: []string{"libx264"}}}))
+	}
+	for _, id := range []string{"agent-a", "agent.b"} {
+		r, err := register(id, strings.Repeat(id[len(id)-1:], 40))
 		if err != nil || r.Msg.GetAgentCredential() == "" {
 			t.Fatalf("register %s: %v", id, err)
 		}
 		creds[id] = r.Msg.GetAgentCredential()
+	}
+	creds["agent-b"] = creds["agent.b"] // an id with a dot authenticates too
+	// The join token does not let anyone take over a registered id.
+	if _, err := register("agent-a", strings.Repeat("x", 40)); connect.CodeOf(err) != connect.CodePermissionDenied || !strings.Contains(err.Error(), "montagectl agent remove agent-a") {
+		t.Errorf("re-register agent-a with another secret: %v, want PermissionDenied naming the way out", err)
+	}
+	if _, err := register("agent-a", strings.Repeat("a", 40)); err != nil {
+		t.Errorf("re-register agent-a with its own secret: %v", err)
 	}
 	if _, err := join.Heartbeat(ctx, connect.NewRequest(&montagev1.HeartbeatRequest{AgentId: "agent-a"})); connect.CodeOf(err) != connect.CodeUnauthenticated {
 		t.Errorf("heartbeat with the join token: %v", err)
@@ -106,13 +118,13 @@ func TestTokens(t *testing.T) {
 	if r := ctlEnv(t, ok, c.url, "submit", spec); r.code != 0 {
 		t.Fatal(r.stderr)
 	}
-	lr, err := asB.LeaseTask(ctx, connect.NewRequest(&montagev1.LeaseTaskRequest{AgentId: "agent-b", FreeSlots: 1, WaitSeconds: 5}))
+	lr, err := asB.LeaseTask(ctx, connect.NewRequest(&montagev1.LeaseTaskRequest{AgentId: "agent.b", FreeSlots: 1, WaitSeconds: 5}))
 	if err != nil || len(lr.Msg.GetLeases()) != 1 {
 		t.Fatalf("lease as agent-b: %v", err)
 	}
 	l := lr.Msg.GetLeases()[0]
 	res := &montagev1.TaskResult{Key: l.GetOutputKey(), Size: 1, Sha256: strings.Repeat("0", 64)}
-	_, err = asA.CompleteTask(ctx, connect.NewRequest(&montagev1.CompleteTaskRequest{AgentId: "agent-b", TaskId: l.GetTaskId(), Token: l.GetToken(), Result: res}))
+	_, err = asA.CompleteTask(ctx, connect.NewRequest(&montagev1.CompleteTaskRequest{AgentId: "agent.b", TaskId: l.GetTaskId(), Token: l.GetToken(), Result: res}))
 	if connect.CodeOf(err) != connect.CodePermissionDenied {
 		t.Errorf("agent-a posing as agent-b: %v, want PermissionDenied", err)
 	}

@@ -67,6 +67,7 @@ type Config struct {
 type Agent struct {
 	cfg    Config
 	id     string
+	secret string // proves the agent is id; only its hash leaves the PC at rest
 	tools  media.Tools
 	caps   *montagev1.AgentCapabilities
 	ytdlp  sources.YTDLP
@@ -128,6 +129,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	secret, err := loadSecret(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	tools, err := media.FindTools()
 	if err != nil {
 		return nil, err
@@ -185,6 +190,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a := &Agent{
 		cfg:     cfg,
 		id:      id,
+		secret:  secret,
 		tools:   tools,
 		caps:    caps,
 		ytdlp:   yt,
@@ -251,6 +257,26 @@ func loadID(dir string) (string, error) {
 		return "", fmt.Errorf("write agent id: %w", err)
 	}
 	return id, nil
+}
+
+// loadSecret reads the agent's credential secret, making it at the first
+// start: readable by the agent's user only.
+func loadSecret(dir string) (string, error) {
+	p := filepath.Join(dir, "credential")
+	if b, err := os.ReadFile(p); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read agent credential: %w", err)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	secret := hex.EncodeToString(b)
+	if err := os.WriteFile(p, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write agent credential: %w", err)
+	}
+	return secret, nil
 }
 
 // Run works until ctx ends, then hands back what it holds.
@@ -387,6 +413,7 @@ func (a *Agent) register(ctx context.Context) error {
 	for {
 		resp, err := a.client.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{
 			AgentId: a.id, Name: a.cfg.Name, Capabilities: a.caps, Slots: int32(a.cfg.Slots), Labels: a.cfg.Labels,
+			Credential: a.secret,
 		}))
 		if err == nil {
 			_ = a.eps.add(resp.Msg.GetCoordinators())

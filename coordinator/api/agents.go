@@ -2,8 +2,10 @@ package api
 
 import (
 	"context"
+	"crypto/hmac"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/stream-montages/montage/coordinator/auth"
 	"github.com/stream-montages/montage/coordinator/blob"
 	"github.com/stream-montages/montage/coordinator/fsm"
 	"github.com/stream-montages/montage/coordinator/planner"
@@ -49,8 +52,25 @@ func (s *Server) Register(_ context.Context, req *connect.Request[montagev1.Regi
 	if name == "" {
 		name = m.GetAgentId()
 	}
+	secret := m.GetCredential()
+	var hash string
+	if secret != "" {
+		hash = auth.CredentialHash(secret)
+	}
+	if !s.cfg.Tokens.Open() {
+		if len(secret) < auth.MinSecret || strings.Contains(secret, ".") {
+			return nil, invalid("credential", "must be at least %d characters without dots (the agent makes it at its first start)", auth.MinSecret)
+		}
+		// Knowing the join token is not enough to take over an id that is
+		// registered: only its own secret is.
+		if old := s.credentialHash(m.GetAgentId()); old != "" && !hmac.Equal([]byte(old), []byte(hash)) {
+			return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf(
+				"agent id %s is registered with another credential: an agent proves it is %s with the credential in its data directory; "+
+					"to give the id to another PC, an operator removes it first (montagectl agent remove %s)", m.GetAgentId(), m.GetAgentId(), m.GetAgentId()))
+		}
+	}
 	a := &fsm.Agent{ID: m.GetAgentId(), Name: name, Capabilities: caps, Slots: int(m.GetSlots()), Labels: m.GetLabels(),
-		Provides: provides(m.GetCapabilities()), GPUSessions: int(m.GetCapabilities().GetGpuSessions())}
+		Provides: provides(m.GetCapabilities()), GPUSessions: int(m.GetCapabilities().GetGpuSessions()), CredentialHash: hash}
 	if _, err := s.apply(&fsm.Command{Register: &fsm.RegisterCmd{Agent: a}}); err != nil {
 		return nil, err
 	}
@@ -64,7 +84,14 @@ func (s *Server) Register(_ context.Context, req *connect.Request[montagev1.Regi
 	out.LastSeen = timestamppb.New(s.clock.Now())
 	s.log.Info("agent registered", "agent", a.ID, "name", name, "slots", a.Slots)
 	return connect.NewResponse(&montagev1.RegisterResponse{Agent: out, Coordinators: s.coordinatorURLs(),
-		AgentCredential: s.cfg.Tokens.Credential(a.ID)}), nil
+		AgentCredential: credentialFor(s.cfg.Tokens, a.ID, secret)}), nil
+}
+
+func credentialFor(t auth.Tokens, id, secret string) string {
+	if t.Open() {
+		return ""
+	}
+	return auth.Credential(id, secret)
 }
 
 // provides turns what an agent proved at start into the names tasks require.
@@ -99,10 +126,17 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 	if wait > s.cfg.MaxLeaseWait {
 		wait = s.cfg.MaxLeaseWait
 	}
-	known := false
-	s.node.View(func(st *fsm.State) { known = st.Agents[m.GetAgentId()] != nil })
-	if !known {
+	slots := -1
+	s.node.View(func(st *fsm.State) {
+		if a := st.Agents[m.GetAgentId()]; a != nil {
+			slots = a.Slots
+		}
+	})
+	if slots < 0 {
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("agent %s is not registered; register first", m.GetAgentId()))
+	}
+	if int(m.GetFreeSlots()) > slots {
+		return nil, invalid("free_slots", "%d is more than the %d slots agent %s registered", m.GetFreeSlots(), slots, m.GetAgentId())
 	}
 	s.seen(m.GetAgentId())
 	if err := s.requireLeader(); err != nil {
@@ -375,6 +409,9 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 	}
 	if r.GetSize() <= 0 {
 		return nil, invalid("result.size", "must be positive")
+	}
+	if d := r.GetDurationSeconds(); math.IsNaN(d) || math.IsInf(d, 0) || d < 0 || d > 24*3600 {
+		return nil, invalid("result.duration_seconds", "must be a number of seconds between 0 and 86400, got %v", d)
 	}
 	if err := s.requireLeader(); err != nil {
 		return nil, err

@@ -15,7 +15,11 @@ import (
 // the operator token for jobs and cluster calls, the join token for
 // Register, and an agent's own credential for its other calls, which may
 // only concern that agent.
-type authInterceptor struct{ tokens auth.Tokens }
+type authInterceptor struct {
+	tokens auth.Tokens
+	// hashOf gives the credential hash the replicated state holds for an agent.
+	hashOf func(agentID string) string
+}
 
 func bearer(h http.Header) string {
 	v := h.Get("Authorization")
@@ -31,11 +35,15 @@ func (a authInterceptor) check(procedure string, h http.Header, msg any) error {
 	b := bearer(h)
 	switch {
 	case procedure == "/montage.v1.AgentService/Register":
+		// The join token, or the agent's own credential; the handler then
+		// checks that an id already registered presents its own secret.
 		if err := a.tokens.CheckJoin(b); err != nil {
-			return connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%w: Register needs the agent join token", err))
+			if _, cerr := a.tokens.CheckAgent(b, a.hashOf); cerr != nil {
+				return connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%w: Register needs the agent join token", err))
+			}
 		}
 	case strings.HasPrefix(procedure, "/montage.v1.AgentService/"):
-		id, err := a.tokens.CheckAgent(b)
+		id, err := a.tokens.CheckAgent(b, a.hashOf)
 		if err != nil {
 			return connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%w: agent calls need the credential Register returned", err))
 		}

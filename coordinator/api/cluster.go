@@ -129,3 +129,27 @@ func (s *Server) DrainAgent(_ context.Context, req *connect.Request[montagev1.Dr
 	s.log.Info("agent state set by an operator", "agent", req.Msg.GetAgentId(), "state", st.String())
 	return connect.NewResponse(&montagev1.DrainAgentResponse{Agent: out}), nil
 }
+
+// RemoveAgent forgets an agent that holds no lease.
+func (s *Server) RemoveAgent(_ context.Context, req *connect.Request[montagev1.RemoveAgentRequest]) (*connect.Response[montagev1.RemoveAgentResponse], error) {
+	id := req.Msg.GetAgentId()
+	if err := checkAgentID(id); err != nil {
+		return nil, err
+	}
+	resp, err := s.node.Apply(&fsm.Command{At: s.clock.Now().UTC(), RemoveAgent: &fsm.RemoveAgentCmd{AgentID: id}})
+	if err != nil {
+		return nil, s.notLeader(err)
+	}
+	if errors.Is(resp.Err, fsm.ErrAgentBusy) {
+		return nil, connect.NewError(connect.CodeFailedPrecondition,
+			fmt.Errorf("%w: drain it (montagectl agent drain %s) and remove it when its work is done, or stop it", resp.Err, id))
+	}
+	if resp.Err != nil {
+		return nil, toConnect(resp.Err)
+	}
+	s.mu.Lock()
+	delete(s.lastSeen, id)
+	s.mu.Unlock()
+	s.log.Info("agent removed by an operator", "agent", id)
+	return connect.NewResponse(&montagev1.RemoveAgentResponse{}), nil
+}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -165,5 +166,86 @@ func TestBlocklistAndQuarantineThroughTheAPI(t *testing.T) {
 	}
 	if ls := h.lease(t, "bad", 1, 1); len(ls) != 1 {
 		t.Fatalf("undrained agent got %v", ls)
+	}
+}
+
+// Agents that have not called for -agent-gc are forgotten; one that keeps
+// calling stays. (An agent holding a lease is never forgotten: the state
+// machine refuses, see fsm's TestRemoveAgentOnlyWhenIdle.)
+func TestAgentGarbageCollection(t *testing.T) {
+	h := newHarnessWith(t, Config{AgentGC: 2 * time.Minute, JanitorInterval: time.Second})
+	h.register(t, "idle")
+	h.register(t, "alive")
+	agentIDs := func() map[string]bool {
+		r, err := h.srv.ListAgents(context.Background(), connect.NewRequest(&montagev1.ListAgentsRequest{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, a := range r.Msg.GetAgents() {
+			out[a.GetId()] = true
+		}
+		return out
+	}
+	start := h.clk.Now()
+	h.advanceUntil(t, "idle agent forgotten", func() bool {
+		_ = h.lease(t, "alive", 1, 0) // keeps calling
+		return !agentIDs()["idle"]
+	})
+	if waited := h.clk.Now().Sub(start); waited < 2*time.Minute {
+		t.Errorf("forgotten after %s, before -agent-gc", waited)
+	}
+	if !agentIDs()["alive"] {
+		t.Error("an agent that keeps calling was forgotten")
+	}
+}
+
+// Invalid numbers in an agent's report are refused with the field named,
+// not turned into a retryable error.
+func TestAgentReportLimits(t *testing.T) {
+	h := newHarness(t)
+	h.register(t, "a1") // 2 slots
+	_, err := h.agents.LeaseTask(context.Background(), connect.NewRequest(&montagev1.LeaseTaskRequest{AgentId: "a1", FreeSlots: 3}))
+	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "free_slots: 3 is more than the 2 slots") {
+		t.Errorf("free_slots over the registered slots: %v", err)
+	}
+	h.submit(t, 1)
+	l := h.lease(t, "a1", 1, 1)[0]
+	for _, d := range []float64{math.NaN(), -1, math.Inf(1)} {
+		_, err := h.agents.CompleteTask(context.Background(), connect.NewRequest(&montagev1.CompleteTaskRequest{
+			AgentId: "a1", TaskId: l.GetTaskId(), Token: l.GetToken(),
+			Result: &montagev1.TaskResult{Key: l.GetOutputKey(), Size: 1, Sha256: strings.Repeat("0", 64), DurationSeconds: d},
+		}))
+		if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "result.duration_seconds") {
+			t.Errorf("duration %v: %v, want InvalidArgument naming the field", d, err)
+		}
+	}
+}
+
+// A leader elected a moment ago has heard from no agent yet; a job with
+// hwaccel auto submitted then must still see the farm's GPU agents rather
+// than pin software encoding.
+func TestEncoderChoiceRightAfterAnElection(t *testing.T) {
+	h := newHarness(t)
+	if _, err := h.agents.Register(context.Background(), connect.NewRequest(&montagev1.RegisterRequest{AgentId: "gpu", Slots: 1,
+		Capabilities: &montagev1.AgentCapabilities{Encoders: []string{"libx264", "h264_nvenc"}, Hwaccels: []string{"nvenc"}, GpuSessions: 2}})); err != nil {
+		t.Fatal(err)
+	}
+	submit := func() string {
+		r, err := h.jobs.SubmitJob(context.Background(), connect.NewRequest(&montagev1.SubmitJobRequest{Spec: &montagev1.JobSpec{
+			Profile: &montagev1.RenderProfile{Hwaccel: "auto"}, Highlights: []*montagev1.Highlight{{Url: "http://src/v.mp4", At: "1"}},
+		}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Msg.GetJob().GetSpec().GetProfile().GetEncoder()
+	}
+	h.clk.Advance(10 * time.Minute) // the agent went quiet: it is offline
+	if enc := submit(); enc != "libx264" {
+		t.Fatalf("with the GPU agent long gone: %s, want libx264", enc)
+	}
+	h.srv.takeOverLeases() // what a new leader does after its election
+	if enc := submit(); enc != "h264_nvenc" {
+		t.Errorf("right after an election: %s, want h264_nvenc (the registered GPU agent has not called yet)", enc)
 	}
 }

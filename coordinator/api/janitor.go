@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"fmt"
+	"sort"
+	"time"
 
 	"github.com/stream-montages/montage/coordinator/blob"
 	"github.com/stream-montages/montage/coordinator/fsm"
@@ -52,6 +54,48 @@ func (s *Server) janitor(ctx context.Context) {
 	}
 	s.abortOrphanUploads(ctx)
 	s.evictCache(ctx)
+	s.collectAgents()
+}
+
+// collectAgents forgets agents this leader has not heard from for AgentGC
+// (counted from its election at the earliest: it cannot know of calls
+// before), so the state does not grow with every PC that ever joined.
+// Agents holding a lease stay (Apply refuses them).
+func (s *Server) collectAgents() {
+	if s.cfg.AgentGC <= 0 {
+		return
+	}
+	now := s.clock.Now()
+	s.mu.Lock()
+	since := s.leaderSince
+	last := make(map[string]time.Time, len(s.lastSeen))
+	for id, t := range s.lastSeen {
+		last[id] = t
+	}
+	s.mu.Unlock()
+	var gone []string
+	s.node.View(func(st *fsm.State) {
+		for id := range st.Agents {
+			seen := last[id]
+			if seen.Before(since) {
+				seen = since
+			}
+			if now.Sub(seen) > s.cfg.AgentGC {
+				gone = append(gone, id)
+			}
+		}
+	})
+	sort.Strings(gone)
+	for _, id := range gone {
+		resp, err := s.node.Apply(&fsm.Command{At: now.UTC(), RemoveAgent: &fsm.RemoveAgentCmd{AgentID: id}})
+		if err != nil || resp.Err != nil {
+			continue // busy, or gone meanwhile: the next pass looks again
+		}
+		s.mu.Lock()
+		delete(s.lastSeen, id)
+		s.mu.Unlock()
+		s.log.Info("agent forgotten: not seen for longer than -agent-gc", "agent", id, "agent_gc", s.cfg.AgentGC)
+	}
 }
 
 // finalize copies each committed output to its stable key and records the

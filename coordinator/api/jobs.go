@@ -107,13 +107,20 @@ func s3Source(r *spec.Resolved) string {
 }
 
 // online reports whether an agent called this leader recently (within a
-// long poll and three lease lifetimes).
+// long poll and three lease lifetimes). In that long after an election
+// every registered agent counts as online: the new leader has not heard
+// from anyone yet, and must not decide (an encoder for a job, say) as if
+// the farm were empty.
 func (s *Server) online(agentID string) bool {
 	window := s.cfg.MaxLeaseWait + 3*s.cfg.LeaseTTL
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.clock.Now()
+	if !s.leaderSince.IsZero() && now.Sub(s.leaderSince) <= window {
+		return true
+	}
 	t, ok := s.lastSeen[agentID]
-	return ok && s.clock.Now().Sub(t) <= window
+	return ok && now.Sub(t) <= window
 }
 
 // onlineAgents lists the registered agents that are ready and called this

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,4 +151,44 @@ func TestForwardingAndFailover(t *testing.T) {
 			t.Errorf("task after failover: %d commits, %d attempts; want 1 and 1", task.GetCommits(), task.GetAttempts())
 		}
 	}
+}
+
+// A demoted leader stops reporting leases: its gauge drops to 0 instead of
+// keeping the last value it had while it led.
+func TestDemotedLeaderReportsNoLeases(t *testing.T) {
+	m := startMulti(t)
+	leader := m.c.Leader(t, 10*time.Second)
+	li := m.c.Index(leader)
+	ctx := context.Background()
+	jobs := montagev1connect.NewJobServiceClient(http.DefaultClient, m.urls[li])
+	agents := montagev1connect.NewAgentServiceClient(http.DefaultClient, m.urls[li])
+	if _, err := agents.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: "a1", Slots: 1, Capabilities: &montagev1.AgentCapabilities{Encoders: []string{"libx264"}}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jobs.SubmitJob(ctx, connect.NewRequest(&montagev1.SubmitJobRequest{Spec: &montagev1.JobSpec{
+		Highlights: []*montagev1.Highlight{{Url: "http://src/v.mp4", At: "1", Duration: "2"}}}})); err != nil {
+		t.Fatal(err)
+	}
+	if lr, err := agents.LeaseTask(ctx, connect.NewRequest(&montagev1.LeaseTaskRequest{AgentId: "a1", FreeSlots: 1, WaitSeconds: 2})); err != nil || len(lr.Msg.GetLeases()) != 1 {
+		t.Fatalf("lease: %v", err)
+	}
+	gauge := func() string {
+		resp, err := http.Get(m.urls[li] + "/metrics")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "montage_leases_active ") {
+				return strings.TrimPrefix(line, "montage_leases_active ")
+			}
+		}
+		return ""
+	}
+	waitUntil(t, "the leader's gauge to count the lease", func() bool { return gauge() == "1" })
+	if err := m.c.Nodes[li].StepDown(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the demoted leader's gauge to drop", func() bool { return !m.c.Nodes[li].IsLeader() && gauge() == "0" })
 }

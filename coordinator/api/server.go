@@ -53,6 +53,9 @@ type Config struct {
 	// BlockAfter failures of one job block an agent from it; QuarantineAfter
 	// failures in a row quarantine it (0: fsm's defaults, 3 and 5).
 	BlockAfter, QuarantineAfter int
+	// AgentGC forgets agents this leader has not seen for this long and
+	// that hold no lease (0: never).
+	AgentGC time.Duration
 }
 
 func (c *Config) defaults() {
@@ -91,6 +94,9 @@ type Server struct {
 
 	mu       sync.Mutex
 	lastSeen map[string]time.Time // agent id → last call, on this node
+	// leaderSince is when this node last became leader: until agents have
+	// had time to call it, it cannot tell who is online.
+	leaderSince time.Time
 }
 
 // New wires a server.
@@ -112,11 +118,23 @@ func New(node *cluster.Node, store blob.Store, clk clock.Clock, cfg Config, log 
 func (s *Server) Mount(mux *http.ServeMux) {
 	// The spec limit (1 MiB) is checked with a field name; the transport limit
 	// sits above it so that check is the one a user sees.
-	opts := []connect.HandlerOption{connect.WithReadMaxBytes(8 << 20), connect.WithInterceptors(authInterceptor{s.cfg.Tokens})}
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(8 << 20), connect.WithInterceptors(authInterceptor{tokens: s.cfg.Tokens, hashOf: s.credentialHash})}
 	mux.Handle(montagev1connect.NewJobServiceHandler(s, opts...))
 	mux.Handle(montagev1connect.NewAgentServiceHandler(s, opts...))
 	mux.Handle(montagev1connect.NewClusterServiceHandler(s, opts...))
 	mux.Handle("/metrics", s.m.handler())
+}
+
+// credentialHash is the hash of an agent's credential in the replicated
+// state ("" when the agent or its credential is unknown).
+func (s *Server) credentialHash(agentID string) string {
+	var h string
+	s.node.View(func(st *fsm.State) {
+		if a := st.Agents[agentID]; a != nil {
+			h = a.CredentialHash
+		}
+	})
+	return h
 }
 
 // urlTTL is how long the presigned URLs of a lease work: the expected work
@@ -147,13 +165,17 @@ func (s *Server) Run(ctx context.Context) {
 			if leader {
 				s.takeOverLeases()
 			} else {
-				s.leases.Reset(nil)
+				s.lostLeadership()
 			}
 		case <-s.clock.After(tick):
 			if !leader && s.node.IsLeader() && s.node.Ready() {
 				// LeaderCh drops edges when nobody reads it in time; catch up.
 				leader = true
 				s.takeOverLeases()
+			}
+			if leader && !s.node.IsLeader() {
+				leader = false
+				s.lostLeadership()
 			}
 			if leader {
 				s.expireLeases()
@@ -176,7 +198,17 @@ func (s *Server) takeOverLeases() {
 		}
 	})
 	s.leases.Reset(entries)
+	s.mu.Lock()
+	s.leaderSince = s.clock.Now()
+	s.mu.Unlock()
 	s.log.Info("leadership gained; leases inherited", "leases", len(entries), "grace", s.cfg.LeaseGrace)
+}
+
+// lostLeadership forgets what only a leader keeps: its lease timers (the
+// gauge of them with them, so a demoted node stops reporting leases).
+func (s *Server) lostLeadership() {
+	s.leases.Reset(nil)
+	s.m.leases.Set(0)
 }
 
 func (s *Server) expireLeases() {
@@ -221,6 +253,10 @@ func (s *Server) apply(c *fsm.Command) (fsm.Response, error) {
 }
 
 func (s *Server) notLeader(err error) error {
+	if errors.Is(err, fsm.ErrBadCommand) {
+		// A command that cannot even be encoded will not succeed on retry.
+		return connect.NewError(connect.CodeInternal, err)
+	}
 	if errors.Is(err, cluster.ErrNotLeader) {
 		addr, id := s.node.Leader()
 		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("this coordinator is not the leader (leader: %s %s); retry", id, addr))

@@ -1,11 +1,11 @@
 // Package auth decides who may call what. Operators present the operator
-// token; agents present the join token once (Register) and from then on a
-// per-agent credential that any coordinator can check without shared state:
-// an HMAC of the agent id under a key derived from the join token.
+// token; agents present the join token to register and from then on their
+// own credential: a secret each agent makes for itself, whose hash the
+// replicated state keeps, so any coordinator can check it and knowing the
+// join token does not let anyone act as an agent that already exists.
 package auth
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -80,30 +80,44 @@ func (t Tokens) CheckJoin(bearer string) error {
 	return ErrUnauthenticated
 }
 
-func (t Tokens) secret(agentID string) string {
-	key := hmac.New(sha256.New, []byte(t.AgentJoin))
-	key.Write([]byte("montage agent credential v1"))
-	m := hmac.New(sha256.New, key.Sum(nil))
-	m.Write([]byte(agentID))
-	return hex.EncodeToString(m.Sum(nil))
+// MinSecret is the shortest agent secret Register accepts (hex of 32
+// random bytes is 64).
+const MinSecret = 32
+
+// CredentialHash is what the replicated state keeps of an agent's secret:
+// enough to check it, useless to present.
+func CredentialHash(secret string) string {
+	h := sha256.Sum256([]byte("montage agent credential v2\x00" + secret))
+	return hex.EncodeToString(h[:])
 }
 
-// Credential is what Register hands an agent.
-func (t Tokens) Credential(agentID string) string {
-	if t.Open() {
-		return ""
+// SplitCredential reads "AGENT-ID.SECRET"; agent ids may hold dots, the
+// secret (hex) never does.
+func SplitCredential(bearer string) (id, secret string, ok bool) {
+	i := strings.LastIndexByte(bearer, '.')
+	if i <= 0 || i == len(bearer)-1 {
+		return "", "", false
 	}
-	return agentID + "." + t.secret(agentID)
+	return bearer[:i], bearer[i+1:], true
 }
 
-// CheckAgent accepts an agent credential and returns the agent it names.
-// The caller must then refuse a request about any other agent.
-func (t Tokens) CheckAgent(bearer string) (string, error) {
+// Credential is the bearer an agent presents: its id and its own secret,
+// which it made at its first start and keeps in its data directory.
+func Credential(agentID, secret string) string { return agentID + "." + secret }
+
+// CheckAgent accepts an agent's credential and returns the agent it names;
+// hashOf gives the CredentialHash the replicated state holds for an id ("" if
+// none). The caller must then refuse a request about any other agent.
+func (t Tokens) CheckAgent(bearer string, hashOf func(agentID string) string) (string, error) {
 	if t.Open() {
 		return "", nil
 	}
-	id, secret, ok := strings.Cut(bearer, ".")
-	if !ok || id == "" || !equal(secret, t.secret(id)) {
+	id, secret, ok := SplitCredential(bearer)
+	if !ok {
+		return "", ErrUnauthenticated
+	}
+	h := hashOf(id)
+	if h == "" || !equal(h, CredentialHash(secret)) {
 		return "", ErrUnauthenticated
 	}
 	return id, nil

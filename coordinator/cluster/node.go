@@ -272,8 +272,19 @@ func (n *Node) watchLeadership() {
 			return
 		case leader := <-n.notify:
 			if leader {
-				if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
-					slog.Warn("barrier after election failed", "err", err)
+				ok := readyAfterElection(
+					func() error { return n.raft.Barrier(n.cfg.ApplyTimeout).Error() },
+					func() bool { return n.raft.State() == raft.Leader },
+					n.StepDown,
+					func(attempt int) bool {
+						select {
+						case <-n.stop:
+							return false
+						case <-time.After(time.Duration(attempt) * 250 * time.Millisecond):
+							return true
+						}
+					})
+				if !ok {
 					continue
 				}
 				n.ready.Store(true)
@@ -290,6 +301,37 @@ func (n *Node) watchLeadership() {
 			n.subsMu.Unlock()
 		}
 	}
+}
+
+// barrierAttempts is how often a new leader tries its barrier before it
+// hands leadership on.
+const barrierAttempts = 5
+
+// readyAfterElection runs a new leader's barrier, retrying while it still
+// leads (wait sleeps before each retry, false to give up). A leader that
+// cannot get its barrier through steps down rather than lead without
+// serving: a leader that is never ready would stall the whole farm.
+func readyAfterElection(barrier func() error, leads func() bool, stepDown func() error, wait func(attempt int) bool) bool {
+	for attempt := 1; attempt <= barrierAttempts; attempt++ {
+		if !leads() {
+			return false
+		}
+		err := barrier()
+		if err == nil {
+			return true
+		}
+		slog.Warn("barrier after election failed", "attempt", attempt, "err", err)
+		if attempt < barrierAttempts && !wait(attempt) {
+			return false
+		}
+	}
+	if leads() {
+		slog.Error("barrier after election keeps failing; handing leadership on")
+		if err := stepDown(); err != nil {
+			slog.Error("leadership transfer failed", "err", err)
+		}
+	}
+	return false
 }
 
 func (n *Node) joinLoop(addrs []string) {
@@ -495,7 +537,7 @@ func (n *Node) Shutdown() error {
 func (n *Node) Apply(c *fsm.Command) (fsm.Response, error) {
 	b, err := c.Encode()
 	if err != nil {
-		return fsm.Response{}, fmt.Errorf("encode command: %w", err)
+		return fsm.Response{}, fmt.Errorf("%w: encode: %v", fsm.ErrBadCommand, err)
 	}
 	f := n.raft.Apply(b, n.cfg.ApplyTimeout)
 	if err := f.Error(); err != nil {
@@ -507,6 +549,9 @@ func (n *Node) Apply(c *fsm.Command) (fsm.Response, error) {
 	resp, _ := f.Response().(fsm.Response)
 	return resp, nil
 }
+
+// StepDown hands leadership to another voter.
+func (n *Node) StepDown() error { return n.raft.LeadershipTransfer().Error() }
 
 // IsLeader reports whether this node leads now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }

@@ -131,9 +131,9 @@ type Job struct {
 	// OutputSums is what was accepted for each output, by name: downloads
 	// are checked against it.
 	OutputSums map[string]Checksum `json:"output_sums,omitempty"`
-	Error     string             `json:"error,omitempty"`
-	Warnings  []string           `json:"warnings,omitempty"`
-	Seq       uint64             `json:"seq"` // raft index of the submission: orders jobs of equal age
+	Error      string              `json:"error,omitempty"`
+	Warnings   []string            `json:"warnings,omitempty"`
+	Seq        uint64              `json:"seq"` // raft index of the submission: orders jobs of equal age
 	// FinishedAt is when the job reached a terminal state (retention counts from it).
 	FinishedAt time.Time `json:"finished_at"`
 	// Finalized: outputs were copied to their stable keys, at FinalizedAt.

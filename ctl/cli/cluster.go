@@ -108,14 +108,18 @@ func (a *app) agentsCmd() *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.out, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tSTATE\tSLOTS\tENCODERS\tFFMPEG\tLAST SEEN")
+			fmt.Fprintln(tw, "ID\tNAME\tSTATE\tSLOTS\tFAILS\tENCODERS\tFFMPEG\tLAST SEEN")
 			for _, ag := range resp.Msg.GetAgents() {
 				seen := "-"
 				if ls := ag.GetLastSeen(); ls != nil && ls.CheckValid() == nil {
 					seen = time.Since(ls.AsTime()).Round(time.Second).String() + " ago"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", printable(ag.GetId(), 80), printable(ag.GetName(), 80), agentStateWord(ag.GetState()),
-					ag.GetSlotsInUse(), ag.GetSlots(), printable(strings.Join(ag.GetCapabilities().GetEncoders(), ","), 200),
+				state := agentStateWord(ag.GetState())
+				if r := ag.GetStateReason(); r != "" {
+					state += " (" + printable(r, 120) + ")"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\n", printable(ag.GetId(), 80), printable(ag.GetName(), 80), state,
+					ag.GetSlotsInUse(), ag.GetSlots(), ag.GetFailStreak(), printable(strings.Join(ag.GetCapabilities().GetEncoders(), ","), 200),
 					printable(ffmpegVersion(ag.GetCapabilities().GetFfmpegVersion()), 40), seen)
 			}
 			return tw.Flush()
@@ -126,7 +130,19 @@ func (a *app) agentsCmd() *cobra.Command {
 }
 
 func (a *app) agentCmd() *cobra.Command {
-	c := &cobra.Command{Use: "agent", Short: "Drain or undrain an agent"}
+	c := &cobra.Command{Use: "agent", Short: "Drain, undrain (also lifts a quarantine) or remove an agent"}
+	c.AddCommand(&cobra.Command{
+		Use:   "remove ID",
+		Short: "Forget an agent that holds no work: its credential stops working at once",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := a.cluster().RemoveAgent(cmd.Context(), connect.NewRequest(&montagev1.RemoveAgentRequest{AgentId: args[0]})); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "agent %s removed\n", args[0])
+			return nil
+		},
+	})
 	for _, drain := range []bool{true, false} {
 		name, short := "drain", "Finish what the agent has and give it nothing new"
 		if !drain {

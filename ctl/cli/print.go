@@ -96,6 +96,9 @@ func printJob(w io.Writer, format string, j *montagev1.Job) error {
 	if wf := j.GetWaitingFor(); wf != "" {
 		fmt.Fprintf(w, "Waiting:  %s\n", printable(wf, 500))
 	}
+	if b := j.GetBlockedAgents(); len(b) > 0 {
+		fmt.Fprintf(w, "Blocked:  %s (failed this job's tasks too often; they get none of it)\n", printable(strings.Join(b, ", "), 500))
+	}
 	if enc := j.GetSpec().GetProfile().GetEncoder(); enc != "" {
 		fmt.Fprintf(w, "Encoder:  %s\n", printable(enc, 40))
 	}

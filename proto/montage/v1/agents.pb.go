@@ -24,11 +24,15 @@ const (
 type RegisterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Persistent id kept in the agent's data directory.
-	AgentId       string             `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	Name          string             `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Capabilities  *AgentCapabilities `protobuf:"bytes,3,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
-	Slots         int32              `protobuf:"varint,4,opt,name=slots,proto3" json:"slots,omitempty"`
-	Labels        map[string]string  `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	AgentId      string             `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Name         string             `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Capabilities *AgentCapabilities `protobuf:"bytes,3,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
+	Slots        int32              `protobuf:"varint,4,opt,name=slots,proto3" json:"slots,omitempty"`
+	Labels       map[string]string  `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The agent's own secret (made at its first start, kept in its data
+	// directory). The first Register stores its hash; re-registering an id
+	// needs the same secret, whatever token is presented.
+	Credential    string `protobuf:"bytes,6,opt,name=credential,proto3" json:"credential,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -96,6 +100,13 @@ func (x *RegisterRequest) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *RegisterRequest) GetCredential() string {
+	if x != nil {
+		return x.Credential
+	}
+	return ""
 }
 
 type RegisterResponse struct {
@@ -1688,13 +1699,16 @@ var File_montage_v1_agents_proto protoreflect.FileDescriptor
 const file_montage_v1_agents_proto_rawDesc = "" +
 	"\n" +
 	"\x17montage/v1/agents.proto\x12\n" +
-	"montage.v1\x1a\x16montage/v1/types.proto\"\x95\x02\n" +
+	"montage.v1\x1a\x16montage/v1/types.proto\"\xb5\x02\n" +
 	"\x0fRegisterRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12A\n" +
 	"\fcapabilities\x18\x03 \x01(\v2\x1d.montage.v1.AgentCapabilitiesR\fcapabilities\x12\x14\n" +
 	"\x05slots\x18\x04 \x01(\x05R\x05slots\x12?\n" +
-	"\x06labels\x18\x05 \x03(\v2'.montage.v1.RegisterRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x05 \x03(\v2'.montage.v1.RegisterRequest.LabelsEntryR\x06labels\x12\x1e\n" +
+	"\n" +
+	"credential\x18\x06 \x01(\tR\n" +
+	"credential\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\x01\n" +

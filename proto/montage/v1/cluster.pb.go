@@ -21,6 +21,86 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RemoveAgentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveAgentRequest) Reset() {
+	*x = RemoveAgentRequest{}
+	mi := &file_montage_v1_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveAgentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveAgentRequest) ProtoMessage() {}
+
+func (x *RemoveAgentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_v1_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveAgentRequest.ProtoReflect.Descriptor instead.
+func (*RemoveAgentRequest) Descriptor() ([]byte, []int) {
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RemoveAgentRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+type RemoveAgentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveAgentResponse) Reset() {
+	*x = RemoveAgentResponse{}
+	mi := &file_montage_v1_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveAgentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveAgentResponse) ProtoMessage() {}
+
+func (x *RemoveAgentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_v1_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveAgentResponse.ProtoReflect.Descriptor instead.
+func (*RemoveAgentResponse) Descriptor() ([]byte, []int) {
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
 type GetStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -29,7 +109,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[0]
+	mi := &file_montage_v1_cluster_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -41,7 +121,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[0]
+	mi := &file_montage_v1_cluster_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -54,7 +134,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{2}
 }
 
 type ClusterMember struct {
@@ -72,7 +152,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[1]
+	mi := &file_montage_v1_cluster_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -84,7 +164,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[1]
+	mi := &file_montage_v1_cluster_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -97,7 +177,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -166,7 +246,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[2]
+	mi := &file_montage_v1_cluster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -178,7 +258,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[2]
+	mi := &file_montage_v1_cluster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -191,7 +271,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{2}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetStatusResponse) GetLeaderId() string {
@@ -259,7 +339,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[3]
+	mi := &file_montage_v1_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -271,7 +351,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[3]
+	mi := &file_montage_v1_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -284,7 +364,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{3}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RemoveNodeRequest) GetNodeId() string {
@@ -302,7 +382,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[4]
+	mi := &file_montage_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -314,7 +394,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[4]
+	mi := &file_montage_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -327,7 +407,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{4}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 type ListAgentsRequest struct {
@@ -338,7 +418,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[5]
+	mi := &file_montage_v1_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -350,7 +430,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[5]
+	mi := &file_montage_v1_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -363,7 +443,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 type ListAgentsResponse struct {
@@ -375,7 +455,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[6]
+	mi := &file_montage_v1_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +467,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[6]
+	mi := &file_montage_v1_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +480,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -420,7 +500,7 @@ type DrainAgentRequest struct {
 
 func (x *DrainAgentRequest) Reset() {
 	*x = DrainAgentRequest{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[7]
+	mi := &file_montage_v1_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -432,7 +512,7 @@ func (x *DrainAgentRequest) String() string {
 func (*DrainAgentRequest) ProtoMessage() {}
 
 func (x *DrainAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[7]
+	mi := &file_montage_v1_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -445,7 +525,7 @@ func (x *DrainAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainAgentRequest.ProtoReflect.Descriptor instead.
 func (*DrainAgentRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{7}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DrainAgentRequest) GetAgentId() string {
@@ -471,7 +551,7 @@ type DrainAgentResponse struct {
 
 func (x *DrainAgentResponse) Reset() {
 	*x = DrainAgentResponse{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[8]
+	mi := &file_montage_v1_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +563,7 @@ func (x *DrainAgentResponse) String() string {
 func (*DrainAgentResponse) ProtoMessage() {}
 
 func (x *DrainAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[8]
+	mi := &file_montage_v1_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +576,7 @@ func (x *DrainAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainAgentResponse.ProtoReflect.Descriptor instead.
 func (*DrainAgentResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{8}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DrainAgentResponse) GetAgent() *Agent {
@@ -511,7 +591,10 @@ var File_montage_v1_cluster_proto protoreflect.FileDescriptor
 const file_montage_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"\x18montage/v1/cluster.proto\x12\n" +
-	"montage.v1\x1a\x16montage/v1/types.proto\"\x12\n" +
+	"montage.v1\x1a\x16montage/v1/types.proto\"/\n" +
+	"\x12RemoveAgentRequest\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\"\x15\n" +
+	"\x13RemoveAgentResponse\"\x12\n" +
 	"\x10GetStatusRequest\"\xbc\x01\n" +
 	"\rClusterMember\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
@@ -543,7 +626,7 @@ const file_montage_v1_cluster_proto_rawDesc = "" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x14\n" +
 	"\x05drain\x18\x02 \x01(\bR\x05drain\"=\n" +
 	"\x12DrainAgentResponse\x12'\n" +
-	"\x05agent\x18\x01 \x01(\v2\x11.montage.v1.AgentR\x05agent2\xcf\x02\n" +
+	"\x05agent\x18\x01 \x01(\v2\x11.montage.v1.AgentR\x05agent2\xa1\x03\n" +
 	"\x0eClusterService\x12M\n" +
 	"\tGetStatus\x12\x1c.montage.v1.GetStatusRequest\x1a\x1d.montage.v1.GetStatusResponse\"\x03\x90\x02\x01\x12M\n" +
 	"\n" +
@@ -551,7 +634,8 @@ const file_montage_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"ListAgents\x12\x1d.montage.v1.ListAgentsRequest\x1a\x1e.montage.v1.ListAgentsResponse\"\x03\x90\x02\x01\x12M\n" +
 	"\n" +
-	"DrainAgent\x12\x1d.montage.v1.DrainAgentRequest\x1a\x1e.montage.v1.DrainAgentResponse\"\x00B?Z=github.com/stream-montages/montage/proto/montage/v1;montagev1b\x06proto3"
+	"DrainAgent\x12\x1d.montage.v1.DrainAgentRequest\x1a\x1e.montage.v1.DrainAgentResponse\"\x00\x12P\n" +
+	"\vRemoveAgent\x12\x1e.montage.v1.RemoveAgentRequest\x1a\x1f.montage.v1.RemoveAgentResponse\"\x00B?Z=github.com/stream-montages/montage/proto/montage/v1;montagev1b\x06proto3"
 
 var (
 	file_montage_v1_cluster_proto_rawDescOnce sync.Once
@@ -565,36 +649,40 @@ func file_montage_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_montage_v1_cluster_proto_rawDescData
 }
 
-var file_montage_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_montage_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_montage_v1_cluster_proto_goTypes = []any{
-	(*GetStatusRequest)(nil),   // 0: montage.v1.GetStatusRequest
-	(*ClusterMember)(nil),      // 1: montage.v1.ClusterMember
-	(*GetStatusResponse)(nil),  // 2: montage.v1.GetStatusResponse
-	(*RemoveNodeRequest)(nil),  // 3: montage.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil), // 4: montage.v1.RemoveNodeResponse
-	(*ListAgentsRequest)(nil),  // 5: montage.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil), // 6: montage.v1.ListAgentsResponse
-	(*DrainAgentRequest)(nil),  // 7: montage.v1.DrainAgentRequest
-	(*DrainAgentResponse)(nil), // 8: montage.v1.DrainAgentResponse
-	(*Agent)(nil),              // 9: montage.v1.Agent
+	(*RemoveAgentRequest)(nil),  // 0: montage.v1.RemoveAgentRequest
+	(*RemoveAgentResponse)(nil), // 1: montage.v1.RemoveAgentResponse
+	(*GetStatusRequest)(nil),    // 2: montage.v1.GetStatusRequest
+	(*ClusterMember)(nil),       // 3: montage.v1.ClusterMember
+	(*GetStatusResponse)(nil),   // 4: montage.v1.GetStatusResponse
+	(*RemoveNodeRequest)(nil),   // 5: montage.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),  // 6: montage.v1.RemoveNodeResponse
+	(*ListAgentsRequest)(nil),   // 7: montage.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),  // 8: montage.v1.ListAgentsResponse
+	(*DrainAgentRequest)(nil),   // 9: montage.v1.DrainAgentRequest
+	(*DrainAgentResponse)(nil),  // 10: montage.v1.DrainAgentResponse
+	(*Agent)(nil),               // 11: montage.v1.Agent
 }
 var file_montage_v1_cluster_proto_depIdxs = []int32{
-	1, // 0: montage.v1.GetStatusResponse.members:type_name -> montage.v1.ClusterMember
-	9, // 1: montage.v1.ListAgentsResponse.agents:type_name -> montage.v1.Agent
-	9, // 2: montage.v1.DrainAgentResponse.agent:type_name -> montage.v1.Agent
-	0, // 3: montage.v1.ClusterService.GetStatus:input_type -> montage.v1.GetStatusRequest
-	3, // 4: montage.v1.ClusterService.RemoveNode:input_type -> montage.v1.RemoveNodeRequest
-	5, // 5: montage.v1.ClusterService.ListAgents:input_type -> montage.v1.ListAgentsRequest
-	7, // 6: montage.v1.ClusterService.DrainAgent:input_type -> montage.v1.DrainAgentRequest
-	2, // 7: montage.v1.ClusterService.GetStatus:output_type -> montage.v1.GetStatusResponse
-	4, // 8: montage.v1.ClusterService.RemoveNode:output_type -> montage.v1.RemoveNodeResponse
-	6, // 9: montage.v1.ClusterService.ListAgents:output_type -> montage.v1.ListAgentsResponse
-	8, // 10: montage.v1.ClusterService.DrainAgent:output_type -> montage.v1.DrainAgentResponse
-	7, // [7:11] is the sub-list for method output_type
-	3, // [3:7] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	3,  // 0: montage.v1.GetStatusResponse.members:type_name -> montage.v1.ClusterMember
+	11, // 1: montage.v1.ListAgentsResponse.agents:type_name -> montage.v1.Agent
+	11, // 2: montage.v1.DrainAgentResponse.agent:type_name -> montage.v1.Agent
+	2,  // 3: montage.v1.ClusterService.GetStatus:input_type -> montage.v1.GetStatusRequest
+	5,  // 4: montage.v1.ClusterService.RemoveNode:input_type -> montage.v1.RemoveNodeRequest
+	7,  // 5: montage.v1.ClusterService.ListAgents:input_type -> montage.v1.ListAgentsRequest
+	9,  // 6: montage.v1.ClusterService.DrainAgent:input_type -> montage.v1.DrainAgentRequest
+	0,  // 7: montage.v1.ClusterService.RemoveAgent:input_type -> montage.v1.RemoveAgentRequest
+	4,  // 8: montage.v1.ClusterService.GetStatus:output_type -> montage.v1.GetStatusResponse
+	6,  // 9: montage.v1.ClusterService.RemoveNode:output_type -> montage.v1.RemoveNodeResponse
+	8,  // 10: montage.v1.ClusterService.ListAgents:output_type -> montage.v1.ListAgentsResponse
+	10, // 11: montage.v1.ClusterService.DrainAgent:output_type -> montage.v1.DrainAgentResponse
+	1,  // 12: montage.v1.ClusterService.RemoveAgent:output_type -> montage.v1.RemoveAgentResponse
+	8,  // [8:13] is the sub-list for method output_type
+	3,  // [3:8] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_montage_v1_cluster_proto_init() }
@@ -609,7 +697,7 @@ func file_montage_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_montage_v1_cluster_proto_rawDesc), len(file_montage_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -45,6 +45,9 @@ const (
 	// ClusterServiceDrainAgentProcedure is the fully-qualified name of the ClusterService's DrainAgent
 	// RPC.
 	ClusterServiceDrainAgentProcedure = "/montage.v1.ClusterService/DrainAgent"
+	// ClusterServiceRemoveAgentProcedure is the fully-qualified name of the ClusterService's
+	// RemoveAgent RPC.
+	ClusterServiceRemoveAgentProcedure = "/montage.v1.ClusterService/RemoveAgent"
 )
 
 // ClusterServiceClient is a client for the montage.v1.ClusterService service.
@@ -56,6 +59,9 @@ type ClusterServiceClient interface {
 	// DrainAgent stops giving an agent new work (it finishes what it has), or
 	// with drain=false makes it ready again.
 	DrainAgent(context.Context, *connect.Request[v1.DrainAgentRequest]) (*connect.Response[v1.DrainAgentResponse], error)
+	// RemoveAgent forgets an agent that holds no work: its credential stops
+	// working at once, and its id may register again with the join token.
+	RemoveAgent(context.Context, *connect.Request[v1.RemoveAgentRequest]) (*connect.Response[v1.RemoveAgentResponse], error)
 }
 
 // NewClusterServiceClient constructs a client for the montage.v1.ClusterService service. By
@@ -95,15 +101,22 @@ func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(clusterServiceMethods.ByName("DrainAgent")),
 			connect.WithClientOptions(opts...),
 		),
+		removeAgent: connect.NewClient[v1.RemoveAgentRequest, v1.RemoveAgentResponse](
+			httpClient,
+			baseURL+ClusterServiceRemoveAgentProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("RemoveAgent")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // clusterServiceClient implements ClusterServiceClient.
 type clusterServiceClient struct {
-	getStatus  *connect.Client[v1.GetStatusRequest, v1.GetStatusResponse]
-	removeNode *connect.Client[v1.RemoveNodeRequest, v1.RemoveNodeResponse]
-	listAgents *connect.Client[v1.ListAgentsRequest, v1.ListAgentsResponse]
-	drainAgent *connect.Client[v1.DrainAgentRequest, v1.DrainAgentResponse]
+	getStatus   *connect.Client[v1.GetStatusRequest, v1.GetStatusResponse]
+	removeNode  *connect.Client[v1.RemoveNodeRequest, v1.RemoveNodeResponse]
+	listAgents  *connect.Client[v1.ListAgentsRequest, v1.ListAgentsResponse]
+	drainAgent  *connect.Client[v1.DrainAgentRequest, v1.DrainAgentResponse]
+	removeAgent *connect.Client[v1.RemoveAgentRequest, v1.RemoveAgentResponse]
 }
 
 // GetStatus calls montage.v1.ClusterService.GetStatus.
@@ -126,6 +139,11 @@ func (c *clusterServiceClient) DrainAgent(ctx context.Context, req *connect.Requ
 	return c.drainAgent.CallUnary(ctx, req)
 }
 
+// RemoveAgent calls montage.v1.ClusterService.RemoveAgent.
+func (c *clusterServiceClient) RemoveAgent(ctx context.Context, req *connect.Request[v1.RemoveAgentRequest]) (*connect.Response[v1.RemoveAgentResponse], error) {
+	return c.removeAgent.CallUnary(ctx, req)
+}
+
 // ClusterServiceHandler is an implementation of the montage.v1.ClusterService service.
 type ClusterServiceHandler interface {
 	GetStatus(context.Context, *connect.Request[v1.GetStatusRequest]) (*connect.Response[v1.GetStatusResponse], error)
@@ -135,6 +153,9 @@ type ClusterServiceHandler interface {
 	// DrainAgent stops giving an agent new work (it finishes what it has), or
 	// with drain=false makes it ready again.
 	DrainAgent(context.Context, *connect.Request[v1.DrainAgentRequest]) (*connect.Response[v1.DrainAgentResponse], error)
+	// RemoveAgent forgets an agent that holds no work: its credential stops
+	// working at once, and its id may register again with the join token.
+	RemoveAgent(context.Context, *connect.Request[v1.RemoveAgentRequest]) (*connect.Response[v1.RemoveAgentResponse], error)
 }
 
 // NewClusterServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -170,6 +191,12 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 		connect.WithSchema(clusterServiceMethods.ByName("DrainAgent")),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterServiceRemoveAgentHandler := connect.NewUnaryHandler(
+		ClusterServiceRemoveAgentProcedure,
+		svc.RemoveAgent,
+		connect.WithSchema(clusterServiceMethods.ByName("RemoveAgent")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/montage.v1.ClusterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ClusterServiceGetStatusProcedure:
@@ -180,6 +207,8 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 			clusterServiceListAgentsHandler.ServeHTTP(w, r)
 		case ClusterServiceDrainAgentProcedure:
 			clusterServiceDrainAgentHandler.ServeHTTP(w, r)
+		case ClusterServiceRemoveAgentProcedure:
+			clusterServiceRemoveAgentHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -203,4 +232,8 @@ func (UnimplementedClusterServiceHandler) ListAgents(context.Context, *connect.R
 
 func (UnimplementedClusterServiceHandler) DrainAgent(context.Context, *connect.Request[v1.DrainAgentRequest]) (*connect.Response[v1.DrainAgentResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("montage.v1.ClusterService.DrainAgent is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) RemoveAgent(context.Context, *connect.Request[v1.RemoveAgentRequest]) (*connect.Response[v1.RemoveAgentResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("montage.v1.ClusterService.RemoveAgent is not implemented"))
 }
