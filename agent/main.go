@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/stream-montages/montage/agent/egress"
 	"github.com/stream-montages/montage/agent/worker"
@@ -45,6 +46,7 @@ func run() error {
 		hardware = flag.String("hwaccel", "auto", "auto proves hardware encoders with a test encode at start; none offers software encoders only")
 		ytdlp    = flag.String("yt-dlp", "", "path of yt-dlp for page URLs (default: found on PATH; \"off\" disables)")
 		font     = flag.String("font", "", "font file for title overlays (default: a sans font found on the system)")
+		pollWait = flag.Duration("poll-wait", 20*time.Second, "how long one lease request waits for work before asking again")
 	)
 	flag.Parse()
 	var lvl slog.Level
@@ -90,7 +92,7 @@ func run() error {
 	}
 	a, err := worker.New(ctx, worker.Config{Coordinator: *coord, DataDir: *dataDir, Name: *name, Slots: *slots, Labels: lbl, Log: log,
 		JoinToken: join, HTTPClient: clients.coordinator, ObjectClient: clients.objects, SourceClient: clients.sources,
-		GPUSessions: *gpuSess, Hardware: *hardware, YTDLP: *ytdlp, FontFile: *font})
+		GPUSessions: *gpuSess, Hardware: *hardware, YTDLP: *ytdlp, FontFile: *font, PollWait: *pollWait})
 	if err != nil {
 		return err
 	}

@@ -260,6 +260,17 @@ func startCoordinatorEnvTLS(t testing.TB, env []string, f tlstest.Files, port in
 	return c
 }
 
+// waitPolls waits until the coordinator has evaluated n more lease polls
+// than it had when called: the proof that an agent asked and was given
+// nothing (the second evaluation began after the call, so it saw the state
+// as it is now). It needs -log-level debug, which tests use.
+func (c *coordinator) waitPolls(t testing.TB, n int) {
+	t.Helper()
+	count := func() int { return strings.Count(c.out.String(), `msg="lease poll evaluated"`) }
+	base := count()
+	waitFor(t, time.Minute, fmt.Sprintf("%d more lease polls", n), func() bool { return count() >= base+n })
+}
+
 func (c *coordinator) restart(t testing.TB) *coordinator {
 	t.Helper()
 	return startCoordinatorEnv(t, c.env, c.dataDir, c.port, c.args...)

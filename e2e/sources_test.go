@@ -74,7 +74,7 @@ func TestPageURLNeedsYTDLP(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := startCoordinator(t, t.TempDir(), freePort(t))
-	start(t, "montage-agent", "-coordinator", c.url, "-data-dir", t.TempDir(), "-yt-dlp", "off", "-name", "no-ytdlp")
+	start(t, "montage-agent", "-coordinator", c.url, "-data-dir", t.TempDir(), "-yt-dlp", "off", "-name", "no-ytdlp", "-poll-wait", "1s")
 	spec := fmt.Sprintf("profile: {resolution: 640x360, fps: 30}\nhighlights:\n  - {url: %s/vod.html, at: 3, duration: 4, title: From a page}\n  - {url: %s/a.mp4, at: 1, duration: 2}\n", mediaURL, mediaURL)
 	r := ctl(t, c.url, "submit", "-q", writeSpec(t, spec))
 	if r.code != 0 {
@@ -85,7 +85,7 @@ func TestPageURLNeedsYTDLP(t *testing.T) {
 		j := getJob(t, c.url, id)
 		return j.GetTasks()[1].GetState() == montagev1.TaskState_TASK_STATE_SUCCEEDED
 	})
-	time.Sleep(500 * time.Millisecond) // the agent polls again: still nothing for it
+	c.waitPolls(t, 2) // evaluations of lease polls begun after the render: nothing granted
 	j := getJob(t, c.url, id)
 	if page := j.GetTasks()[0]; page.GetState() != montagev1.TaskState_TASK_STATE_QUEUED || page.GetAttempts() != 0 {
 		t.Fatalf("page task is %s after %d attempts; an agent without yt-dlp must never get it", page.GetState(), page.GetAttempts())
@@ -120,7 +120,7 @@ func TestPageURLNeedsYTDLP(t *testing.T) {
 // hwaccel auto the same farm renders with libx264.
 func TestHardwareEncoderTasksWaitForSuchAnAgent(t *testing.T) {
 	c := startCoordinator(t, t.TempDir(), freePort(t))
-	startAgent(t, c.url, t.TempDir())
+	start(t, "montage-agent", "-coordinator", c.url, "-data-dir", t.TempDir(), "-log-level", "debug", "-poll-wait", "1s")
 	spec := fmt.Sprintf("profile: {resolution: 640x360, fps: 30, hwaccel: nvenc}\nhighlights:\n  - {url: %s/a.mp4, at: 1, duration: 2}\n", mediaURL)
 	r := ctl(t, c.url, "submit", "-q", writeSpec(t, spec))
 	if r.code != 0 {
@@ -130,7 +130,7 @@ func TestHardwareEncoderTasksWaitForSuchAnAgent(t *testing.T) {
 	waitFor(t, 30*time.Second, "the agent to register", func() bool {
 		return strings.Contains(ctl(t, c.url, "agents").stdout, "libx264")
 	})
-	time.Sleep(time.Second) // long polls come and go: still nothing granted
+	c.waitPolls(t, 2) // lease polls evaluated after the submit: nothing granted
 	j := getJob(t, c.url, id)
 	if j.GetState() != montagev1.JobState_JOB_STATE_QUEUED || j.GetTasks()[0].GetAttempts() != 0 {
 		t.Fatalf("job %s, render attempts %d: a CPU agent must not take an NVENC task", j.GetState(), j.GetTasks()[0].GetAttempts())

@@ -160,6 +160,9 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 		if err != nil {
 			return nil, err
 		}
+		// Each evaluation is logged: a test proves that nothing was granted
+		// by the evaluation that came after the event it waits for.
+		s.log.Debug("lease poll evaluated", "agent", m.GetAgentId(), "granted", len(leases))
 		if len(leases) > 0 {
 			return connect.NewResponse(&montagev1.LeaseTaskResponse{Leases: leases}), nil
 		}
