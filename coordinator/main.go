@@ -116,6 +116,7 @@ func run() error {
 
 	srv := api.New(node, store, clk, api.Config{
 		LeaseTTL: cfg.LeaseTTL, MaxAttempts: cfg.MaxAttempts, BlockAfter: cfg.BlockAfter, QuarantineAfter: cfg.QuarantineAfter, AgentGC: cfg.AgentGC,
+		MaxQueuedJobs: cfg.MaxQueuedJobs, MaxTasksPerJob: cfg.MaxTasksPerJob, InlineConcatInputs: cfg.InlineConcat,
 		MultipartThreshold: cfg.Multipart, PartSize: cfg.PartSize,
 		Retention: cfg.Retention, PurgeDelay: cfg.PurgeDelay, JanitorInterval: cfg.JanitorEvery, CacheBudget: cfg.CacheBudget, Tokens: tokens, PeerTLS: peerTLS,
 	}, log)

@@ -43,7 +43,9 @@ func TestEveryExampleThroughMontagectl(t *testing.T) {
 		t.Fatalf("no examples: %v", err)
 	}
 	specDir := t.TempDir()
-	c := startCoordinator(t, t.TempDir(), freePort(t), "-dev")
+	// Concats with more than two inputs read them from an object: the
+	// path a long montage takes, here on every example.
+	c := startCoordinator(t, t.TempDir(), freePort(t), "-dev", "-inline-concat-inputs", "2")
 	var full string
 	for _, f := range files {
 		body, err := os.ReadFile(f)

@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/stream-montages/montage/agent/media"
 	"github.com/stream-montages/montage/agent/sources"
@@ -338,6 +339,21 @@ func fillFacts(f *montagev1.SourceFacts, info media.Info) {
 // concat downloads the committed segments and joins them.
 func (a *Agent) concat(ctx context.Context, l *montagev1.Lease, prof media.Profile, dir, out string, progress func(float64)) (float64, map[string]string, error) {
 	in := l.GetConcat()
+	if u := l.GetConcatInputsUrl(); u != "" {
+		// Many inputs: the lease names an object that lists them.
+		p := filepath.Join(dir, "concat-inputs.pb")
+		if err := a.download(ctx, u, p, l.GetConcatInputsSize(), l.GetConcatInputsSha256()); err != nil {
+			return 0, nil, fmt.Errorf("concat inputs: %w", err)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return 0, nil, fmt.Errorf("concat inputs: %w", err)
+		}
+		in = &montagev1.ConcatInput{}
+		if err := proto.Unmarshal(b, in); err != nil {
+			return 0, nil, fmt.Errorf("concat inputs: %w", err)
+		}
+	}
 	if in == nil || len(in.GetSegments()) == 0 {
 		return 0, nil, fmt.Errorf("concat lease without segments")
 	}

@@ -21,6 +21,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/stream-montages/montage/agent/disk"
 	"github.com/stream-montages/montage/agent/egress"
 	"github.com/stream-montages/montage/agent/media"
 	"github.com/stream-montages/montage/agent/sources"
@@ -93,6 +94,24 @@ type running struct {
 }
 
 var errRevoked = errors.New("lease revoked by the coordinator")
+
+// errNoRoom: the disk cannot hold the task; it goes back without using an
+// attempt, and the agent's next poll says how much room it has.
+var errNoRoom = errors.New("not enough free disk")
+
+// checkDisk refuses a lease that would fill the PC's disk.
+func (a *Agent) checkDisk(l *montagev1.Lease) error {
+	need := l.GetExpectedBytes()
+	if need <= 0 {
+		return nil
+	}
+	avail, err := disk.Available(a.cfg.DataDir)
+	if err != nil || avail >= need {
+		return nil // unknown: the coordinator's check used our last report
+	}
+	return fmt.Errorf("%w: agent %s has %.1f GB free in %s (after a %d GB reserve), the task needs about %.1f GB",
+		errNoRoom, a.id, float64(avail)/1e9, a.cfg.DataDir, disk.Reserve>>30, float64(need)/1e9)
+}
 
 // errStale matches the coordinator's refusal of a superseded lease token.
 var errStale = errors.New("stale lease token")
@@ -303,7 +322,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		callCtx, cancel := context.WithTimeout(ctx, a.cfg.PollWait+10*time.Second)
 		resp, err := a.client.LeaseTask(callCtx, connect.NewRequest(&montagev1.LeaseTaskRequest{
 			AgentId: a.id, FreeSlots: int32(free), FreeGpuSessions: int32(gpuFree), WaitSeconds: a.cfg.PollWait.Seconds(),
-			Held: a.held(), HeldListed: true,
+			Held: a.held(), HeldListed: true, FreeDiskBytes: a.freeDisk(),
 		}))
 		cancel()
 		if err != nil {
@@ -365,6 +384,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	stopHB()
 	<-hbDone
 	return runErr
+}
+
+// freeDisk is what the agent can still promise to write: the data dir's
+// room less what running tasks are expected to use (0: unknown).
+func (a *Agent) freeDisk() int64 {
+	avail, err := disk.Available(a.cfg.DataDir)
+	if err != nil {
+		a.log.Warn("free disk unknown", "err", err)
+		return 0
+	}
+	a.mu.Lock()
+	for _, r := range a.running {
+		avail -= r.lease.GetExpectedBytes()
+	}
+	a.mu.Unlock()
+	return max(1, avail) // 1: room for nothing, rather than "unknown"
 }
 
 // held lists the leases the agent runs now, so the coordinator can send
@@ -540,7 +575,11 @@ func (a *Agent) execute(ctx context.Context, r *running) {
 	}()
 	log.Info("task started", "type", l.GetType().String())
 	start := time.Now()
-	res, err := a.runTask(ctx, l, func(p float64) { a.setProgress(l.GetTaskId(), p) })
+	var res *montagev1.TaskResult
+	err := a.checkDisk(l)
+	if err == nil {
+		res, err = a.runTask(ctx, l, func(p float64) { a.setProgress(l.GetTaskId(), p) })
+	}
 	// Reports use a fresh context (the task's own may be canceled already),
 	// long enough to outlast a coordinator restart, except when shutting
 	// down: then the lease may as well expire than hold up the exit.
@@ -578,9 +617,9 @@ func (a *Agent) execute(ctx context.Context, r *running) {
 	case errors.Is(context.Cause(ctx), errRevoked):
 		log.Info("task stopped: lease revoked")
 	default:
-		handback := errors.Is(context.Cause(ctx), errShutdown)
+		handback := errors.Is(context.Cause(ctx), errShutdown) || errors.Is(err, errNoRoom)
 		msg := err.Error()
-		if handback {
+		if errors.Is(context.Cause(ctx), errShutdown) {
 			msg = "agent shut down; work handed back"
 		}
 		ferr := a.report(rctx, func(ctx context.Context) error {

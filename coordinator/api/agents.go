@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -119,6 +121,9 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 	if m.GetFreeGpuSessions() < 0 || m.GetFreeGpuSessions() > 256 {
 		return nil, invalid("free_gpu_sessions", "must be between 0 and 256")
 	}
+	if m.GetFreeDiskBytes() < 0 {
+		return nil, invalid("free_disk_bytes", "must not be negative")
+	}
 	wait := time.Duration(m.GetWaitSeconds() * float64(time.Second))
 	if wait < 0 {
 		return nil, invalid("wait_seconds", "must not be negative")
@@ -156,7 +161,7 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 			return nil, err
 		}
 		changed := s.node.Changed()
-		leases, err := s.grant(m.GetAgentId(), int(m.GetFreeSlots()), int(m.GetFreeGpuSessions()))
+		leases, err := s.grant(m.GetAgentId(), int(m.GetFreeSlots()), int(m.GetFreeGpuSessions()), m.GetFreeDiskBytes())
 		if err != nil {
 			return nil, err
 		}
@@ -178,9 +183,9 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 
 // grant picks tasks by policy and commits each grant through raft. A pick
 // that another grant raced to is skipped (Apply re-checks runnability).
-func (s *Server) grant(agentID string, n, gpu int) ([]*montagev1.Lease, error) {
+func (s *Server) grant(agentID string, n, gpu int, freeDisk int64) ([]*montagev1.Lease, error) {
 	var picks []string
-	s.node.View(func(st *fsm.State) { picks = sched.Pick(st, agentID, n, gpu, s.online) })
+	s.node.View(func(st *fsm.State) { picks = sched.Pick(st, agentID, n, gpu, freeDisk, s.online) })
 	var out []*montagev1.Lease
 	for _, id := range picks {
 		resp, err := s.apply(&fsm.Command{Grant: &fsm.GrantCmd{TaskID: id, AgentID: agentID}})
@@ -268,6 +273,7 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 		}
 		expected = t.ExpectedSeconds
 		l = &montagev1.Lease{
+			ExpectedBytes:           t.ExpectedBytes,
 			TaskId:                  t.ID,
 			JobId:                   j.ID,
 			Token:                   token,
@@ -280,7 +286,7 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 		switch t.Type {
 		case montagev1.TaskType_TASK_TYPE_RENDER:
 			r := t.Render
-			l.Render = &montagev1.RenderInput{SourceUrl: r.URL, StartSeconds: r.Start, DurationSeconds: r.Duration, Title: r.Title,
+			l.Render = &montagev1.RenderInput{SourceUrl: st.SourceOf(t), StartSeconds: r.Start, DurationSeconds: r.Duration, Title: r.Title,
 				SourceType: r.SourceType, FadeIn: r.FadeIn, FadeOut: r.FadeOut, OverlayTitle: r.OverlayTitle, TitleSeconds: r.TitleSeconds,
 				SnapStart: r.SnapStart, SnapEnd: r.SnapEnd, HighlightStartSeconds: r.HighlightStart}
 			l.OutputKey = resultKey(t)
@@ -293,6 +299,7 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 				}
 				if c.Render != nil {
 					r := *c.Render
+					r.URL = st.SourceOf(&c)
 					c.Render = &r
 				}
 				segs = append(segs, &c)
@@ -337,6 +344,11 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 				Sha256: c.Result.SHA256, Size: c.Result.Size,
 			})
 		}
+		if len(l.Concat.Segments) > s.cfg.InlineConcatInputs {
+			if err := s.concatInputsObject(l, token); err != nil {
+				return nil, err
+			}
+		}
 	}
 	for _, x := range l.ExtraOutputs {
 		u, err := s.store.PresignPut(x.Key, ttl)
@@ -351,6 +363,30 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 	}
 	l.OutputPutUrl = u
 	return l, nil
+}
+
+// concatInputsObject moves a concat's list of inputs out of the lease into
+// an object the agent reads: a six-hour montage in short chunks has
+// thousands of presigned URLs, which do not belong in one RPC message.
+func (s *Server) concatInputsObject(l *montagev1.Lease, token uint64) error {
+	b, err := proto.Marshal(l.Concat)
+	if err != nil {
+		return fmt.Errorf("concat inputs: %w", err)
+	}
+	key := blob.ConcatInputsKey(l.GetJobId(), token)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.store.Put(ctx, key, b); err != nil {
+		return err
+	}
+	u, err := s.store.PresignGet(key, urlTTL(0))
+	if err != nil {
+		return fmt.Errorf("presign %s: %w", key, err)
+	}
+	sum := sha256.Sum256(b)
+	l.Concat = nil
+	l.ConcatInputsUrl, l.ConcatInputsSize, l.ConcatInputsSha256 = u, int64(len(b)), hex.EncodeToString(sum[:])
+	return nil
 }
 
 // Heartbeat renews the agent's leases and lists those it must drop.

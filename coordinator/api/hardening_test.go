@@ -2,6 +2,9 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"math"
 	"net/http"
 	"strings"
@@ -9,6 +12,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
@@ -247,5 +251,70 @@ func TestEncoderChoiceRightAfterAnElection(t *testing.T) {
 	h.srv.takeOverLeases() // what a new leader does after its election
 	if enc := submit(); enc != "h264_nvenc" {
 		t.Errorf("right after an election: %s, want h264_nvenc (the registered GPU agent has not called yet)", enc)
+	}
+}
+
+// Limits answer with the field and the reason and change nothing: a
+// montage over six hours, a plan over the task cap, a farm full of
+// unfinished jobs.
+func TestLimits(t *testing.T) {
+	h := newHarnessWith(t, Config{MaxQueuedJobs: 2, MaxTasksPerJob: 4})
+	submit := func(s *montagev1.JobSpec) error {
+		_, err := h.jobs.SubmitJob(context.Background(), connect.NewRequest(&montagev1.SubmitJobRequest{Spec: s}))
+		return err
+	}
+	long := &montagev1.JobSpec{}
+	for i := 0; i < 37; i++ {
+		long.Highlights = append(long.Highlights, &montagev1.Highlight{Url: "http://src/v.mp4", At: "1", Duration: "600"})
+	}
+	if err := submit(long); connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "highlights: add up to a montage of 6:10:00") {
+		t.Errorf("six hours and more: %v", err)
+	}
+	chunky := &montagev1.JobSpec{ChunkSeconds: 10, Highlights: []*montagev1.Highlight{{Url: "http://src/v.mp4", At: "1", Duration: "60"}}}
+	if err := submit(chunky); connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "chunk_seconds: the montage would be 7 tasks; the limit is 4") {
+		t.Errorf("too many tasks: %v", err)
+	}
+	h.submit(t, 1)
+	h.submit(t, 1)
+	if err := submit(&montagev1.JobSpec{Highlights: []*montagev1.Highlight{{Url: "http://src/v.mp4", At: "1"}}}); connect.CodeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "-max-queued-jobs") {
+		t.Errorf("a full farm: %v", err)
+	}
+	list, err := h.jobs.ListJobs(context.Background(), connect.NewRequest(&montagev1.ListJobsRequest{}))
+	if err != nil || len(list.Msg.GetJobs()) != 2 {
+		t.Errorf("refused submissions changed the job list: %d jobs, %v", len(list.Msg.GetJobs()), err)
+	}
+}
+
+// A concat with more inputs than a lease carries reads them from an object
+// that the lease names with its checksum; sources are named once per job.
+func TestConcatInputsFromAnObject(t *testing.T) {
+	h := newHarnessWith(t, Config{InlineConcatInputs: 1})
+	h.register(t, "a1")
+	h.submit(t, 2)
+	for _, l := range h.lease(t, "a1", 2, 1) {
+		if l.GetRender().GetSourceUrl() != "http://src/v.mp4" {
+			t.Errorf("render lease source %q", l.GetRender().GetSourceUrl())
+		}
+		if err := h.complete(t, "a1", l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := h.lease(t, "a1", 1, 1)[0]
+	if c.GetConcat() != nil || c.GetConcatInputsUrl() == "" {
+		t.Fatalf("concat lease carries its inputs itself: %v", c)
+	}
+	resp, err := http.Get(c.GetConcatInputsUrl())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	sum := sha256.Sum256(b)
+	in := &montagev1.ConcatInput{}
+	if hex.EncodeToString(sum[:]) != c.GetConcatInputsSha256() || int64(len(b)) != c.GetConcatInputsSize() || proto.Unmarshal(b, in) != nil {
+		t.Fatalf("inputs object does not match the lease's checksum")
+	}
+	if len(in.GetSegments()) != 2 || in.GetSegments()[0].GetSourceUrl() != "http://src/v.mp4" || in.GetSegments()[1].GetSha256() == "" {
+		t.Errorf("inputs: %v", in.GetSegments())
 	}
 }

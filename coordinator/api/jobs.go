@@ -66,11 +66,21 @@ func (s *Server) SubmitJob(_ context.Context, req *connect.Request[montagev1.Sub
 			return nil, invalid(field, "s3:// sources need a coordinator with an S3 store (-s3-endpoint); this one keeps objects on its disk")
 		}
 	}
+	unfinished := 0
 	s.node.View(func(st *fsm.State) {
 		resolved.Profile.Encoder = sched.ChooseEncoder(s.onlineAgents(st), resolved.Profile.VideoCodec, resolved.Profile.HWAccel)
+		unfinished = st.Unfinished()
 	})
+	if unfinished >= s.cfg.MaxQueuedJobs {
+		return nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
+			"the farm has %d unfinished jobs; the limit is %d (-max-queued-jobs): submit again when some have finished", unfinished, s.cfg.MaxQueuedJobs))
+	}
 	id := newJobID()
-	job, tasks, err := planner.Plan(id, req.Msg.GetSpec(), resolved, planner.Options{MaxAttempts: s.cfg.MaxAttempts})
+	job, tasks, err := planner.Plan(id, req.Msg.GetSpec(), resolved, planner.Options{MaxAttempts: s.cfg.MaxAttempts, MaxTasks: s.cfg.MaxTasksPerJob})
+	var tooMany *planner.TooManyTasks
+	if errors.As(err, &tooMany) {
+		return nil, invalid("chunk_seconds", "%v", err)
+	}
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}

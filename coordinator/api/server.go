@@ -19,6 +19,7 @@ import (
 	"github.com/stream-montages/montage/coordinator/cluster"
 	"github.com/stream-montages/montage/coordinator/fsm"
 	"github.com/stream-montages/montage/coordinator/lease"
+	"github.com/stream-montages/montage/coordinator/planner"
 	"github.com/stream-montages/montage/internal/clock"
 	"github.com/stream-montages/montage/proto/montage/v1/montagev1connect"
 )
@@ -53,6 +54,12 @@ type Config struct {
 	// BlockAfter failures of one job block an agent from it; QuarantineAfter
 	// failures in a row quarantine it (0: fsm's defaults, 3 and 5).
 	BlockAfter, QuarantineAfter int
+	// MaxQueuedJobs bounds the farm's unfinished jobs (submit answers
+	// ResourceExhausted past it); MaxTasksPerJob bounds one job's plan.
+	MaxQueuedJobs, MaxTasksPerJob int
+	// InlineConcatInputs is how many inputs a concat lease carries itself;
+	// more go into an object the agent reads (0: 256).
+	InlineConcatInputs int
 	// AgentGC forgets agents this leader has not seen for this long and
 	// that hold no lease (0: never).
 	AgentGC time.Duration
@@ -76,6 +83,15 @@ func (c *Config) defaults() {
 	}
 	if c.JanitorInterval == 0 {
 		c.JanitorInterval = 10 * time.Second
+	}
+	if c.InlineConcatInputs == 0 {
+		c.InlineConcatInputs = 256
+	}
+	if c.MaxQueuedJobs == 0 {
+		c.MaxQueuedJobs = 1000
+	}
+	if c.MaxTasksPerJob == 0 {
+		c.MaxTasksPerJob = planner.DefaultMaxTasks
 	}
 	if c.WatchInterval == 0 {
 		c.WatchInterval = 500 * time.Millisecond

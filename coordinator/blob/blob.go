@@ -28,6 +28,8 @@ type Store interface {
 	List(ctx context.Context, prefix string) ([]string, error)
 	// Copy copies src to dst inside the store (any size).
 	Copy(ctx context.Context, src, dst string) error
+	// Put writes a small object the coordinator itself makes.
+	Put(ctx context.Context, key string, body []byte) error
 	// Delete removes key; a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 
@@ -112,6 +114,12 @@ func OutputAttemptKey(jobID, name string, grant uint64) string {
 	file := Outputs[name]
 	ext := path.Ext(file)
 	return fmt.Sprintf("jobs/%s/attempts/%s-%d%s", jobID, strings.TrimSuffix(file, ext), grant, ext)
+}
+
+// ConcatInputsKey is where one grant of a concat finds the list of its
+// inputs when they are too many to send in the lease.
+func ConcatInputsKey(jobID string, grant uint64) string {
+	return fmt.Sprintf("jobs/%s/attempts/concat-inputs-%d.pb", jobID, grant)
 }
 
 // JobPrefix holds every object of a job.

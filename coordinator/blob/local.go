@@ -1,6 +1,7 @@
 package blob
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/md5"
@@ -285,6 +286,17 @@ func (l *Local) write(dst string, r io.Reader, replace bool) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Put implements Store.
+func (l *Local) Put(_ context.Context, key string, body []byte) error {
+	if err := CheckKey(key); err != nil {
+		return err
+	}
+	if _, err := l.writeAtomic(l.path(key), bytes.NewReader(body)); err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	return nil
 }
 
 // Stat implements Store.

@@ -298,6 +298,17 @@ func (s *S3) Copy(ctx context.Context, src, dst string) error {
 	return nil
 }
 
+// Put implements Store.
+func (s *S3) Put(ctx context.Context, key string, body []byte) error {
+	if err := CheckKey(key); err != nil {
+		return err
+	}
+	if _, err := s.core.Client.PutObject(ctx, s.bucket, key, bytes.NewReader(body), int64(len(body)), minio.PutObjectOptions{}); err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	return nil
+}
+
 // Delete implements Store.
 func (s *S3) Delete(ctx context.Context, key string) error {
 	if err := s.core.Client.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{}); err != nil && !isNotFound(err) {

@@ -30,6 +30,9 @@ type Coordinator struct {
 	BlockAfter      int
 	QuarantineAfter int
 	AgentGC         time.Duration
+	MaxQueuedJobs   int
+	MaxTasksPerJob  int
+	InlineConcat    int
 
 	S3Endpoint, S3Bucket, S3Region, S3CredsFile string
 	S3TLS                                       bool
@@ -65,6 +68,9 @@ func Flags(fs *flag.FlagSet) *Coordinator {
 	fs.IntVar(&c.MaxAttempts, "max-attempts", 3, "attempts per task before its job fails")
 	fs.IntVar(&c.BlockAfter, "block-after", 3, "failed attempts of one job after which an agent gets no more of that job")
 	fs.IntVar(&c.QuarantineAfter, "quarantine-after", 5, "failed attempts in a row (across jobs) after which an agent is quarantined until `montagectl agent undrain`")
+	fs.IntVar(&c.MaxQueuedJobs, "max-queued-jobs", 1000, "unfinished jobs the farm accepts; past it submissions get ResourceExhausted")
+	fs.IntVar(&c.MaxTasksPerJob, "max-tasks-per-job", 2500, "tasks one job may plan into (renders, chunks and the concat)")
+	fs.IntVar(&c.InlineConcat, "inline-concat-inputs", 256, "inputs a concat lease carries itself; a concat with more reads them from an object")
 	fs.DurationVar(&c.AgentGC, "agent-gc", 7*24*time.Hour, "forget agents unseen this long that hold no work (0 keeps them)")
 	fs.BoolVar(&c.DevAgent, "dev-agent", true, "with -dev, run an embedded agent")
 	fs.IntVar(&c.AgentSlots, "agent-slots", 1, "with -dev, slots of the embedded agent")
@@ -189,6 +195,12 @@ func (c *Coordinator) Resolve() error {
 		return fmt.Errorf("-block-after %d: must be at least 1", c.BlockAfter)
 	case c.QuarantineAfter < 1:
 		return fmt.Errorf("-quarantine-after %d: must be at least 1", c.QuarantineAfter)
+	case c.InlineConcat < 1:
+		return fmt.Errorf("-inline-concat-inputs %d: must be at least 1", c.InlineConcat)
+	case c.MaxQueuedJobs < 1:
+		return fmt.Errorf("-max-queued-jobs %d: must be at least 1", c.MaxQueuedJobs)
+	case c.MaxTasksPerJob < 2:
+		return fmt.Errorf("-max-tasks-per-job %d: must be at least 2 (a render and the concat)", c.MaxTasksPerJob)
 	case c.MaxAttempts < 1 || c.MaxAttempts > 100:
 		return fmt.Errorf("-max-attempts %d: must be between 1 and 100", c.MaxAttempts)
 	}

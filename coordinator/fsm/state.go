@@ -51,7 +51,9 @@ type Checksum struct {
 
 // RenderInput is what a render task cuts.
 type RenderInput struct {
-	URL          string  `json:"url"`
+	// URL is empty in a planned task: the source is named once, in the
+	// job's Sources (see State.SourceOf), not once per chunk.
+	URL          string  `json:"url,omitempty"`
 	SourceType   string  `json:"source_type,omitempty"`
 	Start        float64 `json:"start"`
 	Duration     float64 `json:"duration"`
@@ -110,6 +112,8 @@ type Task struct {
 	Cached   bool   `json:"cached,omitempty"`
 	// Requires lists what an agent must provide to take the task.
 	Requires []string `json:"requires,omitempty"`
+	// ExpectedBytes is about how much disk the task needs on an agent.
+	ExpectedBytes int64 `json:"expected_bytes,omitempty"`
 	// FailCounts counts reported failures per agent. SourceSuspect: two
 	// agents failed it, so the task (its source) is to blame, not them.
 	FailCounts    map[string]int `json:"fail_counts,omitempty"`
@@ -143,6 +147,11 @@ type Job struct {
 	SegmentsPurged bool `json:"segments_purged,omitempty"`
 	// Deleting: retention is removing the job's objects; RemoveJob follows.
 	Deleting bool `json:"deleting,omitempty"`
+	// Sources are the resolved source URLs, named once per job: the
+	// highlights' by index, then the intro's and the outro's ("" if none).
+	Sources  []string `json:"sources,omitempty"`
+	IntroURL string   `json:"intro_url,omitempty"`
+	OutroURL string   `json:"outro_url,omitempty"`
 	// Failures counts failed attempts per agent; Blocked lists (sorted) the
 	// agents that failed BlockAfter of them and get no more of this job.
 	Failures map[string]int `json:"failures,omitempty"`
@@ -241,6 +250,17 @@ func Restore(r io.Reader) (*State, error) {
 	return s, nil
 }
 
+// Unfinished counts the jobs that are queued or running.
+func (s *State) Unfinished() int {
+	n := 0
+	for _, j := range s.Jobs {
+		if !j.Terminal() {
+			n++
+		}
+	}
+	return n
+}
+
 // JobsByAge lists jobs oldest first.
 func (s *State) JobsByAge() []*Job {
 	out := make([]*Job, 0, len(s.Jobs))
@@ -249,6 +269,26 @@ func (s *State) JobsByAge() []*Job {
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Seq < out[b].Seq })
 	return out
+}
+
+// SourceOf is the URL a render task cuts.
+func (s *State) SourceOf(t *Task) string {
+	if t.Render != nil && t.Render.URL != "" {
+		return t.Render.URL // planned before sources were named once per job
+	}
+	j := s.Jobs[t.JobID]
+	if j == nil {
+		return ""
+	}
+	switch {
+	case t.Role == "intro":
+		return j.IntroURL
+	case t.Role == "outro":
+		return j.OutroURL
+	case t.HighlightIndex >= 0 && t.HighlightIndex < len(j.Sources):
+		return j.Sources[t.HighlightIndex]
+	}
+	return ""
 }
 
 // TasksOf returns a job's tasks in plan order.

@@ -41,6 +41,19 @@ const (
 // Options tune a plan.
 type Options struct {
 	MaxAttempts int
+	// MaxTasks bounds a job's plan (0: DefaultMaxTasks).
+	MaxTasks int
+}
+
+// DefaultMaxTasks bounds the tasks of one job: a six-hour montage in the
+// shortest chunks (10 s) is 2,160 renders.
+const DefaultMaxTasks = 2500
+
+// TooManyTasks is a plan over Options.MaxTasks.
+type TooManyTasks struct{ Tasks, Limit int }
+
+func (e *TooManyTasks) Error() string {
+	return fmt.Sprintf("the montage would be %d tasks; the limit is %d (raise chunk_seconds or split the montage)", e.Tasks, e.Limit)
 }
 
 // Chunk is one piece of a clip, in source seconds.
@@ -95,6 +108,9 @@ func Plan(jobID string, s *montagev1.JobSpec, r *spec.Resolved, o Options) (*fsm
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = DefaultMaxAttempts
 	}
+	if o.MaxTasks <= 0 {
+		o.MaxTasks = DefaultMaxTasks
+	}
 	if r.Profile.Encoder == "" {
 		return nil, nil, fmt.Errorf("plan %s: no encoder chosen", jobID)
 	}
@@ -112,9 +128,10 @@ func Plan(jobID string, s *montagev1.JobSpec, r *spec.Resolved, o Options) (*fsm
 	}
 	job := &fsm.Job{ID: jobID, Name: name, Spec: specBytes, Profile: profBytes, Priority: r.Priority}
 	var (
-		tasks []*fsm.Task
-		deps  []string
-		total float64
+		tasks      []*fsm.Task
+		deps       []string
+		total      float64
+		totalBytes int64
 	)
 	add := func(id, role string, index int, c spec.Clip) {
 		chunks := Chunks(c.Start, c.Duration, r.ChunkSeconds, r.Profile.FPS)
@@ -143,24 +160,34 @@ func Plan(jobID string, s *montagev1.JobSpec, r *spec.Resolved, o Options) (*fsm
 			if in.OverlayTitle != "" {
 				requires = append(requires, NeedsDrawtext)
 			}
+			key := ContentKey(r.Profile, in)
+			need := ExpectedBytes(r.Profile, ch.Duration)
+			totalBytes += need
+			in.URL = "" // named once, in job.Sources
 			tasks = append(tasks, &fsm.Task{
 				ID: tid, JobID: jobID, Type: montagev1.TaskType_TASK_TYPE_RENDER,
 				HighlightIndex: index, Role: role, Chunk: k, Chunks: len(chunks),
 				MaxAttempts: o.MaxAttempts, ExpectedSeconds: ch.Duration,
-				Render: &in, CacheKey: ContentKey(r.Profile, in), Requires: requires,
+				Render: &in, CacheKey: key, Requires: requires, ExpectedBytes: need,
 			})
 			deps = append(deps, tid)
 			total += ch.Duration
 		}
 	}
 	if r.Intro != nil {
+		job.IntroURL = r.Intro.URL
 		add(jobID+"-intro", "intro", -1, *r.Intro)
 	}
 	for i, c := range r.Clips {
+		job.Sources = append(job.Sources, c.URL)
 		add(fmt.Sprintf("%s-r%03d", jobID, i), "highlight", i, c)
 	}
 	if r.Outro != nil {
+		job.OutroURL = r.Outro.URL
 		add(jobID+"-outro", "outro", -1, *r.Outro)
+	}
+	if n := len(tasks) + 1; n > o.MaxTasks {
+		return nil, nil, &TooManyTasks{Tasks: n, Limit: o.MaxTasks}
 	}
 	tasks = append(tasks, &fsm.Task{
 		ID:              jobID + "-concat",
@@ -170,6 +197,16 @@ func Plan(jobID string, s *montagev1.JobSpec, r *spec.Resolved, o Options) (*fsm
 		DependsOn:       deps,
 		MaxAttempts:     o.MaxAttempts,
 		ExpectedSeconds: concatSecondsPerClip * total,
+		// The segments downloaded, and the montage as big again.
+		ExpectedBytes: totalBytes,
 	})
 	return job, tasks, nil
+}
+
+// ExpectedBytes estimates, generously, the disk a render of seconds needs
+// on an agent: the segment (video at 0.2 bit per pixel, lossless audio) and
+// the intermediates of the loudness pass, twice that.
+func ExpectedBytes(p spec.Profile, seconds float64) int64 {
+	perSecond := float64(p.Width*p.Height)*p.FPS*0.2/8 + 400_000
+	return int64(2 * perSecond * seconds)
 }

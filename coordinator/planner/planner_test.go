@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -207,5 +208,49 @@ func TestContentKey(t *testing.T) {
 		if ContentKey(p2, in2) == base {
 			t.Errorf("changing %s kept the key", name)
 		}
+	}
+}
+
+// The largest montage a spec allows (six hours in 10-s chunks, long URLs)
+// plans into one raft entry of a few megabytes: each source URL is named
+// once per job, not once per chunk.
+func TestLargestPlanStaysSmall(t *testing.T) {
+	s := &montagev1.JobSpec{ChunkSeconds: 10}
+	for i := 0; i < 360; i++ {
+		s.Highlights = append(s.Highlights, &montagev1.Highlight{
+			Url: "https://cdn.example/" + strings.Repeat("v", 2000) + "/" + string(rune('a'+i%26)) + ".mp4", At: "1", Duration: "60", Title: "T"})
+	}
+	r, err := spec.Validate(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Profile.Encoder = "libx264"
+	job, tasks, err := Plan("j1", s, r, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tasks) != 360*6+1 {
+		t.Fatalf("%d tasks", len(tasks))
+	}
+	b, err := (&fsm.Command{Submit: &fsm.SubmitCmd{Job: job, Tasks: tasks}}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), strings.Repeat("v", 2000)); n != 360 { // in Sources (the spec is encoded)
+		t.Errorf("source URLs appear %d times for 360 highlights, want once each", n)
+	}
+	if len(b) > 4<<20 {
+		t.Errorf("the plan's raft entry is %d bytes, want under 4 MiB", len(b))
+	}
+	t.Logf("2,161 tasks in a raft entry of %.1f MB", float64(len(b))/1e6)
+	st := fsm.New()
+	st.Apply(1, &fsm.Command{Submit: &fsm.SubmitCmd{Job: job, Tasks: tasks}})
+	if got := st.SourceOf(st.Tasks[tasks[7].ID]); got != s.Highlights[1].Url {
+		t.Errorf("SourceOf(chunk of highlight 2) = %q", got)
+	}
+	_, _, err = Plan("j1", s, r, Options{MaxTasks: 100})
+	var tooMany *TooManyTasks
+	if !errors.As(err, &tooMany) || tooMany.Tasks != 2161 {
+		t.Errorf("plan over the cap: %v", err)
 	}
 }

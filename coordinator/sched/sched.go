@@ -19,7 +19,10 @@ import (
 // quarantined or unknown agent gets nothing, and nothing of a job that
 // blocked it. A task this agent failed waits for another agent that is
 // online (online reports which are in contact now) and could take it.
-func Pick(s *fsm.State, agentID string, n, gpu int, online func(agentID string) bool) []string {
+//
+// freeDisk, when positive, is how many bytes the agent can still write: a
+// task expected to need more waits for another agent.
+func Pick(s *fsm.State, agentID string, n, gpu int, freeDisk int64, online func(agentID string) bool) []string {
 	if n <= 0 {
 		return nil
 	}
@@ -47,6 +50,10 @@ func Pick(s *fsm.State, agentID string, n, gpu int, online func(agentID string) 
 			if !Provides(a, t.Requires) || t.FailCounts[agentID] > 0 && otherTaker(s, j, t, agentID, online) {
 				continue
 			}
+			if freeDisk > 0 && t.ExpectedBytes > freeDisk {
+				continue
+			}
+			freeDisk -= t.ExpectedBytes
 			if NeedsGPU(t) {
 				if gpu <= 0 {
 					continue

@@ -60,7 +60,7 @@ func TestPickOrder(t *testing.T) {
 		{"unknown agent gets nothing", "ghost", 5, nil},
 	}
 	for _, c := range cases {
-		if got := Pick(s, c.agent, c.n, 0, nil); !reflect.DeepEqual(got, c.want) {
+		if got := Pick(s, c.agent, c.n, 0, 0, nil); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: Pick = %v, want %v", c.name, got, c.want)
 		}
 	}
@@ -72,7 +72,7 @@ func TestPickSkipsFinishedJobsAndWaitsForDeps(t *testing.T) {
 	for _, id := range []string{"new-ra"} {
 		s.Tasks[id].State = montagev1.TaskState_TASK_STATE_SUCCEEDED
 	}
-	got := Pick(s, "ready", 10, 0, nil)
+	got := Pick(s, "ready", 10, 0, 0, nil)
 	want := []string{"old-rc", "old-ra", "new-concat"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Pick = %v, want %v", got, want)
@@ -109,7 +109,7 @@ func TestPickMatchesCapabilities(t *testing.T) {
 		{"gpu", 10, 3, []string{"hw-a", "hw-b", "hw-c", "sw-page", "sw-plain"}},
 	}
 	for _, c := range cases {
-		if got := Pick(s, c.agent, c.n, c.gpu, nil); !reflect.DeepEqual(got, c.want) {
+		if got := Pick(s, c.agent, c.n, c.gpu, 0, nil); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("Pick(%s, %d, gpu %d) = %v, want %v", c.agent, c.n, c.gpu, got, c.want)
 		}
 	}
@@ -171,17 +171,44 @@ func TestPickHonoursBlocklistsAndAvoidsTheLastFailure(t *testing.T) {
 
 	both := func(string) bool { return true }
 	onlyA := func(id string) bool { return id == "a" }
-	if got, want := Pick(s, "a", 10, 0, both), []string{"j-2", "k-1"}; !reflect.DeepEqual(got, want) {
+	if got, want := Pick(s, "a", 10, 0, 0, both), []string{"j-2", "k-1"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("failed task with b online: Pick(a) = %v, want %v", got, want)
 	}
-	if got, want := Pick(s, "b", 10, 0, both), []string{"j-1", "j-2", "k-1"}; !reflect.DeepEqual(got, want) {
+	if got, want := Pick(s, "b", 10, 0, 0, both), []string{"j-1", "j-2", "k-1"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Pick(b) = %v, want %v", got, want)
 	}
-	if got, want := Pick(s, "a", 10, 0, onlyA), []string{"j-1", "j-2", "k-1"}; !reflect.DeepEqual(got, want) {
+	if got, want := Pick(s, "a", 10, 0, 0, onlyA), []string{"j-1", "j-2", "k-1"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("failed task, nobody else online: Pick(a) = %v, want %v", got, want)
 	}
 	s.Jobs["j"].Blocked = []string{"a"}
-	if got, want := Pick(s, "a", 10, 0, onlyA), []string{"k-1"}; !reflect.DeepEqual(got, want) {
+	if got, want := Pick(s, "a", 10, 0, 0, onlyA), []string{"k-1"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("blocked from j: Pick(a) = %v, want %v", got, want)
+	}
+}
+
+// A task expected to need more disk than the agent has left waits for
+// another agent; what one pick takes counts against the next.
+func TestPickRespectsFreeDisk(t *testing.T) {
+	s := fsm.New()
+	at := time.Unix(1, 0)
+	s.Apply(1, &fsm.Command{At: at, Register: &fsm.RegisterCmd{Agent: &fsm.Agent{ID: "a", Slots: 4, Provides: []string{"libx264"}}}})
+	task := func(id string, secs float64, bytes int64) *fsm.Task {
+		return &fsm.Task{ID: id, Type: montagev1.TaskType_TASK_TYPE_RENDER, ExpectedSeconds: secs, MaxAttempts: 3, Requires: []string{"libx264"}, ExpectedBytes: bytes}
+	}
+	s.Apply(2, &fsm.Command{At: at, Submit: &fsm.SubmitCmd{Job: &fsm.Job{ID: "j"}, Tasks: []*fsm.Task{task("big", 30, 900), task("mid", 20, 400), task("small", 10, 300)}}})
+	cases := []struct {
+		free int64
+		want []string
+	}{
+		{0, []string{"big", "mid", "small"}}, // unknown: no filter
+		{1000, []string{"big"}},
+		{800, []string{"mid", "small"}},
+		{350, []string{"small"}},
+		{1, nil},
+	}
+	for _, c := range cases {
+		if got := Pick(s, "a", 10, 0, c.free, nil); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("free %d: Pick = %v, want %v", c.free, got, c.want)
+		}
 	}
 }

@@ -33,6 +33,10 @@ const (
 	DefaultChunk      = 60.0
 	MinChunk          = 10.0
 	MaxClipDuration   = 600.0 // intro and outro
+	// MaxTotal bounds a whole montage (highlights, intro and outro): six
+	// hours is far past any stream recap, and keeps a job's plan (chunks,
+	// tasks, the concat's inputs) small enough to replicate in one entry.
+	MaxTotal = 6 * 3600.0
 )
 
 // Fits of a source into the profile's frame.
@@ -164,7 +168,25 @@ func Validate(s *montagev1.JobSpec) (*Resolved, error) {
 	if !(r.ChunkSeconds >= MinChunk && r.ChunkSeconds <= MaxDuration) {
 		return nil, fieldErr("chunk_seconds", "must be between %g and %g, got %g", MinChunk, MaxDuration, r.ChunkSeconds)
 	}
+	if total := r.Total(); total > MaxTotal {
+		return nil, fieldErr("highlights", "add up to a montage of %s (intro and outro included); the limit is %s",
+			FormatTimestamp(total), FormatTimestamp(MaxTotal))
+	}
 	return r, nil
+}
+
+// Total is the montage's length as planned: every clip, intro and outro.
+func (r *Resolved) Total() float64 {
+	var t float64
+	for _, c := range r.Clips {
+		t += c.Duration
+	}
+	for _, c := range []*Clip{r.Intro, r.Outro} {
+		if c != nil {
+			t += c.Duration
+		}
+	}
+	return t
 }
 
 // SourceTypeOf decides how a URL is read when the spec does not say: s3://

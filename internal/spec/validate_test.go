@@ -77,6 +77,12 @@ func TestValidateErrorsNameTheField(t *testing.T) {
 		{"chunk", func(s *montagev1.JobSpec) { s.ChunkSeconds = 2 }, "chunk_seconds", "between 10 and 600"},
 		{"title", func(s *montagev1.JobSpec) { s.Highlights[0].Title = strings.Repeat("t", 201) }, "highlights[0].title", "200"},
 		{"priority", func(s *montagev1.JobSpec) { s.Priority = 1000 }, "priority", "-100 and 100"},
+		{"six hours", func(s *montagev1.JobSpec) {
+			s.Highlights = nil
+			for i := 0; i < 37; i++ { // 37 × 10 min: 6h10m
+				s.Highlights = append(s.Highlights, &montagev1.Highlight{Url: "https://cdn.example/v.mp4", At: "1", Duration: "600"})
+			}
+		}, "highlights", "limit is 6:00:00"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -185,7 +185,11 @@ type LeaseTaskRequest struct {
 	Held []*LeaseProgress `protobuf:"bytes,5,rep,name=held,proto3" json:"held,omitempty"`
 	// Set when held is complete (montage-agent always sets it); a client
 	// that does not list its leases is never sent one again.
-	HeldListed    bool `protobuf:"varint,6,opt,name=held_listed,json=heldListed,proto3" json:"held_listed,omitempty"`
+	HeldListed bool `protobuf:"varint,6,opt,name=held_listed,json=heldListed,proto3" json:"held_listed,omitempty"`
+	// Bytes the agent may still write in its data directory (after its
+	// reserve for the PC's owner); 0 when it does not say. No task expected
+	// to need more is granted to it.
+	FreeDiskBytes int64 `protobuf:"varint,7,opt,name=free_disk_bytes,json=freeDiskBytes,proto3" json:"free_disk_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -262,6 +266,13 @@ func (x *LeaseTaskRequest) GetHeldListed() bool {
 	return false
 }
 
+func (x *LeaseTaskRequest) GetFreeDiskBytes() int64 {
+	if x != nil {
+		return x.FreeDiskBytes
+	}
+	return 0
+}
+
 type LeaseTaskResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty when no work came within the wait.
@@ -326,7 +337,15 @@ type Lease struct {
 	MultipartThresholdBytes int64 `protobuf:"varint,12,opt,name=multipart_threshold_bytes,json=multipartThresholdBytes,proto3" json:"multipart_threshold_bytes,omitempty"`
 	// Further outputs of the task (the concat's chapters, thumbnail and
 	// manifest), each with its own presigned PUT URL.
-	ExtraOutputs  []*OutputSlot `protobuf:"bytes,13,rep,name=extra_outputs,json=extraOutputs,proto3" json:"extra_outputs,omitempty"`
+	ExtraOutputs []*OutputSlot `protobuf:"bytes,13,rep,name=extra_outputs,json=extraOutputs,proto3" json:"extra_outputs,omitempty"`
+	// A concat with many inputs reads its ConcatInput (protobuf) from this
+	// URL instead of the concat field, and checks it against size and sha256.
+	ConcatInputsUrl    string `protobuf:"bytes,14,opt,name=concat_inputs_url,json=concatInputsUrl,proto3" json:"concat_inputs_url,omitempty"`
+	ConcatInputsSize   int64  `protobuf:"varint,15,opt,name=concat_inputs_size,json=concatInputsSize,proto3" json:"concat_inputs_size,omitempty"`
+	ConcatInputsSha256 string `protobuf:"bytes,16,opt,name=concat_inputs_sha256,json=concatInputsSha256,proto3" json:"concat_inputs_sha256,omitempty"`
+	// About how many bytes of disk the task needs (its files, intermediates
+	// and output); the agent refuses a lease it has no room for.
+	ExpectedBytes int64 `protobuf:"varint,17,opt,name=expected_bytes,json=expectedBytes,proto3" json:"expected_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -450,6 +469,34 @@ func (x *Lease) GetExtraOutputs() []*OutputSlot {
 		return x.ExtraOutputs
 	}
 	return nil
+}
+
+func (x *Lease) GetConcatInputsUrl() string {
+	if x != nil {
+		return x.ConcatInputsUrl
+	}
+	return ""
+}
+
+func (x *Lease) GetConcatInputsSize() int64 {
+	if x != nil {
+		return x.ConcatInputsSize
+	}
+	return 0
+}
+
+func (x *Lease) GetConcatInputsSha256() string {
+	if x != nil {
+		return x.ConcatInputsSha256
+	}
+	return ""
+}
+
+func (x *Lease) GetExpectedBytes() int64 {
+	if x != nil {
+		return x.ExpectedBytes
+	}
+	return 0
 }
 
 type OutputSlot struct {
@@ -1715,7 +1762,7 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x10RegisterResponse\x12'\n" +
 	"\x05agent\x18\x01 \x01(\v2\x11.montage.v1.AgentR\x05agent\x12\"\n" +
 	"\fcoordinators\x18\x02 \x03(\tR\fcoordinators\x12)\n" +
-	"\x10agent_credential\x18\x03 \x01(\tR\x0fagentCredential\"\xeb\x01\n" +
+	"\x10agent_credential\x18\x03 \x01(\tR\x0fagentCredential\"\x93\x02\n" +
 	"\x10LeaseTaskRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +
@@ -1724,9 +1771,10 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x11free_gpu_sessions\x18\x04 \x01(\x05R\x0ffreeGpuSessions\x12-\n" +
 	"\x04held\x18\x05 \x03(\v2\x19.montage.v1.LeaseProgressR\x04held\x12\x1f\n" +
 	"\vheld_listed\x18\x06 \x01(\bR\n" +
-	"heldListed\">\n" +
+	"heldListed\x12&\n" +
+	"\x0ffree_disk_bytes\x18\a \x01(\x03R\rfreeDiskBytes\">\n" +
 	"\x11LeaseTaskResponse\x12)\n" +
-	"\x06leases\x18\x01 \x03(\v2\x11.montage.v1.LeaseR\x06leases\"\x87\x04\n" +
+	"\x06leases\x18\x01 \x03(\v2\x11.montage.v1.LeaseR\x06leases\"\xba\x05\n" +
 	"\x05Lease\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x14\n" +
@@ -1743,7 +1791,11 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\n" +
 	"output_key\x18\v \x01(\tR\toutputKey\x12:\n" +
 	"\x19multipart_threshold_bytes\x18\f \x01(\x03R\x17multipartThresholdBytes\x12;\n" +
-	"\rextra_outputs\x18\r \x03(\v2\x16.montage.v1.OutputSlotR\fextraOutputs\"K\n" +
+	"\rextra_outputs\x18\r \x03(\v2\x16.montage.v1.OutputSlotR\fextraOutputs\x12*\n" +
+	"\x11concat_inputs_url\x18\x0e \x01(\tR\x0fconcatInputsUrl\x12,\n" +
+	"\x12concat_inputs_size\x18\x0f \x01(\x03R\x10concatInputsSize\x120\n" +
+	"\x14concat_inputs_sha256\x18\x10 \x01(\tR\x12concatInputsSha256\x12%\n" +
+	"\x0eexpected_bytes\x18\x11 \x01(\x03R\rexpectedBytes\"K\n" +
 	"\n" +
 	"OutputSlot\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
