@@ -44,6 +44,7 @@ type RangeProxy struct {
 	targets map[string]target
 	byURL   map[string]string // group + "\x00" + absolute URL → id, for playlist rewrites
 	errs    map[string]error  // group → the last upstream failure
+	idents  map[string]string // group → identity of the route's source
 }
 
 type target struct {
@@ -81,6 +82,7 @@ func (r *Route) Close() {
 		}
 	}
 	delete(r.p.errs, r.id)
+	delete(r.p.idents, r.id)
 }
 
 // Err is the last failure fetching from the source (a refused or dead
@@ -109,11 +111,36 @@ func (r *Route) Unproxy(s string) string {
 	return s
 }
 
-func (p *RangeProxy) fail(group, src string, err error) {
+// Identity is what the source's first answer said of its bytes (see
+// IdentityOf); "" before any answer.
+func (r *Route) Identity() string {
+	r.p.mu.Lock()
+	defer r.p.mu.Unlock()
+	return r.p.idents[r.id]
+}
+
+// seen records the identity of a route's own source from its first answer.
+func (p *RangeProxy) seen(t target, id, rest string, resp *http.Response) {
+	if id != t.group || rest != t.name || resp.StatusCode/100 != 2 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.idents[t.group]; !ok {
+		p.idents[t.group] = IdentityOf(resp)
+	}
+}
+
+func unwrapURLError(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		err = ue.Err // the URL comes first, without the signature
+		return ue.Err // the URL is named by the caller, without its signature
 	}
+	return err
+}
+
+func (p *RangeProxy) fail(group, src string, err error) {
+	err = unwrapURLError(err)
 	p.mu.Lock()
 	p.errs[group] = fmt.Errorf("source %s: %w", withoutQuery(src), err)
 	p.mu.Unlock()
@@ -138,7 +165,7 @@ func StartRangeProxy(client *http.Client) (*RangeProxy, error) {
 		return nil, fmt.Errorf("range proxy: %w", err)
 	}
 	p := &RangeProxy{Client: client, ChunkSize: 128 << 10, MaxChunk: 256 << 10, ln: ln,
-		targets: map[string]target{}, byURL: map[string]string{}, errs: map[string]error{}}
+		targets: map[string]target{}, byURL: map[string]string{}, errs: map[string]error{}, idents: map[string]string{}}
 	p.srv = &http.Server{Handler: p, ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 		if tc, ok := c.(*net.TCPConn); ok {
 			_ = tc.SetWriteBuffer(proxyBuffer)
@@ -266,7 +293,7 @@ func (p *RangeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if t.hls && (rest == t.name || isPlaylistPath(rest)) {
-		p.servePlaylist(w, r, t, src)
+		p.servePlaylist(w, r, t, id, rest, src)
 		return
 	}
 	start, end, ok := ParseRangeStart(r.Header.Get("Range"))
@@ -299,6 +326,7 @@ func (p *RangeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if resp.StatusCode >= 400 {
 		p.fail(t.group, src, fmt.Errorf("the server answered %s", resp.Status))
 	}
+	p.seen(t, id, rest, resp)
 	total, ranged := ParseContentRange(resp.Header.Get("Content-Range"))
 	if resp.StatusCode != http.StatusPartialContent || !ranged {
 		// The origin ignores ranges (or failed): pass its answer through.
@@ -371,7 +399,7 @@ const maxPlaylist = 16 << 20
 // servePlaylist fetches a playlist whole and rewrites its absolute URIs to
 // routes of this proxy, so that every segment, key and variant playlist is
 // fetched here, through the egress policy, and never by ffmpeg directly.
-func (p *RangeProxy) servePlaylist(w http.ResponseWriter, r *http.Request, t target, src string) {
+func (p *RangeProxy) servePlaylist(w http.ResponseWriter, r *http.Request, t target, id, rest, src string) {
 	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, src, nil)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -392,6 +420,7 @@ func (p *RangeProxy) servePlaylist(w http.ResponseWriter, r *http.Request, t tar
 		w.WriteHeader(resp.StatusCode)
 		return
 	}
+	p.seen(t, id, rest, resp)
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPlaylist+1))
 	if err != nil || len(body) > maxPlaylist {
 		if err == nil {

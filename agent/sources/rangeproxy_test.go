@@ -251,3 +251,54 @@ func TestProxyRoutesPlaylistURIsAndExplainsFailures(t *testing.T) {
 		t.Errorf("a closed route's playlist URIs still served: %d", code)
 	}
 }
+
+// A source's identity (ETag, Last-Modified, size) is the same whether it
+// is read through the proxy for a render or probed with one byte, and it
+// changes when the file at the URL changes.
+func TestIdentityOfASource(t *testing.T) {
+	body := []byte(strings.Repeat("first version ", 1000))
+	mod := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"v1"`)
+		http.ServeContent(w, r, "v.mp4", mod, bytes.NewReader(body))
+	}))
+	defer origin.Close()
+	probe, err := Probe(context.Background(), origin.Client(), origin.URL+"/v.mp4", nil)
+	want := `etag="v1"; modified=Sun, 01 Nov 2026 12:00:00 GMT; size=14000`
+	if err != nil || probe != want {
+		t.Fatalf("Probe = %q, %v; want %q", probe, err, want)
+	}
+	p, err := StartRangeProxy(origin.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	route := p.Register(origin.URL+"/v.mp4", nil, false)
+	defer route.Close()
+	req, _ := http.NewRequest(http.MethodGet, route.URL, nil)
+	req.Header.Set("Range", "bytes=500-")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if got := route.Identity(); got != probe {
+		t.Errorf("identity seen by a render %q, by a probe %q", got, probe)
+	}
+	body = []byte(strings.Repeat("second version", 1000)) // same size, new ETag
+	origin.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v.mp4" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("ETag", `"v2"`)
+		http.ServeContent(w, r, "v.mp4", mod, bytes.NewReader(body))
+	})
+	if again, _ := Probe(context.Background(), origin.Client(), origin.URL+"/v.mp4", nil); again == probe {
+		t.Errorf("a changed file has the same identity %q", again)
+	}
+	if _, err := Probe(context.Background(), origin.Client(), origin.URL+"/missing", nil); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("probe of a missing file: %v", err)
+	}
+}

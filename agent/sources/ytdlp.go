@@ -30,10 +30,13 @@ type Resolved struct {
 	Audio     *Stream
 	HasAudio  bool
 	Extractor string
-	Duration  float64
-	Width     int
-	Height    int
-	FPS       float64
+	// Identity names the video and formats yt-dlp chose (extractor, video
+	// id, format ids): what the segment cache compares.
+	Identity string
+	Duration float64
+	Width    int
+	Height   int
+	FPS      float64
 }
 
 type format struct {
@@ -51,6 +54,8 @@ type info struct {
 	format
 	Type             string   `json:"_type"`
 	Extractor        string   `json:"extractor"`
+	ID               string   `json:"id"`
+	FormatID         string   `json:"format_id"`
 	Duration         float64  `json:"duration"`
 	RequestedFormats []format `json:"requested_formats"`
 }
@@ -76,7 +81,8 @@ func ParseJSON(b []byte) (*Resolved, error) {
 	if in.Type == "playlist" {
 		return nil, fmt.Errorf("the URL is a playlist; give the URL of one video")
 	}
-	r := &Resolved{Extractor: in.Extractor, Duration: in.Duration, Width: in.Width, Height: in.Height, FPS: in.FPS}
+	r := &Resolved{Extractor: in.Extractor, Duration: in.Duration, Width: in.Width, Height: in.Height, FPS: in.FPS,
+		Identity: fmt.Sprintf("yt-dlp=%s:%s:%s", in.Extractor, in.ID, in.FormatID)}
 	switch len(in.RequestedFormats) {
 	case 0:
 		if in.URL == "" {

@@ -11,14 +11,14 @@ func TestParseJSON(t *testing.T) {
 		check      func(t *testing.T, r *Resolved)
 		err        string
 	}{
-		{name: "split video and audio (YouTube DASH)", json: `{"extractor":"youtube","duration":600,"requested_formats":[
+		{name: "split video and audio (YouTube DASH)", json: `{"extractor":"youtube","id":"dQw4w9WgXcQ","format_id":"136+140","duration":600,"requested_formats":[
 			{"url":"https://rr1.example/v","protocol":"https","vcodec":"avc1","acodec":"none","width":1280,"height":720,"fps":30,"http_headers":{"User-Agent":"UA"}},
 			{"url":"https://rr1.example/a","protocol":"https","vcodec":"none","acodec":"mp4a"}]}`,
 			check: func(t *testing.T, r *Resolved) {
 				if r.Video.URL != "https://rr1.example/v" || r.Audio == nil || r.Audio.URL != "https://rr1.example/a" || !r.HasAudio {
 					t.Errorf("%+v", r)
 				}
-				if r.Video.Headers["User-Agent"] != "UA" || r.Height != 720 || r.Extractor != "youtube" {
+				if r.Video.Headers["User-Agent"] != "UA" || r.Height != 720 || r.Extractor != "youtube" || r.Identity != "yt-dlp=youtube:dQw4w9WgXcQ:136+140" {
 					t.Errorf("%+v", r)
 				}
 			}},

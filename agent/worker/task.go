@@ -56,6 +56,21 @@ func (a *Agent) runTask(ctx context.Context, l *montagev1.Lease, progress func(f
 	if enc := prof.Encoder; enc != "" && !slices.Contains(a.caps.GetEncoders(), enc) {
 		return nil, fmt.Errorf("this agent cannot encode with %s (it proved %v)", enc, a.caps.GetEncoders())
 	}
+	if in := l.GetRender(); in != nil && in.GetCachedIdentity() != "" && a.sourceUnchanged(ctx, in, prof.Height) {
+		err := a.report(ctx, func(ctx context.Context) error {
+			_, err := a.client.CompleteTask(ctx, connect.NewRequest(&montagev1.CompleteTaskRequest{
+				AgentId: a.id, TaskId: l.GetTaskId(), Token: l.GetToken(), Result: &montagev1.TaskResult{ReuseCache: true},
+			}))
+			return err
+		})
+		if err == nil {
+			return nil, errReused
+		}
+		if errors.Is(err, errStale) || connect.CodeOf(err) != connect.CodeFailedPrecondition {
+			return nil, err
+		}
+		a.log.Info("cached render gone; rendering", "task", l.GetTaskId(), "err", err)
+	}
 	out := filepath.Join(dir, "out.mp4")
 	var (
 		written float64
@@ -97,6 +112,40 @@ func (a *Agent) runTask(ctx context.Context, l *montagev1.Lease, progress func(f
 	res.Source = facts
 	res.ExtraOutputs = extrasOut
 	return res, nil
+}
+
+// errReused: the task was completed from the segment cache; nothing more
+// to report.
+var errReused = errors.New("completed from the cache")
+
+// sourceUnchanged reports whether the source still shows the identity its
+// cached render was made from (one range request, or yt-dlp for a page).
+// Any doubt (an error, no identity) means render again.
+func (a *Agent) sourceUnchanged(ctx context.Context, in *montagev1.RenderInput, height int) bool {
+	var (
+		now string
+		err error
+	)
+	if in.GetSourceType() == spec.SourcePage {
+		if a.ytdlp.Path == "" {
+			return false
+		}
+		var res *sources.Resolved
+		if res, err = a.ytdlp.Resolve(ctx, in.GetSourceUrl(), height); err == nil {
+			now = res.Identity
+		}
+	} else {
+		now, err = sources.Probe(ctx, a.proxy.Client, in.GetSourceUrl(), nil)
+	}
+	if err != nil {
+		a.log.Info("source identity unknown; rendering", "err", err)
+		return false
+	}
+	if now != in.GetCachedIdentity() {
+		a.log.Info("source changed since it was cached; rendering", "then", in.GetCachedIdentity(), "now", now)
+		return false
+	}
+	return now != ""
 }
 
 // Renderer does the media work of tasks with local files: what an agent runs
@@ -186,7 +235,7 @@ func (a Renderer) Render(ctx context.Context, in *montagev1.RenderInput, prof me
 			r.Audio = &ai
 		}
 		r.HasAudio = res.HasAudio
-		facts.Extractor, facts.DurationSeconds = res.Extractor, res.Duration
+		facts.Extractor, facts.DurationSeconds, facts.Identity = res.Extractor, res.Duration, res.Identity
 		facts.Width, facts.Height, facts.Fps = int32(res.Width), int32(res.Height), res.FPS
 	} else {
 		kind := media.SourceFile
@@ -209,6 +258,9 @@ func (a Renderer) Render(ctx context.Context, in *montagev1.RenderInput, prof me
 		r.Audio = &ai
 	}
 	n, facts, err := a.cut(ctx, in, prof, r, facts, dir, progress)
+	if err == nil && facts != nil && facts.Identity == "" && videoRoute != nil {
+		facts.Identity = videoRoute.Identity()
+	}
 	if err == nil {
 		// ffmpeg's HLS demuxer skips a segment it cannot open and carries
 		// on: the cut would silently lose seconds. Any failed source read

@@ -614,6 +614,8 @@ func (a *Agent) execute(ctx context.Context, r *running) {
 			return
 		}
 		log.Info("task done", "seconds", time.Since(start).Seconds(), "bytes", res.GetSize())
+	case errors.Is(err, errReused):
+		log.Info("task done from the cache: source unchanged", "seconds", time.Since(start).Seconds())
 	case errors.Is(context.Cause(ctx), errRevoked):
 		log.Info("task stopped: lease revoked")
 	default:

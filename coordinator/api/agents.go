@@ -289,6 +289,9 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 			l.Render = &montagev1.RenderInput{SourceUrl: st.SourceOf(t), StartSeconds: r.Start, DurationSeconds: r.Duration, Title: r.Title,
 				SourceType: r.SourceType, FadeIn: r.FadeIn, FadeOut: r.FadeOut, OverlayTitle: r.OverlayTitle, TitleSeconds: r.TitleSeconds,
 				SnapStart: r.SnapStart, SnapEnd: r.SnapEnd, HighlightStartSeconds: r.HighlightStart}
+			if e := st.Cache[t.CacheEntry]; e != nil && e.Identity != "" {
+				l.Render.CachedIdentity = e.Identity
+			}
 			l.OutputKey = resultKey(t)
 		case montagev1.TaskType_TASK_TYPE_CONCAT:
 			for _, d := range t.DependsOn {
@@ -440,6 +443,9 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 		return nil, err
 	}
 	r := m.GetResult()
+	if r.GetReuseCache() {
+		return s.reuseCache(m)
+	}
 	if r == nil || r.GetKey() == "" {
 		return nil, invalid("result.key", "is required")
 	}
@@ -521,6 +527,27 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 	s.cacheSegment(ctx, m.GetTaskId(), res)
 	s.m.completed.WithLabelValues("succeeded").Inc()
 	s.log.Info("task completed", "task", m.GetTaskId(), "agent", m.GetAgentId(), "token", m.GetToken(), "key", r.GetKey())
+	return connect.NewResponse(&montagev1.CompleteTaskResponse{}), nil
+}
+
+// reuseCache commits a render's cache entry as its result: its agent found
+// the source unchanged since the entry was made.
+func (s *Server) reuseCache(m *montagev1.CompleteTaskRequest) (*connect.Response[montagev1.CompleteTaskResponse], error) {
+	if err := s.requireLeader(); err != nil {
+		return nil, err
+	}
+	if _, err := s.checkFence(m.GetTaskId(), m.GetAgentId(), m.GetToken()); err != nil {
+		s.m.completed.WithLabelValues("rejected").Inc()
+		return nil, err
+	}
+	if _, err := s.apply(&fsm.Command{Complete: &fsm.CompleteCmd{
+		TaskID: m.GetTaskId(), AgentID: m.GetAgentId(), Token: m.GetToken(), ReuseCache: true,
+	}}); err != nil {
+		return nil, err
+	}
+	s.leases.Drop(m.GetTaskId())
+	s.m.completed.WithLabelValues("cached").Inc()
+	s.log.Info("task completed from the cache: source unchanged", "task", m.GetTaskId(), "agent", m.GetAgentId())
 	return connect.NewResponse(&montagev1.CompleteTaskResponse{}), nil
 }
 

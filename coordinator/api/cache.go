@@ -4,8 +4,11 @@ import (
 	"context"
 	"sort"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/stream-montages/montage/coordinator/blob"
 	"github.com/stream-montages/montage/coordinator/fsm"
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
 
 // cacheSegment keeps a committed render in the segment cache: the object is
@@ -16,10 +19,19 @@ func (s *Server) cacheSegment(ctx context.Context, taskID string, res fsm.Result
 	if s.cfg.CacheBudget < 0 {
 		return
 	}
-	var key string
+	facts := &montagev1.SourceFacts{}
+	_ = proto.Unmarshal(res.Source, facts)
+	identity := facts.GetIdentity()
+	if identity == "" {
+		return // nothing to tell a re-upload at the same URL from this source
+	}
+	var plan, key string
 	s.node.View(func(st *fsm.State) {
-		if t := st.Tasks[taskID]; t != nil && t.CacheKey != "" && st.Cache[t.CacheKey] == nil {
-			key = t.CacheKey
+		if t := st.Tasks[taskID]; t != nil && t.CacheKey != "" && !t.Cached {
+			k := fsm.CacheEntryKey(t.CacheKey, identity)
+			if st.Cache[k] == nil || st.CacheLatest[t.CacheKey] != k {
+				plan, key = t.CacheKey, k
+			}
 		}
 	})
 	if key == "" {
@@ -38,7 +50,7 @@ func (s *Server) cacheSegment(ctx context.Context, taskID string, res fsm.Result
 		return
 	}
 	if _, err := s.apply(&fsm.Command{CacheAdd: &fsm.CacheEntry{
-		Key: key, Object: obj, Size: res.Size, SHA256: res.SHA256, Duration: res.Duration, Source: res.Source,
+		Key: key, Plan: plan, Identity: identity, Object: obj, Size: res.Size, SHA256: res.SHA256, Duration: res.Duration, Source: res.Source,
 	}}); err != nil {
 		s.log.Warn("segment not indexed", "task", taskID, "err", err)
 	}

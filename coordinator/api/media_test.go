@@ -29,13 +29,24 @@ func (h *harness) put(t *testing.T, url, body string) *montagev1.OutputObject {
 
 // The concat's lease presigns its further outputs; its completion is
 // accepted only with exactly those keys, and the job then lists them. A
-// render that committed is cached: the same job again leases only its concat.
+// render that committed is cached with its source's identity: the same job
+// again offers it for reuse, and the agent that finds the source unchanged
+// completes it from the cache without rendering.
 func TestConcatOutputsAndCache(t *testing.T) {
 	h := newHarness(t)
 	h.register(t, "a1")
 	j := h.submit(t, 1)
 	render := h.lease(t, "a1", 1, 1)[0]
-	if err := h.complete(t, "a1", render); err != nil {
+	if render.GetRender().GetCachedIdentity() != "" {
+		t.Fatalf("first render offered a cached one: %v", render.GetRender())
+	}
+	const identity = `etag="v1"; size=1000`
+	seg := h.put(t, render.GetOutputPutUrl(), "segment bytes")
+	if _, err := h.agents.CompleteTask(context.Background(), connect.NewRequest(&montagev1.CompleteTaskRequest{
+		AgentId: "a1", TaskId: render.GetTaskId(), Token: render.GetToken(),
+		Result: &montagev1.TaskResult{Key: render.GetOutputKey(), Size: seg.GetSize(), Sha256: seg.GetSha256(), DurationSeconds: 5,
+			Source: &montagev1.SourceFacts{Identity: identity}},
+	})); err != nil {
 		t.Fatal(err)
 	}
 	concat := h.lease(t, "a1", 1, 1)[0]
@@ -74,12 +85,26 @@ func TestConcatOutputsAndCache(t *testing.T) {
 			t.Errorf("job outputs %v lack %s", done.GetOutputs(), name)
 		}
 	}
+	var again *montagev1.Lease
 	waitUntil(t, "the segment in the cache index", func() bool {
-		again := h.submit(t, 1)
-		cached := again.GetTasks()[0].GetCached()
-		_, _ = h.jobs.CancelJob(context.Background(), connect.NewRequest(&montagev1.CancelJobRequest{JobId: again.GetId()}))
-		return cached
+		j := h.submit(t, 1)
+		l := h.lease(t, "a1", 1, 1)
+		if len(l) == 1 && l[0].GetRender().GetCachedIdentity() == identity {
+			again = l[0]
+			return true
+		}
+		_, _ = h.jobs.CancelJob(context.Background(), connect.NewRequest(&montagev1.CancelJobRequest{JobId: j.GetId()}))
+		return false
 	})
+	if _, err := h.agents.CompleteTask(context.Background(), connect.NewRequest(&montagev1.CompleteTaskRequest{
+		AgentId: "a1", TaskId: again.GetTaskId(), Token: again.GetToken(), Result: &montagev1.TaskResult{ReuseCache: true},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	reused := findTask(h.job(t, again.GetJobId()), again.GetTaskId())
+	if !reused.GetCached() || reused.GetState() != montagev1.TaskState_TASK_STATE_SUCCEEDED || !strings.HasPrefix(reused.GetResultKey(), "cache/") {
+		t.Errorf("reused render: %v", reused)
+	}
 }
 
 // A job that forces a hardware family says what it waits for; with an

@@ -79,12 +79,15 @@ type GrantCmd struct {
 	AgentID string `json:"agent_id"`
 }
 
-// CompleteCmd commits a task's result under its lease token.
+// CompleteCmd commits a task's result under its lease token. ReuseCache
+// commits the task's cache entry as its result instead (its agent found the
+// source unchanged).
 type CompleteCmd struct {
-	TaskID  string `json:"task_id"`
-	AgentID string `json:"agent_id"`
-	Token   uint64 `json:"token"`
-	Result  Result `json:"result"`
+	TaskID     string `json:"task_id"`
+	AgentID    string `json:"agent_id"`
+	Token      uint64 `json:"token"`
+	Result     Result `json:"result"`
+	ReuseCache bool   `json:"reuse_cache,omitempty"`
 }
 
 // FailCmd ends an attempt. Handback (the agent shut down, or the lease was
@@ -219,12 +222,11 @@ func (s *State) submit(idx uint64, at time.Time, c *SubmitCmd) Response {
 		tc.JobID = j.ID
 		tc.State = montagev1.TaskState_TASK_STATE_QUEUED
 		tc.UpdatedAt = at
-		// A render the cache holds is done before any agent sees it.
-		if e := s.Cache[tc.CacheKey]; tc.CacheKey != "" && e != nil {
-			tc.State = montagev1.TaskState_TASK_STATE_SUCCEEDED
-			tc.Cached = true
-			tc.Result = &Result{Key: e.Object, Size: e.Size, SHA256: e.SHA256, Duration: e.Duration, Source: e.Source}
-			e.UsedAt = at
+		// A render the cache holds may be reused: its agent checks that
+		// the source has not changed since, and then renders nothing.
+		if k := s.CacheLatest[tc.CacheKey]; tc.CacheKey != "" && k != "" && s.Cache[k] != nil {
+			tc.CacheEntry = k
+			s.Cache[k].UsedAt = at
 		}
 		s.Tasks[tc.ID] = &tc
 		j.TaskIDs = append(j.TaskIDs, tc.ID)
@@ -289,6 +291,15 @@ func (s *State) complete(at time.Time, c *CompleteCmd) Response {
 		return Response{Err: err}
 	}
 	r := c.Result
+	if c.ReuseCache {
+		e := s.Cache[t.CacheEntry]
+		if e == nil {
+			return Response{Err: fmt.Errorf("task %s: its cache entry is gone: %w", t.ID, ErrNotRunnable)}
+		}
+		r = Result{Key: e.Object, Size: e.Size, SHA256: e.SHA256, Duration: e.Duration, Source: e.Source}
+		t.Cached = true
+		e.UsedAt = at
+	}
 	if a := s.Agents[t.AgentID]; a != nil {
 		a.FailStreak = 0
 	}
@@ -570,6 +581,9 @@ func (s *State) cacheAdd(at time.Time, e *CacheEntry) Response {
 	c := *e
 	c.AddedAt, c.UsedAt = at, at
 	s.Cache[c.Key] = &c
+	if c.Plan != "" {
+		s.CacheLatest[c.Plan] = c.Key
+	}
 	return Response{}
 }
 
@@ -579,8 +593,12 @@ func (s *State) cacheEvict(c *CacheEvictCmd) Response {
 	refs := s.CacheRefs()
 	var out []string
 	for _, k := range c.Keys {
-		if s.Cache[k] == nil || refs[k] > 0 {
+		e := s.Cache[k]
+		if e == nil || refs[k] > 0 {
 			continue
+		}
+		if s.CacheLatest[e.Plan] == k {
+			delete(s.CacheLatest, e.Plan)
 		}
 		delete(s.Cache, k)
 		out = append(out, k)

@@ -252,7 +252,11 @@ func TestCommandEncoding(t *testing.T) {
 
 // A render whose content key the cache holds is done at submit; an entry an
 // unfinished job refers to cannot be evicted.
-func TestCacheHitsAndEviction(t *testing.T) {
+// A cached render is offered for reuse (its agent checks the source
+// first) and completes from the entry with ReuseCache; a render of a
+// re-uploaded source makes an entry of its own, which then is the newest;
+// entries an unfinished job may reuse are never evicted.
+func TestCacheReuseAndEviction(t *testing.T) {
 	s := New()
 	at := time.Unix(100, 0)
 	must := func(r Response) Response {
@@ -262,27 +266,46 @@ func TestCacheHitsAndEviction(t *testing.T) {
 		}
 		return r
 	}
-	must(s.Apply(1, &Command{At: at, CacheAdd: &CacheEntry{Key: "k1", Object: "cache/k1.mp4", Size: 10, SHA256: "ab", Duration: 5}}))
-	must(s.Apply(2, &Command{At: at, Submit: &SubmitCmd{Job: &Job{ID: "j"}, Tasks: []*Task{
+	old := CacheEntryKey("k1", "etag=1")
+	must(s.Apply(1, &Command{At: at, CacheAdd: &CacheEntry{Key: old, Plan: "k1", Identity: "etag=1", Object: "cache/old.mp4", Size: 10, SHA256: "ab", Duration: 5}}))
+	must(s.Apply(2, &Command{At: at, Register: &RegisterCmd{Agent: &Agent{ID: "a", Slots: 2}}}))
+	must(s.Apply(3, &Command{At: at, Submit: &SubmitCmd{Job: &Job{ID: "j"}, Tasks: []*Task{
 		{ID: "j-r0", Type: montagev1.TaskType_TASK_TYPE_RENDER, CacheKey: "k1", MaxAttempts: 1},
 		{ID: "j-r1", Type: montagev1.TaskType_TASK_TYPE_RENDER, CacheKey: "k2", MaxAttempts: 1},
 		{ID: "j-concat", Type: montagev1.TaskType_TASK_TYPE_CONCAT, DependsOn: []string{"j-r0", "j-r1"}, MaxAttempts: 1},
 	}}}))
 	hit, miss := s.Tasks["j-r0"], s.Tasks["j-r1"]
-	if hit.State != montagev1.TaskState_TASK_STATE_SUCCEEDED || !hit.Cached || hit.Result == nil || hit.Result.Key != "cache/k1.mp4" || hit.Result.Duration != 5 || hit.Commits != 0 {
-		t.Errorf("cached task = %+v", hit)
+	if hit.State != montagev1.TaskState_TASK_STATE_QUEUED || hit.CacheEntry != old || hit.Cached {
+		t.Errorf("task with a cached render = %+v, want queued for its agent to check the source", hit)
 	}
-	if miss.State != montagev1.TaskState_TASK_STATE_QUEUED || miss.Cached {
+	if miss.CacheEntry != "" {
 		t.Errorf("uncached task = %+v", miss)
 	}
-	if got := s.CacheRefs()["k1"]; got != 1 {
-		t.Errorf("refs(k1) = %d, want 1", got)
+	if got := s.CacheRefs()[old]; got != 1 {
+		t.Errorf("refs = %d, want 1", got)
 	}
-	if r := s.Apply(3, &Command{At: at, CacheEvict: &CacheEvictCmd{Keys: []string{"k1", "nope"}}}); len(r.Evicted) != 0 || s.Cache["k1"] == nil {
-		t.Errorf("evicted %v while job j needs k1", r.Evicted)
+	if r := s.Apply(4, &Command{At: at, CacheEvict: &CacheEvictCmd{Keys: []string{old, "nope"}}}); len(r.Evicted) != 0 || s.Cache[old] == nil {
+		t.Errorf("evicted %v while job j may reuse it", r.Evicted)
 	}
-	must(s.Apply(4, &Command{At: at, Cancel: &CancelCmd{JobID: "j"}}))
-	if r := s.Apply(5, &Command{At: at, CacheEvict: &CacheEvictCmd{Keys: []string{"k1"}}}); len(r.Evicted) != 1 || s.Cache["k1"] != nil || s.CacheBytes() != 0 {
-		t.Errorf("evict after the job ended: %v, cache %v", r.Evicted, s.Cache)
+	g := must(s.Apply(5, &Command{At: at, Grant: &GrantCmd{TaskID: "j-r0", AgentID: "a"}}))
+	must(s.Apply(6, &Command{At: at, Complete: &CompleteCmd{TaskID: "j-r0", AgentID: "a", Token: g.Token, ReuseCache: true}}))
+	if hit := s.Tasks["j-r0"]; hit.State != montagev1.TaskState_TASK_STATE_SUCCEEDED || !hit.Cached || hit.Result.Key != "cache/old.mp4" || hit.Result.Duration != 5 {
+		t.Errorf("reused task = %+v", hit)
+	}
+	// The source changed: its new render is another entry, and the newest.
+	fresh := CacheEntryKey("k1", "etag=2")
+	must(s.Apply(7, &Command{At: at, CacheAdd: &CacheEntry{Key: fresh, Plan: "k1", Identity: "etag=2", Object: "cache/new.mp4", Size: 11}}))
+	if s.CacheLatest["k1"] != fresh || s.Cache[old] == nil || fresh == old {
+		t.Errorf("latest %q, entries %v", s.CacheLatest["k1"], s.Cache)
+	}
+	must(s.Apply(8, &Command{At: at, Cancel: &CancelCmd{JobID: "j"}}))
+	if r := s.Apply(9, &Command{At: at, CacheEvict: &CacheEvictCmd{Keys: []string{old, fresh}}}); len(r.Evicted) != 2 || len(s.Cache) != 0 || len(s.CacheLatest) != 0 || s.CacheBytes() != 0 {
+		t.Errorf("evict after the job ended: %v, cache %v, latest %v", r.Evicted, s.Cache, s.CacheLatest)
+	}
+	// Reuse of an entry that is gone is refused: the agent renders instead.
+	must(s.Apply(10, &Command{At: at, Submit: &SubmitCmd{Job: &Job{ID: "k"}, Tasks: []*Task{{ID: "k-r0", Type: montagev1.TaskType_TASK_TYPE_RENDER, CacheKey: "k1", MaxAttempts: 1, CacheEntry: "gone"}}}}))
+	g = must(s.Apply(11, &Command{At: at, Grant: &GrantCmd{TaskID: "k-r0", AgentID: "a"}}))
+	if r := s.Apply(12, &Command{At: at, Complete: &CompleteCmd{TaskID: "k-r0", AgentID: "a", Token: g.Token, ReuseCache: true}}); !errors.Is(r.Err, ErrNotRunnable) {
+		t.Errorf("reuse of a missing entry: %v", r.Err)
 	}
 }

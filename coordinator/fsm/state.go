@@ -5,6 +5,8 @@
 package fsm
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,9 +72,13 @@ type RenderInput struct {
 }
 
 // CacheEntry is one segment in the cache: the render whose content key is
-// Key lives at Object.
+// Plan, of the source as it was when Identity was seen, lives at Object.
+// Key is Plan and a hash of Identity: a source re-uploaded at the same URL
+// gets an entry of its own.
 type CacheEntry struct {
 	Key      string    `json:"key"`
+	Plan     string    `json:"plan,omitempty"`
+	Identity string    `json:"identity,omitempty"`
 	Object   string    `json:"object"`
 	Size     int64     `json:"size"`
 	SHA256   string    `json:"sha256"`
@@ -106,10 +112,14 @@ type Task struct {
 	// Chunk of Chunks of its highlight (0 of 1 when not split).
 	Chunk  int `json:"chunk,omitempty"`
 	Chunks int `json:"chunks,omitempty"`
-	// CacheKey is the render's content key; Cached says the result came
-	// from the segment cache at submit.
-	CacheKey string `json:"cache_key,omitempty"`
-	Cached   bool   `json:"cached,omitempty"`
+	// CacheKey is the render's content key (its plan: source URL, cut,
+	// profile). CacheEntry names the cache entry the task may reuse, set at
+	// submit from the newest entry of that plan: its agent first checks
+	// that the source is still what the entry was made from. Cached says
+	// the result came from the cache.
+	CacheKey   string `json:"cache_key,omitempty"`
+	CacheEntry string `json:"cache_entry,omitempty"`
+	Cached     bool   `json:"cached,omitempty"`
 	// Requires lists what an agent must provide to take the task.
 	Requires []string `json:"requires,omitempty"`
 	// ExpectedBytes is about how much disk the task needs on an agent.
@@ -202,8 +212,10 @@ type State struct {
 	Tasks       map[string]*Task  `json:"tasks"`
 	Agents      map[string]*Agent `json:"agents"`
 	Idempotency map[string]string `json:"idempotency"` // key → job id
-	// Cache indexes cached segments by content key.
-	Cache map[string]*CacheEntry `json:"cache"`
+	// Cache holds cached segments by entry key; CacheLatest names, per
+	// content key, the entry of the newest render.
+	Cache       map[string]*CacheEntry `json:"cache"`
+	CacheLatest map[string]string      `json:"cache_latest,omitempty"`
 	// AppliedIndex is the raft index of the last applied command.
 	AppliedIndex uint64 `json:"applied_index"`
 }
@@ -216,6 +228,7 @@ func New() *State {
 		Agents:      map[string]*Agent{},
 		Idempotency: map[string]string{},
 		Cache:       map[string]*CacheEntry{},
+		CacheLatest: map[string]string{},
 	}
 }
 
@@ -246,6 +259,9 @@ func Restore(r io.Reader) (*State, error) {
 	}
 	if s.Cache == nil {
 		s.Cache = map[string]*CacheEntry{}
+	}
+	if s.CacheLatest == nil {
+		s.CacheLatest = map[string]string{}
 	}
 	return s, nil
 }
@@ -326,7 +342,14 @@ func (s *State) LeasedTasks() []*Task {
 	return out
 }
 
-// CacheRefs counts, per content key, the unfinished jobs that still need the
+// CacheEntryKey is the entry key of a render of plan from a source seen as
+// identity.
+func CacheEntryKey(plan, identity string) string {
+	h := sha256.Sum256([]byte(identity))
+	return plan + "-" + hex.EncodeToString(h[:8])
+}
+
+// CacheRefs counts, per entry key, the unfinished jobs that still need the
 // cached segment: such an entry must not be evicted.
 func (s *State) CacheRefs() map[string]int {
 	refs := map[string]int{}
@@ -336,9 +359,9 @@ func (s *State) CacheRefs() map[string]int {
 		}
 		seen := map[string]bool{}
 		for _, id := range j.TaskIDs {
-			if t := s.Tasks[id]; t != nil && t.CacheKey != "" && !seen[t.CacheKey] {
-				seen[t.CacheKey] = true
-				refs[t.CacheKey]++
+			if t := s.Tasks[id]; t != nil && t.CacheEntry != "" && !seen[t.CacheEntry] {
+				seen[t.CacheEntry] = true
+				refs[t.CacheEntry]++
 			}
 		}
 	}

@@ -572,7 +572,11 @@ type SourceFacts struct {
 	Channels        int32                  `protobuf:"varint,8,opt,name=channels,proto3" json:"channels,omitempty"`
 	DurationSeconds float64                `protobuf:"fixed64,9,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
 	// Set for sources resolved by yt-dlp: its extractor.
-	Extractor     string `protobuf:"bytes,10,opt,name=extractor,proto3" json:"extractor,omitempty"`
+	Extractor string `protobuf:"bytes,10,opt,name=extractor,proto3" json:"extractor,omitempty"`
+	// What identifies the source's bytes: its ETag, Last-Modified and size
+	// (or yt-dlp's extractor, video id and format ids). A cached render is
+	// reused only while the source still shows the same identity.
+	Identity      string `protobuf:"bytes,11,opt,name=identity,proto3" json:"identity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -677,6 +681,13 @@ func (x *SourceFacts) GetExtractor() string {
 	return ""
 }
 
+func (x *SourceFacts) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
 type RenderInput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// What the agent reads: for s3:// sources a presigned HTTPS URL.
@@ -698,8 +709,12 @@ type RenderInput struct {
 	SnapStart             bool    `protobuf:"varint,10,opt,name=snap_start,json=snapStart,proto3" json:"snap_start,omitempty"`
 	SnapEnd               bool    `protobuf:"varint,11,opt,name=snap_end,json=snapEnd,proto3" json:"snap_end,omitempty"`
 	HighlightStartSeconds float64 `protobuf:"fixed64,12,opt,name=highlight_start_seconds,json=highlightStartSeconds,proto3" json:"highlight_start_seconds,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Set when a cached render of this cut exists: the source's identity
+	// then. If the source still shows it, the agent completes the task with
+	// reuse_cache instead of rendering.
+	CachedIdentity string `protobuf:"bytes,13,opt,name=cached_identity,json=cachedIdentity,proto3" json:"cached_identity,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RenderInput) Reset() {
@@ -814,6 +829,13 @@ func (x *RenderInput) GetHighlightStartSeconds() float64 {
 		return x.HighlightStartSeconds
 	}
 	return 0
+}
+
+func (x *RenderInput) GetCachedIdentity() string {
+	if x != nil {
+		return x.CachedIdentity
+	}
+	return ""
 }
 
 type ConcatInput struct {
@@ -1182,8 +1204,11 @@ type TaskResult struct {
 	UploadId string          `protobuf:"bytes,5,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
 	Parts    []*UploadedPart `protobuf:"bytes,6,rep,name=parts,proto3" json:"parts,omitempty"`
 	// Further outputs, each already PUT to its slot's URL.
-	ExtraOutputs  []*OutputObject `protobuf:"bytes,7,rep,name=extra_outputs,json=extraOutputs,proto3" json:"extra_outputs,omitempty"`
-	Source        *SourceFacts    `protobuf:"bytes,8,opt,name=source,proto3" json:"source,omitempty"`
+	ExtraOutputs []*OutputObject `protobuf:"bytes,7,rep,name=extra_outputs,json=extraOutputs,proto3" json:"extra_outputs,omitempty"`
+	Source       *SourceFacts    `protobuf:"bytes,8,opt,name=source,proto3" json:"source,omitempty"`
+	// The source is unchanged: commit the lease's cached render as the
+	// result (key, size and sha256 are then not needed).
+	ReuseCache    bool `protobuf:"varint,9,opt,name=reuse_cache,json=reuseCache,proto3" json:"reuse_cache,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1272,6 +1297,13 @@ func (x *TaskResult) GetSource() *SourceFacts {
 		return x.Source
 	}
 	return nil
+}
+
+func (x *TaskResult) GetReuseCache() bool {
+	if x != nil {
+		return x.ReuseCache
+	}
+	return false
 }
 
 type OutputObject struct {
@@ -1800,7 +1832,7 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"OutputSlot\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x17\n" +
-	"\aput_url\x18\x03 \x01(\tR\x06putUrl\"\xb3\x02\n" +
+	"\aput_url\x18\x03 \x01(\tR\x06putUrl\"\xcf\x02\n" +
 	"\vSourceFacts\x12\x1c\n" +
 	"\tcontainer\x18\x01 \x01(\tR\tcontainer\x12\x1f\n" +
 	"\vvideo_codec\x18\x02 \x01(\tR\n" +
@@ -1815,7 +1847,8 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\bchannels\x18\b \x01(\x05R\bchannels\x12)\n" +
 	"\x10duration_seconds\x18\t \x01(\x01R\x0fdurationSeconds\x12\x1c\n" +
 	"\textractor\x18\n" +
-	" \x01(\tR\textractor\"\xa3\x03\n" +
+	" \x01(\tR\textractor\x12\x1a\n" +
+	"\bidentity\x18\v \x01(\tR\bidentity\"\xcc\x03\n" +
 	"\vRenderInput\x12\x1d\n" +
 	"\n" +
 	"source_url\x18\x01 \x01(\tR\tsourceUrl\x12#\n" +
@@ -1832,7 +1865,8 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"snap_start\x18\n" +
 	" \x01(\bR\tsnapStart\x12\x19\n" +
 	"\bsnap_end\x18\v \x01(\bR\asnapEnd\x126\n" +
-	"\x17highlight_start_seconds\x18\f \x01(\x01R\x15highlightStartSeconds\"D\n" +
+	"\x17highlight_start_seconds\x18\f \x01(\x01R\x15highlightStartSeconds\x12'\n" +
+	"\x0fcached_identity\x18\r \x01(\tR\x0ecachedIdentity\"D\n" +
 	"\vConcatInput\x125\n" +
 	"\bsegments\x18\x01 \x03(\v2\x19.montage.v1.ConcatSegmentR\bsegments\"\x93\x03\n" +
 	"\rConcatSegment\x12\x10\n" +
@@ -1861,7 +1895,7 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x11HeartbeatResponse\x12(\n" +
 	"\x10revoked_task_ids\x18\x01 \x03(\tR\x0erevokedTaskIds\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x01R\n" +
-	"ttlSeconds\"\xb2\x02\n" +
+	"ttlSeconds\"\xd3\x02\n" +
 	"\n" +
 	"TaskResult\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
@@ -1871,7 +1905,9 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\tupload_id\x18\x05 \x01(\tR\buploadId\x12.\n" +
 	"\x05parts\x18\x06 \x03(\v2\x18.montage.v1.UploadedPartR\x05parts\x12=\n" +
 	"\rextra_outputs\x18\a \x03(\v2\x18.montage.v1.OutputObjectR\fextraOutputs\x12/\n" +
-	"\x06source\x18\b \x01(\v2\x17.montage.v1.SourceFactsR\x06source\"`\n" +
+	"\x06source\x18\b \x01(\v2\x17.montage.v1.SourceFactsR\x06source\x12\x1f\n" +
+	"\vreuse_cache\x18\t \x01(\bR\n" +
+	"reuseCache\"`\n" +
 	"\fOutputObject\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x12\n" +
