@@ -82,7 +82,7 @@ func (s *Server) Register(_ context.Context, req *connect.Request[montagev1.Regi
 			out = agentProto(a)
 		}
 	})
-	s.seen(a.ID)
+	s.lead.Seen(a.ID)
 	out.LastSeen = timestamppb.New(s.clock.Now())
 	s.log.Info("agent registered", "agent", a.ID, "name", name, "slots", a.Slots)
 	return connect.NewResponse(&montagev1.RegisterResponse{Agent: out, Coordinators: s.coordinatorURLs(),
@@ -143,7 +143,7 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 	if int(m.GetFreeSlots()) > slots {
 		return nil, invalid("free_slots", "%d is more than the %d slots agent %s registered", m.GetFreeSlots(), slots, m.GetAgentId())
 	}
-	s.seen(m.GetAgentId())
+	s.lead.Seen(m.GetAgentId())
 	if err := s.requireLeader(); err != nil {
 		return nil, err
 	}
@@ -185,7 +185,7 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 // that another grant raced to is skipped (Apply re-checks runnability).
 func (s *Server) grant(agentID string, n, gpu int, freeDisk int64) ([]*montagev1.Lease, error) {
 	var picks []string
-	s.node.View(func(st *fsm.State) { picks = sched.Pick(st, agentID, n, gpu, freeDisk, s.online) })
+	s.node.View(func(st *fsm.State) { picks = sched.Pick(st, agentID, n, gpu, freeDisk, s.lead.Online) })
 	var out []*montagev1.Lease
 	for _, id := range picks {
 		resp, err := s.apply(&fsm.Command{Grant: &fsm.GrantCmd{TaskID: id, AgentID: agentID}})
@@ -401,7 +401,7 @@ func (s *Server) Heartbeat(_ context.Context, req *connect.Request[montagev1.Hea
 	if err := s.requireLeader(); err != nil {
 		return nil, err
 	}
-	s.seen(m.GetAgentId())
+	s.lead.Seen(m.GetAgentId())
 	out := &montagev1.HeartbeatResponse{TtlSeconds: s.cfg.LeaseTTL.Seconds()}
 	now := s.clock.Now()
 	listed := map[string]bool{}
@@ -524,7 +524,7 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 		return nil, err
 	}
 	s.leases.Drop(m.GetTaskId())
-	s.cacheSegment(ctx, m.GetTaskId(), res)
+	s.lead.KeepSegment(ctx, m.GetTaskId(), res)
 	s.m.completed.WithLabelValues("succeeded").Inc()
 	s.log.Info("task completed", "task", m.GetTaskId(), "agent", m.GetAgentId(), "token", m.GetToken(), "key", r.GetKey())
 	return connect.NewResponse(&montagev1.CompleteTaskResponse{}), nil

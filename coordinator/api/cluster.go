@@ -15,12 +15,6 @@ import (
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
 
-func (s *Server) seen(agentID string) {
-	s.mu.Lock()
-	s.lastSeen[agentID] = s.clock.Now()
-	s.mu.Unlock()
-}
-
 // coordinatorURLs lists the API addresses of the live coordinators.
 func (s *Server) coordinatorURLs() []string {
 	members, _ := s.node.Members()
@@ -101,13 +95,11 @@ func (s *Server) ListAgents(context.Context, *connect.Request[montagev1.ListAgen
 			out.Agents = append(out.Agents, p)
 		}
 	})
-	s.mu.Lock()
 	for _, a := range out.Agents {
-		if t, ok := s.lastSeen[a.GetId()]; ok {
+		if t, ok := s.lead.LastSeen(a.GetId()); ok {
 			a.LastSeen = timestamppb.New(t)
 		}
 	}
-	s.mu.Unlock()
 	sort.Slice(out.Agents, func(a, b int) bool { return out.Agents[a].GetId() < out.Agents[b].GetId() })
 	return connect.NewResponse(out), nil
 }
@@ -147,9 +139,7 @@ func (s *Server) RemoveAgent(_ context.Context, req *connect.Request[montagev1.R
 	if resp.Err != nil {
 		return nil, toConnect(resp.Err)
 	}
-	s.mu.Lock()
-	delete(s.lastSeen, id)
-	s.mu.Unlock()
+	s.lead.Forget(id)
 	s.log.Info("agent removed by an operator", "agent", id)
 	return connect.NewResponse(&montagev1.RemoveAgentResponse{}), nil
 }

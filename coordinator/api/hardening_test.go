@@ -248,7 +248,7 @@ func TestEncoderChoiceRightAfterAnElection(t *testing.T) {
 	if enc := submit(); enc != "libx264" {
 		t.Fatalf("with the GPU agent long gone: %s, want libx264", enc)
 	}
-	h.srv.takeOverLeases() // what a new leader does after its election
+	h.srv.lead.TakeOver() // what a new leader does after its election
 	if enc := submit(); enc != "h264_nvenc" {
 		t.Errorf("right after an election: %s, want h264_nvenc (the registered GPU agent has not called yet)", enc)
 	}

@@ -116,29 +116,12 @@ func s3Source(r *spec.Resolved) string {
 	return ""
 }
 
-// online reports whether an agent called this leader recently (within a
-// long poll and three lease lifetimes). In that long after an election
-// every registered agent counts as online: the new leader has not heard
-// from anyone yet, and must not decide (an encoder for a job, say) as if
-// the farm were empty.
-func (s *Server) online(agentID string) bool {
-	window := s.cfg.MaxLeaseWait + 3*s.cfg.LeaseTTL
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.clock.Now()
-	if !s.leaderSince.IsZero() && now.Sub(s.leaderSince) <= window {
-		return true
-	}
-	t, ok := s.lastSeen[agentID]
-	return ok && now.Sub(t) <= window
-}
-
 // onlineAgents lists the registered agents that are ready and called this
 // leader recently. Call it inside View.
 func (s *Server) onlineAgents(st *fsm.State) []*fsm.Agent {
 	var out []*fsm.Agent
 	for id, a := range st.Agents {
-		if a.State == montagev1.AgentState_AGENT_STATE_READY && s.online(id) {
+		if a.State == montagev1.AgentState_AGENT_STATE_READY && s.lead.Online(id) {
 			out = append(out, a)
 		}
 	}
@@ -296,7 +279,7 @@ func (s *Server) GetOutputURL(ctx context.Context, req *connect.Request[montagev
 		if err := s.requireLeader(); err != nil {
 			return nil, err
 		}
-		if err := s.finalize(ctx, j.Id); err != nil {
+		if err := s.lead.Finalize(ctx, j.Id); err != nil {
 			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("finalize job %s before signing a link: %w", j.Id, err))
 		}
 		look()

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -18,6 +17,7 @@ import (
 	"github.com/stream-montages/montage/coordinator/blob"
 	"github.com/stream-montages/montage/coordinator/cluster"
 	"github.com/stream-montages/montage/coordinator/fsm"
+	"github.com/stream-montages/montage/coordinator/leader"
 	"github.com/stream-montages/montage/coordinator/lease"
 	"github.com/stream-montages/montage/coordinator/planner"
 	"github.com/stream-montages/montage/internal/clock"
@@ -101,33 +101,26 @@ func (c *Config) defaults() {
 // Server implements the Connect services.
 type Server struct {
 	node   *cluster.Node
-	leases *lease.Table
+	lead   *leader.Leader
+	leases *lease.Table // the leader's
 	store  blob.Store
 	clock  clock.Clock
 	cfg    Config
 	log    *slog.Logger
 	m      *metrics
-
-	mu       sync.Mutex
-	lastSeen map[string]time.Time // agent id → last call, on this node
-	// leaderSince is when this node last became leader: until agents have
-	// had time to call it, it cannot tell who is online.
-	leaderSince time.Time
 }
 
 // New wires a server.
 func New(node *cluster.Node, store blob.Store, clk clock.Clock, cfg Config, log *slog.Logger) *Server {
 	cfg.defaults()
-	return &Server{
-		node:     node,
-		leases:   lease.NewTable(cfg.LeaseTTL),
-		store:    store,
-		clock:    clk,
-		cfg:      cfg,
-		log:      log,
-		m:        newMetrics(),
-		lastSeen: map[string]time.Time{},
-	}
+	m := newMetrics()
+	lead := leader.New(node, store, clk, leader.Config{
+		LeaseTTL: cfg.LeaseTTL, LeaseGrace: cfg.LeaseGrace, OnlineWindow: cfg.MaxLeaseWait + 3*cfg.LeaseTTL,
+		JanitorInterval: cfg.JanitorInterval, Retention: cfg.Retention, PurgeDelay: cfg.PurgeDelay,
+		CacheBudget: cfg.CacheBudget, AgentGC: cfg.AgentGC,
+		OnExpire: m.expired.Inc, OnLeases: func(n int) { m.leases.Set(float64(n)) },
+	}, log)
+	return &Server{node: node, lead: lead, leases: lead.Leases, store: store, clock: clk, cfg: cfg, log: log, m: m}
 }
 
 // Mount adds the Connect handlers and /metrics to mux.
@@ -159,100 +152,9 @@ func urlTTL(expectedSeconds float64) time.Duration {
 	return 15*time.Minute + time.Duration(20*expectedSeconds)*time.Second
 }
 
-// Run keeps the lease table in step with leadership, expires leases whose
-// agents stopped renewing them and does storage housekeeping. It returns
-// when ctx ends.
-func (s *Server) Run(ctx context.Context) {
-	tick := s.cfg.LeaseTTL / 5
-	if tick < 50*time.Millisecond {
-		tick = 50 * time.Millisecond
-	}
-	leader := false
-	leaderCh := s.node.LeaderCh()
-	// Housekeeping has its own loop: a multi-GB copy must not hold up lease
-	// expiry.
-	go s.janitorLoop(ctx)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case isLeader := <-leaderCh:
-			leader = isLeader
-			if leader {
-				s.takeOverLeases()
-			} else {
-				s.lostLeadership()
-			}
-		case <-s.clock.After(tick):
-			if !leader && s.node.IsLeader() && s.node.Ready() {
-				// LeaderCh drops edges when nobody reads it in time; catch up.
-				leader = true
-				s.takeOverLeases()
-			}
-			if leader && !s.node.IsLeader() {
-				leader = false
-				s.lostLeadership()
-			}
-			if leader {
-				s.expireLeases()
-			}
-		}
-	}
-}
-
-// takeOverLeases rebuilds the lease table from replicated state, giving every
-// lease a grace period: the old leader's timers died with it.
-func (s *Server) takeOverLeases() {
-	if err := s.node.Barrier(10 * time.Second); err != nil {
-		s.log.Warn("barrier after election failed", "err", err)
-	}
-	now := s.clock.Now().Add(s.cfg.LeaseGrace)
-	var entries []lease.Entry
-	s.node.View(func(st *fsm.State) {
-		for _, t := range st.LeasedTasks() {
-			entries = append(entries, lease.Entry{TaskID: t.ID, AgentID: t.AgentID, Token: t.LeaseToken, Deadline: now.Add(s.cfg.LeaseTTL), Since: s.clock.Now()})
-		}
-	})
-	s.leases.Reset(entries)
-	s.mu.Lock()
-	s.leaderSince = s.clock.Now()
-	s.mu.Unlock()
-	s.log.Info("leadership gained; leases inherited", "leases", len(entries), "grace", s.cfg.LeaseGrace)
-}
-
-// lostLeadership forgets what only a leader keeps: its lease timers (the
-// gauge of them with them, so a demoted node stops reporting leases).
-func (s *Server) lostLeadership() {
-	s.leases.Reset(nil)
-	s.m.leases.Set(0)
-}
-
-func (s *Server) expireLeases() {
-	// Every lease in the replicated state must be timed here, or one whose
-	// agent died would never expire: adopt any the table lacks (granted in
-	// the moment between an election and the table's rebuild, say).
-	now := s.clock.Now()
-	s.node.View(func(st *fsm.State) {
-		for _, t := range st.LeasedTasks() {
-			if e, ok := s.leases.Get(t.ID); !ok || e.Token != t.LeaseToken {
-				s.leases.Track(t.ID, t.AgentID, t.LeaseToken, now)
-			}
-		}
-	})
-	for _, e := range s.leases.Expired(s.clock.Now()) {
-		resp, err := s.node.Apply(&fsm.Command{At: s.clock.Now(), Expire: &fsm.ExpireCmd{TaskID: e.TaskID, Token: e.Token}})
-		if err != nil {
-			s.log.Warn("expire lease", "task", e.TaskID, "err", err)
-			return
-		}
-		s.leases.Drop(e.TaskID)
-		if resp.Err == nil {
-			s.m.expired.Inc()
-			s.log.Info("lease expired; task requeued or failed", "task", e.TaskID, "agent", e.AgentID, "token", e.Token)
-		}
-	}
-	s.m.leases.Set(float64(s.leases.Len()))
-}
+// Run does the leader's work (lease expiry, housekeeping) while this node
+// leads, until ctx ends.
+func (s *Server) Run(ctx context.Context) { s.lead.Run(ctx) }
 
 // apply proposes a command stamped with this leader's clock and turns both
 // transport and state-machine errors into Connect errors.

@@ -1,4 +1,4 @@
-package api
+package leader
 
 import (
 	"context"
@@ -11,12 +11,12 @@ import (
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
 
-// cacheSegment keeps a committed render in the segment cache: the object is
+// KeepSegment keeps a committed render in the segment cache: the object is
 // copied to cache/<content key>.mp4 first and indexed after, so the index
 // never names an object that is not there. A failure only costs a later job
 // a render, so it is logged, not returned.
-func (s *Server) cacheSegment(ctx context.Context, taskID string, res fsm.Result) {
-	if s.cfg.CacheBudget < 0 {
+func (l *Leader) KeepSegment(ctx context.Context, taskID string, res fsm.Result) {
+	if l.cfg.CacheBudget < 0 {
 		return
 	}
 	facts := &montagev1.SourceFacts{}
@@ -26,7 +26,7 @@ func (s *Server) cacheSegment(ctx context.Context, taskID string, res fsm.Result
 		return // nothing to tell a re-upload at the same URL from this source
 	}
 	var plan, key string
-	s.node.View(func(st *fsm.State) {
+	l.node.View(func(st *fsm.State) {
 		if t := st.Tasks[taskID]; t != nil && t.CacheKey != "" && !t.Cached {
 			k := fsm.CacheEntryKey(t.CacheKey, identity)
 			if st.Cache[k] == nil || st.CacheLatest[t.CacheKey] != k {
@@ -38,21 +38,21 @@ func (s *Server) cacheSegment(ctx context.Context, taskID string, res fsm.Result
 		return
 	}
 	obj := blob.CacheKey(key)
-	if err := s.store.Copy(ctx, res.Key, obj); err != nil {
-		s.log.Warn("segment not cached", "task", taskID, "err", err)
+	if err := l.store.Copy(ctx, res.Key, obj); err != nil {
+		l.log.Warn("segment not cached", "task", taskID, "err", err)
 		return
 	}
 	// The cache serves this object to later jobs as the accepted segment:
 	// it must be exactly that.
-	if err := s.store.Verify(ctx, obj, res.Size, res.SHA256); err != nil {
-		s.log.Warn("cached copy differs from the accepted segment; not cached", "task", taskID, "err", err)
-		_ = s.store.Delete(ctx, obj)
+	if err := l.store.Verify(ctx, obj, res.Size, res.SHA256); err != nil {
+		l.log.Warn("cached copy differs from the accepted segment; not cached", "task", taskID, "err", err)
+		_ = l.store.Delete(ctx, obj)
 		return
 	}
-	if _, err := s.apply(&fsm.Command{CacheAdd: &fsm.CacheEntry{
+	if _, err := l.propose(&fsm.Command{CacheAdd: &fsm.CacheEntry{
 		Key: key, Plan: plan, Identity: identity, Object: obj, Size: res.Size, SHA256: res.SHA256, Duration: res.Duration, Source: res.Source,
 	}}); err != nil {
-		s.log.Warn("segment not indexed", "task", taskID, "err", err)
+		l.log.Warn("segment not indexed", "task", taskID, "err", err)
 	}
 }
 
@@ -60,14 +60,14 @@ func (s *Server) cacheSegment(ctx context.Context, taskID string, res fsm.Result
 // entries that no unfinished job needs go first. The index entry goes
 // through raft before the object is deleted, so a job submitted meanwhile
 // either saw the entry (and then Apply refuses to evict it) or did not.
-func (s *Server) evictCache(ctx context.Context) {
-	if s.cfg.CacheBudget <= 0 {
+func (l *Leader) evictCache(ctx context.Context) {
+	if l.cfg.CacheBudget <= 0 {
 		return
 	}
 	var victims []string
 	objects := map[string]string{}
-	s.node.View(func(st *fsm.State) {
-		over := st.CacheBytes() - s.cfg.CacheBudget
+	l.node.View(func(st *fsm.State) {
+		over := st.CacheBytes() - l.cfg.CacheBudget
 		if over <= 0 {
 			return
 		}
@@ -96,15 +96,15 @@ func (s *Server) evictCache(ctx context.Context) {
 	if len(victims) == 0 {
 		return
 	}
-	resp, err := s.apply(&fsm.Command{CacheEvict: &fsm.CacheEvictCmd{Keys: victims}})
+	resp, err := l.propose(&fsm.Command{CacheEvict: &fsm.CacheEvictCmd{Keys: victims}})
 	if err != nil {
-		s.log.Warn("cache eviction", "err", err)
+		l.log.Warn("cache eviction", "err", err)
 		return
 	}
 	for _, k := range resp.Evicted {
-		if err := s.store.Delete(ctx, objects[k]); err != nil {
-			s.log.Warn("delete evicted segment", "key", objects[k], "err", err)
+		if err := l.store.Delete(ctx, objects[k]); err != nil {
+			l.log.Warn("delete evicted segment", "key", objects[k], "err", err)
 		}
 	}
-	s.log.Info("cache evicted", "entries", len(resp.Evicted))
+	l.log.Info("cache evicted", "entries", len(resp.Evicted))
 }
