@@ -6,7 +6,7 @@ GOBIN := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 BINARIES := bin/montage-coordinator bin/montage-agent bin/montagectl bin/montage-samples
 
-.PHONY: build demo test test-race ci proto proto-check lint tools ffmpeg bench fuzz clean
+.PHONY: build demo test test-loaded test-race ci proto proto-check lint tools ffmpeg bench fuzz clean
 
 build:
 	$(GO) build -o bin/montage-coordinator ./coordinator
@@ -28,6 +28,10 @@ test: ffmpeg tools
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
 	$(GO) test -count=1 -race -timeout 10m ./coordinator/...
+
+# Every test three times under two busy loops (long; not part of ci).
+test-loaded: ffmpeg tools
+	scripts/test-loaded.sh
 
 ci: ffmpeg tools lint test
 
