@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -80,7 +81,9 @@ func TestBadSourcesFailTheJob(t *testing.T) {
 	for _, tc := range []struct {
 		name, url, want string
 	}{
-		{"unreachable", "http://127.0.0.1:9/missing.mp4", "5XX Server Error"}, // the agent's range proxy answers 502
+		// The error names the user's URL and the real cause, not the agent's
+		// range proxy and its 502.
+		{"unreachable", "http://127.0.0.1:9/missing.mp4", "source http://127.0.0.1:9/missing.mp4: dial tcp 127.0.0.1:9: connect: connection refused"},
 		{"not a video", mediaURL + "/notvideo.mp4", "Invalid data found when processing input"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -94,6 +97,9 @@ func TestBadSourcesFailTheJob(t *testing.T) {
 			mustContain(t, get.stdout, "State:    failed", "montagectl get")
 			mustContain(t, get.stdout, tc.want, "montagectl get")
 			mustContain(t, get.stdout, "failed after 2 attempts", "montagectl get")
+			if proxyURL := regexp.MustCompile(`127\.0\.0\.1:\d+/[0-9a-f]{32}/`).FindString(get.stdout); proxyURL != "" {
+				t.Errorf("the error shows the agent's internal proxy URL %s:\n%s", proxyURL, get.stdout)
+			}
 			j := getJob(t, c.url, id)
 			for _, task := range j.GetTasks() {
 				if task.GetState() == montagev1.TaskState_TASK_STATE_LEASED || task.GetState() == montagev1.TaskState_TASK_STATE_QUEUED {

@@ -33,18 +33,7 @@ func BenchmarkLeaseLatency(b *testing.B) {
 			jobs := montagev1connect.NewJobServiceClient(http.DefaultClient, m.urls[via.idx])
 			agents := montagev1connect.NewAgentServiceClient(http.DefaultClient, m.urls[via.idx])
 			agent := "bench-" + via.name
-			if _, err := agents.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: agent, Slots: 1, Capabilities: &montagev1.AgentCapabilities{Encoders: []string{"libx264"}}})); err != nil {
-				b.Fatal(err)
-			}
-			for left := b.N; left > 0; left -= 500 {
-				s := &montagev1.JobSpec{}
-				for i := 0; i < min(left, 500); i++ {
-					s.Highlights = append(s.Highlights, &montagev1.Highlight{Url: "http://src/v.mp4", At: fmt.Sprint(i), Duration: "5"})
-				}
-				if _, err := jobs.SubmitJob(ctx, connect.NewRequest(&montagev1.SubmitJobRequest{Spec: s})); err != nil {
-					b.Fatal(err)
-				}
-			}
+			queueRenders(b, jobs, agents, agent)
 			lat := make([]time.Duration, 0, b.N)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -74,18 +63,7 @@ func BenchmarkCompleteLatency(b *testing.B) {
 	jobs := montagev1connect.NewJobServiceClient(http.DefaultClient, url)
 	agents := montagev1connect.NewAgentServiceClient(http.DefaultClient, url)
 	const agent = "bench-complete"
-	if _, err := agents.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: agent, Slots: 1, Capabilities: &montagev1.AgentCapabilities{Encoders: []string{"libx264"}}})); err != nil {
-		b.Fatal(err)
-	}
-	for left := b.N; left > 0; left -= 500 {
-		s := &montagev1.JobSpec{}
-		for i := 0; i < min(left, 500); i++ {
-			s.Highlights = append(s.Highlights, &montagev1.Highlight{Url: "http://src/v.mp4", At: fmt.Sprint(i), Duration: "5"})
-		}
-		if _, err := jobs.SubmitJob(ctx, connect.NewRequest(&montagev1.SubmitJobRequest{Spec: s})); err != nil {
-			b.Fatal(err)
-		}
-	}
+	queueRenders(b, jobs, agents, agent)
 	body := bytes.Repeat([]byte("segment "), 32<<10)
 	sum := sha256.Sum256(body)
 	lat := make([]time.Duration, 0, b.N)
@@ -118,4 +96,23 @@ func BenchmarkCompleteLatency(b *testing.B) {
 	sort.Slice(lat, func(x, y int) bool { return lat[x] < lat[y] })
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "ms-p50")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "ms-p99")
+}
+
+// queueRenders registers agent and queues b.N renders for it, in jobs of
+// up to 500 highlights.
+func queueRenders(b *testing.B, jobs montagev1connect.JobServiceClient, agents montagev1connect.AgentServiceClient, agent string) {
+	b.Helper()
+	ctx := context.Background()
+	if _, err := agents.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: agent, Slots: 1, Capabilities: &montagev1.AgentCapabilities{Encoders: []string{"libx264"}}})); err != nil {
+		b.Fatal(err)
+	}
+	for left := b.N; left > 0; left -= 500 {
+		s := &montagev1.JobSpec{}
+		for i := 0; i < min(left, 500); i++ {
+			s.Highlights = append(s.Highlights, &montagev1.Highlight{Url: "http://src/v.mp4", At: fmt.Sprint(i), Duration: "5"})
+		}
+		if _, err := jobs.SubmitJob(ctx, connect.NewRequest(&montagev1.SubmitJobRequest{Spec: s})); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -134,3 +134,30 @@ func TestCheckKey(t *testing.T) {
 		t.Error("presigned a bad key")
 	}
 }
+
+// A PUT over the store's size limit is refused, whether it says its length
+// or streams it, and leaves nothing behind: never a truncated object.
+func TestLocalPutOverTheLimit(t *testing.T) {
+	l, _ := newStore(t)
+	l.maxSize = 10
+	for i, chunked := range []bool{false, true} {
+		key := SegmentKey("j1", "j1-r000", uint64(i+1))
+		u, _ := l.PresignPut(key, time.Minute)
+		var body io.Reader = strings.NewReader("0123456789A")
+		if chunked {
+			body = io.MultiReader(strings.NewReader("0123456789"), strings.NewReader("A")) // no length known
+		}
+		req, _ := http.NewRequest(http.MethodPut, u, body)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("chunked=%v: HTTP %d, want 413", chunked, resp.StatusCode)
+		}
+		if _, err := l.Stat(context.Background(), key); !errors.Is(err, ErrMissing) {
+			t.Errorf("chunked=%v: an object was stored: %v", chunked, err)
+		}
+	}
+}

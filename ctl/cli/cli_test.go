@@ -39,10 +39,12 @@ func sampleJob() *montagev1.Job {
 
 func TestPrintJob(t *testing.T) {
 	var b bytes.Buffer
-	if err := printJob(&b, "text", sampleJob()); err != nil {
+	j := sampleJob()
+	j.BlockedAgents = []string{"flaky-pc"}
+	if err := printJob(&b, "text", j); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"State:    failed", "Progress: 50%", "Error:    render of highlight 1", "j1-r001", "3/3", "Connection refused"} {
+	for _, want := range []string{"State:    failed", "Progress: 50%", "Error:    render of highlight 1", "j1-r001", "3/3", "Connection refused", "Blocked:  flaky-pc"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("text output lacks %q:\n%s", want, b.String())
 		}
