@@ -524,7 +524,7 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 		return nil, err
 	}
 	s.leases.Drop(m.GetTaskId())
-	s.lead.KeepSegment(ctx, m.GetTaskId(), res)
+	s.lead.KeepSegment(m.GetTaskId(), res)
 	s.m.completed.WithLabelValues("succeeded").Inc()
 	s.log.Info("task completed", "task", m.GetTaskId(), "agent", m.GetAgentId(), "token", m.GetToken(), "key", r.GetKey())
 	return connect.NewResponse(&montagev1.CompleteTaskResponse{}), nil

@@ -3,6 +3,7 @@ package leader
 import (
 	"context"
 	"sort"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -11,14 +12,28 @@ import (
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
 
-// KeepSegment keeps a committed render in the segment cache: the object is
-// copied to cache/<content key>.mp4 first and indexed after, so the index
-// never names an object that is not there. A failure only costs a later job
-// a render, so it is logged, not returned.
-func (l *Leader) KeepSegment(ctx context.Context, taskID string, res fsm.Result) {
+// KeepSegment keeps a committed render in the segment cache, in the
+// background: the agent's completion does not wait for a copy and its
+// check (a big segment on S3 takes a while), and at most two copies run at
+// once. See keepSegment.
+func (l *Leader) KeepSegment(taskID string, res fsm.Result) {
 	if l.cfg.CacheBudget < 0 {
 		return
 	}
+	go func() {
+		l.cacheSem <- struct{}{}
+		defer func() { <-l.cacheSem }()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+		defer cancel()
+		l.keepSegment(ctx, taskID, res)
+	}()
+}
+
+// keepSegment copies the object to cache/<entry key>.mp4, checks the copy,
+// and indexes it after, so the index never names an object that is not
+// there or not what was accepted. A failure only costs a later job a
+// render, so it is logged, not returned.
+func (l *Leader) keepSegment(ctx context.Context, taskID string, res fsm.Result) {
 	facts := &montagev1.SourceFacts{}
 	_ = proto.Unmarshal(res.Source, facts)
 	identity := facts.GetIdentity()

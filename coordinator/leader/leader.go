@@ -69,6 +69,8 @@ type Leader struct {
 	// of raft).
 	Leases *lease.Table
 
+	cacheSem chan struct{} // bounds the segment copies running at once
+
 	mu       sync.Mutex
 	lastSeen map[string]time.Time // agent id → last call, on this node
 	// leaderSince is when this node last became leader: until agents have
@@ -78,7 +80,8 @@ type Leader struct {
 
 // New makes a leader for node.
 func New(node *cluster.Node, store blob.Store, clk clock.Clock, cfg Config, log *slog.Logger) *Leader {
-	l := &Leader{node: node, store: store, clock: clk, cfg: cfg, log: log, Leases: lease.NewTable(cfg.LeaseTTL), lastSeen: map[string]time.Time{}}
+	l := &Leader{node: node, store: store, clock: clk, cfg: cfg, log: log, Leases: lease.NewTable(cfg.LeaseTTL), lastSeen: map[string]time.Time{},
+		cacheSem: make(chan struct{}, 2)}
 	l.hooks = hooks{&l.cfg}
 	return l
 }
