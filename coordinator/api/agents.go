@@ -567,19 +567,6 @@ func (s *Server) presignSource(raw string, ttl time.Duration) (string, error) {
 	return sp.PresignSource(bucket, key, ttl)
 }
 
-func notFound(format string, args ...any) error {
-	return connect.NewError(connect.CodeNotFound, fmt.Errorf(format, args...))
-}
-
-func stale(t *fsm.Task, token uint64) error {
-	return connect.NewError(connect.CodeFailedPrecondition,
-		fmt.Errorf("task %s token %d (current %d, %s): %w", t.ID, token, t.LeaseToken, t.State, fsm.ErrStaleLease))
-}
-
-func wrongAgent(t *fsm.Task) error {
-	return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("task %s: %w", t.ID, fsm.ErrWrongAgent))
-}
-
 // maxParts bounds one upload (S3 allows 10,000 parts).
 const maxParts = 10000
 
