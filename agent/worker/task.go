@@ -552,11 +552,16 @@ func (a *Agent) upload(ctx context.Context, path string, l *montagev1.Lease) (*m
 		}
 		return res, nil
 	}
-	if _, err := a.put(ctx, l.GetOutputPutUrl(), io.NewSectionReader(f, 0, size), size); err != nil {
+	if _, err := a.put(ctx, l.GetOutputPutUrl(), io.NewSectionReader(f, 0, size), size); err != nil && !errors.Is(err, errExists) {
 		return nil, err
 	}
 	return res, nil
 }
+
+// errExists: the store already holds the object at this grant's key. That
+// happens when this lease was sent again after an upload whose report was
+// lost; the coordinator's checksum check then decides whether it is ours.
+var errExists = errors.New("object exists")
 
 // uploadSmall PUTs a small file in one request and returns its size and hash.
 func (a *Agent) uploadSmall(ctx context.Context, path, url string) (*montagev1.OutputObject, error) {
@@ -565,7 +570,7 @@ func (a *Agent) uploadSmall(ctx context.Context, path, url string) (*montagev1.O
 		return nil, fmt.Errorf("upload: %w", err)
 	}
 	sum := sha256.Sum256(b)
-	if _, err := a.put(ctx, url, bytes.NewReader(b), int64(len(b))); err != nil {
+	if _, err := a.put(ctx, url, bytes.NewReader(b), int64(len(b))); err != nil && !errors.Is(err, errExists) {
 		return nil, err
 	}
 	return &montagev1.OutputObject{Size: int64(len(b)), Sha256: hex.EncodeToString(sum[:])}, nil
@@ -588,6 +593,9 @@ func (a *Agent) put(ctx context.Context, url string, body io.Reader, n int64) (s
 		return "", fmt.Errorf("upload: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusPreconditionFailed && req.Header.Get("If-None-Match") == "*" {
+		return "", errExists
+	}
 	if resp.StatusCode/100 != 2 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return "", fmt.Errorf("upload: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
