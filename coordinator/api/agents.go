@@ -421,11 +421,12 @@ func (s *Server) Heartbeat(_ context.Context, req *connect.Request[montagev1.Hea
 		}
 	}
 	// A lease the agent does not list, granted long enough ago that its
-	// grant cannot still be on its way, is one the agent does not have:
-	// requeue it now without using an attempt, rather than let it expire
-	// as if the agent had died on it.
+	// grant cannot still be on its way (half a lease lifetime: agents
+	// heartbeat at least every third), is one the agent does not have:
+	// requeue it now without using an attempt, before it would expire as if
+	// the agent had died on it.
 	for _, e := range s.leases.Holding(m.GetAgentId()) {
-		if !listed[e.TaskID] && now.Sub(e.Since) > s.cfg.LeaseTTL {
+		if !listed[e.TaskID] && now.Sub(e.Since) > s.cfg.LeaseTTL/2 {
 			if _, err := s.checkFence(e.TaskID, m.GetAgentId(), e.Token); err == nil {
 				s.log.Info("lease not held by its agent; requeued", "task", e.TaskID, "agent", m.GetAgentId(), "token", e.Token)
 				s.handBack(e.TaskID, m.GetAgentId(), e.Token, "the agent did not hold this lease (its grant was lost)")

@@ -99,7 +99,7 @@ func TestLostGrantsCostNoAttempt(t *testing.T) {
 	if task := findTask(h.job(t, j.GetId()), lost.GetTaskId()); task.GetState() != montagev1.TaskState_TASK_STATE_LEASED {
 		t.Fatalf("requeued at once: %s", task.GetState())
 	}
-	h.clk.Advance(11 * time.Second) // past the 10-s lease lifetime
+	h.clk.Advance(6 * time.Second) // past half the 10-s lease lifetime, before its expiry
 	hb()
 	task := findTask(h.job(t, j.GetId()), lost.GetTaskId())
 	if task.GetState() != montagev1.TaskState_TASK_STATE_QUEUED || task.GetAttempts() != 0 {
