@@ -348,7 +348,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		backoff = 200 * time.Millisecond
 		for _, l := range resp.Msg.GetLeases() {
 			if a.holds(l) {
-				continue // already running: a lease sent again in a race
+				continue // already running (see holds)
 			}
 			if l.GetTtlSeconds() > 0 {
 				a.mu.Lock()
@@ -414,11 +414,14 @@ func (a *Agent) held() []*montagev1.LeaseProgress {
 	return out
 }
 
+// holds reports whether the agent runs l's task already, under any token:
+// a second run of one task would share its work directory and its entry
+// here. A newer grant of a task still running under an older one waits
+// until the heartbeat's revocation ends the old run; it is then sent again.
 func (a *Agent) holds(l *montagev1.Lease) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	r := a.running[l.GetTaskId()]
-	return r != nil && r.lease.GetToken() == l.GetToken()
+	return a.running[l.GetTaskId()] != nil
 }
 
 // freeGPU is how many more hardware encodes the agent may start.
