@@ -14,6 +14,7 @@ import (
 	"github.com/stream-montages/montage/agent/media"
 	"github.com/stream-montages/montage/agent/sources"
 	"github.com/stream-montages/montage/agent/worker"
+	"github.com/stream-montages/montage/coordinator/fsm"
 	"github.com/stream-montages/montage/coordinator/planner"
 	"github.com/stream-montages/montage/ctl/specfile"
 	"github.com/stream-montages/montage/internal/spec"
@@ -40,7 +41,7 @@ func run() error {
 		return err
 	}
 	r.Profile.Encoder = spec.SoftwareEncoder(r.Profile.VideoCodec)
-	_, tasks, err := planner.Plan("direct", s, r, planner.Options{})
+	job, tasks, err := planner.Plan("direct", s, r, planner.Options{})
 	if err != nil {
 		return err
 	}
@@ -74,11 +75,16 @@ func run() error {
 		segs  []*montagev1.ConcatSegment
 		paths []string
 	)
+	// The plan names each source once per job; a state holding it tells
+	// each render its URL, as the coordinator does for a lease.
+	st := fsm.New()
+	st.Apply(1, &fsm.Command{Submit: &fsm.SubmitCmd{Job: job, Tasks: tasks}})
 	for _, t := range tasks {
 		if t.Render == nil {
 			continue
 		}
-		in := t.Render
+		in := *t.Render
+		in.URL = st.SourceOf(st.Tasks[t.ID])
 		out := filepath.Join(dir, t.ID+".mp4")
 		d, _, err := rd.Render(ctx, &montagev1.RenderInput{
 			SourceUrl: in.URL, SourceType: in.SourceType, StartSeconds: in.Start, DurationSeconds: in.Duration, Title: in.Title,
