@@ -323,7 +323,8 @@ func (p *RangeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "source unreachable", http.StatusBadGateway)
 		return
 	}
-	if resp.StatusCode >= 400 {
+	// A range past the end (416) is a reader probing, not a broken source.
+	if resp.StatusCode >= 400 && resp.StatusCode != http.StatusRequestedRangeNotSatisfiable {
 		p.fail(t.group, src, fmt.Errorf("the server answered %s", resp.Status))
 	}
 	p.seen(t, id, rest, resp)
