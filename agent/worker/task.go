@@ -552,7 +552,7 @@ func (a *Agent) upload(ctx context.Context, path string, l *montagev1.Lease) (*m
 		}
 		return res, nil
 	}
-	if _, err := a.put(ctx, l.GetOutputPutUrl(), io.NewSectionReader(f, 0, size), size); err != nil && !errors.Is(err, errExists) {
+	if _, err := a.put(ctx, l.GetOutputPutUrl(), io.NewSectionReader(f, 0, size), size, true); err != nil && !errors.Is(err, errExists) {
 		return nil, err
 	}
 	return res, nil
@@ -570,20 +570,22 @@ func (a *Agent) uploadSmall(ctx context.Context, path, url string) (*montagev1.O
 		return nil, fmt.Errorf("upload: %w", err)
 	}
 	sum := sha256.Sum256(b)
-	if _, err := a.put(ctx, url, bytes.NewReader(b), int64(len(b))); err != nil && !errors.Is(err, errExists) {
+	if _, err := a.put(ctx, url, bytes.NewReader(b), int64(len(b)), true); err != nil && !errors.Is(err, errExists) {
 		return nil, err
 	}
 	return &montagev1.OutputObject{Size: int64(len(b)), Sha256: hex.EncodeToString(sum[:])}, nil
 }
 
 // put PUTs n bytes and returns the ETag the store answered with.
-func (a *Agent) put(ctx context.Context, url string, body io.Reader, n int64) (string, error) {
+// whole marks an object's single PUT (not a multipart part, which S3 does
+// not let be conditional): it is written once.
+func (a *Agent) put(ctx context.Context, url string, body io.Reader, n int64, whole bool) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, body)
 	if err != nil {
 		return "", fmt.Errorf("upload: %w", err)
 	}
 	req.ContentLength = n
-	if !strings.Contains(url, "partNumber=") && !strings.Contains(url, "part=") {
+	if whole {
 		// Write once: a store that supports it refuses to replace an
 		// object, so a replayed PUT cannot change an accepted result.
 		req.Header.Set("If-None-Match", "*")
@@ -625,7 +627,7 @@ func (a *Agent) uploadParts(ctx context.Context, f *os.File, size int64, l *mont
 		off := int64(i) * part
 		n := min(part, size-off)
 		m := md5.New()
-		etag, err := a.put(ctx, u, io.TeeReader(io.NewSectionReader(f, off, n), m), n)
+		etag, err := a.put(ctx, u, io.TeeReader(io.NewSectionReader(f, off, n), m), n, false)
 		if err != nil {
 			return fmt.Errorf("part %d: %w", i+1, err)
 		}
