@@ -132,9 +132,10 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 		wait = s.cfg.MaxLeaseWait
 	}
 	slots := -1
+	var provides []string
 	s.node.View(func(st *fsm.State) {
 		if a := st.Agents[m.GetAgentId()]; a != nil {
-			slots = a.Slots
+			slots, provides = a.Slots, slices.Clone(a.Provides)
 		}
 	})
 	if slots < 0 {
@@ -160,23 +161,29 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 		if err := s.requireLeader(); err != nil {
 			return nil, err
 		}
-		changed := s.node.Changed()
+		// Registered before the evaluation, so that work arriving between
+		// the two is not missed; only work this agent could take wakes it.
+		woken, cancel := s.node.WaitWork(m.GetAgentId(), provides)
 		leases, err := s.grant(m.GetAgentId(), int(m.GetFreeSlots()), int(m.GetFreeGpuSessions()), m.GetFreeDiskBytes())
 		if err != nil {
+			cancel()
 			return nil, err
 		}
 		// Each evaluation is logged: a test proves that nothing was granted
 		// by the evaluation that came after the event it waits for.
 		s.log.Debug("lease poll evaluated", "agent", m.GetAgentId(), "granted", len(leases))
 		if len(leases) > 0 {
+			cancel()
 			return connect.NewResponse(&montagev1.LeaseTaskResponse{Leases: leases}), nil
 		}
 		select {
 		case <-ctx.Done():
+			cancel()
 			return connect.NewResponse(&montagev1.LeaseTaskResponse{}), nil
 		case <-deadline.C:
+			cancel()
 			return connect.NewResponse(&montagev1.LeaseTaskResponse{}), nil
-		case <-changed:
+		case <-woken:
 		}
 	}
 }

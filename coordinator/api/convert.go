@@ -65,6 +65,12 @@ func jobProto(st *fsm.State, j *fsm.Job, leases *lease.Table, withTasks bool) *m
 	if total > 0 {
 		out.Progress = done / total
 	}
+	if sm := j.Summary; sm != nil {
+		out.TaskSummary = &montagev1.TaskSummary{Tasks: int32(sm.Tasks), Cached: int32(sm.Cached), Attempts: int32(sm.Attempts)}
+		if j.State == montagev1.JobState_JOB_STATE_SUCCEEDED {
+			out.Progress = 1
+		}
+	}
 	return out
 }
 

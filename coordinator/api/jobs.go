@@ -171,9 +171,11 @@ func (s *Server) ListJobs(_ context.Context, req *connect.Request[montagev1.List
 	}
 	out := &montagev1.ListJobsResponse{}
 	s.node.View(func(st *fsm.State) {
-		jobs := st.JobsByAge()
-		for i := len(jobs) - 1; i >= 0 && len(out.Jobs) < limit; i-- {
-			out.Jobs = append(out.Jobs, jobProto(st, jobs[i], s.leases, false))
+		for j := range st.JobsNewestFirst() {
+			if len(out.Jobs) == limit {
+				break
+			}
+			out.Jobs = append(out.Jobs, jobProto(st, j, s.leases, false))
 		}
 	})
 	return connect.NewResponse(out), nil

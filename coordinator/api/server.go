@@ -114,6 +114,7 @@ type Server struct {
 func New(node *cluster.Node, store blob.Store, clk clock.Clock, cfg Config, log *slog.Logger) *Server {
 	cfg.defaults()
 	m := newMetrics()
+	m.reg.MustRegister(node.Collectors()...)
 	lead := leader.New(node, store, clk, leader.Config{
 		LeaseTTL: cfg.LeaseTTL, LeaseGrace: cfg.LeaseGrace, OnlineWindow: cfg.MaxLeaseWait + 3*cfg.LeaseTTL,
 		JanitorInterval: cfg.JanitorInterval, Retention: cfg.Retention, PurgeDelay: cfg.PurgeDelay,

@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stream-montages/montage/coordinator/fsm"
 )
@@ -45,6 +46,10 @@ type Config struct {
 	Fast bool
 	// ApplyTimeout bounds one proposal.
 	ApplyTimeout time.Duration
+	// SnapshotThreshold (log entries) and SnapshotInterval (how often raft
+	// checks it) set when a snapshot is taken; 0 keeps 4096 and raft's 2m.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
 
 	// APIAddr is this node's API base URL, told to the others by gossip so
 	// followers can forward to the leader and agents can find every node.
@@ -85,65 +90,6 @@ type Node struct {
 	closers []io.Closer
 }
 
-// machine adapts fsm.State to raft.FSM and tells watchers about changes.
-type machine struct {
-	mu      sync.RWMutex
-	state   *fsm.State
-	changed chan struct{}
-}
-
-func (m *machine) Apply(l *raft.Log) any {
-	if l.Type != raft.LogCommand {
-		return nil
-	}
-	cmd, err := fsm.Decode(l.Data)
-	if err != nil {
-		return fsm.Response{Err: err}
-	}
-	m.mu.Lock()
-	resp := m.state.Apply(l.Index, cmd)
-	close(m.changed)
-	m.changed = make(chan struct{})
-	m.mu.Unlock()
-	return resp
-}
-
-func (m *machine) Snapshot() (raft.FSMSnapshot, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	var buf bytes.Buffer
-	if err := m.state.Snapshot(&buf); err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
-	}
-	return &snapshot{data: buf.Bytes()}, nil
-}
-
-func (m *machine) Restore(r io.ReadCloser) error {
-	defer r.Close()
-	st, err := fsm.Restore(r)
-	if err != nil {
-		return err
-	}
-	m.mu.Lock()
-	m.state = st
-	close(m.changed)
-	m.changed = make(chan struct{})
-	m.mu.Unlock()
-	return nil
-}
-
-type snapshot struct{ data []byte }
-
-func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s.data); err != nil {
-		sink.Cancel()
-		return fmt.Errorf("persist snapshot: %w", err)
-	}
-	return sink.Close()
-}
-
-func (s *snapshot) Release() {}
-
 // Open starts a raft node over cfg.DataDir.
 func Open(cfg Config) (*Node, error) {
 	if cfg.ApplyTimeout == 0 {
@@ -160,7 +106,7 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{ID: id, cfg: cfg, fsm: &machine{state: fsm.New(), changed: make(chan struct{})},
+	n := &Node{ID: id, cfg: cfg, fsm: newMachine(),
 		notify: make(chan bool, 16), stop: make(chan struct{})}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
 
@@ -204,6 +150,12 @@ func Open(cfg Config) (*Node, error) {
 	rc.LocalID = raft.ServerID(id)
 	rc.Logger = logger
 	rc.SnapshotThreshold = 4096
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
 	rc.NotifyCh = n.notify
 	if cfg.Fast {
 		rc.HeartbeatTimeout = 200 * time.Millisecond
@@ -291,6 +243,9 @@ func (n *Node) watchLeadership() {
 			} else {
 				n.ready.Store(false)
 			}
+			// Lease polls wait for work; on a change of leader they must
+			// look again (and a demoted node's polls must end).
+			n.fsm.wakeAll()
 			n.subsMu.Lock()
 			for _, c := range n.subs {
 				select {
@@ -586,6 +541,21 @@ func (n *Node) View(f func(s *fsm.State)) {
 	defer n.fsm.mu.RUnlock()
 	f(n.fsm.state)
 }
+
+// WaitWork registers a lease poll of agentID (which provides what is
+// listed): the channel closes when a task it could take becomes runnable,
+// its leases or its record change, or leadership changes, not on every
+// apply. Register before evaluating; call cancel when done.
+func (n *Node) WaitWork(agentID string, provides []string) (<-chan struct{}, func()) {
+	return n.fsm.Wait(agentID, provides)
+}
+
+// Collectors are the node's Prometheus metrics (apply and snapshot
+// timings, lease poll wakes).
+func (n *Node) Collectors() []prometheus.Collector { return n.fsm.collectors() }
+
+// Snapshot takes a raft snapshot now (operators: before maintenance).
+func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
 
 // Changed returns a channel closed at the next applied command.
 func (n *Node) Changed() <-chan struct{} {

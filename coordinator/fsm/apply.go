@@ -175,7 +175,7 @@ func (s *State) Apply(idx uint64, c *Command) Response {
 	case c.Finalize != nil:
 		return s.finalize(c.At, c.Finalize)
 	case c.PurgeSegments != nil:
-		return s.housekeep(c.At, c.PurgeSegments.JobID, func(j *Job) { j.SegmentsPurged = true })
+		return s.housekeep(c.At, c.PurgeSegments.JobID, s.compact)
 	case c.MarkDeleting != nil:
 		return s.housekeep(c.At, c.MarkDeleting.JobID, func(j *Job) { j.Deleting = true })
 	case c.RemoveJob != nil:
@@ -185,7 +185,7 @@ func (s *State) Apply(idx uint64, c *Command) Response {
 	case c.CacheEvict != nil:
 		return s.cacheEvict(c.CacheEvict)
 	case c.AgentState != nil:
-		a := s.Agents[c.AgentState.AgentID]
+		a := s.agent(c.AgentState.AgentID)
 		if a == nil {
 			return Response{Err: fmt.Errorf("agent %s: %w", c.AgentState.AgentID, ErrAgentUnknown)}
 		}
@@ -194,6 +194,7 @@ func (s *State) Apply(idx uint64, c *Command) Response {
 			// Undrain is also how an operator lifts a quarantine.
 			a.FailStreak, a.StateReason = 0, ""
 		}
+		s.ix.touched = append(s.ix.touched, a.ID)
 		return Response{}
 	case c.RemoveAgent != nil:
 		return s.removeAgent(c.RemoveAgent.AgentID)
@@ -214,11 +215,20 @@ func (s *State) submit(idx uint64, at time.Time, c *SubmitCmd) Response {
 		return Response{Err: fmt.Errorf("%w: job %s exists", ErrBadCommand, c.Job.ID)}
 	}
 	j := *c.Job
+	j.gen = s.gen
 	j.State = montagev1.JobState_JOB_STATE_QUEUED
 	j.CreatedAt, j.UpdatedAt, j.Seq = at, at, idx
 	j.TaskIDs = nil
+	j.Summary = nil
+	j.IdempotencyKey = c.IdempotencyKey
 	for _, t := range c.Tasks {
+		if _, ok := s.Tasks[t.ID]; ok || t.ID == "" {
+			return Response{Err: fmt.Errorf("%w: task %q of job %s exists", ErrBadCommand, t.ID, j.ID)}
+		}
+	}
+	for i, t := range c.Tasks {
 		tc := *t
+		tc.gen, tc.pos = s.gen, i
 		tc.JobID = j.ID
 		tc.State = montagev1.TaskState_TASK_STATE_QUEUED
 		tc.UpdatedAt = at
@@ -226,15 +236,17 @@ func (s *State) submit(idx uint64, at time.Time, c *SubmitCmd) Response {
 		// the source has not changed since, and then renders nothing.
 		if k := s.CacheLatest[tc.CacheKey]; tc.CacheKey != "" && k != "" && s.Cache[k] != nil {
 			tc.CacheEntry = k
-			s.Cache[k].UsedAt = at
+			s.cacheEntry(k).UsedAt = at
 		}
 		s.Tasks[tc.ID] = &tc
 		j.TaskIDs = append(j.TaskIDs, tc.ID)
 	}
 	s.Jobs[j.ID] = &j
+	s.ix.order = append(s.ix.order, j.ID) // Seq is the raft index: newest last
 	if c.IdempotencyKey != "" {
 		s.Idempotency[c.IdempotencyKey] = j.ID
 	}
+	s.refreshJob(&j)
 	return Response{JobID: j.ID}
 }
 
@@ -254,6 +266,7 @@ func (s *State) grant(idx uint64, at time.Time, c *GrantCmd) Response {
 	if a.State != montagev1.AgentState_AGENT_STATE_READY || j.BlocksAgent(a.ID) {
 		return Response{Err: fmt.Errorf("task %s for agent %s (%s): %w", c.TaskID, a.ID, a.State, ErrNotRunnable)}
 	}
+	t, j = s.task(t.ID), s.job(j.ID)
 	t.State = montagev1.TaskState_TASK_STATE_LEASED
 	t.Attempts++
 	t.LeaseToken = idx
@@ -264,6 +277,7 @@ func (s *State) grant(idx uint64, at time.Time, c *GrantCmd) Response {
 		j.State = montagev1.JobState_JOB_STATE_RUNNING
 	}
 	j.UpdatedAt = at
+	s.refreshJob(j)
 	return Response{Token: idx, JobID: j.ID}
 }
 
@@ -290,9 +304,10 @@ func (s *State) complete(at time.Time, c *CompleteCmd) Response {
 	if err != nil {
 		return Response{Err: err}
 	}
+	t = s.task(t.ID)
 	r := c.Result
 	if c.ReuseCache {
-		e := s.Cache[t.CacheEntry]
+		e := s.cacheEntry(t.CacheEntry)
 		if e == nil {
 			return Response{Err: fmt.Errorf("task %s: its cache entry is gone: %w", t.ID, ErrNotRunnable)}
 		}
@@ -300,15 +315,15 @@ func (s *State) complete(at time.Time, c *CompleteCmd) Response {
 		t.Cached = true
 		e.UsedAt = at
 	}
-	if a := s.Agents[t.AgentID]; a != nil {
-		a.FailStreak = 0
+	if a := s.Agents[t.AgentID]; a != nil && a.FailStreak != 0 {
+		s.agent(a.ID).FailStreak = 0
 	}
 	t.State = montagev1.TaskState_TASK_STATE_SUCCEEDED
 	t.Result = &r
 	t.Commits++
 	t.Error = ""
 	t.UpdatedAt = at
-	j := s.Jobs[t.JobID]
+	j := s.job(t.JobID)
 	if j == nil {
 		return Response{}
 	}
@@ -337,6 +352,7 @@ func (s *State) complete(at time.Time, c *CompleteCmd) Response {
 		j.State = montagev1.JobState_JOB_STATE_SUCCEEDED
 		j.FinishedAt = at
 	}
+	s.refreshJob(j)
 	return Response{JobID: j.ID}
 }
 
@@ -345,6 +361,7 @@ func (s *State) fail(at time.Time, c *FailCmd) Response {
 	if err != nil {
 		return Response{Err: err}
 	}
+	t = s.task(t.ID)
 	if !c.Handback {
 		s.countFailure(t, t.AgentID, c)
 	}
@@ -364,7 +381,7 @@ func (s *State) countFailure(t *Task, agentID string, c *FailCmd) {
 	if quarantineAfter <= 0 {
 		quarantineAfter = DefaultQuarantineAfter
 	}
-	if j := s.Jobs[t.JobID]; j != nil {
+	if j := s.job(t.JobID); j != nil {
 		if j.Failures == nil {
 			j.Failures = map[string]int{}
 		}
@@ -382,13 +399,13 @@ func (s *State) countFailure(t *Task, agentID string, c *FailCmd) {
 		others = others || id != agentID
 	}
 	t.FailCounts[agentID]++
-	a := s.Agents[agentID]
+	a := s.agent(agentID)
 	switch {
 	case t.SourceSuspect:
 	case others:
 		t.SourceSuspect = true
 		for id, n := range t.FailCounts {
-			if o := s.Agents[id]; o != nil && id != agentID {
+			if o := s.agent(id); o != nil && id != agentID {
 				o.FailStreak = max(0, o.FailStreak-n)
 			}
 		}
@@ -414,8 +431,8 @@ func (s *State) removeAgent(id string) Response {
 	if s.Agents[id] == nil {
 		return Response{Err: fmt.Errorf("agent %s: %w", id, ErrAgentUnknown)}
 	}
-	for _, t := range s.Tasks {
-		if t.State == montagev1.TaskState_TASK_STATE_LEASED && t.AgentID == id {
+	for _, t := range s.LeasedTasks() {
+		if t.AgentID == id {
 			return Response{Err: fmt.Errorf("agent %s holds task %s: %w", id, t.ID, ErrAgentBusy)}
 		}
 	}
@@ -428,13 +445,15 @@ func (s *State) expire(at time.Time, c *ExpireCmd) Response {
 	if err != nil {
 		return Response{Err: err}
 	}
+	t = s.task(t.ID)
 	s.endAttempt(at, t, fmt.Sprintf("lease expired: agent %s stopped renewing it", t.AgentID), false)
 	return Response{JobID: t.JobID}
 }
 
-// endAttempt puts a task back in the queue or, past its attempt limit, fails
-// it and its job.
+// endAttempt puts a task (writable) back in the queue or, past its attempt
+// limit, fails it and its job.
 func (s *State) endAttempt(at time.Time, t *Task, msg string, handback bool) {
+	defer s.refreshJob(s.Jobs[t.JobID])
 	t.LeaseToken = 0
 	t.AgentID = ""
 	t.UpdatedAt = at
@@ -453,6 +472,7 @@ func (s *State) endAttempt(at time.Time, t *Task, msg string, handback bool) {
 	if j == nil || j.Terminal() {
 		return
 	}
+	j = s.job(j.ID)
 	j.State = montagev1.JobState_JOB_STATE_FAILED
 	j.Error = fmt.Sprintf("%s failed after %d attempts: %s", describe(t), t.Attempts, msg)
 	j.UpdatedAt = at
@@ -469,9 +489,9 @@ func describe(t *Task) string {
 
 func (s *State) cancelRest(at time.Time, j *Job) {
 	for _, id := range j.TaskIDs {
-		t := s.Tasks[id]
-		switch t.State {
+		switch s.Tasks[id].State {
 		case montagev1.TaskState_TASK_STATE_QUEUED, montagev1.TaskState_TASK_STATE_LEASED:
+			t := s.task(id)
 			t.State = montagev1.TaskState_TASK_STATE_CANCELED
 			t.LeaseToken = 0
 			t.AgentID = ""
@@ -488,10 +508,12 @@ func (s *State) cancel(at time.Time, c *CancelCmd) Response {
 	if j.Terminal() {
 		return Response{JobID: j.ID, Err: fmt.Errorf("job %s is %s: %w", j.ID, jobStateName(j.State), ErrJobFinished)}
 	}
+	j = s.job(j.ID)
 	j.State = montagev1.JobState_JOB_STATE_CANCELED
 	j.UpdatedAt = at
 	j.FinishedAt = at
 	s.cancelRest(at, j)
+	s.refreshJob(j)
 	return Response{JobID: j.ID}
 }
 
@@ -503,6 +525,7 @@ func (s *State) finalize(at time.Time, c *FinalizeCmd) Response {
 	if j.State != montagev1.JobState_JOB_STATE_SUCCEEDED {
 		return Response{Err: fmt.Errorf("%w: finalize of job %s in state %s", ErrBadCommand, j.ID, j.State)}
 	}
+	j = s.job(j.ID)
 	j.Outputs = map[string]string{}
 	for k, v := range c.Outputs {
 		j.Outputs[k] = v
@@ -510,6 +533,7 @@ func (s *State) finalize(at time.Time, c *FinalizeCmd) Response {
 	j.Finalized = true
 	j.FinalizedAt = at
 	j.UpdatedAt = at
+	s.refreshJob(j)
 	return Response{JobID: j.ID}
 }
 
@@ -522,9 +546,32 @@ func (s *State) housekeep(at time.Time, jobID string, mark func(*Job)) Response 
 	if !j.Terminal() {
 		return Response{Err: fmt.Errorf("%w: housekeeping of unfinished job %s", ErrBadCommand, jobID)}
 	}
+	j = s.job(j.ID)
 	mark(j)
 	j.UpdatedAt = at
+	s.refreshJob(j)
 	return Response{JobID: j.ID}
+}
+
+// compact records that a finished job's segments are gone and drops its
+// tasks, keeping a summary: nothing reads them any more (get and list show
+// the summary), and a week of finished jobs then costs a record each.
+func (s *State) compact(j *Job) {
+	j.SegmentsPurged = true
+	if j.Summary != nil {
+		return
+	}
+	sum := &TaskSummary{Tasks: len(j.TaskIDs)}
+	for _, id := range j.TaskIDs {
+		if t := s.Tasks[id]; t != nil {
+			sum.Attempts += t.Attempts
+			if t.Cached {
+				sum.Cached++
+			}
+		}
+		delete(s.Tasks, id)
+	}
+	j.TaskIDs, j.Failures, j.Summary = nil, nil, sum
 }
 
 // removeJob forgets a job whose objects retention has deleted. Its
@@ -537,13 +584,12 @@ func (s *State) removeJob(jobID string) Response {
 	if !j.Deleting {
 		return Response{Err: fmt.Errorf("%w: remove of job %s before its objects were deleted", ErrBadCommand, jobID)}
 	}
+	s.forgetJob(j)
 	for _, id := range j.TaskIDs {
 		delete(s.Tasks, id)
 	}
-	for k, v := range s.Idempotency {
-		if v == jobID {
-			delete(s.Idempotency, k)
-		}
+	if k := j.IdempotencyKey; k != "" && s.Idempotency[k] == jobID {
+		delete(s.Idempotency, k)
 	}
 	delete(s.Jobs, jobID)
 	return Response{JobID: jobID}
@@ -554,6 +600,7 @@ func (s *State) register(at time.Time, c *RegisterCmd) Response {
 		return Response{Err: fmt.Errorf("%w: register without agent id", ErrBadCommand)}
 	}
 	a := *c.Agent
+	a.gen = s.gen
 	if old := s.Agents[a.ID]; old != nil {
 		a.RegisteredAt = old.RegisteredAt
 		if old.State == montagev1.AgentState_AGENT_STATE_DRAINING || old.State == montagev1.AgentState_AGENT_STATE_QUARANTINED {
@@ -571,6 +618,7 @@ func (s *State) register(at time.Time, c *RegisterCmd) Response {
 		a.State = montagev1.AgentState_AGENT_STATE_READY
 	}
 	s.Agents[a.ID] = &a
+	s.ix.touched = append(s.ix.touched, a.ID)
 	return Response{}
 }
 
@@ -579,6 +627,7 @@ func (s *State) cacheAdd(at time.Time, e *CacheEntry) Response {
 		return Response{Err: fmt.Errorf("%w: cache entry without key or object", ErrBadCommand)}
 	}
 	c := *e
+	c.gen = s.gen
 	c.AddedAt, c.UsedAt = at, at
 	s.Cache[c.Key] = &c
 	if c.Plan != "" {

@@ -7,10 +7,7 @@ package fsm
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"sort"
 	"strings"
 	"time"
@@ -86,6 +83,8 @@ type CacheEntry struct {
 	Source   []byte    `json:"source,omitempty"`
 	AddedAt  time.Time `json:"added_at"`
 	UsedAt   time.Time `json:"used_at"`
+
+	gen uint64
 }
 
 // Task is one unit of work leased to one agent at a time.
@@ -128,6 +127,9 @@ type Task struct {
 	// agents failed it, so the task (its source) is to blame, not them.
 	FailCounts    map[string]int `json:"fail_counts,omitempty"`
 	SourceSuspect bool           `json:"source_suspect,omitempty"`
+
+	gen uint64 // see State.writable
+	pos int    // its place in its job's plan
 }
 
 // Job is one submitted montage.
@@ -166,6 +168,20 @@ type Job struct {
 	// agents that failed BlockAfter of them and get no more of this job.
 	Failures map[string]int `json:"failures,omitempty"`
 	Blocked  []string       `json:"blocked,omitempty"`
+	// IdempotencyKey is the key it was submitted with ("" if none).
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	// Summary is set once the job is compacted: its tasks are gone and
+	// this is what remains of them.
+	Summary *TaskSummary `json:"summary,omitempty"`
+
+	gen uint64
+}
+
+// TaskSummary is what a compacted job keeps of its tasks.
+type TaskSummary struct {
+	Tasks    int `json:"tasks"`
+	Cached   int `json:"cached"`
+	Attempts int `json:"attempts"`
 }
 
 // BlocksAgent reports whether the job's blocklist holds agentID.
@@ -204,25 +220,36 @@ type Agent struct {
 	// it is quarantined, with the reason in StateReason.
 	FailStreak  int    `json:"fail_streak,omitempty"`
 	StateReason string `json:"state_reason,omitempty"`
+
+	gen uint64
 }
 
-// State is the whole replicated state. A snapshot is its JSON encoding.
+// State is the whole replicated state and, beside it, the indexes the hot
+// paths read (rebuilt from the records on restore, never written to a
+// snapshot).
 type State struct {
-	Jobs        map[string]*Job   `json:"jobs"`
-	Tasks       map[string]*Task  `json:"tasks"`
-	Agents      map[string]*Agent `json:"agents"`
-	Idempotency map[string]string `json:"idempotency"` // key → job id
+	Jobs   map[string]*Job
+	Tasks  map[string]*Task
+	Agents map[string]*Agent
+	// Idempotency maps a submission's key to its job (derived from the
+	// jobs' IdempotencyKey).
+	Idempotency map[string]string
 	// Cache holds cached segments by entry key; CacheLatest names, per
 	// content key, the entry of the newest render.
-	Cache       map[string]*CacheEntry `json:"cache"`
-	CacheLatest map[string]string      `json:"cache_latest,omitempty"`
+	Cache       map[string]*CacheEntry
+	CacheLatest map[string]string
 	// AppliedIndex is the raft index of the last applied command.
-	AppliedIndex uint64 `json:"applied_index"`
+	AppliedIndex uint64
+
+	// gen counts the snapshots taken: a record whose gen is older is
+	// shared with a snapshot being written and is copied before a change.
+	gen uint64
+	ix  index
 }
 
 // New returns an empty state.
 func New() *State {
-	return &State{
+	s := &State{
 		Jobs:        map[string]*Job{},
 		Tasks:       map[string]*Task{},
 		Agents:      map[string]*Agent{},
@@ -230,62 +257,12 @@ func New() *State {
 		Cache:       map[string]*CacheEntry{},
 		CacheLatest: map[string]string{},
 	}
-}
-
-// Snapshot writes the whole state. encoding/json sorts map keys, so equal
-// states give equal bytes.
-func (s *State) Snapshot(w io.Writer) error {
-	return json.NewEncoder(w).Encode(s)
-}
-
-// Restore reads a state written by Snapshot.
-func Restore(r io.Reader) (*State, error) {
-	s := New()
-	if err := json.NewDecoder(r).Decode(s); err != nil {
-		return nil, fmt.Errorf("restore state: %w", err)
-	}
-	// A snapshot of an empty map decodes as null; keep maps usable.
-	if s.Jobs == nil {
-		s.Jobs = map[string]*Job{}
-	}
-	if s.Tasks == nil {
-		s.Tasks = map[string]*Task{}
-	}
-	if s.Agents == nil {
-		s.Agents = map[string]*Agent{}
-	}
-	if s.Idempotency == nil {
-		s.Idempotency = map[string]string{}
-	}
-	if s.Cache == nil {
-		s.Cache = map[string]*CacheEntry{}
-	}
-	if s.CacheLatest == nil {
-		s.CacheLatest = map[string]string{}
-	}
-	return s, nil
+	s.ix = newIndex()
+	return s
 }
 
 // Unfinished counts the jobs that are queued or running.
-func (s *State) Unfinished() int {
-	n := 0
-	for _, j := range s.Jobs {
-		if !j.Terminal() {
-			n++
-		}
-	}
-	return n
-}
-
-// JobsByAge lists jobs oldest first.
-func (s *State) JobsByAge() []*Job {
-	out := make([]*Job, 0, len(s.Jobs))
-	for _, j := range s.Jobs {
-		out = append(out, j)
-	}
-	sort.Slice(out, func(a, b int) bool { return out[a].Seq < out[b].Seq })
-	return out
-}
+func (s *State) Unfinished() int { return len(s.ix.live) }
 
 // SourceOf is the URL a render task cuts.
 func (s *State) SourceOf(t *Task) string {
@@ -329,19 +306,6 @@ func (s *State) DepsDone(t *Task) bool {
 	return true
 }
 
-// LeasedTasks lists every task that holds a lease, for the lease table of a
-// new leader.
-func (s *State) LeasedTasks() []*Task {
-	var out []*Task
-	for _, t := range s.Tasks {
-		if t.State == montagev1.TaskState_TASK_STATE_LEASED {
-			out = append(out, t)
-		}
-	}
-	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
-	return out
-}
-
 // CacheEntryKey is the entry key of a render of plan from a source seen as
 // identity.
 func CacheEntryKey(plan, identity string) string {
@@ -353,10 +317,7 @@ func CacheEntryKey(plan, identity string) string {
 // cached segment: such an entry must not be evicted.
 func (s *State) CacheRefs() map[string]int {
 	refs := map[string]int{}
-	for _, j := range s.Jobs {
-		if j.Terminal() {
-			continue
-		}
+	for j := range s.LiveJobs() {
 		seen := map[string]bool{}
 		for _, id := range j.TaskIDs {
 			if t := s.Tasks[id]; t != nil && t.CacheEntry != "" && !seen[t.CacheEntry] {

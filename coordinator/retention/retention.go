@@ -58,22 +58,36 @@ type Action struct {
 // the step runs again.
 func Plan(s *fsm.State, now time.Time, p Policy) []Action {
 	var out []Action
-	for _, j := range s.JobsByAge() {
-		if !j.Terminal() {
-			continue
-		}
-		if j.Deleting || (p.Retention > 0 && !j.FinishedAt.IsZero() && now.Sub(j.FinishedAt) >= p.Retention) {
+	planned := map[string]bool{}
+	del := func(j *fsm.Job) {
+		if !planned[j.ID] {
+			planned[j.ID] = true
 			out = append(out, Action{Kind: Delete, JobID: j.ID})
-			continue
 		}
-		if j.State != montagev1.JobState_JOB_STATE_SUCCEEDED {
-			continue // failed and canceled jobs keep their segments until retention
+	}
+	// Only the jobs with housekeeping left and those past retention are
+	// read: a week of finished jobs is not scanned on every round.
+	for _, j := range s.Untidy() {
+		if j.Deleting || (p.Retention > 0 && now.Sub(j.FinishedAt) >= p.Retention) {
+			del(j)
+			continue
 		}
 		switch {
+		case j.State != montagev1.JobState_JOB_STATE_SUCCEEDED:
+			// Failed and canceled jobs have no outputs to keep; their
+			// segments go after the same delay, and the job is compacted.
+			if now.Sub(j.FinishedAt) >= p.PurgeDelay {
+				out = append(out, Action{Kind: PurgeSegments, JobID: j.ID})
+			}
 		case !j.Finalized:
 			out = append(out, Action{Kind: Finalize, JobID: j.ID})
 		case !j.SegmentsPurged && now.Sub(j.FinalizedAt) >= p.PurgeDelay:
 			out = append(out, Action{Kind: PurgeSegments, JobID: j.ID})
+		}
+	}
+	if p.Retention > 0 {
+		for j := range s.FinishedBefore(now.Add(-p.Retention).Add(1)) {
+			del(j)
 		}
 	}
 	return out

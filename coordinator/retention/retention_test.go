@@ -33,6 +33,7 @@ func state() *fsm.State {
 	add("old-ok", 6, montagev1.JobState_JOB_STATE_SUCCEEDED, 48*time.Hour, func(j *fsm.Job) { j.Finalized, j.SegmentsPurged = true, true })
 	add("old-canceled", 7, montagev1.JobState_JOB_STATE_CANCELED, 48*time.Hour, nil)
 	add("half-deleted", 8, montagev1.JobState_JOB_STATE_SUCCEEDED, time.Minute, func(j *fsm.Job) { j.Deleting = true })
+	s.Reindex()
 	return s
 }
 
@@ -42,11 +43,15 @@ func TestPlan(t *testing.T) {
 		p    Policy
 		want []Action
 	}{
+		// Failed and canceled jobs are purged (and so compacted) after the
+		// delay too; succeeded ones once finalized.
 		{"keep forever", Policy{}, []Action{
-			{Finalize, "fresh-ok"}, {PurgeSegments, "final-ok"}, {Delete, "half-deleted"}, {PurgeSegments, "just-final"},
+			{Finalize, "fresh-ok"}, {PurgeSegments, "final-ok"}, {PurgeSegments, "failed"}, {PurgeSegments, "old-canceled"},
+			{Delete, "half-deleted"}, {PurgeSegments, "just-final"},
 		}},
 		{"one day, purge after 30 s", Policy{Retention: 24 * time.Hour, PurgeDelay: 30 * time.Second}, []Action{
-			{Finalize, "fresh-ok"}, {PurgeSegments, "final-ok"}, {Delete, "old-ok"}, {Delete, "old-canceled"}, {Delete, "half-deleted"},
+			{Finalize, "fresh-ok"}, {PurgeSegments, "final-ok"}, {PurgeSegments, "failed"}, {Delete, "old-ok"},
+			{Delete, "old-canceled"}, {Delete, "half-deleted"},
 		}},
 	}
 	for _, c := range cases {

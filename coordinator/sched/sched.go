@@ -4,7 +4,6 @@ package sched
 
 import (
 	"slices"
-	"sort"
 
 	"github.com/stream-montages/montage/coordinator/fsm"
 	"github.com/stream-montages/montage/internal/spec"
@@ -30,40 +29,27 @@ func Pick(s *fsm.State, agentID string, n, gpu int, freeDisk int64, online func(
 	if a == nil || a.State != montagev1.AgentState_AGENT_STATE_READY {
 		return nil
 	}
-	jobs := s.JobsByAge()
-	sort.SliceStable(jobs, func(i, j int) bool { return jobs[i].Priority > jobs[j].Priority })
 	var out []string
-	for _, j := range jobs {
-		if j.Terminal() || j.BlocksAgent(agentID) {
+	// Runnable is in scheduling order already: jobs by priority then age,
+	// and within a job the longest expected work first.
+	for t := range s.Runnable() {
+		j := s.Jobs[t.JobID]
+		if j.BlocksAgent(agentID) || !Provides(a, t.Requires) || t.FailCounts[agentID] > 0 && otherTaker(s, j, t, agentID, online) {
 			continue
 		}
-		var runnable []*fsm.Task
-		for _, t := range s.TasksOf(j) {
-			if t.State == montagev1.TaskState_TASK_STATE_QUEUED && s.DepsDone(t) {
-				runnable = append(runnable, t)
-			}
+		if freeDisk > 0 && t.ExpectedBytes > freeDisk {
+			continue
 		}
-		sort.SliceStable(runnable, func(x, y int) bool {
-			return runnable[x].ExpectedSeconds > runnable[y].ExpectedSeconds
-		})
-		for _, t := range runnable {
-			if !Provides(a, t.Requires) || t.FailCounts[agentID] > 0 && otherTaker(s, j, t, agentID, online) {
+		if NeedsGPU(t) {
+			if gpu <= 0 {
 				continue
 			}
-			if freeDisk > 0 && t.ExpectedBytes > freeDisk {
-				continue
-			}
-			freeDisk -= t.ExpectedBytes
-			if NeedsGPU(t) {
-				if gpu <= 0 {
-					continue
-				}
-				gpu--
-			}
-			out = append(out, t.ID)
-			if len(out) == n {
-				return out
-			}
+			gpu--
+		}
+		freeDisk -= t.ExpectedBytes
+		out = append(out, t.ID)
+		if len(out) == n {
+			return out
 		}
 	}
 	return out

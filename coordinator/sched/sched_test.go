@@ -26,6 +26,7 @@ func state(t *testing.T) *fsm.State {
 		apply(&fsm.Command{Register: &fsm.RegisterCmd{Agent: &fsm.Agent{ID: a, Slots: 1}}})
 	}
 	s.Agents["drain"].State = montagev1.AgentState_AGENT_STATE_DRAINING
+	s.Reindex()
 	submit := func(id string, prio int32, secs ...float64) {
 		c := &fsm.SubmitCmd{Job: &fsm.Job{ID: id, Priority: prio}}
 		var deps []string
@@ -72,6 +73,7 @@ func TestPickSkipsFinishedJobsAndWaitsForDeps(t *testing.T) {
 	for _, id := range []string{"new-ra"} {
 		s.Tasks[id].State = montagev1.TaskState_TASK_STATE_SUCCEEDED
 	}
+	s.Reindex()
 	got := Pick(s, "ready", 10, 0, 0, nil)
 	want := []string{"old-rc", "old-ra", "new-concat"}
 	if !reflect.DeepEqual(got, want) {

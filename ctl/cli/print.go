@@ -105,6 +105,12 @@ func printJob(w io.Writer, format string, j *montagev1.Job) error {
 	if k, ok := j.GetOutputs()["montage"]; ok {
 		fmt.Fprintf(w, "Montage:  %s (montagectl download %s)\n", printable(k, 500), id)
 	}
+	if sm := j.GetTaskSummary(); sm != nil {
+		// A compacted job: its segments are gone and its tasks with them.
+		_, err := fmt.Fprintf(w, "Tasks:    %d (%d from the cache, %d attempts); details were compacted after the job finished\n",
+			max(0, sm.GetTasks()), max(0, sm.GetCached()), max(0, sm.GetAttempts()))
+		return err
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nTASK\tWHAT\tSTATE\tATTEMPTS\tPROGRESS\tAGENT\tERROR")
 	for _, t := range j.GetTasks() {

@@ -588,6 +588,9 @@ type Job struct {
 	WaitingFor string `protobuf:"bytes,12,opt,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
 	// Agents that failed this job's tasks too often and get no more of it.
 	BlockedAgents []string `protobuf:"bytes,13,rep,name=blocked_agents,json=blockedAgents,proto3" json:"blocked_agents,omitempty"`
+	// Set once a finished job is compacted: its tasks are no longer kept
+	// (tasks is empty) and this is what remains of them.
+	TaskSummary   *TaskSummary `protobuf:"bytes,14,opt,name=task_summary,json=taskSummary,proto3" json:"task_summary,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -713,6 +716,76 @@ func (x *Job) GetBlockedAgents() []string {
 	return nil
 }
 
+func (x *Job) GetTaskSummary() *TaskSummary {
+	if x != nil {
+		return x.TaskSummary
+	}
+	return nil
+}
+
+// TaskSummary is what a compacted job keeps of its tasks.
+type TaskSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Tasks int32                  `protobuf:"varint,1,opt,name=tasks,proto3" json:"tasks,omitempty"`
+	// Tasks whose result came from the segment cache.
+	Cached int32 `protobuf:"varint,2,opt,name=cached,proto3" json:"cached,omitempty"`
+	// Attempts made over all tasks.
+	Attempts      int32 `protobuf:"varint,3,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskSummary) Reset() {
+	*x = TaskSummary{}
+	mi := &file_montage_v1_types_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskSummary) ProtoMessage() {}
+
+func (x *TaskSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_v1_types_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskSummary.ProtoReflect.Descriptor instead.
+func (*TaskSummary) Descriptor() ([]byte, []int) {
+	return file_montage_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TaskSummary) GetTasks() int32 {
+	if x != nil {
+		return x.Tasks
+	}
+	return 0
+}
+
+func (x *TaskSummary) GetCached() int32 {
+	if x != nil {
+		return x.Cached
+	}
+	return 0
+}
+
+func (x *TaskSummary) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
 type Task struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -752,7 +825,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_montage_v1_types_proto_msgTypes[4]
+	mi := &file_montage_v1_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -764,7 +837,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_types_proto_msgTypes[4]
+	mi := &file_montage_v1_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -777,7 +850,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_montage_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_montage_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Task) GetId() string {
@@ -943,7 +1016,7 @@ type AgentCapabilities struct {
 
 func (x *AgentCapabilities) Reset() {
 	*x = AgentCapabilities{}
-	mi := &file_montage_v1_types_proto_msgTypes[5]
+	mi := &file_montage_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1028,7 @@ func (x *AgentCapabilities) String() string {
 func (*AgentCapabilities) ProtoMessage() {}
 
 func (x *AgentCapabilities) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_types_proto_msgTypes[5]
+	mi := &file_montage_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1041,7 @@ func (x *AgentCapabilities) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentCapabilities.ProtoReflect.Descriptor instead.
 func (*AgentCapabilities) Descriptor() ([]byte, []int) {
-	return file_montage_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_montage_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AgentCapabilities) GetFfmpegVersion() string {
@@ -1061,7 +1134,7 @@ type Agent struct {
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_montage_v1_types_proto_msgTypes[6]
+	mi := &file_montage_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1146,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_types_proto_msgTypes[6]
+	mi := &file_montage_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1159,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_montage_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_montage_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Agent) GetId() string {
@@ -1197,7 +1270,7 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\rtitle_overlay\x18\t \x01(\bR\ftitleOverlay\x12\x18\n" +
 	"\ahwaccel\x18\n" +
 	" \x01(\tR\ahwaccel\x12\x18\n" +
-	"\aencoder\x18\v \x01(\tR\aencoder\"\xa6\x04\n" +
+	"\aencoder\x18\v \x01(\tR\aencoder\"\xe2\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12'\n" +
@@ -1215,10 +1288,15 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\x05tasks\x18\v \x03(\v2\x10.montage.v1.TaskR\x05tasks\x12\x1f\n" +
 	"\vwaiting_for\x18\f \x01(\tR\n" +
 	"waitingFor\x12%\n" +
-	"\x0eblocked_agents\x18\r \x03(\tR\rblockedAgents\x1a:\n" +
+	"\x0eblocked_agents\x18\r \x03(\tR\rblockedAgents\x12:\n" +
+	"\ftask_summary\x18\x0e \x01(\v2\x17.montage.v1.TaskSummaryR\vtaskSummary\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd3\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"W\n" +
+	"\vTaskSummary\x12\x14\n" +
+	"\x05tasks\x18\x01 \x01(\x05R\x05tasks\x12\x16\n" +
+	"\x06cached\x18\x02 \x01(\x05R\x06cached\x12\x1a\n" +
+	"\battempts\x18\x03 \x01(\x05R\battempts\"\xd3\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12(\n" +
@@ -1312,7 +1390,7 @@ func file_montage_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_montage_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_montage_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_montage_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_montage_v1_types_proto_goTypes = []any{
 	(JobState)(0),                 // 0: montage.v1.JobState
 	(TaskState)(0),                // 1: montage.v1.TaskState
@@ -1322,12 +1400,13 @@ var file_montage_v1_types_proto_goTypes = []any{
 	(*Highlight)(nil),             // 5: montage.v1.Highlight
 	(*RenderProfile)(nil),         // 6: montage.v1.RenderProfile
 	(*Job)(nil),                   // 7: montage.v1.Job
-	(*Task)(nil),                  // 8: montage.v1.Task
-	(*AgentCapabilities)(nil),     // 9: montage.v1.AgentCapabilities
-	(*Agent)(nil),                 // 10: montage.v1.Agent
-	nil,                           // 11: montage.v1.Job.OutputsEntry
-	nil,                           // 12: montage.v1.Agent.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*TaskSummary)(nil),           // 8: montage.v1.TaskSummary
+	(*Task)(nil),                  // 9: montage.v1.Task
+	(*AgentCapabilities)(nil),     // 10: montage.v1.AgentCapabilities
+	(*Agent)(nil),                 // 11: montage.v1.Agent
+	nil,                           // 12: montage.v1.Job.OutputsEntry
+	nil,                           // 13: montage.v1.Agent.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
 }
 var file_montage_v1_types_proto_depIdxs = []int32{
 	6,  // 0: montage.v1.JobSpec.profile:type_name -> montage.v1.RenderProfile
@@ -1336,21 +1415,22 @@ var file_montage_v1_types_proto_depIdxs = []int32{
 	5,  // 3: montage.v1.JobSpec.outro:type_name -> montage.v1.Highlight
 	4,  // 4: montage.v1.Job.spec:type_name -> montage.v1.JobSpec
 	0,  // 5: montage.v1.Job.state:type_name -> montage.v1.JobState
-	13, // 6: montage.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	13, // 7: montage.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	11, // 8: montage.v1.Job.outputs:type_name -> montage.v1.Job.OutputsEntry
-	8,  // 9: montage.v1.Job.tasks:type_name -> montage.v1.Task
-	2,  // 10: montage.v1.Task.type:type_name -> montage.v1.TaskType
-	1,  // 11: montage.v1.Task.state:type_name -> montage.v1.TaskState
-	9,  // 12: montage.v1.Agent.capabilities:type_name -> montage.v1.AgentCapabilities
-	12, // 13: montage.v1.Agent.labels:type_name -> montage.v1.Agent.LabelsEntry
-	3,  // 14: montage.v1.Agent.state:type_name -> montage.v1.AgentState
-	13, // 15: montage.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	14, // 6: montage.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	14, // 7: montage.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	12, // 8: montage.v1.Job.outputs:type_name -> montage.v1.Job.OutputsEntry
+	9,  // 9: montage.v1.Job.tasks:type_name -> montage.v1.Task
+	8,  // 10: montage.v1.Job.task_summary:type_name -> montage.v1.TaskSummary
+	2,  // 11: montage.v1.Task.type:type_name -> montage.v1.TaskType
+	1,  // 12: montage.v1.Task.state:type_name -> montage.v1.TaskState
+	10, // 13: montage.v1.Agent.capabilities:type_name -> montage.v1.AgentCapabilities
+	13, // 14: montage.v1.Agent.labels:type_name -> montage.v1.Agent.LabelsEntry
+	3,  // 15: montage.v1.Agent.state:type_name -> montage.v1.AgentState
+	14, // 16: montage.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_montage_v1_types_proto_init() }
@@ -1364,7 +1444,7 @@ func file_montage_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_montage_v1_types_proto_rawDesc), len(file_montage_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,274 @@
+package fsm
+
+import (
+	"cmp"
+	"iter"
+	"slices"
+	"strings"
+	"time"
+
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+)
+
+// index holds what the hot paths read, so that none of them scans all jobs
+// or all tasks: a farm keeps a week of finished jobs beside the few that
+// are live. Every change of a job or task goes through refreshJob, which
+// keeps these in step; they are derived, so restore rebuilds them.
+type index struct {
+	order    []string            // every job, by submission (Seq)
+	live     []jobKey            // unfinished jobs, in scheduling order
+	runnable []taskKey           // queued tasks whose dependencies succeeded, in scheduling order
+	leased   map[string]string   // leased task → its agent
+	tidy     map[string]struct{} // finished jobs with housekeeping left
+	finished []finKey            // finished jobs by when they finished
+
+	// Since the last Drain: what became runnable (by requirements) and the
+	// agents whose leases ended.
+	woke    [][]string
+	touched []string
+	any     bool // a change a lease poll cannot name (agent state, restore)
+}
+
+func newIndex() index {
+	return index{leased: map[string]string{}, tidy: map[string]struct{}{}}
+}
+
+type jobKey struct {
+	prio int32
+	seq  uint64
+	id   string
+}
+
+// Higher priority first, then older.
+func cmpJob(a, b jobKey) int {
+	return cmp.Or(cmp.Compare(b.prio, a.prio), cmp.Compare(a.seq, b.seq), strings.Compare(a.id, b.id))
+}
+
+type taskKey struct {
+	job jobKey
+	exp float64
+	pos int
+	id  string
+}
+
+// Jobs in scheduling order; within one, the longest expected work first,
+// then plan order.
+func cmpTask(a, b taskKey) int {
+	return cmp.Or(cmpJob(a.job, b.job), cmp.Compare(b.exp, a.exp), cmp.Compare(a.pos, b.pos), strings.Compare(a.id, b.id))
+}
+
+type finKey struct {
+	at  int64
+	seq uint64
+	id  string
+}
+
+func cmpFin(a, b finKey) int {
+	return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.seq, b.seq), strings.Compare(a.id, b.id))
+}
+
+func keyOfJob(j *Job) jobKey { return jobKey{prio: j.Priority, seq: j.Seq, id: j.ID} }
+
+func keyOfFinished(j *Job) finKey {
+	return finKey{at: unixNano(j.FinishedAt), seq: j.Seq, id: j.ID}
+}
+
+// put adds or removes k in the sorted slice xs.
+func put[K any](xs []K, k K, in bool, cmp func(a, b K) int) ([]K, bool) {
+	i, found := slices.BinarySearchFunc(xs, k, cmp)
+	switch {
+	case in && !found:
+		return slices.Insert(xs, i, k), true
+	case !in && found:
+		return slices.Delete(xs, i, i+1), true
+	}
+	return xs, false
+}
+
+// tidyLeft reports whether a finished job still has housekeeping to do.
+func tidyLeft(j *Job) bool {
+	return j.Terminal() && (j.Summary == nil || j.Deleting)
+}
+
+// refreshJob brings the indexes in step with j and its tasks.
+func (s *State) refreshJob(j *Job) {
+	if j == nil {
+		return
+	}
+	s.ix.live, _ = put(s.ix.live, keyOfJob(j), !j.Terminal(), cmpJob)
+	if j.Terminal() && !j.FinishedAt.IsZero() {
+		s.ix.finished, _ = put(s.ix.finished, keyOfFinished(j), true, cmpFin)
+	}
+	if tidyLeft(j) {
+		s.ix.tidy[j.ID] = struct{}{}
+	} else {
+		delete(s.ix.tidy, j.ID)
+	}
+	for _, id := range j.TaskIDs {
+		if t := s.Tasks[id]; t != nil {
+			s.refreshTask(j, t)
+		}
+	}
+}
+
+func (s *State) refreshTask(j *Job, t *Task) {
+	run := !j.Terminal() && t.State == montagev1.TaskState_TASK_STATE_QUEUED && s.DepsDone(t)
+	var added bool
+	s.ix.runnable, added = put(s.ix.runnable, taskKey{job: keyOfJob(j), exp: t.ExpectedSeconds, pos: t.pos, id: t.ID}, run, cmpTask)
+	if added && run {
+		s.ix.woke = append(s.ix.woke, t.Requires)
+	}
+	if t.State == montagev1.TaskState_TASK_STATE_LEASED {
+		s.ix.leased[t.ID] = t.AgentID
+	} else if a, ok := s.ix.leased[t.ID]; ok {
+		delete(s.ix.leased, t.ID)
+		s.ix.touched = append(s.ix.touched, a)
+	}
+}
+
+// forgetJob drops a removed job and its tasks from the indexes.
+func (s *State) forgetJob(j *Job) {
+	for _, id := range j.TaskIDs {
+		if t := s.Tasks[id]; t != nil {
+			s.ix.runnable, _ = put(s.ix.runnable, taskKey{job: keyOfJob(j), exp: t.ExpectedSeconds, pos: t.pos, id: t.ID}, false, cmpTask)
+			delete(s.ix.leased, t.ID)
+		}
+	}
+	s.ix.live, _ = put(s.ix.live, keyOfJob(j), false, cmpJob)
+	s.ix.finished, _ = put(s.ix.finished, keyOfFinished(j), false, cmpFin)
+	delete(s.ix.tidy, j.ID)
+	if i, ok := slices.BinarySearchFunc(s.ix.order, j.Seq, func(id string, seq uint64) int {
+		return cmp.Compare(s.Jobs[id].Seq, seq)
+	}); ok {
+		s.ix.order = slices.Delete(s.ix.order, i, i+1)
+	}
+}
+
+// Reindex rebuilds every index from the records: after a restore, or
+// after a test or tool edited records directly.
+func (s *State) Reindex() {
+	s.ix = newIndex()
+	s.Idempotency = map[string]string{}
+	for id, j := range s.Jobs {
+		s.ix.order = append(s.ix.order, id)
+		if j.IdempotencyKey != "" {
+			s.Idempotency[j.IdempotencyKey] = id
+		}
+		for i, tid := range j.TaskIDs {
+			if t := s.Tasks[tid]; t != nil {
+				t.pos = i
+			}
+		}
+	}
+	slices.SortFunc(s.ix.order, func(a, b string) int {
+		return cmp.Or(cmp.Compare(s.Jobs[a].Seq, s.Jobs[b].Seq), strings.Compare(a, b))
+	})
+	for _, id := range s.ix.order {
+		s.refreshJob(s.Jobs[id])
+	}
+	s.ix.woke, s.ix.touched, s.ix.any = nil, nil, true
+}
+
+// Changes is what one or more applied commands changed for lease polls.
+type Changes struct {
+	// Runnable lists, per task that became runnable, what it requires.
+	Runnable [][]string
+	// Agents lists agents whose leases ended.
+	Agents []string
+	// Any: something changed that may let any agent take work (an agent
+	// was readied, the state was restored).
+	Any bool
+}
+
+// Drain returns and forgets the changes since the last Drain.
+func (s *State) Drain() Changes {
+	c := Changes{Runnable: s.ix.woke, Agents: s.ix.touched, Any: s.ix.any}
+	s.ix.woke, s.ix.touched, s.ix.any = nil, nil, false
+	return c
+}
+
+// JobsNewestFirst yields every job, the newest first.
+func (s *State) JobsNewestFirst() iter.Seq[*Job] {
+	return func(yield func(*Job) bool) {
+		for i := len(s.ix.order) - 1; i >= 0; i-- {
+			if !yield(s.Jobs[s.ix.order[i]]) {
+				return
+			}
+		}
+	}
+}
+
+// LiveJobs yields the unfinished jobs in scheduling order: priority (high
+// first), then age (old first).
+func (s *State) LiveJobs() iter.Seq[*Job] {
+	return func(yield func(*Job) bool) {
+		for _, k := range s.ix.live {
+			if !yield(s.Jobs[k.id]) {
+				return
+			}
+		}
+	}
+}
+
+// Runnable yields the queued tasks whose dependencies succeeded, in
+// scheduling order: jobs as LiveJobs, and within a job the longest
+// expected work first, so that the last task to finish is a short one.
+func (s *State) Runnable() iter.Seq[*Task] {
+	return func(yield func(*Task) bool) {
+		for _, k := range s.ix.runnable {
+			if !yield(s.Tasks[k.id]) {
+				return
+			}
+		}
+	}
+}
+
+// LeasedTasks lists every task that holds a lease, by id.
+func (s *State) LeasedTasks() []*Task {
+	out := make([]*Task, 0, len(s.ix.leased))
+	for id := range s.ix.leased {
+		out = append(out, s.Tasks[id])
+	}
+	slices.SortFunc(out, func(a, b *Task) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Untidy lists the finished jobs that still have housekeeping left
+// (finalize, purge and compact, delete), oldest first.
+func (s *State) Untidy() []*Job {
+	out := make([]*Job, 0, len(s.ix.tidy))
+	for id := range s.ix.tidy {
+		out = append(out, s.Jobs[id])
+	}
+	slices.SortFunc(out, func(a, b *Job) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out
+}
+
+// FinishedBefore yields the finished jobs that finished before t, the
+// earliest first.
+func (s *State) FinishedBefore(t time.Time) iter.Seq[*Job] {
+	cut := unixNano(t)
+	return func(yield func(*Job) bool) {
+		for _, k := range s.ix.finished {
+			if k.at >= cut || !yield(s.Jobs[k.id]) {
+				return
+			}
+		}
+	}
+}
+
+// unixNano is t in Unix nanoseconds, 0 for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromUnixNano is unixNano's inverse.
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
