@@ -107,6 +107,7 @@ func run() error {
 		// A lone coordinator forms a cluster of one; joiners wait to be added.
 		Bootstrap: len(cfg.JoinAddrs) == 0, BootstrapExpect: cfg.BootstrapExpect,
 		APIAddr: cfg.Advertise, Gossip: cfg.GossipAddr, Join: cfg.JoinAddrs, GossipKey: gossipKey, DeadCleanup: cfg.DeadCleanup,
+		SnapshotThreshold: cfg.SnapshotThreshold, SnapshotInterval: cfg.SnapshotInterval,
 	})
 	if err != nil {
 		ln.Close()

@@ -12,10 +12,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
-	"github.com/stream-montages/montage/coordinator/fsm"
 	"github.com/stream-montages/montage/internal/s3test"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 	"github.com/stream-montages/montage/proto/montage/v1/montagev1connect"
@@ -24,6 +21,7 @@ import (
 type haCluster struct {
 	coords []*coordinator
 	ids    []string
+	s3     *s3test.Server
 }
 
 // startHA runs three coordinator processes on one S3 server that find each
@@ -32,7 +30,7 @@ func startHA(t testing.TB) *haCluster { return startHATimed(t, true) }
 
 // startHATimed runs the cluster with tightened raft timings (fast) or the
 // defaults.
-func startHATimed(t testing.TB, fast bool) *haCluster {
+func startHATimed(t testing.TB, fast bool, extra ...string) *haCluster {
 	t.Helper()
 	srv := s3test.Start(t)
 	ports := []int{freePort(t), freePort(t), freePort(t)}
@@ -40,7 +38,7 @@ func startHATimed(t testing.TB, fast bool) *haCluster {
 	if fast {
 		env = append(env, "MONTAGE_FAST_RAFT=1")
 	}
-	h := &haCluster{}
+	h := &haCluster{s3: srv}
 	type started struct{ c *coordinator }
 	done := make(chan started, 3)
 	for i, p := range ports {
@@ -48,6 +46,7 @@ func startHATimed(t testing.TB, fast bool) *haCluster {
 		h.ids = append(h.ids, id)
 		args := []string{"-node-id", id, "-bootstrap-expect", "3", "-join", fmt.Sprintf("127.0.0.1:%d", ports[0]+2),
 			"-s3-endpoint", srv.Endpoint, "-s3-bucket", s3Bucket, "-lease-ttl", "3s", "-janitor-interval", "1s", "-purge-delay", "0s"}
+		args = append(args, extra...)
 		go func() {
 			done <- started{c: startCoordinatorEnv(t, env, t.TempDir(), p, args...)}
 		}()
@@ -103,35 +102,7 @@ func (h *haCluster) leader(t testing.TB, via int) int {
 // accepted: the applied history, not only the final state.
 func replayCompletions(t testing.TB, dataDir string) map[string]int {
 	t.Helper()
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dataDir, "raft", "raft.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	first, _ := store.FirstIndex()
-	last, _ := store.LastIndex()
-	if first != 1 {
-		t.Fatalf("raft log starts at %d (compacted); cannot replay the whole history", first)
-	}
-	st := fsm.New()
-	commits := map[string]int{}
-	for i := first; i <= last; i++ {
-		var l raft.Log
-		if err := store.GetLog(i, &l); err != nil {
-			t.Fatalf("log %d: %v", i, err)
-		}
-		if l.Type != raft.LogCommand {
-			continue
-		}
-		c, err := fsm.Decode(l.Data)
-		if err != nil {
-			t.Fatalf("log %d: %v", i, err)
-		}
-		if r := st.Apply(l.Index, c); r.Err == nil && c.Complete != nil {
-			commits[c.Complete.TaskID]++
-		}
-	}
-	return commits
+	return replayLog(t, dataDir).commits
 }
 
 // Three coordinators and two agents on S3: SIGKILL the leader while tasks

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/stream-montages/montage/agent/media"
 	"github.com/stream-montages/montage/agent/sources"
+	"github.com/stream-montages/montage/internal/multipart"
 	"github.com/stream-montages/montage/internal/spec"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
@@ -533,29 +535,87 @@ func (a *Agent) download(ctx context.Context, url, path string, size int64, sha 
 
 // upload sends the output to its presigned URL, or in parts when it is over
 // the lease's threshold, and returns what the coordinator checks before it
-// commits: size, SHA-256 and, for parts, their ETags.
+// commits: size, SHA-256 and, for parts, their ETags (and SHA-256s).
 func (a *Agent) upload(ctx context.Context, path string, l *montagev1.Lease) (*montagev1.TaskResult, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("upload: %w", err)
 	}
 	defer f.Close()
-	h := sha256.New()
-	size, err := io.Copy(h, f)
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("upload: %w", err)
+	}
+	size := st.Size()
+	parted := l.GetMultipartThresholdBytes() > 0 && size > l.GetMultipartThresholdBytes()
+	var partSize int64
+	if parted && l.GetChecksummedUpload() {
+		partSize = multipart.PartSize(size, l.GetPartSizeBytes())
+	}
+	sum, partSums, err := hashFile(f, size, partSize)
 	if err != nil {
 		return nil, fmt.Errorf("upload: hash: %w", err)
 	}
-	res := &montagev1.TaskResult{Key: l.GetOutputKey(), Size: size, Sha256: hex.EncodeToString(h.Sum(nil))}
-	if t := l.GetMultipartThresholdBytes(); t > 0 && size > t {
-		if err := a.uploadParts(ctx, f, size, l, res); err != nil {
+	res := &montagev1.TaskResult{Key: l.GetOutputKey(), Size: size, Sha256: sum}
+	if parted {
+		if err := a.uploadParts(ctx, f, size, l, res, partSums); err != nil {
 			return nil, err
 		}
 		return res, nil
 	}
-	if _, err := a.put(ctx, l.GetOutputPutUrl(), io.NewSectionReader(f, 0, size), size, true); err != nil && !errors.Is(err, errExists) {
+	url, hdr := l.GetOutputPutUrl(), ""
+	if l.GetChecksummedUpload() {
+		// The store checks the bytes against the SHA-256 signed into the
+		// URL: the coordinator then needs no read-back.
+		start, err := a.startUpload(ctx, l, size, sum, nil)
+		if err != nil {
+			return nil, err
+		}
+		url, hdr = start.GetPutUrl(), sum
+	}
+	if _, err := a.put(ctx, url, io.NewSectionReader(f, 0, size), size, true, hdr); err != nil && !errors.Is(err, errExists) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// hashFile returns the SHA-256 (hex) of the file's size bytes and, when
+// partSize is set, of each part of that size, in one read.
+func hashFile(f *os.File, size, partSize int64) (string, []string, error) {
+	whole := sha256.New()
+	if partSize <= 0 {
+		if _, err := io.Copy(whole, io.NewSectionReader(f, 0, size)); err != nil {
+			return "", nil, err
+		}
+		return hex.EncodeToString(whole.Sum(nil)), nil, nil
+	}
+	var parts []string
+	for off := int64(0); off < size; off += partSize {
+		ph := sha256.New()
+		if _, err := io.Copy(io.MultiWriter(whole, ph), io.NewSectionReader(f, off, min(partSize, size-off))); err != nil {
+			return "", nil, err
+		}
+		parts = append(parts, hex.EncodeToString(ph.Sum(nil)))
+	}
+	return hex.EncodeToString(whole.Sum(nil)), parts, nil
+}
+
+// startUpload asks the coordinator for the URLs of this lease's output.
+func (a *Agent) startUpload(ctx context.Context, l *montagev1.Lease, size int64, sum string, partSums []string) (*montagev1.StartUploadResponse, error) {
+	var start *montagev1.StartUploadResponse
+	err := a.report(ctx, func(ctx context.Context) error {
+		r, err := a.client.StartUpload(ctx, connect.NewRequest(&montagev1.StartUploadRequest{
+			AgentId: a.id, TaskId: l.GetTaskId(), Token: l.GetToken(), Size: size, Sha256: sum, PartSha256: partSums,
+		}))
+		if err == nil {
+			start = r.Msg
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start upload: %w", err)
+	}
+	return start, nil
 }
 
 // errExists: the store already holds the object at this grant's key. That
@@ -570,7 +630,7 @@ func (a *Agent) uploadSmall(ctx context.Context, path, url string) (*montagev1.O
 		return nil, fmt.Errorf("upload: %w", err)
 	}
 	sum := sha256.Sum256(b)
-	if _, err := a.put(ctx, url, bytes.NewReader(b), int64(len(b)), true); err != nil && !errors.Is(err, errExists) {
+	if _, err := a.put(ctx, url, bytes.NewReader(b), int64(len(b)), true, ""); err != nil && !errors.Is(err, errExists) {
 		return nil, err
 	}
 	return &montagev1.OutputObject{Size: int64(len(b)), Sha256: hex.EncodeToString(sum[:])}, nil
@@ -578,13 +638,21 @@ func (a *Agent) uploadSmall(ctx context.Context, path, url string) (*montagev1.O
 
 // put PUTs n bytes and returns the ETag the store answered with.
 // whole marks an object's single PUT (not a multipart part, which S3 does
-// not let be conditional): it is written once.
-func (a *Agent) put(ctx context.Context, url string, body io.Reader, n int64, whole bool) (string, error) {
+// not let be conditional): it is written once. sum, when set, is the
+// SHA-256 (hex) the URL was signed with, sent for the store to check.
+func (a *Agent) put(ctx context.Context, url string, body io.Reader, n int64, whole bool, sum string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, body)
 	if err != nil {
 		return "", fmt.Errorf("upload: %w", err)
 	}
 	req.ContentLength = n
+	if sum != "" {
+		b, err := hex.DecodeString(sum)
+		if err != nil {
+			return "", fmt.Errorf("upload: sha256 %q: %w", sum, err)
+		}
+		req.Header.Set("x-amz-checksum-sha256", base64.StdEncoding.EncodeToString(b))
+	}
 	if whole {
 		// Write once: a store that supports it refuses to replace an
 		// object, so a replayed PUT cannot change an accepted result.
@@ -608,33 +676,31 @@ func (a *Agent) put(ctx context.Context, url string, body io.Reader, n int64, wh
 // uploadParts sends the file through a multipart upload the coordinator
 // opens for this lease. Each part's ETag must be the MD5 of what was sent,
 // so a part damaged on the way is caught here, not after the concat.
-func (a *Agent) uploadParts(ctx context.Context, f *os.File, size int64, l *montagev1.Lease, res *montagev1.TaskResult) error {
-	var start *montagev1.StartUploadResponse
-	err := a.report(ctx, func(ctx context.Context) error {
-		r, err := a.client.StartUpload(ctx, connect.NewRequest(&montagev1.StartUploadRequest{
-			AgentId: a.id, TaskId: l.GetTaskId(), Token: l.GetToken(), Size: size,
-		}))
-		if err == nil {
-			start = r.Msg
-		}
-		return err
-	})
+func (a *Agent) uploadParts(ctx context.Context, f *os.File, size int64, l *montagev1.Lease, res *montagev1.TaskResult, partSums []string) error {
+	start, err := a.startUpload(ctx, l, size, "", partSums)
 	if err != nil {
-		return fmt.Errorf("start upload: %w", err)
+		return err
 	}
 	part := start.GetPartSize()
 	for i, u := range start.GetPartUrls() {
 		off := int64(i) * part
 		n := min(part, size-off)
 		m := md5.New()
-		etag, err := a.put(ctx, u, io.TeeReader(io.NewSectionReader(f, off, n), m), n, false)
+		var ps string
+		if partSums != nil {
+			if len(partSums) != len(start.GetPartUrls()) {
+				return fmt.Errorf("start upload: %d part URLs for %d parts", len(start.GetPartUrls()), len(partSums))
+			}
+			ps = partSums[i]
+		}
+		etag, err := a.put(ctx, u, io.TeeReader(io.NewSectionReader(f, off, n), m), n, false, ps)
 		if err != nil {
 			return fmt.Errorf("part %d: %w", i+1, err)
 		}
 		if want := hex.EncodeToString(m.Sum(nil)); etag != want {
 			return fmt.Errorf("part %d: store answered ETag %q for bytes with MD5 %s", i+1, etag, want)
 		}
-		res.Parts = append(res.Parts, &montagev1.UploadedPart{Number: int32(i + 1), Etag: etag})
+		res.Parts = append(res.Parts, &montagev1.UploadedPart{Number: int32(i + 1), Etag: etag, Sha256: ps})
 	}
 	res.UploadId = start.GetUploadId()
 	return nil

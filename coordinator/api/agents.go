@@ -21,6 +21,7 @@ import (
 	"github.com/stream-montages/montage/coordinator/fsm"
 	"github.com/stream-montages/montage/coordinator/planner"
 	"github.com/stream-montages/montage/coordinator/sched"
+	"github.com/stream-montages/montage/internal/multipart"
 	"github.com/stream-montages/montage/internal/spec"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
@@ -191,8 +192,27 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 // grant picks tasks by policy and commits each grant through raft. A pick
 // that another grant raced to is skipped (Apply re-checks runnability).
 func (s *Server) grant(agentID string, n, gpu int, freeDisk int64) ([]*montagev1.Lease, error) {
+	// Agents asking at once must not all pick the same task: what one
+	// picked is claimed until its grant is decided, and others pass over
+	// it. Without this, every agent woken by one new task proposes a grant
+	// of it and all but one go back to waiting empty-handed.
+	s.claimMu.Lock()
 	var picks []string
-	s.node.View(func(st *fsm.State) { picks = sched.Pick(st, agentID, n, gpu, freeDisk, s.lead.Online) })
+	s.node.View(func(st *fsm.State) {
+		picks = sched.Pick(st, sched.Ask{Agent: agentID, Slots: n, GPU: gpu, FreeDisk: freeDisk, Online: s.lead.Online,
+			Skip: func(id string) bool { return s.claims[id] }})
+	})
+	for _, id := range picks {
+		s.claims[id] = true
+	}
+	s.claimMu.Unlock()
+	defer func() {
+		s.claimMu.Lock()
+		for _, id := range picks {
+			delete(s.claims, id)
+		}
+		s.claimMu.Unlock()
+	}()
 	var out []*montagev1.Lease
 	for _, id := range picks {
 		resp, err := s.apply(&fsm.Command{Grant: &fsm.GrantCmd{TaskID: id, AgentID: agentID}})
@@ -289,6 +309,8 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 			TtlSeconds:              s.cfg.LeaseTTL.Seconds(),
 			Profile:                 prof,
 			MultipartThresholdBytes: s.cfg.MultipartThreshold,
+			ChecksummedUpload:       s.store.Checksums(),
+			PartSizeBytes:           s.cfg.PartSize,
 		}
 		switch t.Type {
 		case montagev1.TaskType_TASK_TYPE_RENDER:
@@ -478,10 +500,12 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 	if r.GetKey() != want {
 		return nil, invalid("result.key", "must be %q for this attempt, got %q", want, r.GetKey())
 	}
+	var partSums []string
 	if id := r.GetUploadId(); id != "" {
 		parts := make([]blob.Part, len(r.GetParts()))
 		for i, p := range r.GetParts() {
-			parts[i] = blob.Part{Number: int(p.GetNumber()), ETag: p.GetEtag()}
+			parts[i] = blob.Part{Number: int(p.GetNumber()), ETag: p.GetEtag(), SHA256: strings.ToLower(p.GetSha256())}
+			partSums = append(partSums, parts[i].SHA256)
 		}
 		if err := s.store.CompleteMultipart(ctx, r.GetKey(), id, parts); err != nil {
 			// A bad part list cannot be fixed by retrying it; the upload is
@@ -490,18 +514,29 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 			s.m.completed.WithLabelValues("corrupt").Inc()
 			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("result.parts: %w", err))
 		}
-	}
-	verify := func(key string, size int64, sum string) error {
-		if err := s.store.Verify(ctx, key, size, strings.ToLower(sum)); err != nil {
-			s.m.completed.WithLabelValues("corrupt").Inc()
-			if errors.Is(err, blob.ErrMismatch) || errors.Is(err, blob.ErrMissing) {
-				return connect.NewError(connect.CodeFailedPrecondition, err)
-			}
-			return connect.NewError(connect.CodeUnavailable, err)
+		if slices.Contains(partSums, "") {
+			partSums = nil // uploaded without checksums
 		}
-		return nil
 	}
-	if err := verify(r.GetKey(), r.GetSize(), r.GetSha256()); err != nil {
+	// Each object is proven from the store's metadata where it can be;
+	// otherwise a small one is read back now and a large one later.
+	deferred := false
+	verify := func(key string, c blob.Claim) error {
+		err := s.checkObject(ctx, key, c)
+		switch {
+		case errors.Is(err, errReadBackLater):
+			deferred = true
+			return nil
+		case err == nil:
+			return nil
+		}
+		s.m.completed.WithLabelValues("corrupt").Inc()
+		if errors.Is(err, blob.ErrMismatch) || errors.Is(err, blob.ErrMissing) {
+			return connect.NewError(connect.CodeFailedPrecondition, err)
+		}
+		return connect.NewError(connect.CodeUnavailable, err)
+	}
+	if err := verify(r.GetKey(), blob.Claim{Size: r.GetSize(), SHA256: strings.ToLower(r.GetSha256()), Parts: partSums}); err != nil {
 		return nil, err
 	}
 	res := fsm.Result{Key: r.GetKey(), Size: r.GetSize(), SHA256: strings.ToLower(r.GetSha256()), Duration: r.GetDurationSeconds()}
@@ -514,7 +549,7 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 			if taskID != jobID+"-concat" || !slices.Contains(concatExtras, x.GetName()) || x.GetKey() != blob.OutputAttemptKey(jobID, x.GetName(), grant) {
 				return nil, invalid(fmt.Sprintf("result.extra_outputs[%d]", i), "%q at %q is not an output of this attempt", x.GetName(), x.GetKey())
 			}
-			if err := verify(x.GetKey(), x.GetSize(), x.GetSha256()); err != nil {
+			if err := verify(x.GetKey(), blob.Claim{Size: x.GetSize(), SHA256: strings.ToLower(x.GetSha256())}); err != nil {
 				return nil, err
 			}
 			res.Outputs[x.GetName()] = x.GetKey()
@@ -525,17 +560,41 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 		res.Source, _ = proto.MarshalOptions{Deterministic: true}.Marshal(src)
 	}
 	_, err := s.apply(&fsm.Command{Complete: &fsm.CompleteCmd{
-		TaskID: m.GetTaskId(), AgentID: m.GetAgentId(), Token: m.GetToken(), Result: res,
+		TaskID: m.GetTaskId(), AgentID: m.GetAgentId(), Token: m.GetToken(), Result: res, Verify: deferred,
 	}})
 	if err != nil {
 		s.m.completed.WithLabelValues("rejected").Inc()
 		return nil, err
 	}
 	s.leases.Drop(m.GetTaskId())
+	if deferred {
+		s.m.completed.WithLabelValues("verifying").Inc()
+		s.log.Info("task result kept for a read-back: the store does not check checksums", "task", m.GetTaskId(), "agent", m.GetAgentId(), "size", r.GetSize())
+		s.lead.VerifySoon()
+		return connect.NewResponse(&montagev1.CompleteTaskResponse{}), nil
+	}
 	s.lead.KeepSegment(m.GetTaskId(), res)
 	s.m.completed.WithLabelValues("succeeded").Inc()
 	s.log.Info("task completed", "task", m.GetTaskId(), "agent", m.GetAgentId(), "token", m.GetToken(), "key", r.GetKey())
 	return connect.NewResponse(&montagev1.CompleteTaskResponse{}), nil
+}
+
+// errReadBackLater: the store cannot prove an object from its metadata and
+// it is too large to read back inside the agent's call.
+var errReadBackLater = errors.New("object is verified by a read-back after the report")
+
+// checkObject proves key is what c claims: from the store's metadata
+// (checksums it computed as the bytes arrived, so the time does not grow
+// with the size), else by reading it back when it is small.
+func (s *Server) checkObject(ctx context.Context, key string, c blob.Claim) error {
+	proven, err := s.store.Check(ctx, key, c)
+	if err != nil || proven {
+		return err
+	}
+	if c.Size > s.cfg.SyncVerifyBytes {
+		return errReadBackLater
+	}
+	return s.store.Verify(ctx, key, c.Size, c.SHA256)
 }
 
 // reuseCache commits a render's cache entry as its result: its agent found
@@ -575,9 +634,6 @@ func (s *Server) presignSource(raw string, ttl time.Duration) (string, error) {
 	return sp.PresignSource(bucket, key, ttl)
 }
 
-// maxParts bounds one upload (S3 allows 10,000 parts).
-const maxParts = 10000
-
 // StartUpload opens a multipart upload for the caller's current lease and
 // presigns every part. An upload its lease outlives is aborted by the
 // janitor, so a dead agent leaves no parts behind.
@@ -596,19 +652,42 @@ func (s *Server) StartUpload(ctx context.Context, req *connect.Request[montagev1
 	if err != nil {
 		return nil, err
 	}
-	part := s.cfg.PartSize
-	for (m.GetSize()+part-1)/part > maxParts {
-		part *= 2
+	sum := strings.ToLower(m.GetSha256())
+	if sum != "" && blob.B64(sum) == "" {
+		return nil, invalid("sha256", "must be 64 hex digits")
 	}
-	n := int((m.GetSize() + part - 1) / part)
-	id, err := s.store.StartMultipart(ctx, key)
+	part := multipart.PartSize(m.GetSize(), s.cfg.PartSize)
+	n := multipart.Count(m.GetSize(), part)
+	ttl := urlTTL(float64(m.GetSize()) / 1e6) // a second per MB of margin on top
+	if sum != "" && len(m.GetPartSha256()) == 0 {
+		// One PUT, signed with its checksum: the store refuses other bytes.
+		u, err := s.store.PresignPutSum(key, ttl, sum)
+		if err != nil {
+			return nil, connect.NewError(connect.CodeInternal, err)
+		}
+		return connect.NewResponse(&montagev1.StartUploadResponse{PutUrl: u}), nil
+	}
+	sums := m.GetPartSha256()
+	if len(sums) > 0 && len(sums) != n {
+		return nil, invalid("part_sha256", "has %d sums; %d bytes make %d parts of %d", len(sums), m.GetSize(), n, part)
+	}
+	for i, ps := range sums {
+		if blob.B64(ps) == "" {
+			return nil, invalid(fmt.Sprintf("part_sha256[%d]", i), "must be 64 hex digits")
+		}
+	}
+	id, err := s.store.StartMultipart(ctx, key, len(sums) > 0)
 	if err != nil {
 		return nil, connect.NewError(connect.CodeUnavailable, err)
 	}
 	out := &montagev1.StartUploadResponse{UploadId: id, PartSize: part}
-	ttl := urlTTL(float64(m.GetSize()) / 1e6) // a second per MB of margin on top
 	for i := 1; i <= n; i++ {
-		u, err := s.store.PresignPart(key, id, i, ttl)
+		var u string
+		if len(sums) > 0 {
+			u, err = s.store.PresignPartSum(key, id, i, ttl, strings.ToLower(sums[i-1]))
+		} else {
+			u, err = s.store.PresignPart(key, id, i, ttl)
+		}
 		if err != nil {
 			_ = s.store.AbortMultipart(ctx, key, id)
 			return nil, connect.NewError(connect.CodeInternal, err)

@@ -39,6 +39,12 @@ func newHarness(t *testing.T) *harness {
 
 func newHarnessWith(t *testing.T, cfg Config) *harness {
 	t.Helper()
+	return newHarnessStore(t, cfg, nil)
+}
+
+// newHarnessStore serves the local store through wrap (nil: as it is).
+func newHarnessStore(t *testing.T, cfg Config, wrap func(blob.Store) blob.Store) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	node, err := cluster.Open(cluster.Config{DataDir: dir, RaftAddr: clustertest.FreeAddr(t), Bootstrap: true, Fast: true})
 	if err != nil {
@@ -61,13 +67,17 @@ func newHarnessWith(t *testing.T, cfg Config) *harness {
 	if cfg.MaxAttempts == 0 {
 		cfg.MaxAttempts = 2
 	}
-	srv := New(node, store, clk, cfg, log)
+	var served blob.Store = store
+	if wrap != nil {
+		served = wrap(store)
+	}
+	srv := New(node, served, clk, cfg, log)
 	srv.Mount(mux)
 	mux.Handle(blob.PathPrefix, store)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go srv.Run(ctx)
-	return &harness{store: store, clk: clk, srv: srv, url: hs.URL,
+	return &harness{store: served, clk: clk, srv: srv, url: hs.URL,
 		jobs:   montagev1connect.NewJobServiceClient(hs.Client(), hs.URL),
 		agents: montagev1connect.NewAgentServiceClient(hs.Client(), hs.URL)}
 }

@@ -22,6 +22,18 @@ type Store interface {
 	// Verify checks that key exists with the given size and SHA-256 (hex),
 	// reading the object back.
 	Verify(ctx context.Context, key string, size int64, sha256hex string) error
+	// Check proves key is what c claims from the store's metadata alone,
+	// without reading the object: proven is false when the metadata cannot
+	// tell (then only Verify can), and a mismatch is an ErrMismatch.
+	Check(ctx context.Context, key string, c Claim) (proven bool, err error)
+	// Checksums reports whether the store checks the SHA-256 an upload
+	// carries (ChecksumHeader) and refuses bytes that do not match.
+	Checksums() bool
+	// PresignPutSum and PresignPartSum are PresignPut and PresignPart for
+	// exactly the bytes whose SHA-256 (hex) is sum: the PUT must carry it
+	// in ChecksumHeader. A store without Checksums ignores sum.
+	PresignPutSum(key string, ttl time.Duration, sum string) (string, error)
+	PresignPartSum(key, uploadID string, part int, ttl time.Duration, sum string) (string, error)
 	// Stat returns the size of key, or ErrMissing.
 	Stat(ctx context.Context, key string) (int64, error)
 	// List returns the keys under prefix.
@@ -33,8 +45,9 @@ type Store interface {
 	// Delete removes key; a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 
-	// StartMultipart begins a multipart upload of key.
-	StartMultipart(ctx context.Context, key string) (uploadID string, err error)
+	// StartMultipart begins a multipart upload of key; with checksummed,
+	// every part must come with its SHA-256 (PresignPartSum).
+	StartMultipart(ctx context.Context, key string, checksummed bool) (uploadID string, err error)
 	// PresignPart returns a URL that allows PUT of one part (numbered from 1).
 	// The response's ETag header names the part for CompleteMultipart.
 	PresignPart(key, uploadID string, part int, ttl time.Duration) (string, error)
@@ -53,10 +66,12 @@ type SourcePresigner interface {
 	PresignSource(bucket, key string, ttl time.Duration) (string, error)
 }
 
-// Part is one uploaded part of a multipart upload.
+// Part is one uploaded part of a multipart upload, with its SHA-256 (hex)
+// when it was uploaded with one.
 type Part struct {
 	Number int
 	ETag   string
+	SHA256 string
 }
 
 // Upload is an unfinished multipart upload.

@@ -79,6 +79,7 @@ func TestConformance(t *testing.T) {
 			t.Run("Abort", func(t *testing.T) { testAbort(t, f) })
 			t.Run("ChecksumMismatch", func(t *testing.T) { testMismatch(t, f) })
 			t.Run("WriteOnce", func(t *testing.T) { testWriteOnce(t, f) })
+			t.Run("CheckWithoutReadBack", func(t *testing.T) { testCheck(t, f) })
 		})
 	}
 }
@@ -238,7 +239,7 @@ func testMultipart(t *testing.T, f fixture) {
 	key := MontageAttemptKey("jm", 1)
 	one := bytes.Repeat([]byte("a"), partSize)
 	two := []byte("and the tail")
-	id, err := s.StartMultipart(ctx, key)
+	id, err := s.StartMultipart(ctx, key, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +280,7 @@ func testAbort(t *testing.T, f fixture) {
 	ctx := context.Background()
 	s := f.store
 	key := MontageAttemptKey("ja", 1)
-	id, err := s.StartMultipart(ctx, key)
+	id, err := s.StartMultipart(ctx, key, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +314,7 @@ func testMismatch(t *testing.T, f fixture) {
 		t.Errorf("wrong size: %v, want ErrMismatch", err)
 	}
 	key := MontageAttemptKey("jmm", 1)
-	id, err := s.StartMultipart(ctx, key)
+	id, err := s.StartMultipart(ctx, key, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,5 +424,91 @@ func testWriteOnce(t *testing.T, f fixture) {
 	}
 	if err := f.store.Verify(context.Background(), key, int64(len("accepted")), sum([]byte("accepted"))); err != nil {
 		t.Errorf("the accepted object changed: %v", err)
+	}
+}
+
+// checksumHeader is what an agent sends with a URL signed with sum.
+func checksumHeader(s Store, sum string) []string {
+	if !s.Checksums() {
+		return nil
+	}
+	return []string{ChecksumHeader, B64(sum)}
+}
+
+// Uploads are proven from the store's metadata: the local store's record
+// of what it wrote, S3's checksum of what arrived (single and composite).
+// On S3, bytes that do not match the signed sum are refused at the PUT.
+func testCheck(t *testing.T, f fixture) {
+	s, ctx := f.store, context.Background()
+	body := bytes.Repeat([]byte("segment "), 100)
+	u, err := s.PresignPutSum("jobs/c/one.mp4", time.Minute, sum(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, b, _ := req(t, http.MethodPut, u, body, checksumHeader(s, sum(body))...); code != 200 {
+		t.Fatalf("checksummed PUT: HTTP %d %s", code, b)
+	}
+	if proven, err := s.Check(ctx, "jobs/c/one.mp4", Claim{Size: int64(len(body)), SHA256: sum(body)}); err != nil || !proven {
+		t.Fatalf("check of an honest claim: proven %v, %v", proven, err)
+	}
+	for name, c := range map[string]Claim{
+		"another sum":  {Size: int64(len(body)), SHA256: sum([]byte("x"))},
+		"another size": {Size: 3, SHA256: sum(body)},
+	} {
+		if _, err := s.Check(ctx, "jobs/c/one.mp4", c); !errors.Is(err, ErrMismatch) {
+			t.Errorf("check with %s: %v, want a mismatch", name, err)
+		}
+	}
+	if _, err := s.Check(ctx, "jobs/c/none.mp4", Claim{Size: 1, SHA256: sum(body)}); !errors.Is(err, ErrMissing) {
+		t.Errorf("check of a missing object: %v", err)
+	}
+	if s.Checksums() {
+		u, _ := s.PresignPutSum("jobs/c/two.mp4", time.Minute, sum(body))
+		damaged := append([]byte("X"), body[1:]...)
+		if code, _, _ := req(t, http.MethodPut, u, damaged, checksumHeader(s, sum(body))...); code/100 == 2 {
+			t.Fatal("bytes that do not match the signed sum were stored")
+		}
+		if _, err := s.Stat(ctx, "jobs/c/two.mp4"); !errors.Is(err, ErrMissing) {
+			t.Fatalf("a refused PUT left an object: %v", err)
+		}
+		// A plain PUT carries no sum: nothing to prove it by.
+		put(t, s, "jobs/c/plain.mp4", body)
+		if proven, err := s.Check(ctx, "jobs/c/plain.mp4", Claim{Size: int64(len(body)), SHA256: sum(body)}); err != nil || proven {
+			t.Errorf("check of an upload without a checksum: proven %v, %v", proven, err)
+		}
+	}
+	// Multipart: each part signed with its own sum.
+	const key = "jobs/c/attempts/montage-9.mp4"
+	id, err := s.StartMultipart(ctx, key, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := [][]byte{bytes.Repeat([]byte("a"), 5<<20), []byte("the last part")}
+	var done []Part
+	var sums []string
+	for i, p := range parts {
+		u, err := s.PresignPartSum(key, id, i+1, time.Minute, sum(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, b, h := req(t, http.MethodPut, u, p, checksumHeader(s, sum(p))...)
+		if code != 200 {
+			t.Fatalf("part %d: HTTP %d %s", i+1, code, b)
+		}
+		done = append(done, Part{Number: i + 1, ETag: strings.Trim(h.Get("ETag"), `"`), SHA256: sum(p)})
+		sums = append(sums, sum(p))
+	}
+	if err := s.CompleteMultipart(ctx, key, id, done); err != nil {
+		t.Fatal(err)
+	}
+	whole := sum(bytes.Join(parts, nil))
+	size := int64(len(parts[0]) + len(parts[1]))
+	if proven, err := s.Check(ctx, key, Claim{Size: size, SHA256: whole, Parts: sums}); err != nil || !proven {
+		t.Fatalf("check of a multipart upload: proven %v, %v", proven, err)
+	}
+	if s.Checksums() {
+		if _, err := s.Check(ctx, key, Claim{Size: size, SHA256: whole, Parts: []string{sums[1], sums[0]}}); !errors.Is(err, ErrMismatch) {
+			t.Errorf("check with the parts' sums swapped: %v", err)
+		}
 	}
 }

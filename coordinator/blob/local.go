@@ -138,6 +138,7 @@ func (l *Local) Delete(_ context.Context, key string) error {
 	if err := os.Remove(l.path(key)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
+	_ = os.Remove(l.sumPath(key))
 	return nil
 }
 
@@ -252,8 +253,8 @@ func (l *Local) write(dst string, r io.Reader, replace bool) (string, error) {
 		return "", err
 	}
 	defer os.Remove(tmp.Name())
-	h := md5.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(r, l.maxSize+1))
+	h, sh := md5.New(), sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h, sh), io.LimitReader(r, l.maxSize+1))
 	if err != nil {
 		tmp.Close()
 		return "", err
@@ -280,12 +281,74 @@ func (l *Local) write(dst string, r io.Reader, replace bool) (string, error) {
 			}
 			return "", err
 		}
-		return hex.EncodeToString(h.Sum(nil)), nil
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
+	} else if err := os.Rename(tmp.Name(), dst); err != nil {
 		return "", err
 	}
+	l.recordSum(dst, n, hex.EncodeToString(sh.Sum(nil)))
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// The store hashes what it writes and keeps the sum beside the object
+// (under .sums/), so Check proves an upload without reading it again.
+func (l *Local) sumPath(rel string) string {
+	return filepath.Join(l.dir, ".sums", filepath.FromSlash(rel)+".sum")
+}
+
+// recordSum keeps the size and SHA-256 of the object at dst; parts of
+// uploads (under .uploads/) get none. A failure only costs a read-back.
+func (l *Local) recordSum(dst string, n int64, sum string) {
+	rel, err := filepath.Rel(l.dir, dst)
+	if err != nil || strings.HasPrefix(rel, ".") {
+		return
+	}
+	p := l.sumPath(filepath.ToSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+		return
+	}
+	tmp := p + ".tmp"
+	if os.WriteFile(tmp, []byte(fmt.Sprintf("%d %s\n", n, sum)), 0o640) == nil {
+		_ = os.Rename(tmp, p)
+	}
+}
+
+// Checksums implements Store: the local store has no use for the header;
+// it hashes every upload as it writes it.
+func (l *Local) Checksums() bool { return false }
+
+// PresignPutSum implements Store.
+func (l *Local) PresignPutSum(key string, ttl time.Duration, _ string) (string, error) {
+	return l.PresignPut(key, ttl)
+}
+
+// PresignPartSum implements Store.
+func (l *Local) PresignPartSum(key, uploadID string, part int, ttl time.Duration, _ string) (string, error) {
+	return l.PresignPart(key, uploadID, part, ttl)
+}
+
+// Check implements Store from the sum recorded when the object was written.
+func (l *Local) Check(_ context.Context, key string, c Claim) (bool, error) {
+	if err := CheckKey(key); err != nil {
+		return false, err
+	}
+	st, err := os.Stat(l.path(key))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, fmt.Errorf("check %s: %w", key, ErrMissing)
+	} else if err != nil {
+		return false, fmt.Errorf("check %s: %w", key, err)
+	}
+	b, err := os.ReadFile(l.sumPath(key))
+	if err != nil {
+		return false, nil // written before sums were kept: read it back
+	}
+	var n int64
+	var sum string
+	if _, err := fmt.Sscanf(string(b), "%d %s", &n, &sum); err != nil || n != st.Size() {
+		return false, nil // stale or damaged record: read it back
+	}
+	if n != c.Size || !strings.EqualFold(sum, c.SHA256) {
+		return false, fmt.Errorf("check %s: stored %d bytes with sha256 %s, reported %d with %s: %w", key, n, sum, c.Size, c.SHA256, ErrMismatch)
+	}
+	return true, nil
 }
 
 // Put implements Store.
@@ -375,7 +438,7 @@ func (l *Local) uploadDir(id string) string { return filepath.Join(l.dir, ".uplo
 
 // StartMultipart implements Store: parts collect in .uploads/ID until the
 // upload completes or is aborted.
-func (l *Local) StartMultipart(_ context.Context, key string) (string, error) {
+func (l *Local) StartMultipart(_ context.Context, key string, _ bool) (string, error) {
 	if err := CheckKey(key); err != nil {
 		return "", err
 	}

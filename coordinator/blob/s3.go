@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -79,6 +82,8 @@ type S3 struct {
 	core   *minio.Core
 	bucket string
 	desc   string
+	// checksums: the server checks x-amz-checksum-sha256 (proven at start).
+	checksums bool
 }
 
 // NewS3 connects to the store, creates the bucket if absent, and proves it
@@ -108,7 +113,108 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if err := s.check(ctx, cfg.Region); err != nil {
 		return nil, err
 	}
+	s.checksums = s.probeChecksums(ctx)
+	if s.checksums {
+		slog.Info("S3 store checks upload checksums: results are verified from metadata", "store", s.desc)
+	} else {
+		slog.Warn("S3 store ignores upload checksums: large results are verified by reading them back after their task reports", "store", s.desc)
+	}
 	return s, nil
+}
+
+// probeChecksums finds out whether the server checks the SHA-256 an upload
+// carries: a PUT signed with a wrong sum must be refused, one with the
+// right sum accepted and its sum kept. Servers that ignore checksums are
+// still usable; their objects are read back instead.
+func (s *S3) probeChecksums(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	key := fmt.Sprintf("montage-check/checksum-%d", time.Now().UnixNano())
+	defer func() {
+		_ = s.core.Client.RemoveObject(context.Background(), s.bucket, key, minio.RemoveObjectOptions{})
+	}()
+	body := []byte("montage checksum check")
+	right := sha256.Sum256(body)
+	wrong := sha256.Sum256([]byte("something else"))
+	put := func(sum []byte) (int, error) {
+		u, err := s.core.Client.PresignHeader(ctx, http.MethodPut, s.bucket, key, time.Minute, nil,
+			http.Header{ChecksumHeader: {base64.StdEncoding.EncodeToString(sum)}})
+		if err != nil {
+			return 0, err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), bytes.NewReader(body))
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set(ChecksumHeader, base64.StdEncoding.EncodeToString(sum))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	if code, err := put(wrong[:]); err != nil || code/100 == 2 {
+		return false
+	}
+	if code, err := put(right[:]); err != nil || code/100 != 2 {
+		return false
+	}
+	proven, err := s.Check(ctx, key, Claim{Size: int64(len(body)), SHA256: hex.EncodeToString(right[:])})
+	return err == nil && proven
+}
+
+// Checksums implements Store.
+func (s *S3) Checksums() bool { return s.checksums }
+
+// Check implements Store: a HEAD that asks for the checksum S3 computed
+// when the bytes arrived.
+func (s *S3) Check(ctx context.Context, key string, c Claim) (bool, error) {
+	info, err := s.core.Client.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{Checksum: true})
+	if isNotFound(err) {
+		return false, fmt.Errorf("check %s: %w", key, ErrMissing)
+	} else if err != nil {
+		return false, fmt.Errorf("check %s: %w", key, err)
+	}
+	if info.Size != c.Size {
+		return false, fmt.Errorf("check %s: stored %d bytes, reported %d: %w", key, info.Size, c.Size, ErrMismatch)
+	}
+	return matchStored(key, info.ChecksumSHA256, c)
+}
+
+// PresignPutSum implements Store.
+func (s *S3) PresignPutSum(key string, ttl time.Duration, sum string) (string, error) {
+	return s.presignSum(key, ttl, sum, nil)
+}
+
+// PresignPartSum implements Store.
+func (s *S3) PresignPartSum(key, uploadID string, part int, ttl time.Duration, sum string) (string, error) {
+	if part < 1 || part > 10000 {
+		return "", fmt.Errorf("part %d: must be 1..10000", part)
+	}
+	return s.presignSum(key, ttl, sum, url.Values{"partNumber": {strconv.Itoa(part)}, "uploadId": {uploadID}})
+}
+
+func (s *S3) presignSum(key string, ttl time.Duration, sum string, q url.Values) (string, error) {
+	if err := CheckKey(key); err != nil {
+		return "", err
+	}
+	if !s.checksums {
+		if q == nil {
+			return s.PresignPut(key, ttl)
+		}
+		part, _ := strconv.Atoi(q.Get("partNumber"))
+		return s.PresignPart(key, q.Get("uploadId"), part, ttl)
+	}
+	b64 := B64(sum)
+	if b64 == "" {
+		return "", fmt.Errorf("presign PUT %s: sha256 %q is not 64 hex digits", key, sum)
+	}
+	u, err := s.core.Client.PresignHeader(context.Background(), http.MethodPut, s.bucket, key, ttl, q, http.Header{ChecksumHeader: {b64}})
+	if err != nil {
+		return "", fmt.Errorf("presign PUT %s: %w", key, err)
+	}
+	return u.String(), nil
 }
 
 // explain turns a failed start-up call into one actionable line.
@@ -318,11 +424,16 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 }
 
 // StartMultipart implements Store.
-func (s *S3) StartMultipart(ctx context.Context, key string) (string, error) {
+func (s *S3) StartMultipart(ctx context.Context, key string, checksummed bool) (string, error) {
 	if err := CheckKey(key); err != nil {
 		return "", err
 	}
-	id, err := s.core.NewMultipartUpload(ctx, s.bucket, key, minio.PutObjectOptions{ContentType: "video/mp4"})
+	opts := minio.PutObjectOptions{ContentType: "video/mp4"}
+	if s.checksums && checksummed {
+		// Parts then carry their SHA-256 and the object a composite one.
+		opts.UserMetadata = map[string]string{"X-Amz-Checksum-Algorithm": "SHA256"}
+	}
+	id, err := s.core.NewMultipartUpload(ctx, s.bucket, key, opts)
 	if err != nil {
 		return "", fmt.Errorf("start upload of %s: %w", key, err)
 	}
@@ -333,7 +444,7 @@ func (s *S3) StartMultipart(ctx context.Context, key string) (string, error) {
 func (s *S3) CompleteMultipart(ctx context.Context, key, uploadID string, parts []Part) error {
 	cp := make([]minio.CompletePart, len(parts))
 	for i, p := range parts {
-		cp[i] = minio.CompletePart{PartNumber: p.Number, ETag: p.ETag}
+		cp[i] = minio.CompletePart{PartNumber: p.Number, ETag: p.ETag, ChecksumSHA256: B64(p.SHA256)}
 	}
 	if _, err := s.core.CompleteMultipartUpload(ctx, s.bucket, key, uploadID, cp, minio.PutObjectOptions{}); err != nil {
 		var resp minio.ErrorResponse

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"os"
 	"sort"
 	"strconv"
 	"sync"
@@ -40,6 +41,11 @@ type gossip struct {
 	mu      sync.Mutex
 	members map[string]*Member
 	changed chan struct{}
+	// self is this node's id; peersFile keeps the others' gossip
+	// addresses, so a restarted coordinator finds them again even when its
+	// -join names only itself or a node that is gone (Serf's snapshot).
+	self      string
+	peersFile string
 }
 
 type gossipDelegate struct{ meta []byte }
@@ -71,6 +77,7 @@ func (g *gossip) update(n *memberlist.Node, alive bool) {
 		cur.Since = old.Since
 	}
 	g.members[n.Name] = cur
+	g.savePeers()
 	g.mu.Unlock()
 	select {
 	case g.changed <- struct{}{}:
@@ -88,7 +95,7 @@ func startGossip(id, bind, advertiseHost, raftAddr, apiAddr string, key []byte, 
 		return nil, fmt.Errorf("gossip address %q: %w", bind, err)
 	}
 	mb, _ := json.Marshal(meta{Raft: raftAddr, API: apiAddr})
-	g := &gossip{members: map[string]*Member{}, changed: make(chan struct{}, 1)}
+	g := &gossip{members: map[string]*Member{}, changed: make(chan struct{}, 1), self: id}
 	cfg := memberlist.DefaultLANConfig()
 	if fast {
 		cfg = memberlist.DefaultLocalConfig()
@@ -128,6 +135,39 @@ func startGossip(id, bind, advertiseHost, raftAddr, apiAddr string, key []byte, 
 	}
 	g.ml = ml
 	return g, nil
+}
+
+// savePeers writes the alive peers' gossip addresses (g.mu held).
+func (g *gossip) savePeers() {
+	if g.peersFile == "" {
+		return
+	}
+	var addrs []string
+	for id, m := range g.members {
+		if id != g.self && m.Alive {
+			addrs = append(addrs, m.Gossip)
+		}
+	}
+	if len(addrs) == 0 {
+		return // keep the last known peers through a lonely moment
+	}
+	sort.Strings(addrs)
+	b, _ := json.Marshal(addrs)
+	tmp := g.peersFile + ".tmp"
+	if os.WriteFile(tmp, b, 0o640) == nil {
+		_ = os.Rename(tmp, g.peersFile)
+	}
+}
+
+// savedPeers reads the peers a previous run saw.
+func savedPeers(path string) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var addrs []string
+	_ = json.Unmarshal(b, &addrs)
+	return addrs
 }
 
 // join contacts the given gossip addresses; one answer is enough.

@@ -38,6 +38,8 @@ type machineMetrics struct {
 	pauseSeconds   prometheus.Histogram
 	pauseMax       prometheus.Gauge
 	writeSeconds   prometheus.Histogram
+	writeMax       prometheus.Gauge
+	maxWrite       time.Duration
 	snapshotBytes  prometheus.Gauge
 	restoreSeconds prometheus.Gauge
 	wakes          *prometheus.CounterVec
@@ -58,6 +60,8 @@ func newMachine() *machine {
 		writeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "montage_fsm_snapshot_write_seconds",
 			Help:    "Time to write a snapshot (beside Apply, from its view).",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}),
+		writeMax: prometheus.NewGauge(prometheus.GaugeOpts{Name: "montage_fsm_snapshot_write_max_seconds",
+			Help: "Longest snapshot write since this coordinator started."}),
 		snapshotBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "montage_fsm_snapshot_bytes",
 			Help: "Size of the last snapshot written."}),
 		restoreSeconds: prometheus.NewGauge(prometheus.GaugeOpts{Name: "montage_fsm_restore_seconds",
@@ -69,7 +73,7 @@ func newMachine() *machine {
 }
 
 func (m *machine) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.m.applySeconds, m.m.pauseSeconds, m.m.pauseMax, m.m.writeSeconds,
+	return []prometheus.Collector{m.m.applySeconds, m.m.pauseSeconds, m.m.pauseMax, m.m.writeSeconds, m.m.writeMax,
 		m.m.snapshotBytes, m.m.restoreSeconds, m.m.wakes}
 }
 
@@ -96,11 +100,11 @@ func (m *machine) Apply(l *raft.Log) any {
 // Snapshot takes a point-in-time view under the lock (the only part that
 // holds up Apply); Persist writes it beside Apply.
 func (m *machine) Snapshot() (raft.FSMSnapshot, error) {
-	start := time.Now()
 	m.mu.Lock()
+	start := time.Now() // from the lock on: the wait for it is any writer's
 	view := m.state.Freeze()
-	m.mu.Unlock()
 	pause := time.Since(start)
+	m.mu.Unlock()
 	m.m.pauseSeconds.Observe(pause.Seconds())
 	m.m.maxPauseMu.Lock()
 	if pause > m.m.maxPause {
@@ -210,8 +214,15 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 	if err := sink.Close(); err != nil {
 		return fmt.Errorf("persist snapshot: %w", err)
 	}
-	s.m.writeSeconds.Observe(time.Since(start).Seconds())
+	took := time.Since(start)
+	s.m.writeSeconds.Observe(took.Seconds())
 	s.m.snapshotBytes.Set(float64(n))
+	s.m.maxPauseMu.Lock()
+	if took > s.m.maxWrite {
+		s.m.maxWrite = took
+		s.m.writeMax.Set(took.Seconds())
+	}
+	s.m.maxPauseMu.Unlock()
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,8 +190,21 @@ func Open(cfg Config) (*Node, error) {
 			return nil, err
 		}
 		n.gossip = g
-		if len(cfg.Join) > 0 {
-			go n.joinLoop(cfg.Join)
+		peersFile := filepath.Join(cfg.DataDir, "gossip-peers.json")
+		join := cfg.Join
+		if has {
+			// A restart: the peers it knew are where the cluster is now.
+			for _, a := range savedPeers(peersFile) {
+				if !slices.Contains(join, a) {
+					join = append(join, a)
+				}
+			}
+		}
+		g.mu.Lock()
+		g.peersFile = peersFile
+		g.mu.Unlock()
+		if len(join) > 0 {
+			go n.joinLoop(join)
 		}
 		if cfg.BootstrapExpect > 1 && !has {
 			go n.bootstrapWhenExpected(cfg.BootstrapExpect)

@@ -43,6 +43,8 @@ type Coordinator struct {
 	GossipAddr, Join, GossipKeyFile  string
 	BootstrapExpect                  int
 	DeadCleanup                      time.Duration
+	SnapshotThreshold                uint64
+	SnapshotInterval                 time.Duration
 	OperatorTokenFile, JoinTokenFile string
 	TLSCert, TLSKey, TLSCA           string
 	InsecureNoAuth                   bool
@@ -92,6 +94,8 @@ func Flags(fs *flag.FlagSet) *Coordinator {
 	fs.StringVar(&c.Join, "join", "", "comma-separated gossip addresses of coordinators to join")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "fresh coordinators wait for this many to see each other, then form a cluster")
 	fs.StringVar(&c.GossipKeyFile, "gossip-key-file", "", "file holding a base64 gossip encryption key of 16, 24 or 32 bytes (or set MONTAGE_GOSSIP_KEY)")
+	fs.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", 4096, "raft log entries between snapshots")
+	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", 2*time.Minute, "how often raft checks whether a snapshot is due")
 	fs.DurationVar(&c.DeadCleanup, "dead-server-cleanup", 5*time.Minute, "remove a coordinator dead this long from raft (never below quorum)")
 	fs.StringVar(&c.OperatorTokenFile, "operator-token-file", "", "file holding the operator token (or set MONTAGE_OPERATOR_TOKEN)")
 	fs.StringVar(&c.JoinTokenFile, "agent-join-token-file", "", "file holding the agent join token (or set MONTAGE_AGENT_JOIN_TOKEN)")
@@ -187,6 +191,10 @@ func (c *Coordinator) Resolve() error {
 		return errors.New("a cluster of coordinators needs the S3 object store (-s3-endpoint): the local store is a directory on one machine, which the other coordinators and their agents cannot read")
 	case c.PartSize < 5<<20:
 		return fmt.Errorf("-part-size %d: S3 needs parts of at least 5 MiB (5242880 bytes)", c.PartSize)
+	case c.SnapshotThreshold < 16:
+		return fmt.Errorf("-snapshot-threshold %d: must be at least 16 entries", c.SnapshotThreshold)
+	case c.SnapshotInterval < time.Second:
+		return fmt.Errorf("-snapshot-interval %s: must be at least 1s", c.SnapshotInterval)
 	case c.Retention < 0:
 		return fmt.Errorf("-retention %s: must not be negative (0 keeps jobs forever)", c.Retention)
 	case c.AgentGC < 0:

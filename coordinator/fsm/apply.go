@@ -36,6 +36,8 @@ type Command struct {
 	// RemoveAgent forgets an agent that holds no lease (operator's removal
 	// or the leader's garbage collection of agents long unseen).
 	RemoveAgent *RemoveAgentCmd `json:"remove_agent,omitempty"`
+	// Verified ends the read-back of a result (see CompleteCmd.Verify).
+	Verified *VerifiedCmd `json:"verified,omitempty"`
 }
 
 // RemoveAgentCmd forgets an agent.
@@ -88,6 +90,20 @@ type CompleteCmd struct {
 	Token      uint64 `json:"token"`
 	Result     Result `json:"result"`
 	ReuseCache bool   `json:"reuse_cache,omitempty"`
+	// Verify: the store could not prove the result from its metadata; the
+	// task waits in VERIFYING for the leader to read it back.
+	Verify bool `json:"verify,omitempty"`
+}
+
+// VerifiedCmd reports the read-back of a VERIFYING task's result, under
+// the token of the lease that made it. The limits are FailCmd's.
+type VerifiedCmd struct {
+	TaskID          string `json:"task_id"`
+	Token           uint64 `json:"token"`
+	OK              bool   `json:"ok"`
+	Error           string `json:"error,omitempty"`
+	BlockAfter      int    `json:"block_after,omitempty"`
+	QuarantineAfter int    `json:"quarantine_after,omitempty"`
 }
 
 // FailCmd ends an attempt. Handback (the agent shut down, or the lease was
@@ -164,6 +180,8 @@ func (s *State) Apply(idx uint64, c *Command) Response {
 		return s.grant(idx, c.At, c.Grant)
 	case c.Complete != nil:
 		return s.complete(c.At, c.Complete)
+	case c.Verified != nil:
+		return s.verified(c.At, c.Verified)
 	case c.Fail != nil:
 		return s.fail(c.At, c.Fail)
 	case c.Expire != nil:
@@ -242,7 +260,7 @@ func (s *State) submit(idx uint64, at time.Time, c *SubmitCmd) Response {
 		j.TaskIDs = append(j.TaskIDs, tc.ID)
 	}
 	s.Jobs[j.ID] = &j
-	s.ix.order = append(s.ix.order, j.ID) // Seq is the raft index: newest last
+	s.ix.order = append(s.ix.order, &j) // Seq is the raft index: newest last
 	if c.IdempotencyKey != "" {
 		s.Idempotency[c.IdempotencyKey] = j.ID
 	}
@@ -315,6 +333,20 @@ func (s *State) complete(at time.Time, c *CompleteCmd) Response {
 		t.Cached = true
 		e.UsedAt = at
 	}
+	if c.Verify {
+		// The agent is done; the result waits for the leader to read it
+		// back (VerifiedCmd), keeping the lease's token as its fence.
+		t.State = montagev1.TaskState_TASK_STATE_VERIFYING
+		t.Result = &r
+		t.UpdatedAt = at
+		s.refreshJob(s.Jobs[t.JobID])
+		return Response{JobID: t.JobID}
+	}
+	return s.succeed(at, t, r)
+}
+
+// succeed commits r as the (writable) task's result.
+func (s *State) succeed(at time.Time, t *Task, r Result) Response {
 	if a := s.Agents[t.AgentID]; a != nil && a.FailStreak != 0 {
 		s.agent(a.ID).FailStreak = 0
 	}
@@ -354,6 +386,26 @@ func (s *State) complete(at time.Time, c *CompleteCmd) Response {
 	}
 	s.refreshJob(j)
 	return Response{JobID: j.ID}
+}
+
+// verified ends a result's read-back: it succeeds, or the attempt fails
+// as if the agent had reported the damage.
+func (s *State) verified(at time.Time, c *VerifiedCmd) Response {
+	t := s.Tasks[c.TaskID]
+	if t == nil {
+		return Response{Err: fmt.Errorf("task %s: %w", c.TaskID, ErrNotFound)}
+	}
+	if t.State != montagev1.TaskState_TASK_STATE_VERIFYING || t.LeaseToken != c.Token || t.Result == nil {
+		return Response{Err: fmt.Errorf("task %s token %d (current %d, %s): %w", c.TaskID, c.Token, t.LeaseToken, stateName(t.State), ErrStaleLease)}
+	}
+	t = s.task(t.ID)
+	if c.OK {
+		return s.succeed(at, t, *t.Result)
+	}
+	t.Result = nil
+	s.countFailure(t, t.AgentID, &FailCmd{Error: c.Error, BlockAfter: c.BlockAfter, QuarantineAfter: c.QuarantineAfter})
+	s.endAttempt(at, t, "its result failed verification: "+c.Error, false)
+	return Response{JobID: t.JobID}
 }
 
 func (s *State) fail(at time.Time, c *FailCmd) Response {
@@ -490,7 +542,7 @@ func describe(t *Task) string {
 func (s *State) cancelRest(at time.Time, j *Job) {
 	for _, id := range j.TaskIDs {
 		switch s.Tasks[id].State {
-		case montagev1.TaskState_TASK_STATE_QUEUED, montagev1.TaskState_TASK_STATE_LEASED:
+		case montagev1.TaskState_TASK_STATE_QUEUED, montagev1.TaskState_TASK_STATE_LEASED, montagev1.TaskState_TASK_STATE_VERIFYING:
 			t := s.task(id)
 			t.State = montagev1.TaskState_TASK_STATE_CANCELED
 			t.LeaseToken = 0

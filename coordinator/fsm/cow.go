@@ -31,6 +31,9 @@ func (s *State) job(id string) *Job {
 		c.Summary = &sum
 	}
 	s.Jobs[id] = &c
+	if i, ok := s.orderOf(j); ok {
+		s.ix.order[i] = &c
+	}
 	return &c
 }
 
@@ -80,22 +83,22 @@ func (s *State) cacheEntry(key string) *CacheEntry {
 // never changes what it holds; reading it needs no lock.
 type Frozen struct {
 	AppliedIndex uint64
-	Order        []string // jobs by submission
-	Jobs         map[string]*Job
+	Jobs         []*Job // by submission
 	Tasks        map[string]*Task
 	Agents       map[string]*Agent
 	Cache        map[string]*CacheEntry
 	CacheLatest  map[string]string
 }
 
-// Freeze takes the view. It costs a copy of the maps of pointers, not of
-// the records: it is the only part of a snapshot that holds up Apply.
+// Freeze takes the view. It costs a copy of the job order (a slice of
+// pointers: a week of finished jobs is a memcpy) and of the smaller maps of
+// pointers, not of the records: it is the only part of a snapshot that
+// holds up Apply.
 func (s *State) Freeze() *Frozen {
 	s.gen++
 	return &Frozen{
 		AppliedIndex: s.AppliedIndex,
-		Order:        slices.Clone(s.ix.order),
-		Jobs:         maps.Clone(s.Jobs),
+		Jobs:         slices.Clone(s.ix.order),
 		Tasks:        maps.Clone(s.Tasks),
 		Agents:       maps.Clone(s.Agents),
 		Cache:        maps.Clone(s.Cache),

@@ -3,6 +3,7 @@ package fsm
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
@@ -139,4 +140,62 @@ func TestRemoveAgentOnlyWhenIdle(t *testing.T) {
 	if r := l.apply(&Command{RemoveAgent: &RemoveAgentCmd{AgentID: "a"}}); !errors.Is(r.Err, ErrAgentUnknown) {
 		t.Errorf("second remove: %v", r.Err)
 	}
+}
+
+// A result the store could not prove waits in VERIFYING: nothing depends
+// on it yet, and the read-back decides under the lease's token.
+func TestVerifyingResults(t *testing.T) {
+	l := newLog()
+	register(l, "a1", "a2")
+	l.apply(&Command{Submit: job("j", 2, 2)})
+	g0 := l.apply(&Command{Grant: &GrantCmd{TaskID: "j-r0", AgentID: "a1"}})
+	g1 := l.apply(&Command{Grant: &GrantCmd{TaskID: "j-r1", AgentID: "a2"}})
+	for _, c := range []*CompleteCmd{
+		{TaskID: "j-r0", AgentID: "a1", Token: g0.Token, Result: Result{Key: "k0", Size: 9}, Verify: true},
+		{TaskID: "j-r1", AgentID: "a2", Token: g1.Token, Result: Result{Key: "k1", Size: 9}, Verify: true},
+	} {
+		if r := l.apply(&Command{Complete: c}); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	if st := l.s.Tasks["j-r0"].State; st != montagev1.TaskState_TASK_STATE_VERIFYING || len(l.s.Verifying()) != 2 {
+		t.Fatalf("state %s, %d verifying", st, len(l.s.Verifying()))
+	}
+	if len(collect(l.s.Runnable())) != 0 {
+		t.Fatal("the concat became runnable before its inputs were verified")
+	}
+	if r := l.apply(&Command{Verified: &VerifiedCmd{TaskID: "j-r0", Token: g0.Token + 99, OK: true}}); !errors.Is(r.Err, ErrStaleLease) {
+		t.Fatalf("a read-back under another token: %v", r.Err)
+	}
+	l.apply(&Command{Verified: &VerifiedCmd{TaskID: "j-r0", Token: g0.Token, OK: true}})
+	l.apply(&Command{Verified: &VerifiedCmd{TaskID: "j-r1", Token: g1.Token, OK: false, Error: "sha256 differs"}})
+	r0, r1 := l.s.Tasks["j-r0"], l.s.Tasks["j-r1"]
+	if r0.State != montagev1.TaskState_TASK_STATE_SUCCEEDED || r0.Commits != 1 || r0.Result.Key != "k0" {
+		t.Fatalf("verified task: %s, %d commits, %+v", r0.State, r0.Commits, r0.Result)
+	}
+	if r1.State != montagev1.TaskState_TASK_STATE_QUEUED || r1.Attempts != 1 || r1.FailCounts["a2"] != 1 || r1.Result != nil ||
+		!strings.Contains(r1.Error, "sha256 differs") {
+		t.Fatalf("refused task: %+v", r1)
+	}
+	if ids := collect(l.s.Runnable()); len(ids) != 1 || ids[0] != "j-r1" {
+		t.Fatalf("runnable after the refusal: %v", ids)
+	}
+	if r := l.apply(&Command{Verified: &VerifiedCmd{TaskID: "j-r1", Token: g1.Token, OK: true}}); !errors.Is(r.Err, ErrStaleLease) {
+		t.Fatalf("a second read-back report: %v", r.Err)
+	}
+	// A job canceled while a result is verified cancels that task too.
+	g := l.apply(&Command{Grant: &GrantCmd{TaskID: "j-r1", AgentID: "a1"}})
+	l.apply(&Command{Complete: &CompleteCmd{TaskID: "j-r1", AgentID: "a1", Token: g.Token, Result: Result{Key: "k"}, Verify: true}})
+	l.apply(&Command{Cancel: &CancelCmd{JobID: "j"}})
+	if st := l.s.Tasks["j-r1"].State; st != montagev1.TaskState_TASK_STATE_CANCELED || len(l.s.Verifying()) != 0 {
+		t.Fatalf("after cancel: %s, %d verifying", st, len(l.s.Verifying()))
+	}
+}
+
+func collect(seq func(func(*Task) bool)) []string {
+	var out []string
+	for t := range seq {
+		out = append(out, t.ID)
+	}
+	return out
 }

@@ -15,10 +15,11 @@ import (
 // are live. Every change of a job or task goes through refreshJob, which
 // keeps these in step; they are derived, so restore rebuilds them.
 type index struct {
-	order    []string            // every job, by submission (Seq)
+	order    []*Job              // every job, by submission (Seq)
 	live     []jobKey            // unfinished jobs, in scheduling order
 	runnable []taskKey           // queued tasks whose dependencies succeeded, in scheduling order
 	leased   map[string]string   // leased task → its agent
+	verify   map[string]struct{} // tasks whose results wait for a read-back
 	tidy     map[string]struct{} // finished jobs with housekeeping left
 	finished []finKey            // finished jobs by when they finished
 
@@ -30,7 +31,7 @@ type index struct {
 }
 
 func newIndex() index {
-	return index{leased: map[string]string{}, tidy: map[string]struct{}{}}
+	return index{leased: map[string]string{}, verify: map[string]struct{}{}, tidy: map[string]struct{}{}}
 }
 
 type jobKey struct {
@@ -118,6 +119,11 @@ func (s *State) refreshTask(j *Job, t *Task) {
 	if added && run {
 		s.ix.woke = append(s.ix.woke, t.Requires)
 	}
+	if t.State == montagev1.TaskState_TASK_STATE_VERIFYING {
+		s.ix.verify[t.ID] = struct{}{}
+	} else {
+		delete(s.ix.verify, t.ID)
+	}
 	if t.State == montagev1.TaskState_TASK_STATE_LEASED {
 		s.ix.leased[t.ID] = t.AgentID
 	} else if a, ok := s.ix.leased[t.ID]; ok {
@@ -132,16 +138,20 @@ func (s *State) forgetJob(j *Job) {
 		if t := s.Tasks[id]; t != nil {
 			s.ix.runnable, _ = put(s.ix.runnable, taskKey{job: keyOfJob(j), exp: t.ExpectedSeconds, pos: t.pos, id: t.ID}, false, cmpTask)
 			delete(s.ix.leased, t.ID)
+			delete(s.ix.verify, t.ID)
 		}
 	}
 	s.ix.live, _ = put(s.ix.live, keyOfJob(j), false, cmpJob)
 	s.ix.finished, _ = put(s.ix.finished, keyOfFinished(j), false, cmpFin)
 	delete(s.ix.tidy, j.ID)
-	if i, ok := slices.BinarySearchFunc(s.ix.order, j.Seq, func(id string, seq uint64) int {
-		return cmp.Compare(s.Jobs[id].Seq, seq)
-	}); ok {
+	if i, ok := s.orderOf(j); ok {
 		s.ix.order = slices.Delete(s.ix.order, i, i+1)
 	}
+}
+
+// orderOf finds a job's place in the submission order.
+func (s *State) orderOf(j *Job) (int, bool) {
+	return slices.BinarySearchFunc(s.ix.order, j.Seq, func(o *Job, seq uint64) int { return cmp.Compare(o.Seq, seq) })
 }
 
 // Reindex rebuilds every index from the records: after a restore, or
@@ -150,7 +160,7 @@ func (s *State) Reindex() {
 	s.ix = newIndex()
 	s.Idempotency = map[string]string{}
 	for id, j := range s.Jobs {
-		s.ix.order = append(s.ix.order, id)
+		s.ix.order = append(s.ix.order, j)
 		if j.IdempotencyKey != "" {
 			s.Idempotency[j.IdempotencyKey] = id
 		}
@@ -160,11 +170,11 @@ func (s *State) Reindex() {
 			}
 		}
 	}
-	slices.SortFunc(s.ix.order, func(a, b string) int {
-		return cmp.Or(cmp.Compare(s.Jobs[a].Seq, s.Jobs[b].Seq), strings.Compare(a, b))
+	slices.SortFunc(s.ix.order, func(a, b *Job) int {
+		return cmp.Or(cmp.Compare(a.Seq, b.Seq), strings.Compare(a.ID, b.ID))
 	})
-	for _, id := range s.ix.order {
-		s.refreshJob(s.Jobs[id])
+	for _, j := range s.ix.order {
+		s.refreshJob(j)
 	}
 	s.ix.woke, s.ix.touched, s.ix.any = nil, nil, true
 }
@@ -191,7 +201,7 @@ func (s *State) Drain() Changes {
 func (s *State) JobsNewestFirst() iter.Seq[*Job] {
 	return func(yield func(*Job) bool) {
 		for i := len(s.ix.order) - 1; i >= 0; i-- {
-			if !yield(s.Jobs[s.ix.order[i]]) {
+			if !yield(s.ix.order[i]) {
 				return
 			}
 		}
@@ -227,6 +237,16 @@ func (s *State) Runnable() iter.Seq[*Task] {
 func (s *State) LeasedTasks() []*Task {
 	out := make([]*Task, 0, len(s.ix.leased))
 	for id := range s.ix.leased {
+		out = append(out, s.Tasks[id])
+	}
+	slices.SortFunc(out, func(a, b *Task) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Verifying lists the tasks whose results wait for a read-back, by id.
+func (s *State) Verifying() []*Task {
+	out := make([]*Task, 0, len(s.ix.verify))
+	for id := range s.ix.verify {
 		out = append(out, s.Tasks[id])
 	}
 	slices.SortFunc(out, func(a, b *Task) int { return strings.Compare(a.ID, b.ID) })

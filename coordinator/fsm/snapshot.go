@@ -94,8 +94,7 @@ func (f *Frozen) WriteTo(w io.Writer) (int64, error) {
 			return cw.n, err
 		}
 	}
-	for _, id := range f.Order {
-		j := f.Jobs[id]
+	for _, j := range f.Jobs {
 		if err := put(&statev1.Record{Item: &statev1.Record_Job{Job: jobOut(j)}}); err != nil {
 			return cw.n, err
 		}

@@ -54,9 +54,14 @@ func checkIndex(t *testing.T, s *State) {
 	fresh := &State{Jobs: s.Jobs, Tasks: s.Tasks}
 	fresh.Reindex()
 	got, want := s.ix, fresh.ix
+	for i, j := range got.order {
+		if s.Jobs[j.ID] != j {
+			t.Fatalf("order[%d] holds a stale copy of job %s", i, j.ID)
+		}
+	}
 	for name, pair := range map[string][2]any{
 		"order": {got.order, want.order}, "live": {got.live, want.live}, "runnable": {got.runnable, want.runnable},
-		"leased": {got.leased, want.leased}, "tidy": {got.tidy, want.tidy}, "finished": {got.finished, want.finished},
+		"leased": {got.leased, want.leased}, "verify": {got.verify, want.verify}, "tidy": {got.tidy, want.tidy}, "finished": {got.finished, want.finished},
 	} {
 		a, b := pair[0], pair[1]
 		if reflect.ValueOf(a).Len() == 0 && reflect.ValueOf(b).Len() == 0 {
@@ -258,7 +263,7 @@ func randomLog(l *historyLog, rng *rand.Rand, n int) {
 			jobID = fmt.Sprintf("j%d", rng.IntN(jobs))
 		}
 		ag := agents[rng.IntN(len(agents))]
-		switch rng.IntN(12) {
+		switch rng.IntN(13) {
 		case 0, 1:
 			c := job(fmt.Sprintf("j%d", jobs), 1+rng.IntN(3), 1+rng.IntN(3))
 			c.Job.Priority = int32(rng.IntN(3))
@@ -273,7 +278,7 @@ func randomLog(l *historyLog, rng *rand.Rand, n int) {
 		case 5, 6:
 			id := pickTask()
 			if t := l.s.Tasks[id]; t != nil {
-				l.apply(&Command{Complete: &CompleteCmd{TaskID: id, AgentID: t.AgentID, Token: tokens[id], Result: Result{Key: id}}})
+				l.apply(&Command{Complete: &CompleteCmd{TaskID: id, AgentID: t.AgentID, Token: tokens[id], Result: Result{Key: id}, Verify: rng.IntN(3) == 0}})
 			}
 		case 7:
 			id := pickTask()
@@ -288,6 +293,9 @@ func randomLog(l *historyLog, rng *rand.Rand, n int) {
 		case 10:
 			l.apply(&Command{Finalize: &FinalizeCmd{JobID: jobID, Outputs: map[string]string{"montage": "m"}}})
 			l.apply(&Command{PurgeSegments: &JobCmd{JobID: jobID}})
+		case 12:
+			id := pickTask()
+			l.apply(&Command{Verified: &VerifiedCmd{TaskID: id, Token: tokens[id], OK: rng.IntN(2) == 0, Error: "bad"}})
 		case 11:
 			l.apply(&Command{MarkDeleting: &JobCmd{JobID: jobID}})
 			if rng.IntN(2) == 0 {
@@ -346,6 +354,7 @@ func TestFrozenViewIsPointInTime(t *testing.T) {
 	if asJSON(l.s) == atFreeze {
 		t.Fatal("the log changed nothing; the test proves nothing")
 	}
+	checkIndex(t, l.s)
 }
 
 func writeWithVersion(t *testing.T, v uint32) []byte {

@@ -36,6 +36,9 @@ type Config struct {
 	CacheBudget int64
 	// AgentGC forgets agents unseen this long that hold no lease (0: never).
 	AgentGC time.Duration
+	// BlockAfter and QuarantineAfter are the failure limits a refused
+	// read-back counts against (0: fsm's defaults).
+	BlockAfter, QuarantineAfter int
 	// OnExpire counts expired leases; OnLeases reports how many leases
 	// this node times (0 when it stops leading). Both may be nil.
 	OnExpire func()
@@ -69,7 +72,8 @@ type Leader struct {
 	// of raft).
 	Leases *lease.Table
 
-	cacheSem chan struct{} // bounds the segment copies running at once
+	cacheSem   chan struct{} // bounds the segment copies running at once
+	verifyKick chan struct{}
 
 	mu       sync.Mutex
 	lastSeen map[string]time.Time // agent id → last call, on this node
@@ -81,7 +85,7 @@ type Leader struct {
 // New makes a leader for node.
 func New(node *cluster.Node, store blob.Store, clk clock.Clock, cfg Config, log *slog.Logger) *Leader {
 	l := &Leader{node: node, store: store, clock: clk, cfg: cfg, log: log, Leases: lease.NewTable(cfg.LeaseTTL), lastSeen: map[string]time.Time{},
-		cacheSem: make(chan struct{}, 2)}
+		cacheSem: make(chan struct{}, 2), verifyKick: make(chan struct{}, 1)}
 	l.hooks = hooks{&l.cfg}
 	return l
 }
@@ -150,6 +154,7 @@ func (l *Leader) Run(ctx context.Context) {
 	// Housekeeping has its own loop: a multi-GB copy must not hold up lease
 	// expiry.
 	go l.janitorLoop(ctx)
+	go l.verifyLoop(ctx)
 	for {
 		select {
 		case <-ctx.Done():

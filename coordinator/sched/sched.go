@@ -10,18 +10,32 @@ import (
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
 
-// Pick returns up to n task ids for agentID, best first: jobs by priority
-// (high first) then age (old first); within a job the longest expected work
-// first, so that the last task to finish is a short one. A task goes only
-// to an agent that provides all it requires, and at most gpu of the picks
-// use a hardware encoder (the agent's free encoder sessions). A draining,
-// quarantined or unknown agent gets nothing, and nothing of a job that
-// blocked it. A task this agent failed waits for another agent that is
-// online (online reports which are in contact now) and could take it.
-//
-// freeDisk, when positive, is how many bytes the agent can still write: a
-// task expected to need more waits for another agent.
-func Pick(s *fsm.State, agentID string, n, gpu int, freeDisk int64, online func(agentID string) bool) []string {
+// Ask is an agent's request for work.
+type Ask struct {
+	Agent string
+	// Slots is how many tasks it can take; GPU how many of them may use a
+	// hardware encoder (its free encoder sessions).
+	Slots, GPU int
+	// FreeDisk, when positive, is how many bytes the agent can still
+	// write: a task expected to need more waits for another agent.
+	FreeDisk int64
+	// Online reports which agents are in contact now (nil: all).
+	Online func(agentID string) bool
+	// Skip names tasks not to pick: grants of them are being proposed for
+	// other agents right now.
+	Skip func(taskID string) bool
+}
+
+// Pick returns up to a.Slots task ids for the asking agent, best first:
+// jobs by priority (high first) then age (old first); within a job the
+// longest expected work first, so that the last task to finish is a short
+// one. A task goes only to an agent that provides all it requires, and at
+// most a.GPU of the picks use a hardware encoder. A draining, quarantined
+// or unknown agent gets nothing, and nothing of a job that blocked it. A
+// task this agent failed waits for another agent that is online and could
+// take it. Only runnable tasks are read, never all jobs or tasks.
+func Pick(s *fsm.State, ask Ask) []string {
+	agentID, n, gpu, freeDisk, online := ask.Agent, ask.Slots, ask.GPU, ask.FreeDisk, ask.Online
 	if n <= 0 {
 		return nil
 	}
@@ -33,6 +47,9 @@ func Pick(s *fsm.State, agentID string, n, gpu int, freeDisk int64, online func(
 	// Runnable is in scheduling order already: jobs by priority then age,
 	// and within a job the longest expected work first.
 	for t := range s.Runnable() {
+		if ask.Skip != nil && ask.Skip(t.ID) {
+			continue
+		}
 		j := s.Jobs[t.JobID]
 		if j.BlocksAgent(agentID) || !Provides(a, t.Requires) || t.FailCounts[agentID] > 0 && otherTaker(s, j, t, agentID, online) {
 			continue

@@ -61,7 +61,7 @@ func TestPickOrder(t *testing.T) {
 		{"unknown agent gets nothing", "ghost", 5, nil},
 	}
 	for _, c := range cases {
-		if got := Pick(s, c.agent, c.n, 0, 0, nil); !reflect.DeepEqual(got, c.want) {
+		if got := Pick(s, Ask{Agent: c.agent, Slots: c.n}); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: Pick = %v, want %v", c.name, got, c.want)
 		}
 	}
@@ -74,7 +74,7 @@ func TestPickSkipsFinishedJobsAndWaitsForDeps(t *testing.T) {
 		s.Tasks[id].State = montagev1.TaskState_TASK_STATE_SUCCEEDED
 	}
 	s.Reindex()
-	got := Pick(s, "ready", 10, 0, 0, nil)
+	got := Pick(s, Ask{Agent: "ready", Slots: 10})
 	want := []string{"old-rc", "old-ra", "new-concat"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Pick = %v, want %v", got, want)
@@ -111,7 +111,7 @@ func TestPickMatchesCapabilities(t *testing.T) {
 		{"gpu", 10, 3, []string{"hw-a", "hw-b", "hw-c", "sw-page", "sw-plain"}},
 	}
 	for _, c := range cases {
-		if got := Pick(s, c.agent, c.n, c.gpu, 0, nil); !reflect.DeepEqual(got, c.want) {
+		if got := Pick(s, Ask{Agent: c.agent, Slots: c.n, GPU: c.gpu}); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("Pick(%s, %d, gpu %d) = %v, want %v", c.agent, c.n, c.gpu, got, c.want)
 		}
 	}
@@ -173,17 +173,17 @@ func TestPickHonoursBlocklistsAndAvoidsTheLastFailure(t *testing.T) {
 
 	both := func(string) bool { return true }
 	onlyA := func(id string) bool { return id == "a" }
-	if got, want := Pick(s, "a", 10, 0, 0, both), []string{"j-2", "k-1"}; !reflect.DeepEqual(got, want) {
+	if got, want := Pick(s, Ask{Agent: "a", Slots: 10, Online: both}), []string{"j-2", "k-1"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("failed task with b online: Pick(a) = %v, want %v", got, want)
 	}
-	if got, want := Pick(s, "b", 10, 0, 0, both), []string{"j-1", "j-2", "k-1"}; !reflect.DeepEqual(got, want) {
+	if got, want := Pick(s, Ask{Agent: "b", Slots: 10, Online: both}), []string{"j-1", "j-2", "k-1"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Pick(b) = %v, want %v", got, want)
 	}
-	if got, want := Pick(s, "a", 10, 0, 0, onlyA), []string{"j-1", "j-2", "k-1"}; !reflect.DeepEqual(got, want) {
+	if got, want := Pick(s, Ask{Agent: "a", Slots: 10, Online: onlyA}), []string{"j-1", "j-2", "k-1"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("failed task, nobody else online: Pick(a) = %v, want %v", got, want)
 	}
 	s.Jobs["j"].Blocked = []string{"a"}
-	if got, want := Pick(s, "a", 10, 0, 0, onlyA), []string{"k-1"}; !reflect.DeepEqual(got, want) {
+	if got, want := Pick(s, Ask{Agent: "a", Slots: 10, Online: onlyA}), []string{"k-1"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("blocked from j: Pick(a) = %v, want %v", got, want)
 	}
 }
@@ -209,8 +209,19 @@ func TestPickRespectsFreeDisk(t *testing.T) {
 		{1, nil},
 	}
 	for _, c := range cases {
-		if got := Pick(s, "a", 10, 0, c.free, nil); !reflect.DeepEqual(got, c.want) {
+		if got := Pick(s, Ask{Agent: "a", Slots: 10, FreeDisk: c.free}); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("free %d: Pick = %v, want %v", c.free, got, c.want)
 		}
+	}
+}
+
+// Tasks another agent's grant is being proposed for are passed over, so
+// agents asking at once get different tasks instead of racing for one.
+func TestPickSkipsClaimedTasks(t *testing.T) {
+	s := state(t)
+	claimed := map[string]bool{"urgent-ra": true, "old-rc": true}
+	got := Pick(s, Ask{Agent: "ready", Slots: 2, Skip: func(id string) bool { return claimed[id] }})
+	if want := []string{"old-ra", "new-ra"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Pick = %v, want %v", got, want)
 	}
 }

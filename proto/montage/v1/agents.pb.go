@@ -346,6 +346,14 @@ type Lease struct {
 	// About how many bytes of disk the task needs (its files, intermediates
 	// and output); the agent refuses a lease it has no room for.
 	ExpectedBytes int64 `protobuf:"varint,17,opt,name=expected_bytes,json=expectedBytes,proto3" json:"expected_bytes,omitempty"`
+	// The store checks SHA-256 checksums of uploads: hash the result first
+	// (and each part of part_size_bytes, see StartUpload), then get its
+	// URLs from StartUpload and send x-amz-checksum-sha256 (base64) with
+	// every PUT. output_put_url is then not used.
+	ChecksummedUpload bool `protobuf:"varint,18,opt,name=checksummed_upload,json=checksummedUpload,proto3" json:"checksummed_upload,omitempty"`
+	// The part size parts start from; it doubles until at most 10000 parts
+	// cover the output.
+	PartSizeBytes int64 `protobuf:"varint,19,opt,name=part_size_bytes,json=partSizeBytes,proto3" json:"part_size_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -495,6 +503,20 @@ func (x *Lease) GetConcatInputsSha256() string {
 func (x *Lease) GetExpectedBytes() int64 {
 	if x != nil {
 		return x.ExpectedBytes
+	}
+	return 0
+}
+
+func (x *Lease) GetChecksummedUpload() bool {
+	if x != nil {
+		return x.ChecksummedUpload
+	}
+	return false
+}
+
+func (x *Lease) GetPartSizeBytes() int64 {
+	if x != nil {
+		return x.PartSizeBytes
 	}
 	return 0
 }
@@ -1378,7 +1400,9 @@ type UploadedPart struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Number int32                  `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
 	// The ETag the store returned for the part (its MD5 for S3 and the local store).
-	Etag          string `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	Etag string `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	// SHA-256 (hex) of the part, with checksummed_upload.
+	Sha256        string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1427,12 +1451,23 @@ func (x *UploadedPart) GetEtag() string {
 	return ""
 }
 
+func (x *UploadedPart) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
 type StartUploadRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Token         uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
-	Size          int64                  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	TaskId  string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Token   uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
+	Size    int64                  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	// With the lease's checksummed_upload: the SHA-256 (hex) of the whole
+	// output, and of each part when it is over the multipart threshold.
+	Sha256        string   `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	PartSha256    []string `protobuf:"bytes,6,rep,name=part_sha256,json=partSha256,proto3" json:"part_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1495,12 +1530,28 @@ func (x *StartUploadRequest) GetSize() int64 {
 	return 0
 }
 
+func (x *StartUploadRequest) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *StartUploadRequest) GetPartSha256() []string {
+	if x != nil {
+		return x.PartSha256
+	}
+	return nil
+}
+
 type StartUploadResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	UploadId string                 `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
 	PartSize int64                  `protobuf:"varint,2,opt,name=part_size,json=partSize,proto3" json:"part_size,omitempty"`
 	// Presigned PUT URLs for parts 1..N in order.
-	PartUrls      []string `protobuf:"bytes,3,rep,name=part_urls,json=partUrls,proto3" json:"part_urls,omitempty"`
+	PartUrls []string `protobuf:"bytes,3,rep,name=part_urls,json=partUrls,proto3" json:"part_urls,omitempty"`
+	// With checksummed_upload and no parts: the URL of the single PUT.
+	PutUrl        string `protobuf:"bytes,4,opt,name=put_url,json=putUrl,proto3" json:"put_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1554,6 +1605,13 @@ func (x *StartUploadResponse) GetPartUrls() []string {
 		return x.PartUrls
 	}
 	return nil
+}
+
+func (x *StartUploadResponse) GetPutUrl() string {
+	if x != nil {
+		return x.PutUrl
+	}
+	return ""
 }
 
 type CompleteTaskRequest struct {
@@ -1806,7 +1864,7 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"heldListed\x12&\n" +
 	"\x0ffree_disk_bytes\x18\a \x01(\x03R\rfreeDiskBytes\">\n" +
 	"\x11LeaseTaskResponse\x12)\n" +
-	"\x06leases\x18\x01 \x03(\v2\x11.montage.v1.LeaseR\x06leases\"\xba\x05\n" +
+	"\x06leases\x18\x01 \x03(\v2\x11.montage.v1.LeaseR\x06leases\"\x91\x06\n" +
 	"\x05Lease\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x14\n" +
@@ -1827,7 +1885,9 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x11concat_inputs_url\x18\x0e \x01(\tR\x0fconcatInputsUrl\x12,\n" +
 	"\x12concat_inputs_size\x18\x0f \x01(\x03R\x10concatInputsSize\x120\n" +
 	"\x14concat_inputs_sha256\x18\x10 \x01(\tR\x12concatInputsSha256\x12%\n" +
-	"\x0eexpected_bytes\x18\x11 \x01(\x03R\rexpectedBytes\"K\n" +
+	"\x0eexpected_bytes\x18\x11 \x01(\x03R\rexpectedBytes\x12-\n" +
+	"\x12checksummed_upload\x18\x12 \x01(\bR\x11checksummedUpload\x12&\n" +
+	"\x0fpart_size_bytes\x18\x13 \x01(\x03R\rpartSizeBytes\"K\n" +
 	"\n" +
 	"OutputSlot\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
@@ -1912,19 +1972,24 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06sha256\x18\x04 \x01(\tR\x06sha256\":\n" +
+	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"R\n" +
 	"\fUploadedPart\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x12\n" +
-	"\x04etag\x18\x02 \x01(\tR\x04etag\"r\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\"\xab\x01\n" +
 	"\x12StartUploadRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\x04R\x05token\x12\x12\n" +
-	"\x04size\x18\x04 \x01(\x03R\x04size\"l\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x05 \x01(\tR\x06sha256\x12\x1f\n" +
+	"\vpart_sha256\x18\x06 \x03(\tR\n" +
+	"partSha256\"\x85\x01\n" +
 	"\x13StartUploadResponse\x12\x1b\n" +
 	"\tupload_id\x18\x01 \x01(\tR\buploadId\x12\x1b\n" +
 	"\tpart_size\x18\x02 \x01(\x03R\bpartSize\x12\x1b\n" +
-	"\tpart_urls\x18\x03 \x03(\tR\bpartUrls\"\x8f\x01\n" +
+	"\tpart_urls\x18\x03 \x03(\tR\bpartUrls\x12\x17\n" +
+	"\aput_url\x18\x04 \x01(\tR\x06putUrl\"\x8f\x01\n" +
 	"\x13CompleteTaskRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x14\n" +

@@ -89,6 +89,10 @@ const (
 	TaskState_TASK_STATE_SUCCEEDED   TaskState = 3
 	TaskState_TASK_STATE_FAILED      TaskState = 4
 	TaskState_TASK_STATE_CANCELED    TaskState = 5
+	// The agent finished and its result is being read back by the
+	// coordinator (a store that does not check upload checksums itself);
+	// the task succeeds or goes back to the queue when that is done.
+	TaskState_TASK_STATE_VERIFYING TaskState = 6
 )
 
 // Enum value maps for TaskState.
@@ -100,6 +104,7 @@ var (
 		3: "TASK_STATE_SUCCEEDED",
 		4: "TASK_STATE_FAILED",
 		5: "TASK_STATE_CANCELED",
+		6: "TASK_STATE_VERIFYING",
 	}
 	TaskState_value = map[string]int32{
 		"TASK_STATE_UNSPECIFIED": 0,
@@ -108,6 +113,7 @@ var (
 		"TASK_STATE_SUCCEEDED":   3,
 		"TASK_STATE_FAILED":      4,
 		"TASK_STATE_CANCELED":    5,
+		"TASK_STATE_VERIFYING":   6,
 	}
 )
 
@@ -1357,14 +1363,15 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n" +
 	"\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n" +
 	"\x10JOB_STATE_FAILED\x10\x04\x12\x16\n" +
-	"\x12JOB_STATE_CANCELED\x10\x05*\x9f\x01\n" +
+	"\x12JOB_STATE_CANCELED\x10\x05*\xb9\x01\n" +
 	"\tTaskState\x12\x1a\n" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11TASK_STATE_QUEUED\x10\x01\x12\x15\n" +
 	"\x11TASK_STATE_LEASED\x10\x02\x12\x18\n" +
 	"\x14TASK_STATE_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11TASK_STATE_FAILED\x10\x04\x12\x17\n" +
-	"\x13TASK_STATE_CANCELED\x10\x05*Q\n" +
+	"\x13TASK_STATE_CANCELED\x10\x05\x12\x18\n" +
+	"\x14TASK_STATE_VERIFYING\x10\x06*Q\n" +
 	"\bTaskType\x12\x19\n" +
 	"\x15TASK_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10TASK_TYPE_RENDER\x10\x01\x12\x14\n" +

@@ -59,7 +59,10 @@ type AgentServiceClient interface {
 	CompleteTask(context.Context, *connect.Request[v1.CompleteTaskRequest]) (*connect.Response[v1.CompleteTaskResponse], error)
 	FailTask(context.Context, *connect.Request[v1.FailTaskRequest]) (*connect.Response[v1.FailTaskResponse], error)
 	// StartUpload opens a multipart upload for a lease's output when it is
-	// larger than the lease's multipart_threshold_bytes, and presigns its parts.
+	// larger than the lease's multipart_threshold_bytes, and presigns its
+	// parts. With checksummed_upload it is called for every result, with its
+	// SHA-256 (and its parts'), and the URLs it returns carry them: the store
+	// refuses bytes that do not match.
 	StartUpload(context.Context, *connect.Request[v1.StartUploadRequest]) (*connect.Response[v1.StartUploadResponse], error)
 }
 
@@ -163,7 +166,10 @@ type AgentServiceHandler interface {
 	CompleteTask(context.Context, *connect.Request[v1.CompleteTaskRequest]) (*connect.Response[v1.CompleteTaskResponse], error)
 	FailTask(context.Context, *connect.Request[v1.FailTaskRequest]) (*connect.Response[v1.FailTaskResponse], error)
 	// StartUpload opens a multipart upload for a lease's output when it is
-	// larger than the lease's multipart_threshold_bytes, and presigns its parts.
+	// larger than the lease's multipart_threshold_bytes, and presigns its
+	// parts. With checksummed_upload it is called for every result, with its
+	// SHA-256 (and its parts'), and the URLs it returns carry them: the store
+	// refuses bytes that do not match.
 	StartUpload(context.Context, *connect.Request[v1.StartUploadRequest]) (*connect.Response[v1.StartUploadResponse], error)
 }
 
