@@ -6,7 +6,7 @@ GOBIN := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 BINARIES := bin/montage-coordinator bin/montage-agent bin/montagectl bin/montage-samples
 
-.PHONY: build demo test test-loaded test-race ci proto proto-check lint tools ffmpeg bench fuzz clean
+.PHONY: build demo test test-loaded test-race ci proto proto-check lint tools ffmpeg bench soak fuzz clean
 
 build:
 	$(GO) build -o bin/montage-coordinator ./coordinator
@@ -33,7 +33,13 @@ test: ffmpeg tools
 test-loaded: ffmpeg tools
 	scripts/test-loaded.sh
 
+# CI runs the chaos soak for two minutes after the tests.
 ci: ffmpeg tools lint test
+	SOAK_MINUTES=2 scripts/soak.sh
+
+# The chaos soak (SOAK_MINUTES, default 10); its last line is the summary.
+soak: ffmpeg tools
+	scripts/soak.sh
 
 proto: tools
 	buf lint
@@ -48,6 +54,7 @@ lint: tools
 bench: ffmpeg build
 	bench/overhead.sh
 	bench/cluster.sh
+	bench/scale.sh
 	$(GO) test ./e2e -run '^$$' -bench 'SourceBytes|CachedRerun|TwoPinned' -benchtime 1x -timeout 30m
 
 fuzz:

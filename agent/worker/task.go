@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -702,6 +703,56 @@ func (a *Agent) uploadParts(ctx context.Context, f *os.File, size int64, l *mont
 		}
 		res.Parts = append(res.Parts, &montagev1.UploadedPart{Number: int32(i + 1), Etag: etag, Sha256: ps})
 	}
+	if u := start.GetCompleteUrl(); u != "" {
+		// Joining the parts is part of the upload: the coordinator only
+		// checks the stored checksum against the parts' sums.
+		return a.completeUpload(ctx, u, res.GetParts())
+	}
 	res.UploadId = start.GetUploadId()
+	return nil
+}
+
+// s3Complete is S3's CompleteMultipartUpload document.
+type s3Complete struct {
+	XMLName xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ CompleteMultipartUpload"`
+	Parts   []s3Part `xml:"Part"`
+}
+
+type s3Part struct {
+	PartNumber     int32
+	ETag           string
+	ChecksumSHA256 string `xml:",omitempty"`
+}
+
+// completeUpload POSTs the part list to the presigned completion URL. S3
+// may answer 200 and still report an error in the body.
+func (a *Agent) completeUpload(ctx context.Context, url string, parts []*montagev1.UploadedPart) error {
+	doc := s3Complete{}
+	for _, p := range parts {
+		sum, err := hex.DecodeString(p.GetSha256())
+		if err != nil {
+			return fmt.Errorf("complete upload: part %d: %w", p.GetNumber(), err)
+		}
+		doc.Parts = append(doc.Parts, s3Part{PartNumber: p.GetNumber(), ETag: `"` + p.GetEtag() + `"`,
+			ChecksumSHA256: base64.StdEncoding.EncodeToString(sum)})
+	}
+	body, err := xml.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("complete upload: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("complete upload: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/xml")
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("complete upload: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 || bytes.Contains(b, []byte("<Error>")) {
+		return fmt.Errorf("complete upload: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(b[:min(len(b), 512)])))
+	}
 	return nil
 }

@@ -500,22 +500,25 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 	if r.GetKey() != want {
 		return nil, invalid("result.key", "must be %q for this attempt, got %q", want, r.GetKey())
 	}
+	// Parts uploaded with checksums name the object's composite checksum;
+	// the agent may have completed the upload itself (StartUpload's
+	// complete_url), or leaves it to this call (upload_id).
+	parts := make([]blob.Part, len(r.GetParts()))
 	var partSums []string
+	for i, p := range r.GetParts() {
+		parts[i] = blob.Part{Number: int(p.GetNumber()), ETag: p.GetEtag(), SHA256: strings.ToLower(p.GetSha256())}
+		partSums = append(partSums, parts[i].SHA256)
+	}
+	if slices.Contains(partSums, "") {
+		partSums = nil // uploaded without checksums
+	}
 	if id := r.GetUploadId(); id != "" {
-		parts := make([]blob.Part, len(r.GetParts()))
-		for i, p := range r.GetParts() {
-			parts[i] = blob.Part{Number: int(p.GetNumber()), ETag: p.GetEtag(), SHA256: strings.ToLower(p.GetSha256())}
-			partSums = append(partSums, parts[i].SHA256)
-		}
 		if err := s.store.CompleteMultipart(ctx, r.GetKey(), id, parts); err != nil {
 			// A bad part list cannot be fixed by retrying it; the upload is
 			// aborted and the agent fails the attempt.
 			_ = s.store.AbortMultipart(ctx, r.GetKey(), id)
 			s.m.completed.WithLabelValues("corrupt").Inc()
 			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("result.parts: %w", err))
-		}
-		if slices.Contains(partSums, "") {
-			partSums = nil // uploaded without checksums
 		}
 	}
 	// Each object is proven from the store's metadata where it can be;
@@ -693,6 +696,12 @@ func (s *Server) StartUpload(ctx context.Context, req *connect.Request[montagev1
 			return nil, connect.NewError(connect.CodeInternal, err)
 		}
 		out.PartUrls = append(out.PartUrls, u)
+	}
+	if len(sums) > 0 {
+		if out.CompleteUrl, err = s.store.PresignComplete(key, id, ttl); err != nil {
+			_ = s.store.AbortMultipart(ctx, key, id)
+			return nil, connect.NewError(connect.CodeInternal, err)
+		}
 	}
 	s.log.Info("multipart upload started", "task", m.GetTaskId(), "key", key, "parts", n, "part_size", part)
 	return connect.NewResponse(out), nil

@@ -43,7 +43,7 @@ func newHarnessWith(t *testing.T, cfg Config) *harness {
 }
 
 // newHarnessStore serves the local store through wrap (nil: as it is).
-func newHarnessStore(t *testing.T, cfg Config, wrap func(blob.Store) blob.Store) *harness {
+func newHarnessStore(t testing.TB, cfg Config, wrap func(blob.Store) blob.Store) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	node, err := cluster.Open(cluster.Config{DataDir: dir, RaftAddr: clustertest.FreeAddr(t), Bootstrap: true, Fast: true})

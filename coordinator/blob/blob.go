@@ -53,6 +53,12 @@ type Store interface {
 	PresignPart(key, uploadID string, part int, ttl time.Duration) (string, error)
 	// CompleteMultipart joins the parts into key; nothing is visible before.
 	CompleteMultipart(ctx context.Context, key, uploadID string, parts []Part) error
+	// PresignComplete returns a URL that lets the uploader complete the
+	// upload itself (POST of S3's CompleteMultipartUpload document), or ""
+	// when the store does not offer one: joining the parts can take a
+	// while (a posix S3 server copies them), and belongs to the upload,
+	// not to the coordinator's call that checks it.
+	PresignComplete(key, uploadID string, ttl time.Duration) (string, error)
 	// AbortMultipart discards an upload and its parts.
 	AbortMultipart(ctx context.Context, key, uploadID string) error
 	// ListMultipart lists unfinished uploads under prefix.

@@ -456,6 +456,23 @@ func (s *S3) CompleteMultipart(ctx context.Context, key, uploadID string, parts 
 	return nil
 }
 
+// PresignComplete implements Store. Only uploads that carry checksums
+// are completed by their uploader: the stored composite checksum then
+// proves which parts it joined.
+func (s *S3) PresignComplete(key, uploadID string, ttl time.Duration) (string, error) {
+	if !s.checksums {
+		return "", nil
+	}
+	if err := CheckKey(key); err != nil {
+		return "", err
+	}
+	u, err := s.core.Client.Presign(context.Background(), http.MethodPost, s.bucket, key, ttl, url.Values{"uploadId": {uploadID}})
+	if err != nil {
+		return "", fmt.Errorf("presign completion of %s: %w", key, err)
+	}
+	return u.String(), nil
+}
+
 // AbortMultipart implements Store.
 func (s *S3) AbortMultipart(ctx context.Context, key, uploadID string) error {
 	if err := s.core.AbortMultipartUpload(ctx, s.bucket, key, uploadID); err != nil {

@@ -1551,7 +1551,12 @@ type StartUploadResponse struct {
 	// Presigned PUT URLs for parts 1..N in order.
 	PartUrls []string `protobuf:"bytes,3,rep,name=part_urls,json=partUrls,proto3" json:"part_urls,omitempty"`
 	// With checksummed_upload and no parts: the URL of the single PUT.
-	PutUrl        string `protobuf:"bytes,4,opt,name=put_url,json=putUrl,proto3" json:"put_url,omitempty"`
+	PutUrl string `protobuf:"bytes,4,opt,name=put_url,json=putUrl,proto3" json:"put_url,omitempty"`
+	// When set, the agent completes the multipart upload itself: a POST of
+	// S3's CompleteMultipartUpload document (each part's number, ETag and
+	// ChecksumSHA256) to this URL. It then reports the result with its parts
+	// but without upload_id. A store may answer 200 with an <Error> body.
+	CompleteUrl   string `protobuf:"bytes,5,opt,name=complete_url,json=completeUrl,proto3" json:"complete_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1610,6 +1615,13 @@ func (x *StartUploadResponse) GetPartUrls() []string {
 func (x *StartUploadResponse) GetPutUrl() string {
 	if x != nil {
 		return x.PutUrl
+	}
+	return ""
+}
+
+func (x *StartUploadResponse) GetCompleteUrl() string {
+	if x != nil {
+		return x.CompleteUrl
 	}
 	return ""
 }
@@ -1984,12 +1996,13 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x04size\x18\x04 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x05 \x01(\tR\x06sha256\x12\x1f\n" +
 	"\vpart_sha256\x18\x06 \x03(\tR\n" +
-	"partSha256\"\x85\x01\n" +
+	"partSha256\"\xa8\x01\n" +
 	"\x13StartUploadResponse\x12\x1b\n" +
 	"\tupload_id\x18\x01 \x01(\tR\buploadId\x12\x1b\n" +
 	"\tpart_size\x18\x02 \x01(\x03R\bpartSize\x12\x1b\n" +
 	"\tpart_urls\x18\x03 \x03(\tR\bpartUrls\x12\x17\n" +
-	"\aput_url\x18\x04 \x01(\tR\x06putUrl\"\x8f\x01\n" +
+	"\aput_url\x18\x04 \x01(\tR\x06putUrl\x12!\n" +
+	"\fcomplete_url\x18\x05 \x01(\tR\vcompleteUrl\"\x8f\x01\n" +
 	"\x13CompleteTaskRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x14\n" +
