@@ -109,11 +109,15 @@ func TestJanitorFinalizesPurgesAndDeletes(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	h.advanceUntil(t, "finalize and purge", func() bool {
+	h.advanceUntil(t, "finalize, purge and compaction", func() bool {
 		keys, _ := h.store.List(ctx, blob.JobPrefix(j.GetId()))
-		return len(keys) == 1 && keys[0] == blob.OutputKey(j.GetId(), "montage")
+		return len(keys) == 1 && keys[0] == blob.OutputKey(j.GetId(), "montage") && h.job(t, j.GetId()).GetTaskSummary() != nil
 	})
 	got := h.job(t, j.GetId())
+	// Compacted: the tasks are gone, a summary and the outputs stay.
+	if sm := got.GetTaskSummary(); len(got.GetTasks()) != 0 || sm.GetTasks() != 3 || sm.GetAttempts() != 3 || got.GetProgress() != 1 {
+		t.Fatalf("compacted job: %d tasks, summary %v, progress %v", len(got.GetTasks()), sm, got.GetProgress())
+	}
 	if got.GetOutputs()["montage"] != blob.OutputKey(j.GetId(), "montage") {
 		t.Fatalf("outputs after finalize: %v", got.GetOutputs())
 	}
