@@ -100,9 +100,16 @@ func (m *machine) Apply(l *raft.Log) any {
 // Snapshot takes a point-in-time view under the lock (the only part that
 // holds up Apply); Persist writes it beside Apply.
 func (m *machine) Snapshot() (raft.FSMSnapshot, error) {
+	// The view's room is allocated first, outside the lock: Freeze then
+	// allocates nothing while it holds the lock (an allocation there can be
+	// made to assist the garbage collector for a long while).
+	m.mu.RLock()
+	sizes := m.state.Sizes()
+	m.mu.RUnlock()
+	view := fsm.NewFrozen(sizes)
 	m.mu.Lock()
 	start := time.Now() // from the lock on: the wait for it is any writer's
-	view := m.state.Freeze()
+	view = m.state.FreezeInto(view)
 	pause := time.Since(start)
 	m.mu.Unlock()
 	m.m.pauseSeconds.Observe(pause.Seconds())

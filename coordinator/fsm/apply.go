@@ -257,6 +257,7 @@ func (s *State) submit(idx uint64, at time.Time, c *SubmitCmd) Response {
 			s.cacheEntry(k).UsedAt = at
 		}
 		s.Tasks[tc.ID] = &tc
+		s.indexPlan(&tc)
 		j.TaskIDs = append(j.TaskIDs, tc.ID)
 	}
 	s.Jobs[j.ID] = &j
@@ -295,7 +296,7 @@ func (s *State) grant(idx uint64, at time.Time, c *GrantCmd) Response {
 		j.State = montagev1.JobState_JOB_STATE_RUNNING
 	}
 	j.UpdatedAt = at
-	s.refreshJob(j)
+	s.refresh(j, t)
 	return Response{Token: idx, JobID: j.ID}
 }
 
@@ -339,7 +340,7 @@ func (s *State) complete(at time.Time, c *CompleteCmd) Response {
 		t.State = montagev1.TaskState_TASK_STATE_VERIFYING
 		t.Result = &r
 		t.UpdatedAt = at
-		s.refreshJob(s.Jobs[t.JobID])
+		s.refresh(s.Jobs[t.JobID], t)
 		return Response{JobID: t.JobID}
 	}
 	return s.succeed(at, t, r)
@@ -384,7 +385,7 @@ func (s *State) succeed(at time.Time, t *Task, r Result) Response {
 		j.State = montagev1.JobState_JOB_STATE_SUCCEEDED
 		j.FinishedAt = at
 	}
-	s.refreshJob(j)
+	s.refresh(j, t)
 	return Response{JobID: j.ID}
 }
 
@@ -505,7 +506,7 @@ func (s *State) expire(at time.Time, c *ExpireCmd) Response {
 // endAttempt puts a task (writable) back in the queue or, past its attempt
 // limit, fails it and its job.
 func (s *State) endAttempt(at time.Time, t *Task, msg string, handback bool) {
-	defer s.refreshJob(s.Jobs[t.JobID])
+	defer func() { s.refresh(s.Jobs[t.JobID], t) }()
 	t.LeaseToken = 0
 	t.AgentID = ""
 	t.UpdatedAt = at
@@ -622,6 +623,7 @@ func (s *State) compact(j *Job) {
 			}
 		}
 		delete(s.Tasks, id)
+		delete(s.ix.dependents, id)
 	}
 	j.TaskIDs, j.Failures, j.Summary = nil, nil, sum
 }

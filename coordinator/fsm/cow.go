@@ -80,28 +80,60 @@ func (s *State) cacheEntry(key string) *CacheEntry {
 }
 
 // Frozen is a point-in-time view of the records, for a snapshot. Apply
-// never changes what it holds; reading it needs no lock.
+// never changes what it holds; reading it needs no lock. The slices are in
+// no particular order but Jobs (by submission); WriteTo sorts the rest.
 type Frozen struct {
 	AppliedIndex uint64
-	Jobs         []*Job // by submission
-	Tasks        map[string]*Task
-	Agents       map[string]*Agent
-	Cache        map[string]*CacheEntry
-	CacheLatest  map[string]string
+	Jobs         []*Job
+	Tasks        []*Task
+	Agents       []*Agent
+	Cache        []*CacheEntry
+	CacheLatest  [][2]string // plan, entry key
 }
 
-// Freeze takes the view. It costs a copy of the job order (a slice of
-// pointers: a week of finished jobs is a memcpy) and of the smaller maps of
-// pointers, not of the records: it is the only part of a snapshot that
-// holds up Apply.
-func (s *State) Freeze() *Frozen {
+// Sizes is how many records each part of the view will hold.
+type Sizes struct{ Jobs, Tasks, Agents, Cache int }
+
+// Sizes reports the state's record counts, to allocate a Frozen before
+// the lock that Freeze needs is taken.
+func (s *State) Sizes() Sizes {
+	return Sizes{Jobs: len(s.ix.order), Tasks: len(s.Tasks), Agents: len(s.Agents), Cache: len(s.Cache)}
+}
+
+// NewFrozen allocates a view with room for n records (and some to spare).
+func NewFrozen(n Sizes) *Frozen {
+	slack := func(k int) int { return k + k/8 + 64 }
+	return &Frozen{Jobs: make([]*Job, 0, slack(n.Jobs)), Tasks: make([]*Task, 0, slack(n.Tasks)),
+		Agents: make([]*Agent, 0, slack(n.Agents)), Cache: make([]*CacheEntry, 0, slack(n.Cache)),
+		CacheLatest: make([][2]string, 0, slack(n.Cache))}
+}
+
+// Freeze takes the view into a new Frozen.
+func (s *State) Freeze() *Frozen { return s.FreezeInto(NewFrozen(s.Sizes())) }
+
+// FreezeInto takes the view into f (made by NewFrozen beforehand, outside
+// the lock): copies of pointers into slices that already have room, not
+// of records, so it allocates nothing and a week of finished jobs is a
+// memcpy. It is the only part of a snapshot that holds up Apply.
+func (s *State) FreezeInto(f *Frozen) *Frozen {
 	s.gen++
-	return &Frozen{
-		AppliedIndex: s.AppliedIndex,
-		Jobs:         slices.Clone(s.ix.order),
-		Tasks:        maps.Clone(s.Tasks),
-		Agents:       maps.Clone(s.Agents),
-		Cache:        maps.Clone(s.Cache),
-		CacheLatest:  maps.Clone(s.CacheLatest),
+	f.AppliedIndex = s.AppliedIndex
+	f.Jobs = append(f.Jobs[:0], s.ix.order...)
+	f.Tasks = f.Tasks[:0]
+	for _, t := range s.Tasks {
+		f.Tasks = append(f.Tasks, t)
 	}
+	f.Agents = f.Agents[:0]
+	for _, a := range s.Agents {
+		f.Agents = append(f.Agents, a)
+	}
+	f.Cache = f.Cache[:0]
+	for _, e := range s.Cache {
+		f.Cache = append(f.Cache, e)
+	}
+	f.CacheLatest = f.CacheLatest[:0]
+	for p, k := range s.CacheLatest {
+		f.CacheLatest = append(f.CacheLatest, [2]string{p, k})
+	}
+	return f
 }

@@ -12,8 +12,10 @@ import (
 
 // index holds what the hot paths read, so that none of them scans all jobs
 // or all tasks: a farm keeps a week of finished jobs beside the few that
-// are live. Every change of a job or task goes through refreshJob, which
-// keeps these in step; they are derived, so restore rebuilds them.
+// are live. Every change of a job or task goes through refresh (one task)
+// or refreshJob (all of a job's), which keep these in step at a cost that
+// does not grow with the farm, nor with the job for a one-task change;
+// they are derived, so restore rebuilds them.
 type index struct {
 	order    []*Job              // every job, by submission (Seq)
 	live     []jobKey            // unfinished jobs, in scheduling order
@@ -22,6 +24,9 @@ type index struct {
 	verify   map[string]struct{} // tasks whose results wait for a read-back
 	tidy     map[string]struct{} // finished jobs with housekeeping left
 	finished []finKey            // finished jobs by when they finished
+	// dependents names, per task, the tasks that wait for it (the
+	// concat waits for every render), while its job keeps its tasks.
+	dependents map[string][]string
 
 	// Since the last Drain: what became runnable (by requirements) and the
 	// agents whose leases ended.
@@ -31,7 +36,8 @@ type index struct {
 }
 
 func newIndex() index {
-	return index{leased: map[string]string{}, verify: map[string]struct{}{}, tidy: map[string]struct{}{}}
+	return index{leased: map[string]string{}, verify: map[string]struct{}{}, tidy: map[string]struct{}{},
+		dependents: map[string][]string{}}
 }
 
 type jobKey struct {
@@ -91,11 +97,51 @@ func tidyLeft(j *Job) bool {
 	return j.Terminal() && (j.Summary == nil || j.Deleting)
 }
 
-// refreshJob brings the indexes in step with j and its tasks.
+// refreshJob brings the indexes in step with j and all its tasks: at
+// submit, when the job ends, at restore.
 func (s *State) refreshJob(j *Job) {
 	if j == nil {
 		return
 	}
+	s.refreshJobOnly(j)
+	for _, id := range j.TaskIDs {
+		if t := s.Tasks[id]; t != nil {
+			s.refreshTask(j, t)
+		}
+	}
+}
+
+// refresh brings the indexes in step after one task of j changed: the
+// job, the task, and the tasks waiting for it once it succeeded. A job
+// that just ended refreshes all its tasks (once).
+func (s *State) refresh(j *Job, t *Task) {
+	if j == nil {
+		return
+	}
+	if _, live := slices.BinarySearchFunc(s.ix.live, keyOfJob(j), cmpJob); live && j.Terminal() {
+		s.refreshJob(j)
+		return
+	}
+	s.refreshJobOnly(j)
+	s.refreshTask(j, t)
+	if t.State == montagev1.TaskState_TASK_STATE_SUCCEEDED {
+		for _, id := range s.ix.dependents[t.ID] {
+			if d := s.Tasks[id]; d != nil {
+				s.refreshTask(j, d)
+			}
+		}
+	}
+}
+
+// indexPlan records which tasks wait for which (at submit, restore).
+func (s *State) indexPlan(t *Task) {
+	for _, dep := range t.DependsOn {
+		s.ix.dependents[dep] = append(s.ix.dependents[dep], t.ID)
+	}
+}
+
+// refreshJobOnly updates the job-level indexes.
+func (s *State) refreshJobOnly(j *Job) {
 	s.ix.live, _ = put(s.ix.live, keyOfJob(j), !j.Terminal(), cmpJob)
 	if j.Terminal() && !j.FinishedAt.IsZero() {
 		s.ix.finished, _ = put(s.ix.finished, keyOfFinished(j), true, cmpFin)
@@ -104,11 +150,6 @@ func (s *State) refreshJob(j *Job) {
 		s.ix.tidy[j.ID] = struct{}{}
 	} else {
 		delete(s.ix.tidy, j.ID)
-	}
-	for _, id := range j.TaskIDs {
-		if t := s.Tasks[id]; t != nil {
-			s.refreshTask(j, t)
-		}
 	}
 }
 
@@ -140,6 +181,7 @@ func (s *State) forgetJob(j *Job) {
 			delete(s.ix.leased, t.ID)
 			delete(s.ix.verify, t.ID)
 		}
+		delete(s.ix.dependents, id)
 	}
 	s.ix.live, _ = put(s.ix.live, keyOfJob(j), false, cmpJob)
 	s.ix.finished, _ = put(s.ix.finished, keyOfFinished(j), false, cmpFin)
@@ -167,6 +209,7 @@ func (s *State) Reindex() {
 		for i, tid := range j.TaskIDs {
 			if t := s.Tasks[tid]; t != nil {
 				t.pos = i
+				s.indexPlan(t)
 			}
 		}
 	}

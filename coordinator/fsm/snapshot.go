@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/klauspost/compress/s2"
 	"google.golang.org/protobuf/encoding/protodelim"
@@ -79,18 +80,26 @@ func (f *Frozen) WriteTo(w io.Writer) (int64, error) {
 	if _, err := marshal.MarshalTo(bw, hdr); err != nil {
 		return cw.n, fmt.Errorf("write snapshot header: %w", err)
 	}
-	for _, id := range slices.Sorted(maps.Keys(f.Agents)) {
-		if err := put(&statev1.Record{Item: &statev1.Record_Agent{Agent: agentOut(f.Agents[id])}}); err != nil {
+	// The view's slices are sorted here, beside Apply, not while frozen.
+	slices.SortFunc(f.Agents, func(a, b *Agent) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(f.Cache, func(a, b *CacheEntry) int { return strings.Compare(a.Key, b.Key) })
+	slices.SortFunc(f.CacheLatest, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	tasks := make(map[string]*Task, len(f.Tasks))
+	for _, t := range f.Tasks {
+		tasks[t.ID] = t
+	}
+	for _, a := range f.Agents {
+		if err := put(&statev1.Record{Item: &statev1.Record_Agent{Agent: agentOut(a)}}); err != nil {
 			return cw.n, err
 		}
 	}
-	for _, k := range slices.Sorted(maps.Keys(f.Cache)) {
-		if err := put(&statev1.Record{Item: &statev1.Record_CacheEntry{CacheEntry: cacheOut(f.Cache[k])}}); err != nil {
+	for _, e := range f.Cache {
+		if err := put(&statev1.Record{Item: &statev1.Record_CacheEntry{CacheEntry: cacheOut(e)}}); err != nil {
 			return cw.n, err
 		}
 	}
-	for _, p := range slices.Sorted(maps.Keys(f.CacheLatest)) {
-		if err := put(&statev1.Record{Item: &statev1.Record_CacheLatest{CacheLatest: &statev1.CacheLatest{Plan: p, Key: f.CacheLatest[p]}}}); err != nil {
+	for _, pk := range f.CacheLatest {
+		if err := put(&statev1.Record{Item: &statev1.Record_CacheLatest{CacheLatest: &statev1.CacheLatest{Plan: pk[0], Key: pk[1]}}}); err != nil {
 			return cw.n, err
 		}
 	}
@@ -99,11 +108,18 @@ func (f *Frozen) WriteTo(w io.Writer) (int64, error) {
 			return cw.n, err
 		}
 		for _, tid := range j.TaskIDs {
-			if t := f.Tasks[tid]; t != nil {
+			if t := tasks[tid]; t != nil {
+				delete(tasks, tid)
 				if err := put(&statev1.Record{Item: &statev1.Record_Task{Task: taskOut(t)}}); err != nil {
 					return cw.n, err
 				}
 			}
+		}
+	}
+	// Tasks no plan names (there should be none) are kept all the same.
+	for _, id := range slices.Sorted(maps.Keys(tasks)) {
+		if err := put(&statev1.Record{Item: &statev1.Record_Task{Task: taskOut(tasks[id])}}); err != nil {
+			return cw.n, err
 		}
 	}
 	if err := put(&statev1.Record{Item: &statev1.Record_End{End: &statev1.End{Records: records + 1}}}); err != nil {

@@ -61,7 +61,7 @@ func checkIndex(t *testing.T, s *State) {
 	}
 	for name, pair := range map[string][2]any{
 		"order": {got.order, want.order}, "live": {got.live, want.live}, "runnable": {got.runnable, want.runnable},
-		"leased": {got.leased, want.leased}, "verify": {got.verify, want.verify}, "tidy": {got.tidy, want.tidy}, "finished": {got.finished, want.finished},
+		"leased": {got.leased, want.leased}, "verify": {got.verify, want.verify}, "dependents": {got.dependents, want.dependents}, "tidy": {got.tidy, want.tidy}, "finished": {got.finished, want.finished},
 	} {
 		a, b := pair[0], pair[1]
 		if reflect.ValueOf(a).Len() == 0 && reflect.ValueOf(b).Len() == 0 {
