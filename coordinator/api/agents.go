@@ -507,6 +507,9 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 	var partSums []string
 	for i, p := range r.GetParts() {
 		parts[i] = blob.Part{Number: int(p.GetNumber()), ETag: p.GetEtag(), SHA256: strings.ToLower(p.GetSha256())}
+		if parts[i].SHA256 != "" && blob.B64(parts[i].SHA256) == "" {
+			return nil, invalid(fmt.Sprintf("result.parts[%d].sha256", i), "must be 64 hex digits")
+		}
 		partSums = append(partSums, parts[i].SHA256)
 	}
 	if slices.Contains(partSums, "") {

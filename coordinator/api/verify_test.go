@@ -132,3 +132,19 @@ func TestLargeResultReadBackOutsideTheCall(t *testing.T) {
 		t.Fatalf("verified task committed %d times", g.GetCommits())
 	}
 }
+
+// A part's checksum that is not a SHA-256 is the agent's mistake, named.
+func TestBadPartChecksumNamed(t *testing.T) {
+	h := newHarness(t)
+	h.register(t, "a1")
+	h.submit(t, 1)
+	l := h.lease(t, "a1", 1, 1)[0]
+	_, err := h.agents.CompleteTask(context.Background(), connect.NewRequest(&montagev1.CompleteTaskRequest{
+		AgentId: "a1", TaskId: l.GetTaskId(), Token: l.GetToken(),
+		Result: &montagev1.TaskResult{Key: l.GetOutputKey(), Size: 3, Sha256: strings.Repeat("a", 64),
+			Parts: []*montagev1.UploadedPart{{Number: 1, Etag: "x", Sha256: "not hex"}}},
+	}))
+	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "result.parts[0].sha256") {
+		t.Fatalf("bad part checksum: %v", err)
+	}
+}

@@ -261,7 +261,7 @@ func (s *State) submit(idx uint64, at time.Time, c *SubmitCmd) Response {
 		j.TaskIDs = append(j.TaskIDs, tc.ID)
 	}
 	s.Jobs[j.ID] = &j
-	s.ix.order = append(s.ix.order, &j) // Seq is the raft index: newest last
+	s.ix.order.Append(&j, s.gen) // Seq is the raft index: newest last
 	if c.IdempotencyKey != "" {
 		s.Idempotency[c.IdempotencyKey] = j.ID
 	}

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -12,7 +13,7 @@ import (
 // farm is a state of n finished, compacted jobs and live ones of six tasks,
 // with records the size a real farm's have (a spec of five highlights is
 // about 800 bytes).
-func farm(n, live int) *State {
+func farm(n, live int, compact bool) *State {
 	l := &historyLog{s: New()}
 	spec := bytes.Repeat([]byte("https://vods.example.com/streamer/2026-11-01/vod.mp4 Clutch moment "), 12)
 	for i := 0; i < n+live; i++ {
@@ -36,7 +37,9 @@ func farm(n, live int) *State {
 		}
 		l.apply(&Command{Finalize: &FinalizeCmd{JobID: id, Outputs: map[string]string{"montage": "jobs/" + id + "/montage.mp4",
 			"chapters": "jobs/" + id + "/chapters.txt", "thumbnail": "jobs/" + id + "/thumbnail.jpg", "manifest": "jobs/" + id + "/manifest.json"}}})
-		l.apply(&Command{PurgeSegments: &JobCmd{JobID: id}})
+		if compact {
+			l.apply(&Command{PurgeSegments: &JobCmd{JobID: id}})
+		}
 	}
 	return l.s
 }
@@ -45,7 +48,7 @@ func farm(n, live int) *State {
 // 1,000 queued ones). It reports the time the view holds up Apply, the
 // time to write it and its size, and the time to restore it.
 func BenchmarkSnapshot100k(b *testing.B) {
-	s := farm(100000, 1000)
+	s := farm(100000, 1000, true)
 	if s.Unfinished() != 1000 || len(s.Tasks) != 6000 || s.Jobs["j00000000000"].State != montagev1.JobState_JOB_STATE_SUCCEEDED {
 		b.Fatalf("farm: %d unfinished, %d tasks", s.Unfinished(), len(s.Tasks))
 	}
@@ -75,5 +78,33 @@ func BenchmarkSnapshot100k(b *testing.B) {
 	b.ReportMetric(float64(freeze.Microseconds())/n/1000, "ms-freeze")
 	b.ReportMetric(write.Seconds()/n, "s-write")
 	b.ReportMetric(restore.Seconds()/n, "s-restore")
+	b.ReportMetric(float64(size)/1e6, "MB")
+}
+
+// BenchmarkSnapshotV1JSON is the same farm as the format before it:
+// finished jobs not compacted (six tasks each) and the whole state one JSON
+// document, encoded while Apply waits, then decoded.
+func BenchmarkSnapshotV1JSON(b *testing.B) {
+	s := farm(100000, 1000, false)
+	v := v1State{Jobs: s.Jobs, Tasks: s.Tasks, Agents: s.Agents, Idempotency: s.Idempotency, Cache: s.Cache, CacheLatest: s.CacheLatest}
+	var encode, decode time.Duration
+	var size int
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		buf, err := json.Marshal(v)
+		encode += time.Since(t0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = len(buf)
+		t0 = time.Now()
+		if _, err := Restore(bytes.NewReader(buf)); err != nil {
+			b.Fatal(err)
+		}
+		decode += time.Since(t0)
+	}
+	n := float64(b.N)
+	b.ReportMetric(encode.Seconds()/n, "s-encode-blocking")
+	b.ReportMetric(decode.Seconds()/n, "s-restore")
 	b.ReportMetric(float64(size)/1e6, "MB")
 }

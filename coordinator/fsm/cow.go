@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"iter"
 	"maps"
 	"slices"
 )
@@ -31,9 +32,7 @@ func (s *State) job(id string) *Job {
 		c.Summary = &sum
 	}
 	s.Jobs[id] = &c
-	if i, ok := s.orderOf(j); ok {
-		s.ix.order[i] = &c
-	}
+	s.ix.order.Replace(&c, s.gen)
 	return &c
 }
 
@@ -84,7 +83,7 @@ func (s *State) cacheEntry(key string) *CacheEntry {
 // no particular order but Jobs (by submission); WriteTo sorts the rest.
 type Frozen struct {
 	AppliedIndex uint64
-	Jobs         []*Job
+	Jobs         [][]*Job // chunks of jobs, by submission
 	Tasks        []*Task
 	Agents       []*Agent
 	Cache        []*CacheEntry
@@ -97,15 +96,25 @@ type Sizes struct{ Jobs, Tasks, Agents, Cache int }
 // Sizes reports the state's record counts, to allocate a Frozen before
 // the lock that Freeze needs is taken.
 func (s *State) Sizes() Sizes {
-	return Sizes{Jobs: len(s.ix.order), Tasks: len(s.Tasks), Agents: len(s.Agents), Cache: len(s.Cache)}
+	return Sizes{Jobs: len(s.ix.order.chunks), Tasks: len(s.Tasks), Agents: len(s.Agents), Cache: len(s.Cache)}
 }
 
 // NewFrozen allocates a view with room for n records (and some to spare).
 func NewFrozen(n Sizes) *Frozen {
 	slack := func(k int) int { return k + k/8 + 64 }
-	return &Frozen{Jobs: make([]*Job, 0, slack(n.Jobs)), Tasks: make([]*Task, 0, slack(n.Tasks)),
+	f := &Frozen{Jobs: make([][]*Job, slack(n.Jobs)), Tasks: make([]*Task, slack(n.Tasks)),
 		Agents: make([]*Agent, 0, slack(n.Agents)), Cache: make([]*CacheEntry, 0, slack(n.Cache)),
 		CacheLatest: make([][2]string, 0, slack(n.Cache))}
+	// Touch the large slices now, so that the page faults of fresh memory
+	// are taken here and not while Freeze holds the lock.
+	for i := range f.Jobs {
+		f.Jobs[i] = nil
+	}
+	for i := range f.Tasks {
+		f.Tasks[i] = nil
+	}
+	f.Jobs, f.Tasks = f.Jobs[:0], f.Tasks[:0]
+	return f
 }
 
 // Freeze takes the view into a new Frozen.
@@ -113,12 +122,12 @@ func (s *State) Freeze() *Frozen { return s.FreezeInto(NewFrozen(s.Sizes())) }
 
 // FreezeInto takes the view into f (made by NewFrozen beforehand, outside
 // the lock): copies of pointers into slices that already have room, not
-// of records, so it allocates nothing and a week of finished jobs is a
-// memcpy. It is the only part of a snapshot that holds up Apply.
+// of records, so it allocates nothing; the jobs are shared by chunk (see
+// jobList). It is the only part of a snapshot that holds up Apply.
 func (s *State) FreezeInto(f *Frozen) *Frozen {
 	s.gen++
 	f.AppliedIndex = s.AppliedIndex
-	f.Jobs = append(f.Jobs[:0], s.ix.order...)
+	f.Jobs = s.ix.order.view(f.Jobs[:0])
 	f.Tasks = f.Tasks[:0]
 	for _, t := range s.Tasks {
 		f.Tasks = append(f.Tasks, t)
@@ -136,4 +145,25 @@ func (s *State) FreezeInto(f *Frozen) *Frozen {
 		f.CacheLatest = append(f.CacheLatest, [2]string{p, k})
 	}
 	return f
+}
+
+// jobs yields the view's jobs by submission.
+func (f *Frozen) jobs() iter.Seq[*Job] {
+	return func(yield func(*Job) bool) {
+		for _, c := range f.Jobs {
+			for _, j := range c {
+				if !yield(j) {
+					return
+				}
+			}
+		}
+	}
+}
+
+func (f *Frozen) jobCount() int {
+	n := 0
+	for _, c := range f.Jobs {
+		n += len(c)
+	}
+	return n
 }

@@ -17,7 +17,7 @@ import (
 // does not grow with the farm, nor with the job for a one-task change;
 // they are derived, so restore rebuilds them.
 type index struct {
-	order    []*Job              // every job, by submission (Seq)
+	order    jobList             // every job, by submission (Seq)
 	live     []jobKey            // unfinished jobs, in scheduling order
 	runnable []taskKey           // queued tasks whose dependencies succeeded, in scheduling order
 	leased   map[string]string   // leased task → its agent
@@ -186,14 +186,7 @@ func (s *State) forgetJob(j *Job) {
 	s.ix.live, _ = put(s.ix.live, keyOfJob(j), false, cmpJob)
 	s.ix.finished, _ = put(s.ix.finished, keyOfFinished(j), false, cmpFin)
 	delete(s.ix.tidy, j.ID)
-	if i, ok := s.orderOf(j); ok {
-		s.ix.order = slices.Delete(s.ix.order, i, i+1)
-	}
-}
-
-// orderOf finds a job's place in the submission order.
-func (s *State) orderOf(j *Job) (int, bool) {
-	return slices.BinarySearchFunc(s.ix.order, j.Seq, func(o *Job, seq uint64) int { return cmp.Compare(o.Seq, seq) })
+	s.ix.order.Remove(j, s.gen)
 }
 
 // Reindex rebuilds every index from the records: after a restore, or
@@ -201,8 +194,9 @@ func (s *State) orderOf(j *Job) (int, bool) {
 func (s *State) Reindex() {
 	s.ix = newIndex()
 	s.Idempotency = map[string]string{}
+	all := make([]*Job, 0, len(s.Jobs))
 	for id, j := range s.Jobs {
-		s.ix.order = append(s.ix.order, j)
+		all = append(all, j)
 		if j.IdempotencyKey != "" {
 			s.Idempotency[j.IdempotencyKey] = id
 		}
@@ -213,10 +207,11 @@ func (s *State) Reindex() {
 			}
 		}
 	}
-	slices.SortFunc(s.ix.order, func(a, b *Job) int {
+	slices.SortFunc(all, func(a, b *Job) int {
 		return cmp.Or(cmp.Compare(a.Seq, b.Seq), strings.Compare(a.ID, b.ID))
 	})
-	for _, j := range s.ix.order {
+	for _, j := range all {
+		s.ix.order.Append(j, s.gen)
 		s.refreshJob(j)
 	}
 	s.ix.woke, s.ix.touched, s.ix.any = nil, nil, true
@@ -243,8 +238,8 @@ func (s *State) Drain() Changes {
 // JobsNewestFirst yields every job, the newest first.
 func (s *State) JobsNewestFirst() iter.Seq[*Job] {
 	return func(yield func(*Job) bool) {
-		for i := len(s.ix.order) - 1; i >= 0; i-- {
-			if !yield(s.ix.order[i]) {
+		for j := range s.ix.order.Backward() {
+			if !yield(j) {
 				return
 			}
 		}

@@ -76,7 +76,7 @@ func (f *Frozen) WriteTo(w io.Writer) (int64, error) {
 		return nil
 	}
 	hdr := &statev1.Header{Version: SnapshotVersion, AppliedIndex: f.AppliedIndex,
-		Jobs: uint64(len(f.Jobs)), Tasks: uint64(len(f.Tasks)), Agents: uint64(len(f.Agents)), CacheEntries: uint64(len(f.Cache))}
+		Jobs: uint64(f.jobCount()), Tasks: uint64(len(f.Tasks)), Agents: uint64(len(f.Agents)), CacheEntries: uint64(len(f.Cache))}
 	if _, err := marshal.MarshalTo(bw, hdr); err != nil {
 		return cw.n, fmt.Errorf("write snapshot header: %w", err)
 	}
@@ -103,7 +103,7 @@ func (f *Frozen) WriteTo(w io.Writer) (int64, error) {
 			return cw.n, err
 		}
 	}
-	for _, j := range f.Jobs {
+	for j := range f.jobs() {
 		if err := put(&statev1.Record{Item: &statev1.Record_Job{Job: jobOut(j)}}); err != nil {
 			return cw.n, err
 		}

@@ -54,13 +54,22 @@ func checkIndex(t *testing.T, s *State) {
 	fresh := &State{Jobs: s.Jobs, Tasks: s.Tasks}
 	fresh.Reindex()
 	got, want := s.ix, fresh.ix
-	for i, j := range got.order {
+	gotOrder, wantOrder := slices.Collect(got.order.All()), slices.Collect(want.order.All())
+	for i, j := range gotOrder {
 		if s.Jobs[j.ID] != j {
 			t.Fatalf("order[%d] holds a stale copy of job %s", i, j.ID)
 		}
 	}
+	if got.order.Len() != len(gotOrder) {
+		t.Fatalf("order counts %d jobs and holds %d", got.order.Len(), len(gotOrder))
+	}
+	for _, c := range got.order.chunks {
+		if len(c.jobs) == 0 || len(c.jobs) > chunkSize {
+			t.Fatalf("order has a chunk of %d jobs", len(c.jobs))
+		}
+	}
 	for name, pair := range map[string][2]any{
-		"order": {got.order, want.order}, "live": {got.live, want.live}, "runnable": {got.runnable, want.runnable},
+		"order": {gotOrder, wantOrder}, "live": {got.live, want.live}, "runnable": {got.runnable, want.runnable},
 		"leased": {got.leased, want.leased}, "verify": {got.verify, want.verify}, "dependents": {got.dependents, want.dependents}, "tidy": {got.tidy, want.tidy}, "finished": {got.finished, want.finished},
 	} {
 		a, b := pair[0], pair[1]
