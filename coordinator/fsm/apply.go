@@ -625,7 +625,10 @@ func (s *State) compact(j *Job) {
 		delete(s.Tasks, id)
 		delete(s.ix.dependents, id)
 	}
+	// The resolved source URLs served the tasks; the spec keeps the
+	// highlights as submitted.
 	j.TaskIDs, j.Failures, j.Summary = nil, nil, sum
+	j.Sources, j.IntroURL, j.OutroURL = nil, "", ""
 }
 
 // removeJob forgets a job whose objects retention has deleted. Its
