@@ -401,12 +401,21 @@ func drive(ctx context.Context, url string, agents int, st *fsm.State) (results,
 		res       results
 		done      atomic.Int64
 		grants    atomic.Int64
-		firstErr  atomic.Value
+		errMu     sync.Mutex
+		firstErr  error
 		wg        sync.WaitGroup
 		startedAt = time.Now()
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	fail := func(err error) {
+		errMu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		errMu.Unlock()
+		cancel()
+	}
 	for i := 0; i < agents; i++ {
 		wg.Add(1)
 		go func() {
@@ -417,8 +426,7 @@ func drive(ctx context.Context, url string, agents int, st *fsm.State) (results,
 			id := fmt.Sprintf("sim-%03d", i)
 			if _, err := c.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: id, Name: id, Slots: 1,
 				Capabilities: &montagev1.AgentCapabilities{Encoders: []string{"libx264"}}})); err != nil {
-				firstErr.CompareAndSwap(nil, fmt.Errorf("register %s: %w", id, err))
-				cancel()
+				fail(fmt.Errorf("register %s: %w", id, err))
 				return
 			}
 			for ctx.Err() == nil && done.Load() < want {
@@ -427,8 +435,7 @@ func drive(ctx context.Context, url string, agents int, st *fsm.State) (results,
 				took := time.Since(t0)
 				if err != nil {
 					if ctx.Err() == nil {
-						firstErr.CompareAndSwap(nil, fmt.Errorf("lease %s: %w", id, err))
-						cancel()
+						fail(fmt.Errorf("lease %s: %w", id, err))
 					}
 					return
 				}
@@ -442,8 +449,7 @@ func drive(ctx context.Context, url string, agents int, st *fsm.State) (results,
 					grants.Add(1)
 					tc, err := render(ctx, hc, c, id, l)
 					if err != nil {
-						firstErr.CompareAndSwap(nil, fmt.Errorf("task %s: %w", l.GetTaskId(), err))
-						cancel()
+						fail(fmt.Errorf("task %s: %w", l.GetTaskId(), err))
 						return
 					}
 					mu.Lock()
@@ -455,8 +461,8 @@ func drive(ctx context.Context, url string, agents int, st *fsm.State) (results,
 		}()
 	}
 	wg.Wait()
-	if e, _ := firstErr.Load().(error); e != nil {
-		return res, e
+	if firstErr != nil {
+		return res, firstErr
 	}
 	elapsed := time.Since(startedAt).Seconds()
 	res.perSecond = float64(grants.Load()+done.Load()) / elapsed
