@@ -107,7 +107,7 @@ func run() error {
 		// A lone coordinator forms a cluster of one; joiners wait to be added.
 		Bootstrap: len(cfg.JoinAddrs) == 0, BootstrapExpect: cfg.BootstrapExpect,
 		APIAddr: cfg.Advertise, Gossip: cfg.GossipAddr, Join: cfg.JoinAddrs, GossipKey: gossipKey, DeadCleanup: cfg.DeadCleanup,
-		SnapshotThreshold: cfg.SnapshotThreshold, SnapshotInterval: cfg.SnapshotInterval,
+		SnapshotThreshold: cfg.SnapshotThreshold, SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: cfg.TrailingLogs,
 	})
 	if err != nil {
 		ln.Close()

@@ -51,6 +51,9 @@ type Config struct {
 	// checks it) set when a snapshot is taken; 0 keeps 4096 and raft's 2m.
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
+	// TrailingLogs is how many entries a snapshot leaves in the log (0:
+	// raft's 10,240), for followers that fall behind and for audits.
+	TrailingLogs uint64
 
 	// APIAddr is this node's API base URL, told to the others by gossip so
 	// followers can forward to the leader and agents can find every node.
@@ -156,6 +159,9 @@ func Open(cfg Config) (*Node, error) {
 	}
 	if cfg.SnapshotInterval > 0 {
 		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
 	}
 	rc.NotifyCh = n.notify
 	if cfg.Fast {

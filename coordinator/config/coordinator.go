@@ -45,6 +45,7 @@ type Coordinator struct {
 	DeadCleanup                      time.Duration
 	SnapshotThreshold                uint64
 	SnapshotInterval                 time.Duration
+	TrailingLogs                     uint64
 	OperatorTokenFile, JoinTokenFile string
 	TLSCert, TLSKey, TLSCA           string
 	InsecureNoAuth                   bool
@@ -96,6 +97,7 @@ func Flags(fs *flag.FlagSet) *Coordinator {
 	fs.StringVar(&c.GossipKeyFile, "gossip-key-file", "", "file holding a base64 gossip encryption key of 16, 24 or 32 bytes (or set MONTAGE_GOSSIP_KEY)")
 	fs.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", 4096, "raft log entries between snapshots")
 	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", 2*time.Minute, "how often raft checks whether a snapshot is due")
+	fs.Uint64Var(&c.TrailingLogs, "raft-trailing-logs", 10240, "raft log entries a snapshot leaves in the log")
 	fs.DurationVar(&c.DeadCleanup, "dead-server-cleanup", 5*time.Minute, "remove a coordinator dead this long from raft (never below quorum)")
 	fs.StringVar(&c.OperatorTokenFile, "operator-token-file", "", "file holding the operator token (or set MONTAGE_OPERATOR_TOKEN)")
 	fs.StringVar(&c.JoinTokenFile, "agent-join-token-file", "", "file holding the agent join token (or set MONTAGE_AGENT_JOIN_TOKEN)")
