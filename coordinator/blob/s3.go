@@ -97,10 +97,19 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if endpoint == "" || cfg.Bucket == "" {
 		return nil, errors.New("S3 store: -s3-endpoint and -s3-bucket are both required")
 	}
+	tr, err := minio.DefaultTransport(secure)
+	if err != nil {
+		return nil, fmt.Errorf("S3 store %s: %w", endpoint, err)
+	}
+	// Every completion checks its object with a HEAD, hundreds at once
+	// with a busy farm: keep that many connections instead of minio's 16,
+	// or each check past the 16th dials anew.
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 512, 256
 	core, err := minio.NewCore(endpoint, &minio.Options{
-		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
-		Secure: secure,
-		Region: cfg.Region,
+		Creds:     credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure:    secure,
+		Region:    cfg.Region,
+		Transport: tr,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("S3 store %s: %w", endpoint, err)
