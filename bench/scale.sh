@@ -10,6 +10,5 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 go test -c -o "$tmp/api.test" ./coordinator/api
 (cd coordinator/api && "$tmp/api.test" -test.run '^$' -test.bench BenchmarkCompleteBySize -test.benchtime 3x 2>/dev/null | grep '^Benchmark')
 go build -o "$tmp/scale" ./bench/scale
-vgw=$(command -v versitygw || echo "$(go env GOPATH)/bin/versitygw")
 # shellcheck disable=SC2086
-"$tmp/scale" -bin bin -versitygw "$vgw" -dir "$tmp/run" ${SCALE_FLAGS:-} | tail -n 1
+"$tmp/scale" -bin bin -dir "$tmp/run" ${SCALE_FLAGS:-} | tail -n 1

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -712,31 +711,14 @@ func (a *Agent) uploadParts(ctx context.Context, f *os.File, size int64, l *mont
 	return nil
 }
 
-// s3Complete is S3's CompleteMultipartUpload document.
-type s3Complete struct {
-	XMLName xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ CompleteMultipartUpload"`
-	Parts   []s3Part `xml:"Part"`
-}
-
-type s3Part struct {
-	PartNumber     int32
-	ETag           string
-	ChecksumSHA256 string `xml:",omitempty"`
-}
-
 // completeUpload POSTs the part list to the presigned completion URL. S3
 // may answer 200 and still report an error in the body.
 func (a *Agent) completeUpload(ctx context.Context, url string, parts []*montagev1.UploadedPart) error {
-	doc := s3Complete{}
-	for _, p := range parts {
-		sum, err := hex.DecodeString(p.GetSha256())
-		if err != nil {
-			return fmt.Errorf("complete upload: part %d: %w", p.GetNumber(), err)
-		}
-		doc.Parts = append(doc.Parts, s3Part{PartNumber: p.GetNumber(), ETag: `"` + p.GetEtag() + `"`,
-			ChecksumSHA256: base64.StdEncoding.EncodeToString(sum)})
+	list := make([]multipart.Part, len(parts))
+	for i, p := range parts {
+		list[i] = multipart.Part{Number: p.GetNumber(), ETag: p.GetEtag(), SHA256: p.GetSha256()}
 	}
-	body, err := xml.Marshal(doc)
+	body, err := multipart.CompleteDocument(list)
 	if err != nil {
 		return fmt.Errorf("complete upload: %w", err)
 	}

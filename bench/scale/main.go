@@ -44,6 +44,7 @@ import (
 
 	"github.com/stream-montages/montage/coordinator/fsm"
 	"github.com/stream-montages/montage/coordinator/planner"
+	"github.com/stream-montages/montage/internal/s3test"
 	"github.com/stream-montages/montage/internal/spec"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 	"github.com/stream-montages/montage/proto/montage/v1/montagev1connect"
@@ -58,7 +59,7 @@ func main() {
 
 type options struct {
 	jobs, queued, agents int
-	bin, versitygw, dir  string
+	bin, dir             string
 }
 
 func run() error {
@@ -67,7 +68,6 @@ func run() error {
 	flag.IntVar(&o.queued, "queued", 1000, "queued jobs the agents work through")
 	flag.IntVar(&o.agents, "agents", 200, "simulated agents")
 	flag.StringVar(&o.bin, "bin", "bin", "directory with montage-coordinator")
-	flag.StringVar(&o.versitygw, "versitygw", "versitygw", "the versitygw binary")
 	flag.StringVar(&o.dir, "dir", "", "work directory (default: a temporary one)")
 	flag.Parse()
 	if o.dir == "" {
@@ -130,7 +130,7 @@ func run() error {
 		cmd := exec.Command(filepath.Join(o.bin, "montage-coordinator"), "-data-dir", data, "-node-id", string(servers[i].ID),
 			"-listen", fmt.Sprintf("127.0.0.1:%d", p), "-join", strings.Join(join, ","),
 			"-s3-endpoint", s3, "-s3-bucket", "montage-scale", "-snapshot-interval", "5s", "-max-queued-jobs", "100000")
-		cmd.Env = append(os.Environ(), "MONTAGE_S3_ACCESS_KEY=scale", "MONTAGE_S3_SECRET_KEY=scale-secret-key")
+		cmd.Env = append(os.Environ(), "MONTAGE_S3_ACCESS_KEY="+s3test.AccessKey, "MONTAGE_S3_SECRET_KEY="+s3test.SecretKey)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
 			return err
@@ -225,8 +225,9 @@ func buildState(jobs, queued int) (*fsm.State, error) {
 		if n >= jobs {
 			continue
 		}
-		// Renders, then the concat: each granted and completed.
-		for _, t := range append(tasks[:len(tasks)-1:len(tasks)-1], tasks[len(tasks)-1]) {
+		// The plan lists the renders, then the concat: each granted and
+		// completed in that order.
+		for _, t := range tasks {
 			g, err := apply(&fsm.Command{Grant: &fsm.GrantCmd{TaskID: t.ID, AgentID: "history"}})
 			if err != nil {
 				return nil, err
@@ -298,37 +299,19 @@ func freePortRange() (int, error) {
 }
 
 func startS3(o options) (string, func(), error) {
-	root, iam := filepath.Join(o.dir, "s3"), filepath.Join(o.dir, "iam")
-	for _, d := range []string{root, iam} {
-		if err := os.MkdirAll(d, 0o750); err != nil {
+	var addrs [2]string
+	for i := range addrs {
+		p, err := freePortRange()
+		if err != nil {
 			return "", nil, err
 		}
+		addrs[i] = fmt.Sprintf("127.0.0.1:%d", p)
 	}
-	p, err := freePortRange()
+	srv, err := s3test.Run(filepath.Join(o.dir, "s3"), addrs[0], addrs[1])
 	if err != nil {
 		return "", nil, err
 	}
-	cmd := exec.Command(o.versitygw, "--access", "scale", "--secret", "scale-secret-key", "--port", fmt.Sprintf("127.0.0.1:%d", p),
-		"--iam-dir", iam, "posix", root)
-	logf, err := os.Create(filepath.Join(o.dir, "versitygw.log"))
-	if err != nil {
-		return "", nil, err
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("start versitygw: %w", err)
-	}
-	stop := func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() }
-	u := fmt.Sprintf("http://127.0.0.1:%d", p)
-	for i := 0; i < 200; i++ {
-		if resp, err := http.Get(u); err == nil {
-			resp.Body.Close()
-			return u, stop, nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	stop()
-	return "", nil, errors.New("versitygw did not start")
+	return srv.Endpoint, func() { srv.Stop() }, nil
 }
 
 func waitLeader(ctx context.Context, urls []string, timeout time.Duration) (string, error) {

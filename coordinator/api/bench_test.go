@@ -239,16 +239,18 @@ func uploadGenerated(b *testing.B, h *harness, l *montagev1.Lease, size int64) *
 	}
 	if parted {
 		// As the agent does: it completes the upload itself.
-		var doc strings.Builder
-		doc.WriteString(`<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">`)
+		var list []multipart.Part
 		for _, p := range res.Parts {
-			fmt.Fprintf(&doc, `<Part><PartNumber>%d</PartNumber><ETag>"%s"</ETag><ChecksumSHA256>%s</ChecksumSHA256></Part>`, p.GetNumber(), p.GetEtag(), blob.B64(p.GetSha256()))
+			list = append(list, multipart.Part{Number: p.GetNumber(), ETag: p.GetEtag(), SHA256: p.GetSha256()})
 		}
-		doc.WriteString(`</CompleteMultipartUpload>`)
+		doc, err := multipart.CompleteDocument(list)
+		if err != nil {
+			b.Fatal(err)
+		}
 		if up.Msg.GetCompleteUrl() == "" {
 			b.Fatal("no completion URL for a checksummed upload")
 		}
-		resp, err := http.Post(up.Msg.GetCompleteUrl(), "application/xml", strings.NewReader(doc.String()))
+		resp, err := http.Post(up.Msg.GetCompleteUrl(), "application/xml", bytes.NewReader(doc))
 		if err != nil || resp.StatusCode != 200 {
 			b.Fatalf("complete: %v %v", err, resp)
 		}

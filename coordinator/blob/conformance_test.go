@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/stream-montages/montage/internal/clock"
+	"github.com/stream-montages/montage/internal/multipart"
 	"github.com/stream-montages/montage/internal/s3test"
 )
 
@@ -508,13 +509,15 @@ func testCheck(t *testing.T, f fixture) {
 			t.Fatal(err)
 		}
 	} else {
-		var doc strings.Builder
-		doc.WriteString(`<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">`)
+		var list []multipart.Part
 		for _, p := range done {
-			fmt.Fprintf(&doc, `<Part><PartNumber>%d</PartNumber><ETag>"%s"</ETag><ChecksumSHA256>%s</ChecksumSHA256></Part>`, p.Number, p.ETag, B64(p.SHA256))
+			list = append(list, multipart.Part{Number: int32(p.Number), ETag: p.ETag, SHA256: p.SHA256})
 		}
-		doc.WriteString(`</CompleteMultipartUpload>`)
-		if code, b, _ := req(t, http.MethodPost, cu, []byte(doc.String())); code != 200 || bytes.Contains(b, []byte("<Error>")) {
+		doc, err := multipart.CompleteDocument(list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, b, _ := req(t, http.MethodPost, cu, doc); code != 200 || bytes.Contains(b, []byte("<Error>")) {
 			t.Fatalf("completion by the uploader: HTTP %d %s", code, b)
 		}
 	}

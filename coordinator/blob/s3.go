@@ -84,6 +84,7 @@ type S3 struct {
 	desc   string
 	// checksums: the server checks x-amz-checksum-sha256 (proven at start).
 	checksums bool
+	http      *http.Client // for the start-up probe's presigned PUTs
 }
 
 // NewS3 connects to the store, creates the bucket if absent, and proves it
@@ -118,7 +119,8 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if secure {
 		scheme = "https"
 	}
-	s := &S3{core: core, bucket: cfg.Bucket, desc: fmt.Sprintf("%s://%s/%s", scheme, endpoint, cfg.Bucket)}
+	s := &S3{core: core, bucket: cfg.Bucket, desc: fmt.Sprintf("%s://%s/%s", scheme, endpoint, cfg.Bucket),
+		http: &http.Client{Transport: tr}}
 	if err := s.check(ctx, cfg.Region); err != nil {
 		return nil, err
 	}
@@ -156,7 +158,7 @@ func (s *S3) probeChecksums(ctx context.Context) bool {
 			return 0, err
 		}
 		req.Header.Set(ChecksumHeader, base64.StdEncoding.EncodeToString(sum))
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := s.http.Do(req)
 		if err != nil {
 			return 0, err
 		}
@@ -193,27 +195,27 @@ func (s *S3) Check(ctx context.Context, key string, c Claim) (bool, error) {
 
 // PresignPutSum implements Store.
 func (s *S3) PresignPutSum(key string, ttl time.Duration, sum string) (string, error) {
+	if !s.checksums {
+		return s.PresignPut(key, ttl)
+	}
 	return s.presignSum(key, ttl, sum, nil)
 }
 
 // PresignPartSum implements Store.
 func (s *S3) PresignPartSum(key, uploadID string, part int, ttl time.Duration, sum string) (string, error) {
+	if !s.checksums {
+		return s.PresignPart(key, uploadID, part, ttl)
+	}
 	if part < 1 || part > 10000 {
 		return "", fmt.Errorf("part %d: must be 1..10000", part)
 	}
 	return s.presignSum(key, ttl, sum, url.Values{"partNumber": {strconv.Itoa(part)}, "uploadId": {uploadID}})
 }
 
+// presignSum signs a PUT (of a part, with q) that must carry sum.
 func (s *S3) presignSum(key string, ttl time.Duration, sum string, q url.Values) (string, error) {
 	if err := CheckKey(key); err != nil {
 		return "", err
-	}
-	if !s.checksums {
-		if q == nil {
-			return s.PresignPut(key, ttl)
-		}
-		part, _ := strconv.Atoi(q.Get("partNumber"))
-		return s.PresignPart(key, q.Get("uploadId"), part, ttl)
 	}
 	b64 := B64(sum)
 	if b64 == "" {

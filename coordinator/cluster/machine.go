@@ -44,7 +44,7 @@ type machineMetrics struct {
 	restoreSeconds prometheus.Gauge
 	wakes          *prometheus.CounterVec
 	maxPause       time.Duration
-	maxPauseMu     sync.Mutex
+	maxMu          sync.Mutex
 }
 
 func newMachine() *machine {
@@ -113,12 +113,12 @@ func (m *machine) Snapshot() (raft.FSMSnapshot, error) {
 	pause := time.Since(start)
 	m.mu.Unlock()
 	m.m.pauseSeconds.Observe(pause.Seconds())
-	m.m.maxPauseMu.Lock()
+	m.m.maxMu.Lock()
 	if pause > m.m.maxPause {
 		m.m.maxPause = pause
 		m.m.pauseMax.Set(pause.Seconds())
 	}
-	m.m.maxPauseMu.Unlock()
+	m.m.maxMu.Unlock()
 	return &snapshot{view: view, m: &m.m}, nil
 }
 
@@ -224,12 +224,12 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 	took := time.Since(start)
 	s.m.writeSeconds.Observe(took.Seconds())
 	s.m.snapshotBytes.Set(float64(n))
-	s.m.maxPauseMu.Lock()
+	s.m.maxMu.Lock()
 	if took > s.m.maxWrite {
 		s.m.maxWrite = took
 		s.m.writeMax.Set(took.Seconds())
 	}
-	s.m.maxPauseMu.Unlock()
+	s.m.maxMu.Unlock()
 	return nil
 }
 

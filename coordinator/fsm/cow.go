@@ -90,30 +90,28 @@ type Frozen struct {
 	CacheLatest  [][2]string // plan, entry key
 }
 
-// Sizes is how many records each part of the view will hold.
-type Sizes struct{ Jobs, Tasks, Agents, Cache int }
+// Sizes is how many entries each part of the view will hold: chunks of
+// jobs, tasks, agents, cache entries.
+type Sizes struct{ JobChunks, Tasks, Agents, Cache int }
 
-// Sizes reports the state's record counts, to allocate a Frozen before
-// the lock that Freeze needs is taken.
+// Sizes reports the state's counts, to allocate a Frozen before the lock
+// that Freeze needs is taken.
 func (s *State) Sizes() Sizes {
-	return Sizes{Jobs: len(s.ix.order.chunks), Tasks: len(s.Tasks), Agents: len(s.Agents), Cache: len(s.Cache)}
+	return Sizes{JobChunks: len(s.ix.order.chunks), Tasks: len(s.Tasks), Agents: len(s.Agents), Cache: len(s.Cache)}
 }
 
 // NewFrozen allocates a view with room for n records (and some to spare).
 func NewFrozen(n Sizes) *Frozen {
 	slack := func(k int) int { return k + k/8 + 64 }
-	f := &Frozen{Jobs: make([][]*Job, slack(n.Jobs)), Tasks: make([]*Task, slack(n.Tasks)),
+	f := &Frozen{Jobs: make([][]*Job, 0, slack(n.JobChunks)), Tasks: make([]*Task, slack(n.Tasks)),
 		Agents: make([]*Agent, 0, slack(n.Agents)), Cache: make([]*CacheEntry, 0, slack(n.Cache)),
 		CacheLatest: make([][2]string, 0, slack(n.Cache))}
-	// Touch the large slices now, so that the page faults of fresh memory
+	// Touch the task slice now, so that the page faults of fresh memory
 	// are taken here and not while Freeze holds the lock.
-	for i := range f.Jobs {
-		f.Jobs[i] = nil
-	}
 	for i := range f.Tasks {
 		f.Tasks[i] = nil
 	}
-	f.Jobs, f.Tasks = f.Jobs[:0], f.Tasks[:0]
+	f.Tasks = f.Tasks[:0]
 	return f
 }
 

@@ -27,6 +27,8 @@ type Server struct {
 	Endpoint string // http://127.0.0.1:PORT
 	Admin    string // admin API URL
 	bin      string
+	cmd      *exec.Cmd
+	out      *bytes.Buffer
 }
 
 // Binary finds versitygw on PATH or in $(go env GOPATH)/bin.
@@ -57,45 +59,60 @@ func freeAddr(t testing.TB) string {
 // Start runs a server until the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin, err := Binary()
+	s, err := Run(t.TempDir(), freeAddr(t), freeAddr(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
+	t.Cleanup(func() {
+		out := s.Stop()
+		if t.Failed() {
+			t.Logf("versitygw output:\n%s", out)
+		}
+	})
+	return s
+}
+
+// Run starts a server over dir (its objects and IAM live there) on addr,
+// with its admin API on admin, and waits until it answers. Stop ends it.
+// Benchmarks outside tests use it too.
+func Run(dir, addr, admin string) (*Server, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
 	root, iam := filepath.Join(dir, "root"), filepath.Join(dir, "iam")
 	for _, d := range []string{root, iam} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
-	addr, admin := freeAddr(t), freeAddr(t)
 	cmd := exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--port", addr,
 		"--admin-port", admin, "--iam-dir", iam, "posix", root)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start versitygw: %v", err)
+		return nil, fmt.Errorf("start versitygw: %w", err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("versitygw output:\n%s", out.String())
-		}
-	})
-	s := &Server{Endpoint: "http://" + addr, Admin: "http://" + admin, bin: bin}
+	s := &Server{Endpoint: "http://" + addr, Admin: "http://" + admin, bin: bin, cmd: cmd, out: out}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get(s.Endpoint)
 		if err == nil {
 			resp.Body.Close()
-			return s
+			return s, nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("versitygw did not start: %v\n%s", err, out.String())
+			return nil, fmt.Errorf("versitygw did not start: %v\n%s", err, s.Stop())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Stop ends the server and returns what it printed.
+func (s *Server) Stop() string {
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	return s.out.String()
 }
 
 // CreateUser adds an account with the given role ("user" may not create
