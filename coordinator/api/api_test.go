@@ -77,6 +77,14 @@ func newHarnessStore(t testing.TB, cfg Config, wrap func(blob.Store) blob.Store)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go srv.Run(ctx)
+	// Tests move the fake clock; the takeover must stamp its start first.
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.lead.LeaderSince().IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatal("the leader did not take over")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	return &harness{store: served, clk: clk, srv: srv, url: hs.URL,
 		jobs:   montagev1connect.NewJobServiceClient(hs.Client(), hs.URL),
 		agents: montagev1connect.NewAgentServiceClient(hs.Client(), hs.URL)}

@@ -90,6 +90,13 @@ func New(node *cluster.Node, store blob.Store, clk clock.Clock, cfg Config, log 
 	return l
 }
 
+// LeaderSince is when this node last took over as leader (zero: never).
+func (l *Leader) LeaderSince() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.leaderSince
+}
+
 // Seen records a call from an agent.
 func (l *Leader) Seen(agentID string) {
 	l.mu.Lock()
@@ -151,6 +158,12 @@ func (l *Leader) Run(ctx context.Context) {
 	}
 	leader := false
 	leaderCh := l.node.LeaderCh()
+	// Leadership gained before this subscription sent its edge to nobody:
+	// take over now rather than a tick later.
+	if l.node.IsLeader() && l.node.Ready() {
+		leader = true
+		l.TakeOver()
+	}
 	// Housekeeping has its own loop: a multi-GB copy must not hold up lease
 	// expiry.
 	go l.janitorLoop(ctx)
