@@ -124,7 +124,7 @@ func run() error {
 	srv.Mount(mux)
 	// Ready means this node leads and has replayed its log, so reads are current.
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if node.IsLeader() && !node.Ready() || !node.IsLeader() && node.LeaderAPI() == "" {
+		if !srv.Ready() {
 			http.Error(w, "no leader ready yet", http.StatusServiceUnavailable)
 			return
 		}

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +40,51 @@ func checkAgentID(id string) error {
 	return nil
 }
 
+// checkStatus refuses an agent's summary of itself that metrics could not
+// show: numbers that are not finite or negative, an encoder name that is
+// not one.
+func checkStatus(st *montagev1.AgentStatus) error {
+	if st == nil {
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"status.speed", st.GetSpeed()}, {"status.fps", st.GetFps()}} {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 || f.v > 1e6 {
+			return invalid(f.name, "must be a number between 0 and 1000000, got %v", f.v)
+		}
+	}
+	if st.GetSlots() < 0 || st.GetBusySlots() < 0 || st.GetBusySlots() > 256 || st.GetGpuSessionsBusy() < 0 || st.GetDiskFreeBytes() < 0 {
+		return invalid("status", "slot, session and byte counts must not be negative (busy_slots at most 256)")
+	}
+	if e := st.GetEncoder(); len(e) > 64 || strings.ContainsFunc(e, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+	}) {
+		return invalid("status.encoder", "must be an encoder name like libx264 (a-z, 0-9, _ and -, at most 64), got %q", e)
+	}
+	return nil
+}
+
+// checkMetricsAddr accepts where an agent serves metrics: host:port, or
+// empty when it does not.
+func checkMetricsAddr(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return invalid("metrics_addr", "must be host:port, got %q: %v", addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return invalid("metrics_addr", "port must be 1 to 65535, got %q", port)
+	}
+	if host == "" || strings.ContainsAny(host, "/ ") || len(addr) > 255 {
+		return invalid("metrics_addr", "must name a host the coordinators' Prometheus can reach, got %q", addr)
+	}
+	return nil
+}
+
 // Register adds or updates an agent.
 func (s *Server) Register(_ context.Context, req *connect.Request[montagev1.RegisterRequest]) (*connect.Response[montagev1.RegisterResponse], error) {
 	m := req.Msg
@@ -46,6 +93,9 @@ func (s *Server) Register(_ context.Context, req *connect.Request[montagev1.Regi
 	}
 	if m.GetSlots() < 1 || m.GetSlots() > 256 {
 		return nil, invalid("slots", "must be between 1 and 256, got %d", m.GetSlots())
+	}
+	if err := checkMetricsAddr(m.GetMetricsAddr()); err != nil {
+		return nil, err
 	}
 	caps, err := proto.MarshalOptions{Deterministic: true}.Marshal(m.GetCapabilities())
 	if err != nil {
@@ -73,7 +123,8 @@ func (s *Server) Register(_ context.Context, req *connect.Request[montagev1.Regi
 		}
 	}
 	a := &fsm.Agent{ID: m.GetAgentId(), Name: name, Capabilities: caps, Slots: int(m.GetSlots()), Labels: m.GetLabels(),
-		Provides: provides(m.GetCapabilities()), GPUSessions: int(m.GetCapabilities().GetGpuSessions()), CredentialHash: hash}
+		Provides: provides(m.GetCapabilities()), GPUSessions: int(m.GetCapabilities().GetGpuSessions()), CredentialHash: hash,
+		MetricsAddr: m.GetMetricsAddr()}
 	if _, err := s.apply(&fsm.Command{Register: &fsm.RegisterCmd{Agent: a}}); err != nil {
 		return nil, err
 	}
@@ -145,7 +196,11 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 	if int(m.GetFreeSlots()) > slots {
 		return nil, invalid("free_slots", "%d is more than the %d slots agent %s registered", m.GetFreeSlots(), slots, m.GetAgentId())
 	}
+	if err := checkStatus(m.GetStatus()); err != nil {
+		return nil, err
+	}
 	s.lead.Seen(m.GetAgentId())
+	s.statuses.set(m.GetAgentId(), m.GetStatus())
 	if err := s.requireLeader(); err != nil {
 		return nil, err
 	}
@@ -215,6 +270,7 @@ func (s *Server) grant(agentID string, n, gpu int, freeDisk int64) ([]*montagev1
 	}()
 	var out []*montagev1.Lease
 	for _, id := range picks {
+		typ, ready := s.readySince(id)
 		resp, err := s.apply(&fsm.Command{Grant: &fsm.GrantCmd{TaskID: id, AgentID: agentID}})
 		if err != nil {
 			if connect.CodeOf(err) == connect.CodeFailedPrecondition {
@@ -224,6 +280,9 @@ func (s *Server) grant(agentID string, n, gpu int, freeDisk int64) ([]*montagev1
 		}
 		s.leases.Track(id, agentID, resp.Token, s.clock.Now())
 		s.m.granted.Inc()
+		if !ready.IsZero() {
+			s.m.queueWait.WithLabelValues(typ).Observe(max(0, s.clock.Now().Sub(ready).Seconds()))
+		}
 		l, err := s.buildLease(id, resp.Token)
 		if err != nil {
 			// The grant is committed but cannot be sent: give it back at
@@ -244,7 +303,7 @@ func (s *Server) handBack(taskID, agentID string, token uint64, why string) {
 		return
 	}
 	s.leases.Drop(taskID)
-	s.m.completed.WithLabelValues("handed_back").Inc()
+	s.ended(s.taskFacts(taskID), "handed_back", 0, "")
 }
 
 // redeliver finds the leases this leader times for agentID that the agent
@@ -427,10 +486,14 @@ func (s *Server) Heartbeat(_ context.Context, req *connect.Request[montagev1.Hea
 	if err := checkAgentID(m.GetAgentId()); err != nil {
 		return nil, err
 	}
+	if err := checkStatus(m.GetStatus()); err != nil {
+		return nil, err
+	}
 	if err := s.requireLeader(); err != nil {
 		return nil, err
 	}
 	s.lead.Seen(m.GetAgentId())
+	s.statuses.set(m.GetAgentId(), m.GetStatus())
 	out := &montagev1.HeartbeatResponse{TtlSeconds: s.cfg.LeaseTTL.Seconds()}
 	now := s.clock.Now()
 	listed := map[string]bool{}
@@ -493,8 +556,9 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 	}
 	// Fence before touching storage, and only accept the key of this attempt.
 	want, ferr := s.checkFence(m.GetTaskId(), m.GetAgentId(), m.GetToken())
+	facts := s.taskFacts(m.GetTaskId())
 	if ferr != nil {
-		s.m.completed.WithLabelValues("rejected").Inc()
+		s.ended(facts, "rejected", 0, "")
 		return nil, ferr
 	}
 	if r.GetKey() != want {
@@ -520,7 +584,7 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 			// A bad part list cannot be fixed by retrying it; the upload is
 			// aborted and the agent fails the attempt.
 			_ = s.store.AbortMultipart(ctx, r.GetKey(), id)
-			s.m.completed.WithLabelValues("corrupt").Inc()
+			s.ended(facts, "corrupt", 0, "")
 			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("result.parts: %w", err))
 		}
 	}
@@ -536,7 +600,7 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 		case err == nil:
 			return nil
 		}
-		s.m.completed.WithLabelValues("corrupt").Inc()
+		s.ended(facts, "corrupt", 0, "")
 		if errors.Is(err, blob.ErrMismatch) || errors.Is(err, blob.ErrMissing) {
 			return connect.NewError(connect.CodeFailedPrecondition, err)
 		}
@@ -569,18 +633,18 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 		TaskID: m.GetTaskId(), AgentID: m.GetAgentId(), Token: m.GetToken(), Result: res, Verify: deferred,
 	}})
 	if err != nil {
-		s.m.completed.WithLabelValues("rejected").Inc()
+		s.ended(facts, "rejected", 0, "")
 		return nil, err
 	}
 	s.leases.Drop(m.GetTaskId())
 	if deferred {
-		s.m.completed.WithLabelValues("verifying").Inc()
+		s.ended(facts, "verifying", r.GetDurationSeconds(), "")
 		s.log.Info("task result kept for a read-back: the store does not check checksums", "task", m.GetTaskId(), "agent", m.GetAgentId(), "size", r.GetSize())
 		s.lead.VerifySoon()
 		return connect.NewResponse(&montagev1.CompleteTaskResponse{}), nil
 	}
 	s.lead.KeepSegment(m.GetTaskId(), res)
-	s.m.completed.WithLabelValues("succeeded").Inc()
+	s.ended(facts, "succeeded", r.GetDurationSeconds(), "")
 	s.log.Info("task completed", "task", m.GetTaskId(), "agent", m.GetAgentId(), "token", m.GetToken(), "key", r.GetKey())
 	return connect.NewResponse(&montagev1.CompleteTaskResponse{}), nil
 }
@@ -593,14 +657,21 @@ var errReadBackLater = errors.New("object is verified by a read-back after the r
 // (checksums it computed as the bytes arrived, so the time does not grow
 // with the size), else by reading it back when it is small.
 func (s *Server) checkObject(ctx context.Context, key string, c blob.Claim) error {
+	start := time.Now()
 	proven, err := s.store.Check(ctx, key, c)
 	if err != nil || proven {
+		if proven {
+			s.m.verify.WithLabelValues("checksum").Observe(time.Since(start).Seconds())
+		}
 		return err
 	}
 	if c.Size > s.cfg.SyncVerifyBytes {
 		return errReadBackLater
 	}
-	return s.store.Verify(ctx, key, c.Size, c.SHA256)
+	start = time.Now()
+	err = s.store.Verify(ctx, key, c.Size, c.SHA256)
+	s.m.verify.WithLabelValues("read_back").Observe(time.Since(start).Seconds())
+	return err
 }
 
 // reuseCache commits a render's cache entry as its result: its agent found
@@ -609,8 +680,9 @@ func (s *Server) reuseCache(m *montagev1.CompleteTaskRequest) (*connect.Response
 	if err := s.requireLeader(); err != nil {
 		return nil, err
 	}
+	facts := s.taskFacts(m.GetTaskId())
 	if _, err := s.checkFence(m.GetTaskId(), m.GetAgentId(), m.GetToken()); err != nil {
-		s.m.completed.WithLabelValues("rejected").Inc()
+		s.ended(facts, "rejected", 0, "")
 		return nil, err
 	}
 	if _, err := s.apply(&fsm.Command{Complete: &fsm.CompleteCmd{
@@ -619,7 +691,7 @@ func (s *Server) reuseCache(m *montagev1.CompleteTaskRequest) (*connect.Response
 		return nil, err
 	}
 	s.leases.Drop(m.GetTaskId())
-	s.m.completed.WithLabelValues("cached").Inc()
+	s.ended(facts, "cached", 0, "")
 	s.log.Info("task completed from the cache: source unchanged", "task", m.GetTaskId(), "agent", m.GetAgentId())
 	return connect.NewResponse(&montagev1.CompleteTaskResponse{}), nil
 }
@@ -723,10 +795,11 @@ func (s *Server) FailTask(_ context.Context, req *connect.Request[montagev1.Fail
 	if msg == "" {
 		msg = "agent reported failure without a message"
 	}
+	facts := s.taskFacts(m.GetTaskId())
 	_, err := s.apply(&fsm.Command{Fail: &fsm.FailCmd{TaskID: m.GetTaskId(), AgentID: m.GetAgentId(), Token: m.GetToken(), Error: msg, Handback: m.GetHandback(),
 		BlockAfter: s.cfg.BlockAfter, QuarantineAfter: s.cfg.QuarantineAfter}})
 	if err != nil {
-		s.m.completed.WithLabelValues("rejected").Inc()
+		s.ended(facts, "rejected", 0, "")
 		return nil, err
 	}
 	s.leases.Drop(m.GetTaskId())
@@ -734,7 +807,7 @@ func (s *Server) FailTask(_ context.Context, req *connect.Request[montagev1.Fail
 	if m.GetHandback() {
 		outcome = "handed_back"
 	}
-	s.m.completed.WithLabelValues(outcome).Inc()
+	s.ended(facts, outcome, 0, msg)
 	s.log.Info("task attempt ended", "task", m.GetTaskId(), "agent", m.GetAgentId(), "outcome", outcome, "error", msg)
 	return connect.NewResponse(&montagev1.FailTaskResponse{}), nil
 }

@@ -99,6 +99,7 @@ func (s *Server) ListAgents(context.Context, *connect.Request[montagev1.ListAgen
 		if t, ok := s.lead.LastSeen(a.GetId()); ok {
 			a.LastSeen = timestamppb.New(t)
 		}
+		a.Status = s.statuses.get(a.GetId())
 	}
 	sort.Slice(out.Agents, func(a, b int) bool { return out.Agents[a].GetId() < out.Agents[b].GetId() })
 	return connect.NewResponse(out), nil
@@ -140,6 +141,7 @@ func (s *Server) RemoveAgent(_ context.Context, req *connect.Request[montagev1.R
 		return nil, toConnect(resp.Err)
 	}
 	s.lead.Forget(id)
+	s.statuses.forget(id)
 	s.log.Info("agent removed by an operator", "agent", id)
 	return connect.NewResponse(&montagev1.RemoveAgentResponse{}), nil
 }

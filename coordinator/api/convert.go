@@ -121,10 +121,17 @@ func taskProto(t *fsm.Task, leases *lease.Table) *montagev1.Task {
 	return tp
 }
 
-func agentProto(a *fsm.Agent) *montagev1.Agent {
+// capsOf decodes what an agent proved at start (empty when unreadable).
+func capsOf(a *fsm.Agent) *montagev1.AgentCapabilities {
 	caps := &montagev1.AgentCapabilities{}
 	_ = proto.Unmarshal(a.Capabilities, caps)
+	return caps
+}
+
+func agentProto(a *fsm.Agent) *montagev1.Agent {
+	caps := capsOf(a)
 	return &montagev1.Agent{
+		MetricsAddr:  a.MetricsAddr,
 		Id:           a.ID,
 		Name:         a.Name,
 		Capabilities: caps,

@@ -60,7 +60,9 @@ func (s *Server) Forward(next http.Handler) http.Handler {
 	f := newForwarder(s.cfg.PeerTLS)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// GetStatus is answered by the node asked: its own view of raft.
-		if !strings.HasPrefix(r.URL.Path, "/montage.v1.") || s.node.IsLeader() || r.URL.Path == "/montage.v1.ClusterService/GetStatus" {
+		// Agent discovery needs the leader's view of who calls.
+		leaders := strings.HasPrefix(r.URL.Path, "/montage.v1.") || r.URL.Path == "/sd/agents"
+		if !leaders || s.node.IsLeader() || r.URL.Path == "/montage.v1.ClusterService/GetStatus" {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -116,6 +116,8 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	m      *metrics
+	// statuses holds what agents last said of themselves (leader only).
+	statuses agentStatuses
 
 	claimMu sync.Mutex
 	claims  map[string]bool // tasks whose grants are being proposed
@@ -126,13 +128,27 @@ func New(node *cluster.Node, store blob.Store, clk clock.Clock, cfg Config, log 
 	cfg.defaults()
 	m := newMetrics()
 	m.reg.MustRegister(node.Collectors()...)
+	store = blob.Observed(store, m.observeStore)
 	lead := leader.New(node, store, clk, leader.Config{
 		LeaseTTL: cfg.LeaseTTL, LeaseGrace: cfg.LeaseGrace, OnlineWindow: cfg.MaxLeaseWait + 3*cfg.LeaseTTL,
 		JanitorInterval: cfg.JanitorInterval, Retention: cfg.Retention, PurgeDelay: cfg.PurgeDelay,
 		CacheBudget: cfg.CacheBudget, AgentGC: cfg.AgentGC, BlockAfter: cfg.BlockAfter, QuarantineAfter: cfg.QuarantineAfter,
-		OnExpire: m.expired.Inc, OnLeases: func(n int) { m.leases.Set(float64(n)) },
+		OnLeases: func(n int) { m.leases.Set(float64(n)) },
+		OnEvict: func(entries int, bytes int64) {
+			m.evicted.Add(float64(entries))
+			m.evictBytes.Add(float64(bytes))
+		},
+		OnReadBack: func(took time.Duration) { m.verify.WithLabelValues("deferred_read_back").Observe(took.Seconds()) },
 	}, log)
-	return &Server{node: node, lead: lead, leases: lead.Leases, store: store, clock: clk, cfg: cfg, log: log, m: m, claims: map[string]bool{}}
+	s := &Server{node: node, lead: lead, leases: lead.Leases, store: store, clock: clk, cfg: cfg, log: log, m: m, claims: map[string]bool{}}
+	lead.OnExpire(func(taskID string) {
+		m.expired.Inc()
+		f := s.taskFacts(taskID)
+		s.m.reports.WithLabelValues(f.typ, "expired").Inc()
+		s.m.failures.WithLabelValues(f.typ, "lease_expired").Inc()
+	})
+	m.reg.MustRegister(farmCollector{s})
+	return s
 }
 
 // Mount adds the Connect handlers and /metrics to mux.
@@ -148,6 +164,7 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	mux.Handle(montagev1connect.NewAgentServiceHandler(s, opts...))
 	mux.Handle(montagev1connect.NewClusterServiceHandler(s, opts...))
 	mux.Handle("/metrics", s.m.handler())
+	s.mountStandard(mux)
 }
 
 // credentialHash is the hash of an agent's credential in the replicated

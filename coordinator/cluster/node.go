@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stream-montages/montage/coordinator/fsm"
+	"github.com/stream-montages/montage/coordinator/gometrics"
 )
 
 // ErrNotLeader means this node cannot accept writes now.
@@ -570,9 +571,12 @@ func (n *Node) WaitWork(agentID string, provides []string) (<-chan struct{}, fun
 	return n.fsm.Wait(agentID, provides)
 }
 
-// Collectors are the node's Prometheus metrics (apply and snapshot
-// timings, lease poll wakes).
-func (n *Node) Collectors() []prometheus.Collector { return n.fsm.collectors() }
+// Collectors are the node's Prometheus metrics: apply and snapshot
+// timings, lease poll wakes, raft's role, term and indexes, gossip members,
+// and raft's and memberlist's own go-metrics.
+func (n *Node) Collectors() []prometheus.Collector {
+	return append(n.fsm.collectors(), nodeCollector{n}, gometrics.Global())
+}
 
 // Snapshot takes a raft snapshot now (operators: before maintenance).
 func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }

@@ -624,6 +624,7 @@ func (s *State) compact(j *Job) {
 		}
 		delete(s.Tasks, id)
 		delete(s.ix.dependents, id)
+		s.ix.uncountTask(id)
 	}
 	// The resolved source URLs served the tasks; the spec keeps the
 	// highlights as submitted.
@@ -686,6 +687,10 @@ func (s *State) cacheAdd(at time.Time, e *CacheEntry) Response {
 	c := *e
 	c.gen = s.gen
 	c.AddedAt, c.UsedAt = at, at
+	if old := s.Cache[c.Key]; old != nil {
+		s.ix.cacheN, s.ix.cacheBytes = s.ix.cacheN-1, s.ix.cacheBytes-old.Size
+	}
+	s.ix.cacheN, s.ix.cacheBytes = s.ix.cacheN+1, s.ix.cacheBytes+c.Size
 	s.Cache[c.Key] = &c
 	if c.Plan != "" {
 		s.CacheLatest[c.Plan] = c.Key
@@ -707,6 +712,7 @@ func (s *State) cacheEvict(c *CacheEvictCmd) Response {
 			delete(s.CacheLatest, e.Plan)
 		}
 		delete(s.Cache, k)
+		s.ix.cacheN, s.ix.cacheBytes = s.ix.cacheN-1, s.ix.cacheBytes-e.Size
 		out = append(out, k)
 	}
 	return Response{Evicted: out}

@@ -27,6 +27,16 @@ type index struct {
 	// dependents names, per task, the tasks that wait for it (the
 	// concat waits for every render), while its job keeps its tasks.
 	dependents map[string][]string
+	// Counts by state for metrics, kept here so a scrape reads a few
+	// numbers instead of scanning: each record's counted state beside the
+	// totals.
+	jobAs  map[string]montagev1.JobState
+	jobN   map[montagev1.JobState]int
+	taskAs map[string]TaskClass
+	taskN  map[TaskClass]int
+	// cacheN and cacheBytes total the cache entries.
+	cacheN     int
+	cacheBytes int64
 
 	// Since the last Drain: what became runnable (by requirements) and the
 	// agents whose leases ended.
@@ -37,7 +47,81 @@ type index struct {
 
 func newIndex() index {
 	return index{leased: map[string]string{}, verify: map[string]struct{}{}, tidy: map[string]struct{}{},
-		dependents: map[string][]string{}}
+		dependents: map[string][]string{},
+		jobAs:      map[string]montagev1.JobState{}, jobN: map[montagev1.JobState]int{},
+		taskAs: map[string]TaskClass{}, taskN: map[TaskClass]int{}}
+}
+
+// TaskClass is a task's type and state, what tasks are counted by.
+type TaskClass struct {
+	Type  montagev1.TaskType
+	State montagev1.TaskState
+}
+
+// Counts is how many jobs and tasks are in each state.
+type Counts struct {
+	Jobs  map[montagev1.JobState]int
+	Tasks map[TaskClass]int
+}
+
+// Counts returns the jobs and tasks by state (a copy, without zeros); its
+// cost does not grow with the number of jobs.
+func (s *State) Counts() Counts {
+	c := Counts{Jobs: make(map[montagev1.JobState]int, len(s.ix.jobN)), Tasks: make(map[TaskClass]int, len(s.ix.taskN))}
+	for k, n := range s.ix.jobN {
+		if n != 0 {
+			c.Jobs[k] = n
+		}
+	}
+	for k, n := range s.ix.taskN {
+		if n != 0 {
+			c.Tasks[k] = n
+		}
+	}
+	return c
+}
+
+// RunnableCount is how many tasks wait runnable.
+func (s *State) RunnableCount() int { return len(s.ix.runnable) }
+
+// CacheSize is how many entries the cache holds and their bytes.
+func (s *State) CacheSize() (entries int, bytes int64) { return s.ix.cacheN, s.ix.cacheBytes }
+
+func (x *index) countJob(j *Job) {
+	if prev, ok := x.jobAs[j.ID]; ok {
+		if prev == j.State {
+			return
+		}
+		x.jobN[prev]--
+	}
+	x.jobAs[j.ID] = j.State
+	x.jobN[j.State]++
+}
+
+func (x *index) uncountJob(id string) {
+	if prev, ok := x.jobAs[id]; ok {
+		x.jobN[prev]--
+		delete(x.jobAs, id)
+	}
+}
+
+func (x *index) countTask(t *Task) {
+	c := TaskClass{Type: t.Type, State: t.State}
+	if prev, ok := x.taskAs[t.ID]; ok {
+		if prev == c {
+			return
+		}
+		x.taskN[prev]--
+	}
+	x.taskAs[t.ID] = c
+	x.taskN[c]++
+}
+
+func (x *index) uncountTask(id string) {
+	if prev, ok := x.taskAs[id]; ok {
+		x.taskN[prev]--
+		delete(x.taskAs, id)
+	}
 }
 
 type jobKey struct {
@@ -142,6 +226,7 @@ func (s *State) indexPlan(t *Task) {
 
 // refreshJobOnly updates the job-level indexes.
 func (s *State) refreshJobOnly(j *Job) {
+	s.ix.countJob(j)
 	s.ix.live, _ = put(s.ix.live, keyOfJob(j), !j.Terminal(), cmpJob)
 	if j.Terminal() && !j.FinishedAt.IsZero() {
 		s.ix.finished, _ = put(s.ix.finished, keyOfFinished(j), true, cmpFin)
@@ -154,6 +239,7 @@ func (s *State) refreshJobOnly(j *Job) {
 }
 
 func (s *State) refreshTask(j *Job, t *Task) {
+	s.ix.countTask(t)
 	run := !j.Terminal() && t.State == montagev1.TaskState_TASK_STATE_QUEUED && s.DepsDone(t)
 	var added bool
 	s.ix.runnable, added = put(s.ix.runnable, taskKey{job: keyOfJob(j), exp: t.ExpectedSeconds, pos: t.pos, id: t.ID}, run, cmpTask)
@@ -182,7 +268,9 @@ func (s *State) forgetJob(j *Job) {
 			delete(s.ix.verify, t.ID)
 		}
 		delete(s.ix.dependents, id)
+		s.ix.uncountTask(id)
 	}
+	s.ix.uncountJob(j.ID)
 	s.ix.live, _ = put(s.ix.live, keyOfJob(j), false, cmpJob)
 	s.ix.finished, _ = put(s.ix.finished, keyOfFinished(j), false, cmpFin)
 	delete(s.ix.tidy, j.ID)
@@ -210,6 +298,9 @@ func (s *State) Reindex() {
 	slices.SortFunc(all, func(a, b *Job) int {
 		return cmp.Or(cmp.Compare(a.Seq, b.Seq), strings.Compare(a.ID, b.ID))
 	})
+	for _, e := range s.Cache {
+		s.ix.cacheN, s.ix.cacheBytes = s.ix.cacheN+1, s.ix.cacheBytes+e.Size
+	}
 	for _, j := range all {
 		s.ix.order.Append(j, s.gen)
 		s.refreshJob(j)

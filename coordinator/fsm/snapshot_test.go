@@ -51,7 +51,7 @@ func sameState(t *testing.T, what string, got, want *State) {
 // checkIndex compares the maintained indexes with ones built afresh.
 func checkIndex(t *testing.T, s *State) {
 	t.Helper()
-	fresh := &State{Jobs: s.Jobs, Tasks: s.Tasks}
+	fresh := &State{Jobs: s.Jobs, Tasks: s.Tasks, Cache: s.Cache}
 	fresh.Reindex()
 	got, want := s.ix, fresh.ix
 	gotOrder, wantOrder := slices.Collect(got.order.All()), slices.Collect(want.order.All())
@@ -79,6 +79,28 @@ func checkIndex(t *testing.T, s *State) {
 		if !reflect.DeepEqual(a, b) {
 			t.Fatalf("index %s drifted from the records:\n got %v\nwant %v", name, a, b)
 		}
+	}
+	if gn, gb := s.CacheSize(); gn != len(s.Cache) || func() bool {
+		var b int64
+		for _, e := range s.Cache {
+			b += e.Size
+		}
+		return b != gb
+	}() {
+		t.Fatalf("cache totals drifted: %d entries counted, %d held", gn, len(s.Cache))
+	}
+	if g, w := s.Counts(), fresh.Counts(); !reflect.DeepEqual(g, w) {
+		t.Fatalf("counts drifted from the records:\n got %v\nwant %v", g, w)
+	}
+	scan := Counts{Jobs: map[montagev1.JobState]int{}, Tasks: map[TaskClass]int{}}
+	for _, j := range s.Jobs {
+		scan.Jobs[j.State]++
+	}
+	for _, tk := range s.Tasks {
+		scan.Tasks[TaskClass{tk.Type, tk.State}]++
+	}
+	if g := s.Counts(); !reflect.DeepEqual(g, scan) {
+		t.Fatalf("counts differ from a scan:\n got %v\nwant %v", g, scan)
 	}
 	for k, id := range s.Idempotency {
 		if fresh.Idempotency[k] != id {

@@ -220,6 +220,8 @@ type Agent struct {
 	// it is quarantined, with the reason in StateReason.
 	FailStreak  int    `json:"fail_streak,omitempty"`
 	StateReason string `json:"state_reason,omitempty"`
+	// MetricsAddr is where it serves Prometheus metrics (host:port).
+	MetricsAddr string `json:"metrics_addr,omitempty"`
 
 	gen uint64
 }

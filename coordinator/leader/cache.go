@@ -81,6 +81,7 @@ func (l *Leader) evictCache(ctx context.Context) {
 	}
 	var victims []string
 	objects := map[string]string{}
+	sizes := map[string]int64{}
 	l.node.View(func(st *fsm.State) {
 		over := st.CacheBytes() - l.cfg.CacheBudget
 		if over <= 0 {
@@ -105,6 +106,7 @@ func (l *Leader) evictCache(ctx context.Context) {
 			}
 			victims = append(victims, e.Key)
 			objects[e.Key] = e.Object
+			sizes[e.Key] = e.Size
 			over -= e.Size
 		}
 	})
@@ -116,10 +118,13 @@ func (l *Leader) evictCache(ctx context.Context) {
 		l.log.Warn("cache eviction", "err", err)
 		return
 	}
+	var freed int64
 	for _, k := range resp.Evicted {
+		freed += sizes[k]
 		if err := l.store.Delete(ctx, objects[k]); err != nil {
 			l.log.Warn("delete evicted segment", "key", objects[k], "err", err)
 		}
 	}
-	l.log.Info("cache evicted", "entries", len(resp.Evicted))
+	l.hooks.evicted(len(resp.Evicted), freed)
+	l.log.Info("cache evicted", "entries", len(resp.Evicted), "bytes", freed)
 }

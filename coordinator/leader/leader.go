@@ -39,21 +39,42 @@ type Config struct {
 	// BlockAfter and QuarantineAfter are the failure limits a refused
 	// read-back counts against (0: fsm's defaults).
 	BlockAfter, QuarantineAfter int
-	// OnExpire counts expired leases; OnLeases reports how many leases
-	// this node times (0 when it stops leading). Both may be nil.
-	OnExpire func()
-	OnLeases func(n int)
+	// OnLeases reports how many leases this node times (0 when it stops
+	// leading); OnEvict the cache entries and bytes an eviction removed;
+	// OnReadBack the time of a result's read-back after its report. Each
+	// may be nil.
+	OnLeases   func(n int)
+	OnEvict    func(entries int, bytes int64)
+	OnReadBack func(took time.Duration)
 }
 
-type hooks struct{ cfg *Config }
+type hooks struct {
+	cfg    *Config
+	expire func(taskID string) // set by OnExpire
+}
 
-func (h hooks) expired() {
-	if h.cfg.OnExpire != nil {
-		h.cfg.OnExpire()
+func (h *hooks) expired(taskID string) {
+	if h.expire != nil {
+		h.expire(taskID)
 	}
 }
 
-func (h hooks) leases(n int) {
+func (h *hooks) evicted(entries int, bytes int64) {
+	if h.cfg.OnEvict != nil {
+		h.cfg.OnEvict(entries, bytes)
+	}
+}
+
+func (h *hooks) readBack(took time.Duration) {
+	if h.cfg.OnReadBack != nil {
+		h.cfg.OnReadBack(took)
+	}
+}
+
+// OnExpire sets what hears of each expired lease, before Run starts.
+func (l *Leader) OnExpire(f func(taskID string)) { l.hooks.expire = f }
+
+func (h *hooks) leases(n int) {
 	if h.cfg.OnLeases != nil {
 		h.cfg.OnLeases(n)
 	}
@@ -86,7 +107,7 @@ type Leader struct {
 func New(node *cluster.Node, store blob.Store, clk clock.Clock, cfg Config, log *slog.Logger) *Leader {
 	l := &Leader{node: node, store: store, clock: clk, cfg: cfg, log: log, Leases: lease.NewTable(cfg.LeaseTTL), lastSeen: map[string]time.Time{},
 		cacheSem: make(chan struct{}, 2), verifyKick: make(chan struct{}, 1)}
-	l.hooks = hooks{&l.cfg}
+	l.hooks = hooks{cfg: &l.cfg}
 	return l
 }
 
@@ -243,7 +264,7 @@ func (l *Leader) expireLeases() {
 		}
 		l.Leases.Drop(e.TaskID)
 		if resp.Err == nil {
-			l.hooks.expired()
+			l.hooks.expired(e.TaskID)
 			l.log.Info("lease expired; task requeued or failed", "task", e.TaskID, "agent", e.AgentID, "token", e.Token)
 		}
 	}

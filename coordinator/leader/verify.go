@@ -74,6 +74,7 @@ func (l *Leader) verifyLoop(ctx context.Context) {
 func (l *Leader) readBack(ctx context.Context, p pendingCheck) {
 	ctx, cancel := context.WithTimeout(ctx, time.Hour)
 	defer cancel()
+	start := time.Now()
 	err := l.store.Verify(ctx, p.res.Key, p.res.Size, p.res.SHA256)
 	for name, key := range p.res.Outputs {
 		if err != nil {
@@ -86,6 +87,7 @@ func (l *Leader) readBack(ctx context.Context, p pendingCheck) {
 		l.log.Warn("read-back of a result failed; trying again", "task", p.taskID, "err", err)
 		return
 	}
+	l.hooks.readBack(time.Since(start))
 	cmd := &fsm.VerifiedCmd{TaskID: p.taskID, Token: p.token, OK: err == nil,
 		BlockAfter: l.cfg.BlockAfter, QuarantineAfter: l.cfg.QuarantineAfter}
 	if err != nil {

@@ -32,7 +32,11 @@ type RegisterRequest struct {
 	// The agent's own secret (made at its first start, kept in its data
 	// directory). The first Register stores its hash; re-registering an id
 	// needs the same secret, whatever token is presented.
-	Credential    string `protobuf:"bytes,6,opt,name=credential,proto3" json:"credential,omitempty"`
+	Credential string `protobuf:"bytes,6,opt,name=credential,proto3" json:"credential,omitempty"`
+	// Where the agent serves Prometheus metrics (host:port), empty when it
+	// does not. An unspecified host (":9102", "0.0.0.0:9102") is completed
+	// with the address the call came from.
+	MetricsAddr   string `protobuf:"bytes,7,opt,name=metrics_addr,json=metricsAddr,proto3" json:"metrics_addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -105,6 +109,13 @@ func (x *RegisterRequest) GetLabels() map[string]string {
 func (x *RegisterRequest) GetCredential() string {
 	if x != nil {
 		return x.Credential
+	}
+	return ""
+}
+
+func (x *RegisterRequest) GetMetricsAddr() string {
+	if x != nil {
+		return x.MetricsAddr
 	}
 	return ""
 }
@@ -190,6 +201,9 @@ type LeaseTaskRequest struct {
 	// reserve for the PC's owner); 0 when it does not say. No task expected
 	// to need more is granted to it.
 	FreeDiskBytes int64 `protobuf:"varint,7,opt,name=free_disk_bytes,json=freeDiskBytes,proto3" json:"free_disk_bytes,omitempty"`
+	// A short summary of the agent's health for the farm's metrics, so that
+	// agents Prometheus cannot reach are still seen.
+	Status        *AgentStatus `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -271,6 +285,13 @@ func (x *LeaseTaskRequest) GetFreeDiskBytes() int64 {
 		return x.FreeDiskBytes
 	}
 	return 0
+}
+
+func (x *LeaseTaskRequest) GetStatus() *AgentStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
 }
 
 type LeaseTaskResponse struct {
@@ -1114,6 +1135,7 @@ type HeartbeatRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	Leases        []*LeaseProgress       `protobuf:"bytes,2,rep,name=leases,proto3" json:"leases,omitempty"`
+	Status        *AgentStatus           `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1158,6 +1180,13 @@ func (x *HeartbeatRequest) GetAgentId() string {
 func (x *HeartbeatRequest) GetLeases() []*LeaseProgress {
 	if x != nil {
 		return x.Leases
+	}
+	return nil
+}
+
+func (x *HeartbeatRequest) GetStatus() *AgentStatus {
+	if x != nil {
+		return x.Status
 	}
 	return nil
 }
@@ -1848,7 +1877,7 @@ var File_montage_v1_agents_proto protoreflect.FileDescriptor
 const file_montage_v1_agents_proto_rawDesc = "" +
 	"\n" +
 	"\x17montage/v1/agents.proto\x12\n" +
-	"montage.v1\x1a\x16montage/v1/types.proto\"\xb5\x02\n" +
+	"montage.v1\x1a\x16montage/v1/types.proto\"\xd8\x02\n" +
 	"\x0fRegisterRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12A\n" +
@@ -1857,14 +1886,15 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x06labels\x18\x05 \x03(\v2'.montage.v1.RegisterRequest.LabelsEntryR\x06labels\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x06 \x01(\tR\n" +
-	"credential\x1a9\n" +
+	"credential\x12!\n" +
+	"\fmetrics_addr\x18\a \x01(\tR\vmetricsAddr\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\x01\n" +
 	"\x10RegisterResponse\x12'\n" +
 	"\x05agent\x18\x01 \x01(\v2\x11.montage.v1.AgentR\x05agent\x12\"\n" +
 	"\fcoordinators\x18\x02 \x03(\tR\fcoordinators\x12)\n" +
-	"\x10agent_credential\x18\x03 \x01(\tR\x0fagentCredential\"\x93\x02\n" +
+	"\x10agent_credential\x18\x03 \x01(\tR\x0fagentCredential\"\xc4\x02\n" +
 	"\x10LeaseTaskRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +
@@ -1874,7 +1904,8 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x04held\x18\x05 \x03(\v2\x19.montage.v1.LeaseProgressR\x04held\x12\x1f\n" +
 	"\vheld_listed\x18\x06 \x01(\bR\n" +
 	"heldListed\x12&\n" +
-	"\x0ffree_disk_bytes\x18\a \x01(\x03R\rfreeDiskBytes\">\n" +
+	"\x0ffree_disk_bytes\x18\a \x01(\x03R\rfreeDiskBytes\x12/\n" +
+	"\x06status\x18\b \x01(\v2\x17.montage.v1.AgentStatusR\x06status\">\n" +
 	"\x11LeaseTaskResponse\x12)\n" +
 	"\x06leases\x18\x01 \x03(\v2\x11.montage.v1.LeaseR\x06leases\"\x91\x06\n" +
 	"\x05Lease\x12\x17\n" +
@@ -1960,10 +1991,11 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\rLeaseProgress\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x1a\n" +
-	"\bprogress\x18\x03 \x01(\x01R\bprogress\"`\n" +
+	"\bprogress\x18\x03 \x01(\x01R\bprogress\"\x91\x01\n" +
 	"\x10HeartbeatRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x121\n" +
-	"\x06leases\x18\x02 \x03(\v2\x19.montage.v1.LeaseProgressR\x06leases\"^\n" +
+	"\x06leases\x18\x02 \x03(\v2\x19.montage.v1.LeaseProgressR\x06leases\x12/\n" +
+	"\x06status\x18\x03 \x01(\v2\x17.montage.v1.AgentStatusR\x06status\"^\n" +
 	"\x11HeartbeatResponse\x12(\n" +
 	"\x10revoked_task_ids\x18\x01 \x03(\tR\x0erevokedTaskIds\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x01R\n" +
@@ -2063,44 +2095,47 @@ var file_montage_v1_agents_proto_goTypes = []any{
 	nil,                          // 22: montage.v1.RegisterRequest.LabelsEntry
 	(*AgentCapabilities)(nil),    // 23: montage.v1.AgentCapabilities
 	(*Agent)(nil),                // 24: montage.v1.Agent
-	(TaskType)(0),                // 25: montage.v1.TaskType
-	(*RenderProfile)(nil),        // 26: montage.v1.RenderProfile
+	(*AgentStatus)(nil),          // 25: montage.v1.AgentStatus
+	(TaskType)(0),                // 26: montage.v1.TaskType
+	(*RenderProfile)(nil),        // 27: montage.v1.RenderProfile
 }
 var file_montage_v1_agents_proto_depIdxs = []int32{
 	23, // 0: montage.v1.RegisterRequest.capabilities:type_name -> montage.v1.AgentCapabilities
 	22, // 1: montage.v1.RegisterRequest.labels:type_name -> montage.v1.RegisterRequest.LabelsEntry
 	24, // 2: montage.v1.RegisterResponse.agent:type_name -> montage.v1.Agent
 	10, // 3: montage.v1.LeaseTaskRequest.held:type_name -> montage.v1.LeaseProgress
-	4,  // 4: montage.v1.LeaseTaskResponse.leases:type_name -> montage.v1.Lease
-	25, // 5: montage.v1.Lease.type:type_name -> montage.v1.TaskType
-	26, // 6: montage.v1.Lease.profile:type_name -> montage.v1.RenderProfile
-	7,  // 7: montage.v1.Lease.render:type_name -> montage.v1.RenderInput
-	8,  // 8: montage.v1.Lease.concat:type_name -> montage.v1.ConcatInput
-	5,  // 9: montage.v1.Lease.extra_outputs:type_name -> montage.v1.OutputSlot
-	9,  // 10: montage.v1.ConcatInput.segments:type_name -> montage.v1.ConcatSegment
-	6,  // 11: montage.v1.ConcatSegment.source:type_name -> montage.v1.SourceFacts
-	10, // 12: montage.v1.HeartbeatRequest.leases:type_name -> montage.v1.LeaseProgress
-	15, // 13: montage.v1.TaskResult.parts:type_name -> montage.v1.UploadedPart
-	14, // 14: montage.v1.TaskResult.extra_outputs:type_name -> montage.v1.OutputObject
-	6,  // 15: montage.v1.TaskResult.source:type_name -> montage.v1.SourceFacts
-	13, // 16: montage.v1.CompleteTaskRequest.result:type_name -> montage.v1.TaskResult
-	0,  // 17: montage.v1.AgentService.Register:input_type -> montage.v1.RegisterRequest
-	2,  // 18: montage.v1.AgentService.LeaseTask:input_type -> montage.v1.LeaseTaskRequest
-	11, // 19: montage.v1.AgentService.Heartbeat:input_type -> montage.v1.HeartbeatRequest
-	18, // 20: montage.v1.AgentService.CompleteTask:input_type -> montage.v1.CompleteTaskRequest
-	20, // 21: montage.v1.AgentService.FailTask:input_type -> montage.v1.FailTaskRequest
-	16, // 22: montage.v1.AgentService.StartUpload:input_type -> montage.v1.StartUploadRequest
-	1,  // 23: montage.v1.AgentService.Register:output_type -> montage.v1.RegisterResponse
-	3,  // 24: montage.v1.AgentService.LeaseTask:output_type -> montage.v1.LeaseTaskResponse
-	12, // 25: montage.v1.AgentService.Heartbeat:output_type -> montage.v1.HeartbeatResponse
-	19, // 26: montage.v1.AgentService.CompleteTask:output_type -> montage.v1.CompleteTaskResponse
-	21, // 27: montage.v1.AgentService.FailTask:output_type -> montage.v1.FailTaskResponse
-	17, // 28: montage.v1.AgentService.StartUpload:output_type -> montage.v1.StartUploadResponse
-	23, // [23:29] is the sub-list for method output_type
-	17, // [17:23] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	25, // 4: montage.v1.LeaseTaskRequest.status:type_name -> montage.v1.AgentStatus
+	4,  // 5: montage.v1.LeaseTaskResponse.leases:type_name -> montage.v1.Lease
+	26, // 6: montage.v1.Lease.type:type_name -> montage.v1.TaskType
+	27, // 7: montage.v1.Lease.profile:type_name -> montage.v1.RenderProfile
+	7,  // 8: montage.v1.Lease.render:type_name -> montage.v1.RenderInput
+	8,  // 9: montage.v1.Lease.concat:type_name -> montage.v1.ConcatInput
+	5,  // 10: montage.v1.Lease.extra_outputs:type_name -> montage.v1.OutputSlot
+	9,  // 11: montage.v1.ConcatInput.segments:type_name -> montage.v1.ConcatSegment
+	6,  // 12: montage.v1.ConcatSegment.source:type_name -> montage.v1.SourceFacts
+	10, // 13: montage.v1.HeartbeatRequest.leases:type_name -> montage.v1.LeaseProgress
+	25, // 14: montage.v1.HeartbeatRequest.status:type_name -> montage.v1.AgentStatus
+	15, // 15: montage.v1.TaskResult.parts:type_name -> montage.v1.UploadedPart
+	14, // 16: montage.v1.TaskResult.extra_outputs:type_name -> montage.v1.OutputObject
+	6,  // 17: montage.v1.TaskResult.source:type_name -> montage.v1.SourceFacts
+	13, // 18: montage.v1.CompleteTaskRequest.result:type_name -> montage.v1.TaskResult
+	0,  // 19: montage.v1.AgentService.Register:input_type -> montage.v1.RegisterRequest
+	2,  // 20: montage.v1.AgentService.LeaseTask:input_type -> montage.v1.LeaseTaskRequest
+	11, // 21: montage.v1.AgentService.Heartbeat:input_type -> montage.v1.HeartbeatRequest
+	18, // 22: montage.v1.AgentService.CompleteTask:input_type -> montage.v1.CompleteTaskRequest
+	20, // 23: montage.v1.AgentService.FailTask:input_type -> montage.v1.FailTaskRequest
+	16, // 24: montage.v1.AgentService.StartUpload:input_type -> montage.v1.StartUploadRequest
+	1,  // 25: montage.v1.AgentService.Register:output_type -> montage.v1.RegisterResponse
+	3,  // 26: montage.v1.AgentService.LeaseTask:output_type -> montage.v1.LeaseTaskResponse
+	12, // 27: montage.v1.AgentService.Heartbeat:output_type -> montage.v1.HeartbeatResponse
+	19, // 28: montage.v1.AgentService.CompleteTask:output_type -> montage.v1.CompleteTaskResponse
+	21, // 29: montage.v1.AgentService.FailTask:output_type -> montage.v1.FailTaskResponse
+	17, // 30: montage.v1.AgentService.StartUpload:output_type -> montage.v1.StartUploadResponse
+	25, // [25:31] is the sub-list for method output_type
+	19, // [19:25] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_montage_v1_agents_proto_init() }

@@ -1120,6 +1120,118 @@ func (x *AgentCapabilities) GetHwaccels() []string {
 	return nil
 }
 
+// AgentStatus is what an agent reports of itself with each call.
+type AgentStatus struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Slots     int32                  `protobuf:"varint,1,opt,name=slots,proto3" json:"slots,omitempty"`
+	BusySlots int32                  `protobuf:"varint,2,opt,name=busy_slots,json=busySlots,proto3" json:"busy_slots,omitempty"`
+	// Speed of its last render, as a multiple of realtime, and its frames per second.
+	Speed float64 `protobuf:"fixed64,3,opt,name=speed,proto3" json:"speed,omitempty"`
+	Fps   float64 `protobuf:"fixed64,4,opt,name=fps,proto3" json:"fps,omitempty"`
+	// The video encoder of its last render.
+	Encoder string `protobuf:"bytes,5,opt,name=encoder,proto3" json:"encoder,omitempty"`
+	// Tasks finished since the agent started.
+	TasksSucceeded  uint64 `protobuf:"varint,6,opt,name=tasks_succeeded,json=tasksSucceeded,proto3" json:"tasks_succeeded,omitempty"`
+	TasksFailed     uint64 `protobuf:"varint,7,opt,name=tasks_failed,json=tasksFailed,proto3" json:"tasks_failed,omitempty"`
+	DiskFreeBytes   int64  `protobuf:"varint,8,opt,name=disk_free_bytes,json=diskFreeBytes,proto3" json:"disk_free_bytes,omitempty"`
+	GpuSessionsBusy int32  `protobuf:"varint,9,opt,name=gpu_sessions_busy,json=gpuSessionsBusy,proto3" json:"gpu_sessions_busy,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AgentStatus) Reset() {
+	*x = AgentStatus{}
+	mi := &file_montage_v1_types_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentStatus) ProtoMessage() {}
+
+func (x *AgentStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_v1_types_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentStatus.ProtoReflect.Descriptor instead.
+func (*AgentStatus) Descriptor() ([]byte, []int) {
+	return file_montage_v1_types_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AgentStatus) GetSlots() int32 {
+	if x != nil {
+		return x.Slots
+	}
+	return 0
+}
+
+func (x *AgentStatus) GetBusySlots() int32 {
+	if x != nil {
+		return x.BusySlots
+	}
+	return 0
+}
+
+func (x *AgentStatus) GetSpeed() float64 {
+	if x != nil {
+		return x.Speed
+	}
+	return 0
+}
+
+func (x *AgentStatus) GetFps() float64 {
+	if x != nil {
+		return x.Fps
+	}
+	return 0
+}
+
+func (x *AgentStatus) GetEncoder() string {
+	if x != nil {
+		return x.Encoder
+	}
+	return ""
+}
+
+func (x *AgentStatus) GetTasksSucceeded() uint64 {
+	if x != nil {
+		return x.TasksSucceeded
+	}
+	return 0
+}
+
+func (x *AgentStatus) GetTasksFailed() uint64 {
+	if x != nil {
+		return x.TasksFailed
+	}
+	return 0
+}
+
+func (x *AgentStatus) GetDiskFreeBytes() int64 {
+	if x != nil {
+		return x.DiskFreeBytes
+	}
+	return 0
+}
+
+func (x *AgentStatus) GetGpuSessionsBusy() int32 {
+	if x != nil {
+		return x.GpuSessionsBusy
+	}
+	return 0
+}
+
 type Agent struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1133,14 +1245,19 @@ type Agent struct {
 	// Why the agent is quarantined (or drained by the farm), for people.
 	StateReason string `protobuf:"bytes,9,opt,name=state_reason,json=stateReason,proto3" json:"state_reason,omitempty"`
 	// Failed attempts in a row; at the farm's limit the agent is quarantined.
-	FailStreak    int32 `protobuf:"varint,10,opt,name=fail_streak,json=failStreak,proto3" json:"fail_streak,omitempty"`
+	FailStreak int32 `protobuf:"varint,10,opt,name=fail_streak,json=failStreak,proto3" json:"fail_streak,omitempty"`
+	// Where it serves metrics (host:port); empty when it does not.
+	MetricsAddr string `protobuf:"bytes,11,opt,name=metrics_addr,json=metricsAddr,proto3" json:"metrics_addr,omitempty"`
+	// Its last report of itself to the leader; absent until it has called
+	// the current leader.
+	Status        *AgentStatus `protobuf:"bytes,12,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_montage_v1_types_proto_msgTypes[7]
+	mi := &file_montage_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1269,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_types_proto_msgTypes[7]
+	mi := &file_montage_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1282,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_montage_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_montage_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Agent) GetId() string {
@@ -1236,6 +1353,20 @@ func (x *Agent) GetFailStreak() int32 {
 		return x.FailStreak
 	}
 	return 0
+}
+
+func (x *Agent) GetMetricsAddr() string {
+	if x != nil {
+		return x.MetricsAddr
+	}
+	return ""
+}
+
+func (x *Agent) GetStatus() *AgentStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
 }
 
 var File_montage_v1_types_proto protoreflect.FileDescriptor
@@ -1339,7 +1470,18 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\fgpu_sessions\x18\b \x01(\x05R\vgpuSessions\x12\x1a\n" +
 	"\bdrawtext\x18\t \x01(\bR\bdrawtext\x12\x1a\n" +
 	"\bhwaccels\x18\n" +
-	" \x03(\tR\bhwaccels\"\xc3\x03\n" +
+	" \x03(\tR\bhwaccels\"\xa4\x02\n" +
+	"\vAgentStatus\x12\x14\n" +
+	"\x05slots\x18\x01 \x01(\x05R\x05slots\x12\x1d\n" +
+	"\n" +
+	"busy_slots\x18\x02 \x01(\x05R\tbusySlots\x12\x14\n" +
+	"\x05speed\x18\x03 \x01(\x01R\x05speed\x12\x10\n" +
+	"\x03fps\x18\x04 \x01(\x01R\x03fps\x12\x18\n" +
+	"\aencoder\x18\x05 \x01(\tR\aencoder\x12'\n" +
+	"\x0ftasks_succeeded\x18\x06 \x01(\x04R\x0etasksSucceeded\x12!\n" +
+	"\ftasks_failed\x18\a \x01(\x04R\vtasksFailed\x12&\n" +
+	"\x0fdisk_free_bytes\x18\b \x01(\x03R\rdiskFreeBytes\x12*\n" +
+	"\x11gpu_sessions_busy\x18\t \x01(\x05R\x0fgpuSessionsBusy\"\x97\x04\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12A\n" +
@@ -1353,7 +1495,9 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\fstate_reason\x18\t \x01(\tR\vstateReason\x12\x1f\n" +
 	"\vfail_streak\x18\n" +
 	" \x01(\x05R\n" +
-	"failStreak\x1a9\n" +
+	"failStreak\x12!\n" +
+	"\fmetrics_addr\x18\v \x01(\tR\vmetricsAddr\x12/\n" +
+	"\x06status\x18\f \x01(\v2\x17.montage.v1.AgentStatusR\x06status\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x99\x01\n" +
@@ -1397,7 +1541,7 @@ func file_montage_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_montage_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_montage_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_montage_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_montage_v1_types_proto_goTypes = []any{
 	(JobState)(0),                 // 0: montage.v1.JobState
 	(TaskState)(0),                // 1: montage.v1.TaskState
@@ -1410,10 +1554,11 @@ var file_montage_v1_types_proto_goTypes = []any{
 	(*TaskSummary)(nil),           // 8: montage.v1.TaskSummary
 	(*Task)(nil),                  // 9: montage.v1.Task
 	(*AgentCapabilities)(nil),     // 10: montage.v1.AgentCapabilities
-	(*Agent)(nil),                 // 11: montage.v1.Agent
-	nil,                           // 12: montage.v1.Job.OutputsEntry
-	nil,                           // 13: montage.v1.Agent.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*AgentStatus)(nil),           // 11: montage.v1.AgentStatus
+	(*Agent)(nil),                 // 12: montage.v1.Agent
+	nil,                           // 13: montage.v1.Job.OutputsEntry
+	nil,                           // 14: montage.v1.Agent.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_montage_v1_types_proto_depIdxs = []int32{
 	6,  // 0: montage.v1.JobSpec.profile:type_name -> montage.v1.RenderProfile
@@ -1422,22 +1567,23 @@ var file_montage_v1_types_proto_depIdxs = []int32{
 	5,  // 3: montage.v1.JobSpec.outro:type_name -> montage.v1.Highlight
 	4,  // 4: montage.v1.Job.spec:type_name -> montage.v1.JobSpec
 	0,  // 5: montage.v1.Job.state:type_name -> montage.v1.JobState
-	14, // 6: montage.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	14, // 7: montage.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	12, // 8: montage.v1.Job.outputs:type_name -> montage.v1.Job.OutputsEntry
+	15, // 6: montage.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	15, // 7: montage.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	13, // 8: montage.v1.Job.outputs:type_name -> montage.v1.Job.OutputsEntry
 	9,  // 9: montage.v1.Job.tasks:type_name -> montage.v1.Task
 	8,  // 10: montage.v1.Job.task_summary:type_name -> montage.v1.TaskSummary
 	2,  // 11: montage.v1.Task.type:type_name -> montage.v1.TaskType
 	1,  // 12: montage.v1.Task.state:type_name -> montage.v1.TaskState
 	10, // 13: montage.v1.Agent.capabilities:type_name -> montage.v1.AgentCapabilities
-	13, // 14: montage.v1.Agent.labels:type_name -> montage.v1.Agent.LabelsEntry
+	14, // 14: montage.v1.Agent.labels:type_name -> montage.v1.Agent.LabelsEntry
 	3,  // 15: montage.v1.Agent.state:type_name -> montage.v1.AgentState
-	14, // 16: montage.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	15, // 16: montage.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	11, // 17: montage.v1.Agent.status:type_name -> montage.v1.AgentStatus
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_montage_v1_types_proto_init() }
@@ -1451,7 +1597,7 @@ func file_montage_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_montage_v1_types_proto_rawDesc), len(file_montage_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1150,6 +1150,7 @@ type Agent struct {
 	CredentialHash string                 `protobuf:"bytes,10,opt,name=credential_hash,json=credentialHash,proto3" json:"credential_hash,omitempty"`
 	FailStreak     int64                  `protobuf:"varint,11,opt,name=fail_streak,json=failStreak,proto3" json:"fail_streak,omitempty"`
 	StateReason    string                 `protobuf:"bytes,12,opt,name=state_reason,json=stateReason,proto3" json:"state_reason,omitempty"`
+	MetricsAddr    string                 `protobuf:"bytes,13,opt,name=metrics_addr,json=metricsAddr,proto3" json:"metrics_addr,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1264,6 +1265,13 @@ func (x *Agent) GetFailStreak() int64 {
 func (x *Agent) GetStateReason() string {
 	if x != nil {
 		return x.StateReason
+	}
+	return ""
+}
+
+func (x *Agent) GetMetricsAddr() string {
+	if x != nil {
+		return x.MetricsAddr
 	}
 	return ""
 }
@@ -1574,7 +1582,7 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\x0esource_suspect\x18\x1b \x01(\bR\rsourceSuspect\x1a=\n" +
 	"\x0fFailCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xdc\x03\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xff\x03\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\"\n" +
@@ -1589,7 +1597,8 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	" \x01(\tR\x0ecredentialHash\x12\x1f\n" +
 	"\vfail_streak\x18\v \x01(\x03R\n" +
 	"failStreak\x12!\n" +
-	"\fstate_reason\x18\f \x01(\tR\vstateReason\x1a9\n" +
+	"\fstate_reason\x18\f \x01(\tR\vstateReason\x12!\n" +
+	"\fmetrics_addr\x18\r \x01(\tR\vmetricsAddr\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfa\x01\n" +
