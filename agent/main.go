@@ -47,6 +47,8 @@ func run() error {
 		ytdlp    = flag.String("yt-dlp", "", "path of yt-dlp for page URLs (default: found on PATH; \"off\" disables)")
 		font     = flag.String("font", "", "font file for title overlays (default: a sans font found on the system)")
 		pollWait = flag.Duration("poll-wait", 20*time.Second, "how long one lease request waits for work before asking again")
+		metrics  = flag.String("metrics-listen", "", "serve Prometheus metrics on ADDR (e.g. :9102); off by default")
+		metricsA = flag.String("metrics-advertise", "", "HOST:PORT Prometheus scrapes, told to the coordinators for discovery (default: the -metrics-listen address, its host completed with this PC's address towards the coordinator)")
 	)
 	flag.Parse()
 	var lvl slog.Level
@@ -95,6 +97,13 @@ func run() error {
 		GPUSessions: *gpuSess, Hardware: *hardware, YTDLP: *ytdlp, FontFile: *font, PollWait: *pollWait})
 	if err != nil {
 		return err
+	}
+	if *metrics != "" {
+		if err := a.ServeMetrics(ctx, *metrics, *metricsA); err != nil {
+			return fmt.Errorf("-metrics-listen: %w", err)
+		}
+	} else if *metricsA != "" {
+		return fmt.Errorf("-metrics-advertise %s: needs -metrics-listen", *metricsA)
 	}
 	log.Info("agent starting", "id", a.ID(), "coordinator", *coord, "slots", *slots)
 	return a.Run(ctx)

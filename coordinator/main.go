@@ -222,6 +222,11 @@ func startEmbeddedAgent(ctx context.Context, cfg *config.Coordinator, log *slog.
 	if err != nil {
 		return fmt.Errorf("embedded agent: %w", err)
 	}
+	if cfg.DevAgentMetrics != "" {
+		if err := a.ServeMetrics(ctx, cfg.DevAgentMetrics, ""); err != nil {
+			return fmt.Errorf("-dev-agent-metrics-listen: %w", err)
+		}
+	}
 	go func() {
 		defer close(done)
 		if err := a.Run(ctx); err != nil {

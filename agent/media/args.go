@@ -41,6 +41,9 @@ func (p Profile) GOP() int {
 	return g
 }
 
+// VideoEncoder is the encoder the profile renders with.
+func (p Profile) VideoEncoder() string { return p.encoder() }
+
 func (p Profile) encoder() string {
 	if p.Encoder == "" {
 		return "libx264"

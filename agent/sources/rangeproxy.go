@@ -39,6 +39,8 @@ type RangeProxy struct {
 	// inflight counts requests being served, so tests can wait for the
 	// proxy to finish with a reader instead of sleeping.
 	inflight atomic.Int32
+	// read counts the source bytes passed to readers.
+	read atomic.Int64
 
 	mu      sync.Mutex
 	targets map[string]target
@@ -178,6 +180,9 @@ func StartRangeProxy(client *http.Client) (*RangeProxy, error) {
 
 // Close stops the proxy.
 func (p *RangeProxy) Close() error { return p.srv.Close() }
+
+// BytesRead is how many source bytes the proxy has passed to readers.
+func (p *RangeProxy) BytesRead() int64 { return p.read.Load() }
 
 // Register returns the route ffmpeg should read instead of origin; hls
 // says origin is a playlist. The URL is unguessable, so another local
@@ -339,7 +344,8 @@ func (p *RangeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(resp.StatusCode)
 		if r.Method == http.MethodGet {
-			_, _ = io.Copy(w, resp.Body)
+			n, _ := io.Copy(w, resp.Body)
+			p.read.Add(n)
 		}
 		return
 	}
@@ -365,6 +371,7 @@ func (p *RangeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for at := start; ; {
 		n, err := io.Copy(w, resp.Body)
 		resp.Body.Close()
+		p.read.Add(n)
 		at += n
 		if err != nil || at > stop {
 			return // ffmpeg went away (a seek) or everything was sent

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -81,7 +82,11 @@ func (a *Agent) runTask(ctx context.Context, l *montagev1.Lease, progress func(f
 	)
 	switch l.GetType() {
 	case montagev1.TaskType_TASK_TYPE_RENDER:
+		began := time.Now()
 		written, facts, err = a.render(ctx, l.GetRender(), prof, dir, out, progress)
+		if err == nil {
+			a.stats.rendered(prof.VideoEncoder(), written, time.Since(began), prof.FPS)
+		}
 	case montagev1.TaskType_TASK_TYPE_CONCAT:
 		written, extras, err = a.concat(ctx, l, prof, dir, out, progress)
 	default:
@@ -104,12 +109,14 @@ func (a *Agent) runTask(ctx context.Context, l *montagev1.Lease, progress func(f
 			return nil, fmt.Errorf("%s: %w", slot.GetName(), err)
 		}
 		x.Name, x.Key = slot.GetName(), slot.GetKey()
+		a.stats.storeBytes.Add(float64(x.GetSize()))
 		extrasOut = append(extrasOut, x)
 	}
 	res, err := a.upload(ctx, out, l)
 	if err != nil {
 		return nil, err
 	}
+	a.stats.storeBytes.Add(float64(res.GetSize()))
 	res.DurationSeconds = written
 	res.Source = facts
 	res.ExtraOutputs = extrasOut

@@ -62,6 +62,9 @@ type Config struct {
 	YTDLP string
 	// FontFile draws titles; empty finds a sans font on the system.
 	FontFile string
+	// MetricsAddr is where the agent serves /metrics (host:port), told to
+	// the coordinators for service discovery; empty when it does not.
+	MetricsAddr string
 }
 
 // Agent runs leased tasks.
@@ -78,6 +81,7 @@ type Agent struct {
 	http   *http.Client
 	eps    *endpoints
 	log    *slog.Logger
+	stats  *stats
 
 	mu         sync.Mutex
 	credential string // from Register; sent on every later call
@@ -233,6 +237,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.eps = eps
+	a.stats = newStats(a)
 	a.client = montagev1connect.NewAgentServiceClient(&http.Client{Transport: eps}, "http://"+placeholder,
 		connect.WithInterceptors(connect.UnaryInterceptorFunc(a.authorize)))
 	return a, nil
@@ -253,7 +258,11 @@ func (a *Agent) authorize(next connect.UnaryFunc) connect.UnaryFunc {
 		if tok != "" {
 			req.Header().Set("Authorization", "Bearer "+tok)
 		}
-		return next(ctx, req)
+		resp, err := next(ctx, req)
+		if err == nil {
+			a.stats.contact()
+		}
+		return resp, err
 	}
 }
 
@@ -322,7 +331,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		callCtx, cancel := context.WithTimeout(ctx, a.cfg.PollWait+10*time.Second)
 		resp, err := a.client.LeaseTask(callCtx, connect.NewRequest(&montagev1.LeaseTaskRequest{
 			AgentId: a.id, FreeSlots: int32(free), FreeGpuSessions: int32(gpuFree), WaitSeconds: a.cfg.PollWait.Seconds(),
-			Held: a.held(), HeldListed: true, FreeDiskBytes: a.freeDisk(),
+			Held: a.held(), HeldListed: true, FreeDiskBytes: a.freeDisk(), Status: a.status(),
 		}))
 		cancel()
 		if err != nil {
@@ -429,6 +438,11 @@ func (a *Agent) freeGPU() int {
 	if len(a.caps.GetHwaccels()) == 0 {
 		return 0
 	}
+	return max(0, a.cfg.GPUSessions-a.gpuBusy())
+}
+
+// gpuBusy is how many hardware encodes run now.
+func (a *Agent) gpuBusy() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	used := 0
@@ -437,7 +451,7 @@ func (a *Agent) freeGPU() int {
 			used++
 		}
 	}
-	return max(0, a.cfg.GPUSessions-used)
+	return used
 }
 
 func (a *Agent) busy() int {
@@ -451,7 +465,7 @@ func (a *Agent) register(ctx context.Context) error {
 	for {
 		resp, err := a.client.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{
 			AgentId: a.id, Name: a.cfg.Name, Capabilities: a.caps, Slots: int32(a.cfg.Slots), Labels: a.cfg.Labels,
-			Credential: a.secret,
+			Credential: a.secret, MetricsAddr: a.metricsAddr(),
 		}))
 		if err == nil {
 			_ = a.eps.add(resp.Msg.GetCoordinators())
@@ -513,6 +527,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 	if len(req.Leases) == 0 {
 		return
 	}
+	req.Status = a.status()
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	resp, err := a.client.Heartbeat(cctx, connect.NewRequest(req))
@@ -607,6 +622,7 @@ func (a *Agent) execute(ctx context.Context, r *running) {
 			}
 			// The coordinator refused the object itself (checksum or size):
 			// give the attempt back as failed so it is retried now.
+			a.stats.ended(l.GetType(), "failed", time.Since(start))
 			err = fmt.Errorf("result refused: %w", err)
 			_ = a.report(rctx, func(ctx context.Context) error {
 				_, ferr := a.client.FailTask(ctx, connect.NewRequest(&montagev1.FailTaskRequest{
@@ -616,10 +632,13 @@ func (a *Agent) execute(ctx context.Context, r *running) {
 			})
 			return
 		}
+		a.stats.ended(l.GetType(), "succeeded", time.Since(start))
 		log.Info("task done", "seconds", time.Since(start).Seconds(), "bytes", res.GetSize())
 	case errors.Is(err, errReused):
+		a.stats.ended(l.GetType(), "cached", time.Since(start))
 		log.Info("task done from the cache: source unchanged", "seconds", time.Since(start).Seconds())
 	case errors.Is(context.Cause(ctx), errRevoked):
+		a.stats.ended(l.GetType(), "revoked", time.Since(start))
 		log.Info("task stopped: lease revoked")
 	default:
 		handback := errors.Is(context.Cause(ctx), errShutdown) || errors.Is(err, errNoRoom)
@@ -636,6 +655,11 @@ func (a *Agent) execute(ctx context.Context, r *running) {
 		if ferr != nil {
 			log.Warn("failure report refused", "err", ferr)
 		}
+		outcome := "failed"
+		if handback {
+			outcome = "handed_back"
+		}
+		a.stats.ended(l.GetType(), outcome, time.Since(start))
 		log.Warn("task failed", "err", msg, "handback", handback)
 	}
 }

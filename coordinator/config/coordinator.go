@@ -14,16 +14,18 @@ import (
 // Coordinator is everything montage-coordinator is told, from flags and the
 // -config file, with the values derived from them (Resolve).
 type Coordinator struct {
-	Dev        bool
-	DevAgent   bool
-	AgentSlots int
-	Listen     string
-	DataDir    string
-	RaftAddr   string
-	Advertise  string
-	NodeID     string
-	LogLevel   string
-	ConfigFile string
+	Dev      bool
+	DevAgent bool
+	// DevAgentMetrics is where -dev's embedded agent serves its metrics.
+	DevAgentMetrics string
+	AgentSlots      int
+	Listen          string
+	DataDir         string
+	RaftAddr        string
+	Advertise       string
+	NodeID          string
+	LogLevel        string
+	ConfigFile      string
 
 	LeaseTTL        time.Duration
 	MaxAttempts     int
@@ -76,6 +78,7 @@ func Flags(fs *flag.FlagSet) *Coordinator {
 	fs.IntVar(&c.InlineConcat, "inline-concat-inputs", 256, "inputs a concat lease carries itself; a concat with more reads them from an object")
 	fs.DurationVar(&c.AgentGC, "agent-gc", 7*24*time.Hour, "forget agents unseen this long that hold no work (0 keeps them)")
 	fs.BoolVar(&c.DevAgent, "dev-agent", true, "with -dev, run an embedded agent")
+	fs.StringVar(&c.DevAgentMetrics, "dev-agent-metrics-listen", "", "with -dev, serve the embedded agent's Prometheus metrics on ADDR (e.g. 127.0.0.1:9102)")
 	fs.IntVar(&c.AgentSlots, "agent-slots", 1, "with -dev, slots of the embedded agent")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 

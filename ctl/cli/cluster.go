@@ -89,7 +89,7 @@ func (a *app) agentsCmd() *cobra.Command {
 	var format string
 	c := &cobra.Command{
 		Use:   "agents",
-		Short: "List agents: capabilities, slots in use, state, last seen",
+		Short: "List agents: capabilities, slots in use, state, speed of the last render, last contact",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkFormat(format); err != nil {
@@ -108,7 +108,7 @@ func (a *app) agentsCmd() *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.out, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tSTATE\tSLOTS\tFAILS\tENCODERS\tFFMPEG\tLAST SEEN")
+			fmt.Fprintln(tw, "ID\tNAME\tSTATE\tSLOTS\tFAILS\tSPEED\tENCODERS\tFFMPEG\tLAST CONTACT")
 			for _, ag := range resp.Msg.GetAgents() {
 				seen := "-"
 				if ls := ag.GetLastSeen(); ls != nil && ls.CheckValid() == nil {
@@ -118,8 +118,8 @@ func (a *app) agentsCmd() *cobra.Command {
 				if r := ag.GetStateReason(); r != "" {
 					state += " (" + printable(r, 120) + ")"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\n", printable(ag.GetId(), 80), printable(ag.GetName(), 80), state,
-					ag.GetSlotsInUse(), ag.GetSlots(), ag.GetFailStreak(), printable(strings.Join(ag.GetCapabilities().GetEncoders(), ","), 200),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\t%s\n", printable(ag.GetId(), 80), printable(ag.GetName(), 80), state,
+					ag.GetSlotsInUse(), ag.GetSlots(), ag.GetFailStreak(), speedWord(ag.GetStatus()), printable(strings.Join(ag.GetCapabilities().GetEncoders(), ","), 200),
 					printable(ffmpegVersion(ag.GetCapabilities().GetFfmpegVersion()), 40), seen)
 			}
 			return tw.Flush()
@@ -127,6 +127,18 @@ func (a *app) agentsCmd() *cobra.Command {
 	}
 	c.Flags().StringVarP(&format, "output", "o", "text", "text or json")
 	return c
+}
+
+// speedWord is an agent's last render speed, with its encoder: "3.2x libx264".
+func speedWord(st *montagev1.AgentStatus) string {
+	if st.GetSpeed() <= 0 {
+		return "-"
+	}
+	w := fmt.Sprintf("%.1fx", st.GetSpeed())
+	if e := st.GetEncoder(); e != "" {
+		w += " " + printable(e, 40)
+	}
+	return w
 }
 
 func (a *app) agentCmd() *cobra.Command {
