@@ -6,7 +6,7 @@ GOBIN := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 BINARIES := bin/montage-coordinator bin/montage-agent bin/montagectl bin/montage-samples
 
-.PHONY: build demo test test-loaded test-race ci proto proto-check lint tools ffmpeg bench soak fuzz clean
+.PHONY: build demo test test-loaded test-race ci proto proto-check lint tools ffmpeg bench soak fuzz clean dashboards
 
 build:
 	$(GO) build -o bin/montage-coordinator ./coordinator
@@ -44,6 +44,11 @@ soak: ffmpeg tools
 proto: tools
 	buf lint
 	buf generate
+
+# Grafana dashboards are Go code (grafana/dashboards); this renders the
+# committed JSON. A test fails when it is stale.
+dashboards:
+	$(GO) run ./grafana/dashboards/gen -out grafana/dashboards
 
 lint: tools
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }

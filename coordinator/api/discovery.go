@@ -52,7 +52,7 @@ func (s *Server) Check(_ context.Context, r *grpchealth.CheckRequest) (*grpcheal
 // and Prometheus service discovery.
 func (s *Server) mountStandard(mux *http.ServeMux) {
 	mux.Handle(grpchealth.NewHandler(s))
-	reflector := grpcreflect.NewStaticReflector(services...)
+	reflector := grpcreflect.NewStaticReflector(append(slices.Clone(services), grpchealth.HealthV1ServiceName)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	mux.HandleFunc("GET /sd/agents", s.sdAgents)

@@ -25,6 +25,7 @@ var taskBuckets = []float64{1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800
 type metrics struct {
 	reg        *prometheus.Registry
 	submitted  prometheus.Counter
+	finished   *prometheus.CounterVec
 	granted    prometheus.Counter
 	reports    *prometheus.CounterVec
 	failures   *prometheus.CounterVec
@@ -57,6 +58,9 @@ func newMetrics() *metrics {
 		submitted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "montage_jobs_submitted_total", Help: "Jobs accepted by this coordinator while leader.",
 		}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "montage_jobs_finished_total", Help: "Jobs that ended while this coordinator led, by final state (succeeded, failed, canceled).",
+		}, []string{"state"}),
 		granted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "montage_task_grants_total", Help: "Task leases granted by this coordinator while leader.",
 		}),
@@ -117,6 +121,9 @@ func newMetrics() *metrics {
 		m.taskTime.WithLabelValues(t, "succeeded")
 		m.taskTime.WithLabelValues(t, "failed")
 	}
+	for _, st := range []string{"succeeded", "failed", "canceled"} {
+		m.finished.WithLabelValues(st)
+	}
 	for _, r := range []string{"hit", "miss"} {
 		m.cache.WithLabelValues(r)
 	}
@@ -132,7 +139,7 @@ func newMetrics() *metrics {
 		ConstLabels: prometheus.Labels{"version": version.Version, "revision": version.Revision(), "goversion": runtime.Version()},
 	})
 	build.Set(1)
-	m.reg.MustRegister(m.submitted, m.granted, m.reports, m.failures, m.expired, m.leases, m.queueWait, m.taskTime,
+	m.reg.MustRegister(m.submitted, m.finished, m.granted, m.reports, m.failures, m.expired, m.leases, m.queueWait, m.taskTime,
 		m.realtime, m.cache, m.evicted, m.evictBytes, m.verify, m.storeTime, m.storeErrs, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -140,6 +147,13 @@ func newMetrics() *metrics {
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// applied counts the jobs a command this leader proposed finished.
+func (m *metrics) applied(r fsm.Response) {
+	for _, st := range r.Ended {
+		m.finished.WithLabelValues(enumLabel(st, "JOB_STATE_")).Inc()
+	}
 }
 
 // observeStore is the object store's observer.

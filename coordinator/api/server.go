@@ -133,7 +133,8 @@ func New(node *cluster.Node, store blob.Store, clk clock.Clock, cfg Config, log 
 		LeaseTTL: cfg.LeaseTTL, LeaseGrace: cfg.LeaseGrace, OnlineWindow: cfg.MaxLeaseWait + 3*cfg.LeaseTTL,
 		JanitorInterval: cfg.JanitorInterval, Retention: cfg.Retention, PurgeDelay: cfg.PurgeDelay,
 		CacheBudget: cfg.CacheBudget, AgentGC: cfg.AgentGC, BlockAfter: cfg.BlockAfter, QuarantineAfter: cfg.QuarantineAfter,
-		OnLeases: func(n int) { m.leases.Set(float64(n)) },
+		OnLeases:  func(n int) { m.leases.Set(float64(n)) },
+		OnApplied: m.applied,
 		OnEvict: func(entries int, bytes int64) {
 			m.evicted.Add(float64(entries))
 			m.evictBytes.Add(float64(bytes))
@@ -197,6 +198,7 @@ func (s *Server) apply(c *fsm.Command) (fsm.Response, error) {
 	if err != nil {
 		return resp, s.notLeader(err)
 	}
+	s.m.applied(resp)
 	if resp.Err != nil {
 		return resp, toConnect(resp.Err)
 	}

@@ -154,6 +154,9 @@ type Response struct {
 	Existing bool
 	// Evicted lists the cache keys a CacheEvict removed (others were in use).
 	Evicted []string
+	// Ended lists the final states of the jobs this command finished, so
+	// the leader that proposed it counts each job's end exactly once.
+	Ended []montagev1.JobState
 }
 
 // Encode serialises a command for the raft log.
@@ -170,6 +173,12 @@ func Decode(b []byte) (*Command, error) {
 
 // Apply applies one command at raft index idx.
 func (s *State) Apply(idx uint64, c *Command) Response {
+	resp := s.apply(idx, c)
+	resp.Ended, s.ix.ended = s.ix.ended, nil
+	return resp
+}
+
+func (s *State) apply(idx uint64, c *Command) Response {
 	if idx > s.AppliedIndex {
 		s.AppliedIndex = idx
 	}

@@ -309,3 +309,38 @@ func TestCacheReuseAndEviction(t *testing.T) {
 		t.Errorf("reuse of a missing entry: %v", r.Err)
 	}
 }
+
+// The command that finishes a job says so, once: a success, a failure at
+// the attempt limit, a cancel; nothing else reports an end.
+func TestResponseNamesEndedJobs(t *testing.T) {
+	l := newLog()
+	register(l, "a1")
+	ends := func(r Response) []montagev1.JobState { return r.Ended }
+	if e := ends(l.apply(&Command{Submit: job("ok", 1, 1)})); e != nil {
+		t.Fatalf("submit ended %v", e)
+	}
+	g := l.apply(&Command{Grant: &GrantCmd{TaskID: "ok-r0", AgentID: "a1"}})
+	if e := ends(l.apply(&Command{Complete: &CompleteCmd{TaskID: "ok-r0", AgentID: "a1", Token: g.Token, Result: Result{Key: "s"}}})); e != nil {
+		t.Fatalf("a render's completion ended %v", e)
+	}
+	g = l.apply(&Command{Grant: &GrantCmd{TaskID: "ok-concat", AgentID: "a1"}})
+	r := l.apply(&Command{Complete: &CompleteCmd{TaskID: "ok-concat", AgentID: "a1", Token: g.Token, Result: Result{Key: "m"}}})
+	if len(r.Ended) != 1 || r.Ended[0] != montagev1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("the concat's completion ended %v, want [succeeded]", r.Ended)
+	}
+	l.apply(&Command{Submit: job("bad", 1, 1)})
+	g = l.apply(&Command{Grant: &GrantCmd{TaskID: "bad-r0", AgentID: "a1"}})
+	r = l.apply(&Command{Fail: &FailCmd{TaskID: "bad-r0", AgentID: "a1", Token: g.Token, Error: "x"}})
+	if len(r.Ended) != 1 || r.Ended[0] != montagev1.JobState_JOB_STATE_FAILED {
+		t.Fatalf("the last attempt's failure ended %v, want [failed]", r.Ended)
+	}
+	l.apply(&Command{Submit: job("gone", 1, 1)})
+	r = l.apply(&Command{Cancel: &CancelCmd{JobID: "gone"}})
+	if len(r.Ended) != 1 || r.Ended[0] != montagev1.JobState_JOB_STATE_CANCELED {
+		t.Fatalf("cancel ended %v, want [canceled]", r.Ended)
+	}
+	if r := l.apply(&Command{Cancel: &CancelCmd{JobID: "gone"}}); r.Ended != nil {
+		t.Fatalf("a refused second cancel ended %v", r.Ended)
+	}
+	checkIndex(t, l.s)
+}

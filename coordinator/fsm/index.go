@@ -34,6 +34,8 @@ type index struct {
 	jobN   map[montagev1.JobState]int
 	taskAs map[string]TaskClass
 	taskN  map[TaskClass]int
+	// ended lists the final states of jobs that finished in this Apply.
+	ended []montagev1.JobState
 	// cacheN and cacheBytes total the cache entries.
 	cacheN     int
 	cacheBytes int64
@@ -93,9 +95,16 @@ func (x *index) countJob(j *Job) {
 			return
 		}
 		x.jobN[prev]--
+		if !terminal(prev) && terminal(j.State) {
+			x.ended = append(x.ended, j.State)
+		}
 	}
 	x.jobAs[j.ID] = j.State
 	x.jobN[j.State]++
+}
+
+func terminal(st montagev1.JobState) bool {
+	return st == montagev1.JobState_JOB_STATE_SUCCEEDED || st == montagev1.JobState_JOB_STATE_FAILED || st == montagev1.JobState_JOB_STATE_CANCELED
 }
 
 func (x *index) uncountJob(id string) {

@@ -40,10 +40,11 @@ type Config struct {
 	// read-back counts against (0: fsm's defaults).
 	BlockAfter, QuarantineAfter int
 	// OnLeases reports how many leases this node times (0 when it stops
-	// leading); OnEvict the cache entries and bytes an eviction removed;
+	// leading); OnApplied each response to a command it proposed; OnEvict the cache entries and bytes an eviction removed;
 	// OnReadBack the time of a result's read-back after its report. Each
 	// may be nil.
 	OnLeases   func(n int)
+	OnApplied  func(fsm.Response)
 	OnEvict    func(entries int, bytes int64)
 	OnReadBack func(took time.Duration)
 }
@@ -56,6 +57,12 @@ type hooks struct {
 func (h *hooks) expired(taskID string) {
 	if h.expire != nil {
 		h.expire(taskID)
+	}
+}
+
+func (h *hooks) applied(r fsm.Response) {
+	if h.cfg.OnApplied != nil {
+		h.cfg.OnApplied(r)
 	}
 }
 
@@ -163,6 +170,7 @@ func (l *Leader) propose(c *fsm.Command) (fsm.Response, error) {
 	if err != nil {
 		return resp, err
 	}
+	l.hooks.applied(resp)
 	if resp.Err != nil {
 		return resp, fmt.Errorf("apply: %w", resp.Err)
 	}
@@ -262,6 +270,7 @@ func (l *Leader) expireLeases() {
 			l.log.Warn("expire lease", "task", e.TaskID, "err", err)
 			return
 		}
+		l.hooks.applied(resp)
 		l.Leases.Drop(e.TaskID)
 		if resp.Err == nil {
 			l.hooks.expired(e.TaskID)
