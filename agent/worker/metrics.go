@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,15 +81,10 @@ func newStats(a *Agent) *stats {
 			s.encoder.WithLabelValues(enc)
 		}
 	}
-	build := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "montage_build_info", Help: "Always 1; the labels name the build.",
-		ConstLabels: prometheus.Labels{"version": version.Version, "revision": version.Revision(), "goversion": runtime.Version()},
-	})
-	build.Set(1)
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	s.reg.MustRegister(s.tasks, s.taskTime, s.speed, s.fps, s.encoder, s.storeBytes, proven, build,
+	s.reg.MustRegister(s.tasks, s.taskTime, s.speed, s.fps, s.encoder, s.storeBytes, proven, version.BuildInfo(),
 		gauge("montage_agent_slots", "Tasks this agent runs at once.", func() float64 { return float64(a.cfg.Slots) }),
 		gauge("montage_agent_busy_slots", "Slots busy with tasks now.", func() float64 { return float64(a.busy()) }),
 		gauge("montage_agent_gpu_sessions", "Hardware encodes this agent runs at once (0 without a proven hardware encoder).",

@@ -46,7 +46,10 @@ func newHarnessWith(t *testing.T, cfg Config) *harness {
 func newHarnessStore(t testing.TB, cfg Config, wrap func(blob.Store) blob.Store) *harness {
 	t.Helper()
 	dir := t.TempDir()
-	node, err := cluster.Open(cluster.Config{DataDir: dir, RaftAddr: clustertest.FreeAddr(t), Bootstrap: true, Fast: true})
+	mux := http.NewServeMux()
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	node, err := cluster.Open(cluster.Config{DataDir: dir, RaftAddr: clustertest.FreeAddr(t), Bootstrap: true, Fast: true, APIAddr: hs.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,9 +58,6 @@ func newHarnessStore(t testing.TB, cfg Config, wrap func(blob.Store) blob.Store)
 		t.Fatal(err)
 	}
 	clk := clock.NewFake(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
-	mux := http.NewServeMux()
-	hs := httptest.NewServer(mux)
-	t.Cleanup(hs.Close)
 	store, err := blob.NewLocal(dir+"/objects", hs.URL, clk)
 	if err != nil {
 		t.Fatal(err)

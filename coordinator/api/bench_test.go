@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/stream-montages/montage/coordinator/blob"
+	"github.com/stream-montages/montage/coordinator/fsm"
 	"github.com/stream-montages/montage/internal/multipart"
 	"github.com/stream-montages/montage/internal/s3test"
 
@@ -257,4 +259,47 @@ func uploadGenerated(b *testing.B, h *harness, l *montagev1.Lease, size int64) *
 		resp.Body.Close()
 	}
 	return res
+}
+
+// BenchmarkScrape times /metrics on a leader holding n finished jobs: the
+// farm's gauges come from counts the state keeps, so the time must not
+// grow with n.
+func BenchmarkScrape(b *testing.B) {
+	for _, n := range []int{100, 10000} {
+		b.Run(fmt.Sprintf("jobs=%d", n), func(b *testing.B) {
+			h := newHarnessStore(b, Config{}, nil)
+			for i := 0; i < n; i++ {
+				id := fmt.Sprintf("job%05d", i)
+				sub := &fsm.SubmitCmd{Job: &fsm.Job{ID: id, Name: id}}
+				for r := 0; r < 4; r++ {
+					sub.Tasks = append(sub.Tasks, &fsm.Task{ID: fmt.Sprintf("%s-r%d", id, r), Type: montagev1.TaskType_TASK_TYPE_RENDER, HighlightIndex: r, MaxAttempts: 2})
+				}
+				for _, c := range []*fsm.Command{{Submit: sub}, {Cancel: &fsm.CancelCmd{JobID: id}}} {
+					if _, err := h.srv.apply(c); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			if got := h.scrapeB(b); !strings.Contains(got, fmt.Sprintf(`montage_jobs{state="canceled"} %d`, n)) {
+				b.Fatalf("the scrape does not count %d canceled jobs", n)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				h.scrapeB(b)
+			}
+		})
+	}
+}
+
+func (h *harness) scrapeB(b *testing.B) string {
+	resp, err := http.Get(h.url + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return string(body)
 }

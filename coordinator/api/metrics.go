@@ -2,7 +2,6 @@ package api
 
 import (
 	"net/http"
-	"runtime"
 	"strings"
 	"time"
 
@@ -134,13 +133,8 @@ func newMetrics() *metrics {
 		m.storeTime.WithLabelValues(op)
 		m.storeErrs.WithLabelValues(op)
 	}
-	build := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "montage_build_info", Help: "Always 1; the labels name the build.",
-		ConstLabels: prometheus.Labels{"version": version.Version, "revision": version.Revision(), "goversion": runtime.Version()},
-	})
-	build.Set(1)
 	m.reg.MustRegister(m.submitted, m.finished, m.granted, m.reports, m.failures, m.expired, m.leases, m.queueWait, m.taskTime,
-		m.realtime, m.cache, m.evicted, m.evictBytes, m.verify, m.storeTime, m.storeErrs, build,
+		m.realtime, m.cache, m.evicted, m.evictBytes, m.verify, m.storeTime, m.storeErrs, version.BuildInfo(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -187,7 +181,7 @@ func failureCause(msg string) string {
 	switch {
 	case has("no space", "disk full", "free disk", "enospc"):
 		return "disk"
-	case has("upload", "presign", "put ", "multipart", "object store"):
+	case has("upload", "presign", "put ", "multipart", "object store", "result refused", "checksum"):
 		return "upload"
 	case has("source", "download", "yt-dlp", "probe", "http ", "404", "403", "connection refused", "no such host"):
 		return "source"

@@ -154,7 +154,8 @@ func TestForwardingAndFailover(t *testing.T) {
 }
 
 // A demoted leader stops reporting leases: its gauge drops to 0 instead of
-// keeping the last value it had while it led.
+// keeping the last value it had while it led; the farm's gauges (jobs,
+// tasks, agents) leave its /metrics and appear on the new leader's.
 func TestDemotedLeaderReportsNoLeases(t *testing.T) {
 	m := startMulti(t)
 	leader := m.c.Leader(t, 10*time.Second)
@@ -172,23 +173,42 @@ func TestDemotedLeaderReportsNoLeases(t *testing.T) {
 	if lr, err := agents.LeaseTask(ctx, connect.NewRequest(&montagev1.LeaseTaskRequest{AgentId: "a1", FreeSlots: 1, WaitSeconds: 2})); err != nil || len(lr.Msg.GetLeases()) != 1 {
 		t.Fatalf("lease: %v", err)
 	}
-	gauge := func() string {
-		resp, err := http.Get(m.urls[li] + "/metrics")
+	scrape := func(i int) string {
+		resp, err := http.Get(m.urls[i] + "/metrics")
 		if err != nil {
 			return ""
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		for _, line := range strings.Split(string(b), "\n") {
+		return string(b)
+	}
+	gauge := func() string {
+		for _, line := range strings.Split(scrape(li), "\n") {
 			if strings.HasPrefix(line, "montage_leases_active ") {
 				return strings.TrimPrefix(line, "montage_leases_active ")
 			}
 		}
 		return ""
 	}
+	const running = `montage_jobs{state="running"} 1`
 	waitUntil(t, "the leader's gauge to count the lease", func() bool { return gauge() == "1" })
+	if !strings.Contains(scrape(li), running) || !strings.Contains(scrape(li), `montage_tasks{state="leased",type="render"} 1`) {
+		t.Fatalf("the leader does not report the farm's state:\n%s", scrape(li))
+	}
+	for i := range m.urls {
+		if i != li && strings.Contains(scrape(i), "montage_jobs{") {
+			t.Fatalf("follower %d reports the farm's gauges", i)
+		}
+	}
 	if err := m.c.Nodes[li].StepDown(); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the demoted leader's gauge to drop", func() bool { return !m.c.Nodes[li].IsLeader() && gauge() == "0" })
+	if strings.Contains(scrape(li), "montage_jobs{") {
+		t.Error("the demoted leader still reports the farm's gauges")
+	}
+	waitUntil(t, "the new leader to report the farm's gauges", func() bool {
+		nl := m.c.Leader(t, 10*time.Second)
+		return strings.Contains(scrape(m.c.Index(nl)), running)
+	})
 }

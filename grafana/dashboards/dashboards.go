@@ -51,11 +51,13 @@ func target(q query) *prometheus.DataqueryBuilder {
 // board builds one dashboard, numbering panels in order (ids unique
 // within it) and placing them on the grid.
 type board struct {
+	//lint:ignore SA1019 the classic schema is what file provisioning loads in every Grafana in use; v2 needs Grafana 12's new API
 	b  *dashboard.DashboardBuilder
 	id uint32
 }
 
 func newBoard(uid, title, description string, tags ...string) *board {
+	//lint:ignore SA1019 see board
 	b := dashboard.NewDashboardBuilder(title).
 		Uid(uid).
 		Description(description).

@@ -3,8 +3,11 @@
 package version
 
 import (
+	"runtime"
 	"runtime/debug"
 	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Version is set at link time (-ldflags "-X ...version.Version=v1.2.3");
@@ -55,4 +58,15 @@ func String() string {
 		rev += ", modified"
 	}
 	return Version + " (" + rev + ")"
+}
+
+// BuildInfo is the montage_build_info gauge both binaries export: always
+// 1, its labels naming the build.
+func BuildInfo() prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "montage_build_info", Help: "Always 1; the labels name the build.",
+		ConstLabels: prometheus.Labels{"version": Version, "revision": Revision(), "goversion": runtime.Version()},
+	})
+	g.Set(1)
+	return g
 }
