@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -223,6 +224,13 @@ func TestObservabilityWithPrometheus(t *testing.T) {
 	}
 	if len(failed) > 0 {
 		t.Fatalf("panel queries without data:\n%s", strings.Join(failed, "\n"))
+	}
+
+	// montagectl shows the same reports: speed with the encoder, last contact.
+	agentsOut := ctl(t, c.url, "agents").stdout
+	mustContain(t, agentsOut, "LAST CONTACT", "montagectl agents")
+	if !regexp.MustCompile(`\d+\.\dx libx264`).MatchString(agentsOut) || !regexp.MustCompile(`\ds ago`).MatchString(agentsOut) {
+		t.Errorf("montagectl agents shows no speed or last contact:\n%s", agentsOut)
 	}
 
 	checkMetrics(t, "coordinator", c.url+"/metrics")
