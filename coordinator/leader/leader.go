@@ -39,10 +39,10 @@ type Config struct {
 	// BlockAfter and QuarantineAfter are the failure limits a refused
 	// read-back counts against (0: fsm's defaults).
 	BlockAfter, QuarantineAfter int
-	// OnLeases reports how many leases this node times (0 when it stops
-	// leading); OnApplied each response to a command it proposed; OnEvict the cache entries and bytes an eviction removed;
-	// OnReadBack the time of a result's read-back after its report. Each
-	// may be nil.
+	// OnLeases hears how many leases this node times (0 when it stops
+	// leading); OnApplied each response to a command it proposed; OnEvict
+	// the cache entries and bytes an eviction removed; OnReadBack the time
+	// of a result's read-back after its report. Each may be nil.
 	OnLeases   func(n int)
 	OnApplied  func(fsm.Response)
 	OnEvict    func(entries int, bytes int64)
