@@ -26,6 +26,7 @@ import (
 	"github.com/stream-montages/montage/agent/media"
 	"github.com/stream-montages/montage/agent/sources"
 	"github.com/stream-montages/montage/internal/spec"
+	"github.com/stream-montages/montage/internal/version"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 	"github.com/stream-montages/montage/proto/montage/v1/montagev1connect"
 )
@@ -52,6 +53,10 @@ type Config struct {
 	PollWait time.Duration
 	// JoinToken lets the agent register when the cluster uses tokens.
 	JoinToken string
+	// EnrollToken is a one-time token (montagectl agent enroll) the agent
+	// registers with once instead of the join token; afterwards its own
+	// credential (in the data dir) is enough.
+	EnrollToken string
 	// GPUSessions caps concurrent hardware encodes (consumer NVIDIA cards
 	// allow only a few sessions); 0 means 2.
 	GPUSessions int
@@ -254,6 +259,10 @@ func (a *Agent) authorize(next connect.UnaryFunc) connect.UnaryFunc {
 			a.mu.Lock()
 			tok = a.credential
 			a.mu.Unlock()
+		} else if tok == "" {
+			// Registered before (enrolled, or on an open farm): its own
+			// credential proves who it is.
+			tok = a.id + "." + a.secret
 		}
 		if tok != "" {
 			req.Header().Set("Authorization", "Bearer "+tok)
@@ -264,6 +273,21 @@ func (a *Agent) authorize(next connect.UnaryFunc) connect.UnaryFunc {
 		}
 		return resp, err
 	}
+}
+
+// enrolledFile marks, in the data dir, that the agent spent its
+// enrolment token.
+const enrolledFile = "enrolled"
+
+// enrollToken is the one-time token to register with: none once spent.
+func (a *Agent) enrollToken() string {
+	if a.cfg.EnrollToken == "" {
+		return ""
+	}
+	if _, err := os.Stat(filepath.Join(a.cfg.DataDir, enrolledFile)); err == nil {
+		return ""
+	}
+	return a.cfg.EnrollToken
 }
 
 // ID is the agent's persistent id.
@@ -463,10 +487,18 @@ func (a *Agent) busy() int {
 func (a *Agent) register(ctx context.Context) error {
 	backoff := 200 * time.Millisecond
 	for {
+		enroll := a.enrollToken()
 		resp, err := a.client.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{
 			AgentId: a.id, Name: a.cfg.Name, Capabilities: a.caps, Slots: int32(a.cfg.Slots), Labels: a.cfg.Labels,
-			Credential: a.secret, MetricsAddr: a.metricsAddr(),
+			Credential: a.secret, MetricsAddr: a.metricsAddr(), EnrollToken: enroll,
+			Version: version.Version, Protocol: version.Protocol,
 		}))
+		if err == nil && enroll != "" {
+			if werr := os.WriteFile(filepath.Join(a.cfg.DataDir, enrolledFile), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600); werr != nil {
+				a.log.Warn("enrolled, but could not note it in the data dir; the next start sends the spent token again", "err", werr)
+			}
+			a.log.Info("enrolled with a one-time token; the agent's own credential is used from now on")
+		}
 		if err == nil {
 			_ = a.eps.add(resp.Msg.GetCoordinators())
 			a.mu.Lock()

@@ -25,6 +25,7 @@ import (
 	"github.com/stream-montages/montage/coordinator/sched"
 	"github.com/stream-montages/montage/internal/multipart"
 	"github.com/stream-montages/montage/internal/spec"
+	"github.com/stream-montages/montage/internal/version"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
 
@@ -66,6 +67,13 @@ func checkStatus(st *montagev1.AgentStatus) error {
 	return nil
 }
 
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
 // checkMetricsAddr accepts where an agent serves metrics: host:port, or
 // empty when it does not.
 func checkMetricsAddr(addr string) error {
@@ -97,6 +105,19 @@ func (s *Server) Register(_ context.Context, req *connect.Request[montagev1.Regi
 	if err := checkMetricsAddr(m.GetMetricsAddr()); err != nil {
 		return nil, err
 	}
+	protocol := max(1, m.GetProtocol()) // agents older than the field speak 1
+	if protocol < version.MinProtocol || protocol > version.Protocol {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
+			"agent %s (release %s) speaks agent protocol %d; this coordinator (release %s) speaks %d to %d: run agents and coordinators of the same release",
+			m.GetAgentId(), orUnknown(m.GetVersion()), protocol, version.Version, version.MinProtocol, version.Protocol))
+	}
+	if len(m.GetVersion()) > 64 {
+		return nil, invalid("version", "must be at most 64 characters")
+	}
+	var enroll string
+	if tok := m.GetEnrollToken(); tok != "" {
+		enroll = auth.CredentialHash(tok)
+	}
 	caps, err := proto.MarshalOptions{Deterministic: true}.Marshal(m.GetCapabilities())
 	if err != nil {
 		return nil, invalid("capabilities", "%v", err)
@@ -124,8 +145,8 @@ func (s *Server) Register(_ context.Context, req *connect.Request[montagev1.Regi
 	}
 	a := &fsm.Agent{ID: m.GetAgentId(), Name: name, Capabilities: caps, Slots: int(m.GetSlots()), Labels: m.GetLabels(),
 		Provides: provides(m.GetCapabilities()), GPUSessions: int(m.GetCapabilities().GetGpuSessions()), CredentialHash: hash,
-		MetricsAddr: m.GetMetricsAddr()}
-	if _, err := s.apply(&fsm.Command{Register: &fsm.RegisterCmd{Agent: a}}); err != nil {
+		MetricsAddr: m.GetMetricsAddr(), Version: m.GetVersion(), Protocol: int(protocol)}
+	if _, err := s.apply(&fsm.Command{Register: &fsm.RegisterCmd{Agent: a, Enroll: enroll}}); err != nil {
 		return nil, err
 	}
 	var out *montagev1.Agent

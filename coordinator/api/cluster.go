@@ -2,14 +2,20 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
+	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/stream-montages/montage/coordinator/auth"
 	"github.com/stream-montages/montage/coordinator/cluster"
 	"github.com/stream-montages/montage/coordinator/fsm"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
@@ -144,4 +150,32 @@ func (s *Server) RemoveAgent(_ context.Context, req *connect.Request[montagev1.R
 	s.statuses.forget(id)
 	s.log.Info("agent removed by an operator", "agent", id)
 	return connect.NewResponse(&montagev1.RemoveAgentResponse{}), nil
+}
+
+// EnrollAgent makes a one-time token for a new PC: 32 random bytes, of
+// which only the hash goes through raft. It is spent by the Register that
+// presents it, or void once it expires.
+func (s *Server) EnrollAgent(_ context.Context, req *connect.Request[montagev1.EnrollAgentRequest]) (*connect.Response[montagev1.EnrollAgentResponse], error) {
+	m := req.Msg
+	ttl := 24 * time.Hour
+	if sec := m.GetExpiresSeconds(); sec != 0 {
+		if math.IsNaN(sec) || sec < 60 || sec > 30*24*3600 {
+			return nil, invalid("expires_seconds", "must be between 60 s and 30 days, got %v", sec)
+		}
+		ttl = time.Duration(sec * float64(time.Second))
+	}
+	if n := m.GetName(); len(n) > 64 || strings.ContainsFunc(n, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return nil, invalid("name", "must be at most 64 printable characters")
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, connect.NewError(connect.CodeInternal, err)
+	}
+	token := "enroll-" + hex.EncodeToString(b)
+	exp := s.clock.Now().Add(ttl).UTC()
+	if _, err := s.apply(&fsm.Command{Enroll: &fsm.EnrollCmd{Hash: auth.CredentialHash(token), Name: m.GetName(), ExpiresAt: exp}}); err != nil {
+		return nil, err
+	}
+	s.log.Info("enrolment token made", "name", m.GetName(), "expires", exp)
+	return connect.NewResponse(&montagev1.EnrollAgentResponse{Token: token, ExpiresAt: timestamppb.New(exp)}), nil
 }

@@ -132,6 +132,8 @@ func agentProto(a *fsm.Agent) *montagev1.Agent {
 	caps := capsOf(a)
 	return &montagev1.Agent{
 		MetricsAddr:  a.MetricsAddr,
+		Version:      a.Version,
+		Protocol:     int32(a.Protocol),
 		Id:           a.ID,
 		Name:         a.Name,
 		Capabilities: caps,

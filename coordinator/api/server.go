@@ -239,6 +239,8 @@ func toConnect(err error) error {
 		return connect.NewError(connect.CodeNotFound, err)
 	case errors.Is(err, fsm.ErrStaleLease), errors.Is(err, fsm.ErrJobFinished), errors.Is(err, fsm.ErrNotRunnable):
 		return connect.NewError(connect.CodeFailedPrecondition, err)
+	case errors.Is(err, fsm.ErrEnrollment):
+		return connect.NewError(connect.CodeUnauthenticated, err)
 	case errors.Is(err, fsm.ErrWrongAgent):
 		return connect.NewError(connect.CodePermissionDenied, err)
 	case errors.Is(err, fsm.ErrBadCommand):

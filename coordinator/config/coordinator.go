@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stream-montages/montage/internal/flagfile"
 )
 
 // Coordinator is everything montage-coordinator is told, from flags and the
@@ -120,7 +122,7 @@ func Load(fs *flag.FlagSet, args []string) (*Coordinator, error) {
 		return nil, err
 	}
 	if c.ConfigFile != "" {
-		if err := Apply(fs, c.ConfigFile); err != nil {
+		if err := flagfile.Apply(fs, c.ConfigFile, map[string]string{"retry-join": "join"}); err != nil {
 			return nil, err
 		}
 	}

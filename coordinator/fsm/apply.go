@@ -36,6 +36,7 @@ type Command struct {
 	// RemoveAgent forgets an agent that holds no lease (operator's removal
 	// or the leader's garbage collection of agents long unseen).
 	RemoveAgent *RemoveAgentCmd `json:"remove_agent,omitempty"`
+	Enroll      *EnrollCmd      `json:"enroll,omitempty"`
 	// Verified ends the read-back of a result (see CompleteCmd.Verify).
 	Verified *VerifiedCmd `json:"verified,omitempty"`
 }
@@ -144,6 +145,16 @@ type CancelCmd struct {
 // RegisterCmd adds or updates an agent.
 type RegisterCmd struct {
 	Agent *Agent `json:"agent"`
+	// Enroll is the hash of the one-time token the agent presented
+	// instead of the join token; it is spent by this registration.
+	Enroll string `json:"enroll,omitempty"`
+}
+
+// EnrollCmd records a one-time registration token.
+type EnrollCmd struct {
+	Hash      string    `json:"hash"`
+	Name      string    `json:"name,omitempty"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // Response is what Apply returns to the proposer.
@@ -199,6 +210,8 @@ func (s *State) apply(idx uint64, c *Command) Response {
 		return s.cancel(c.At, c.Cancel)
 	case c.Register != nil:
 		return s.register(c.At, c.Register)
+	case c.Enroll != nil:
+		return s.enroll(c.At, c.Enroll)
 	case c.Finalize != nil:
 		return s.finalize(c.At, c.Finalize)
 	case c.PurgeSegments != nil:
@@ -662,11 +675,44 @@ func (s *State) removeJob(jobID string) Response {
 	return Response{JobID: jobID}
 }
 
+// enroll records a one-time token, and forgets expired ones.
+func (s *State) enroll(at time.Time, c *EnrollCmd) Response {
+	if c.Hash == "" || !c.ExpiresAt.After(at) {
+		return Response{Err: fmt.Errorf("%w: enrolment without a hash or already expired", ErrBadCommand)}
+	}
+	s.pruneEnrollments(at)
+	s.Enrollments[c.Hash] = &Enrollment{Hash: c.Hash, Name: c.Name, ExpiresAt: c.ExpiresAt, CreatedAt: at}
+	return Response{}
+}
+
+func (s *State) pruneEnrollments(at time.Time) {
+	for h, e := range s.Enrollments {
+		if !e.ExpiresAt.After(at) {
+			delete(s.Enrollments, h)
+		}
+	}
+}
+
 func (s *State) register(at time.Time, c *RegisterCmd) Response {
 	if c.Agent == nil || c.Agent.ID == "" {
 		return Response{Err: fmt.Errorf("%w: register without agent id", ErrBadCommand)}
 	}
 	a := *c.Agent
+	if c.Enroll != "" {
+		e := s.Enrollments[c.Enroll]
+		switch {
+		case e == nil:
+			return Response{Err: fmt.Errorf("%w: the enrolment token is unknown or already used", ErrEnrollment)}
+		case !e.ExpiresAt.After(at):
+			delete(s.Enrollments, c.Enroll)
+			return Response{Err: fmt.Errorf("%w: the enrolment token expired at %s", ErrEnrollment, e.ExpiresAt.UTC().Format(time.RFC3339))}
+		}
+		delete(s.Enrollments, c.Enroll)
+		if e.Name != "" {
+			a.Name = e.Name
+		}
+	}
+	s.pruneEnrollments(at)
 	a.gen = s.gen
 	if old := s.Agents[a.ID]; old != nil {
 		a.RegisteredAt = old.RegisteredAt

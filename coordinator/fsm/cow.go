@@ -88,6 +88,7 @@ type Frozen struct {
 	Agents       []*Agent
 	Cache        []*CacheEntry
 	CacheLatest  [][2]string // plan, entry key
+	Enrollments  []Enrollment
 }
 
 // Sizes is how many entries each part of the view will hold: chunks of
@@ -141,6 +142,10 @@ func (s *State) FreezeInto(f *Frozen) *Frozen {
 	f.CacheLatest = f.CacheLatest[:0]
 	for p, k := range s.CacheLatest {
 		f.CacheLatest = append(f.CacheLatest, [2]string{p, k})
+	}
+	f.Enrollments = f.Enrollments[:0]
+	for _, e := range s.Enrollments { // a handful: values, copied
+		f.Enrollments = append(f.Enrollments, *e)
 	}
 	return f
 }

@@ -344,3 +344,44 @@ func TestResponseNamesEndedJobs(t *testing.T) {
 	}
 	checkIndex(t, l.s)
 }
+
+// An enrolment token registers one agent once, before it expires, under
+// the name it was made for; it survives a snapshot until spent.
+func TestEnrollmentIsSpentOnce(t *testing.T) {
+	l := newLog()
+	exp := t0.Add(time.Hour)
+	if r := l.apply(&Command{Enroll: &EnrollCmd{Hash: "h1", Name: "garage-pc", ExpiresAt: exp}}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := l.apply(&Command{Enroll: &EnrollCmd{Hash: "late", ExpiresAt: t0}}); !errors.Is(r.Err, ErrBadCommand) {
+		t.Fatalf("an enrolment already expired: %v", r.Err)
+	}
+	l.apply(&Command{Enroll: &EnrollCmd{Hash: "h2", ExpiresAt: exp}})
+	var snap bytes.Buffer
+	if err := l.s.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	restored, err := Restore(&snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := restored.Enrollments["h1"]; e == nil || e.Name != "garage-pc" || !e.ExpiresAt.Equal(exp) {
+		t.Fatalf("enrolment after restore: %+v", e)
+	}
+	if r := l.apply(&Command{Register: &RegisterCmd{Agent: &Agent{ID: "a1", Name: "DESKTOP-1", Slots: 1}, Enroll: "h1"}}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if a := l.s.Agents["a1"]; a.Name != "garage-pc" {
+		t.Errorf("enrolled agent named %q, want the enrolment's name", a.Name)
+	}
+	if r := l.apply(&Command{Register: &RegisterCmd{Agent: &Agent{ID: "a2", Slots: 1}, Enroll: "h1"}}); !errors.Is(r.Err, ErrEnrollment) || l.s.Agents["a2"] != nil {
+		t.Fatalf("second use of a token: %v", r.Err)
+	}
+	l.idx += 7200 // past the expiry (commands are stamped by index)
+	if r := l.apply(&Command{Register: &RegisterCmd{Agent: &Agent{ID: "a3", Slots: 1}, Enroll: "h2"}}); !errors.Is(r.Err, ErrEnrollment) || l.s.Agents["a3"] != nil {
+		t.Fatalf("an expired token: %v", r.Err)
+	}
+	if len(l.s.Enrollments) != 0 {
+		t.Errorf("spent and expired enrolments kept: %v", l.s.Enrollments)
+	}
+}

@@ -103,6 +103,13 @@ func (f *Frozen) WriteTo(w io.Writer) (int64, error) {
 			return cw.n, err
 		}
 	}
+	slices.SortFunc(f.Enrollments, func(a, b Enrollment) int { return strings.Compare(a.Hash, b.Hash) })
+	for _, e := range f.Enrollments {
+		if err := put(&statev1.Record{Item: &statev1.Record_Enrollment{Enrollment: &statev1.Enrollment{
+			Hash: e.Hash, Name: e.Name, ExpiresAt: unixNano(e.ExpiresAt), CreatedAt: unixNano(e.CreatedAt)}}}); err != nil {
+			return cw.n, err
+		}
+	}
 	for j := range f.jobs() {
 		if err := put(&statev1.Record{Item: &statev1.Record_Job{Job: jobOut(j)}}); err != nil {
 			return cw.n, err
@@ -185,6 +192,10 @@ func restoreV2(r io.Reader) (*State, error) {
 			s.Cache[e.Key] = e
 		case *statev1.Record_CacheLatest:
 			s.CacheLatest[it.CacheLatest.GetPlan()] = it.CacheLatest.GetKey()
+		case *statev1.Record_Enrollment:
+			e := it.Enrollment
+			s.Enrollments[e.GetHash()] = &Enrollment{Hash: e.GetHash(), Name: e.GetName(),
+				ExpiresAt: fromUnixNano(e.GetExpiresAt()), CreatedAt: fromUnixNano(e.GetCreatedAt())}
 		case *statev1.Record_Job:
 			j := jobIn(it.Job)
 			s.Jobs[j.ID] = j

@@ -25,6 +25,7 @@ var (
 	ErrBadCommand   = errors.New("malformed command")
 	ErrAgentUnknown = errors.New("agent is not registered")
 	ErrAgentBusy    = errors.New("agent still holds leases")
+	ErrEnrollment   = errors.New("enrolment refused")
 )
 
 // Result is what a task produced, as reported by the agent and verified by
@@ -222,8 +223,20 @@ type Agent struct {
 	StateReason string `json:"state_reason,omitempty"`
 	// MetricsAddr is where it serves Prometheus metrics (host:port).
 	MetricsAddr string `json:"metrics_addr,omitempty"`
+	// Version is its release; Protocol the agent protocol it speaks.
+	Version  string `json:"version,omitempty"`
+	Protocol int    `json:"protocol,omitempty"`
 
 	gen uint64
+}
+
+// Enrollment is a one-time registration token: a PC that presents it
+// before ExpiresAt registers once, and the token is spent.
+type Enrollment struct {
+	Hash      string    `json:"hash"`
+	Name      string    `json:"name,omitempty"`
+	ExpiresAt time.Time `json:"expires_at"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // State is the whole replicated state and, beside it, the indexes the hot
@@ -240,6 +253,9 @@ type State struct {
 	// content key, the entry of the newest render.
 	Cache       map[string]*CacheEntry
 	CacheLatest map[string]string
+	// Enrollments are the one-time tokens new PCs may register with, by
+	// the SHA-256 of the token (the token itself is never kept).
+	Enrollments map[string]*Enrollment
 	// AppliedIndex is the raft index of the last applied command.
 	AppliedIndex uint64
 
@@ -258,6 +274,7 @@ func New() *State {
 		Idempotency: map[string]string{},
 		Cache:       map[string]*CacheEntry{},
 		CacheLatest: map[string]string{},
+		Enrollments: map[string]*Enrollment{},
 	}
 	s.ix = newIndex()
 	return s

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -108,7 +109,7 @@ func (a *app) agentsCmd() *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.out, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tSTATE\tSLOTS\tFAILS\tSPEED\tENCODERS\tFFMPEG\tLAST CONTACT")
+			fmt.Fprintln(tw, "ID\tNAME\tSTATE\tSLOTS\tFAILS\tSPEED\tVERSION\tOS\tGPU\tENCODERS\tFFMPEG\tLAST CONTACT")
 			for _, ag := range resp.Msg.GetAgents() {
 				seen := "-"
 				if ls := ag.GetLastSeen(); ls != nil && ls.CheckValid() == nil {
@@ -118,8 +119,11 @@ func (a *app) agentsCmd() *cobra.Command {
 				if r := ag.GetStateReason(); r != "" {
 					state += " (" + printable(r, 120) + ")"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\t%s\n", printable(ag.GetId(), 80), printable(ag.GetName(), 80), state,
-					ag.GetSlotsInUse(), ag.GetSlots(), ag.GetFailStreak(), speedWord(ag.GetStatus()), printable(strings.Join(ag.GetCapabilities().GetEncoders(), ","), 200),
+				caps := ag.GetCapabilities()
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(ag.GetId(), 80), printable(ag.GetName(), 80), state,
+					ag.GetSlotsInUse(), ag.GetSlots(), ag.GetFailStreak(), speedWord(ag.GetStatus()), orDash(printable(ag.GetVersion(), 40)),
+					orDash(printable(caps.GetOs()+"/"+caps.GetArch(), 40)), orDash(printable(caps.GetGpuName(), 60)),
+					printable(strings.Join(caps.GetEncoders(), ","), 200),
 					printable(ffmpegVersion(ag.GetCapabilities().GetFfmpegVersion()), 40), seen)
 			}
 			return tw.Flush()
@@ -127,6 +131,13 @@ func (a *app) agentsCmd() *cobra.Command {
 	}
 	c.Flags().StringVarP(&format, "output", "o", "text", "text or json")
 	return c
+}
+
+func orDash(s string) string {
+	if s == "" || s == "/" {
+		return "-"
+	}
+	return s
 }
 
 // speedWord is an agent's last render speed, with its encoder: "3.2x libx264".
@@ -144,17 +155,41 @@ func speedWord(st *montagev1.AgentStatus) string {
 func (a *app) agentCmd() *cobra.Command {
 	c := &cobra.Command{Use: "agent", Short: "Drain, undrain (also lifts a quarantine) or remove an agent"}
 	c.AddCommand(&cobra.Command{
-		Use:   "remove ID",
+		Use:   "remove ID|NAME",
 		Short: "Forget an agent that holds no work: its credential stops working at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := a.cluster().RemoveAgent(cmd.Context(), connect.NewRequest(&montagev1.RemoveAgentRequest{AgentId: args[0]})); err != nil {
+			id, err := a.agentID(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if _, err := a.cluster().RemoveAgent(cmd.Context(), connect.NewRequest(&montagev1.RemoveAgentRequest{AgentId: id})); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.out, "agent %s removed\n", args[0])
 			return nil
 		},
 	})
+	var enrollName string
+	var expires time.Duration
+	enroll := &cobra.Command{
+		Use:   "enroll",
+		Short: "Make a one-time token a new PC installs its agent with, and print the command to run there",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			resp, err := a.cluster().EnrollAgent(cmd.Context(), connect.NewRequest(&montagev1.EnrollAgentRequest{Name: enrollName, ExpiresSeconds: expires.Seconds()}))
+			if err != nil {
+				return err
+			}
+			tok := resp.Msg.GetToken()
+			fmt.Fprintf(a.out, "One-time token, valid until %s:\n  %s\n\nOn the PC, run (as root or administrator):\n  montage-agent install --coordinator %s --enroll %s\n",
+				resp.Msg.GetExpiresAt().AsTime().Local().Format(time.RFC3339), tok, strings.TrimRight(a.addr, "/"), tok)
+			return nil
+		},
+	}
+	enroll.Flags().StringVar(&enrollName, "name", "", "the agent's name in the farm (default: the PC's own -name or hostname)")
+	enroll.Flags().DurationVar(&expires, "expires", 24*time.Hour, "how long the token may be used (1m to 720h)")
+	c.AddCommand(enroll)
 	for _, drain := range []bool{true, false} {
 		name, short := "drain", "Finish what the agent has and give it nothing new"
 		if !drain {
@@ -175,6 +210,30 @@ func (a *app) agentCmd() *cobra.Command {
 		})
 	}
 	return c
+}
+
+// agentID resolves an agent given by id or by name (a name must be unique).
+func (a *app) agentID(ctx context.Context, idOrName string) (string, error) {
+	resp, err := a.cluster().ListAgents(ctx, connect.NewRequest(&montagev1.ListAgentsRequest{}))
+	if err != nil {
+		return "", err
+	}
+	var byName []string
+	for _, ag := range resp.Msg.GetAgents() {
+		if ag.GetId() == idOrName {
+			return idOrName, nil
+		}
+		if ag.GetName() == idOrName {
+			byName = append(byName, ag.GetId())
+		}
+	}
+	switch len(byName) {
+	case 0:
+		return "", fmt.Errorf("no agent has the id or name %q (montagectl agents lists them)", idOrName)
+	case 1:
+		return byName[0], nil
+	}
+	return "", fmt.Errorf("%d agents are named %q (%s): give the id", len(byName), idOrName, strings.Join(byName, ", "))
 }
 
 // ffmpegVersion picks "5.1.9-0+deb12u1" out of "ffmpeg version 5.1.9-0+deb12u1 Copyright …".

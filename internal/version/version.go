@@ -14,6 +14,15 @@ import (
 // a plain `go build` reports "dev" with the VCS revision when Go knows it.
 var Version = "dev"
 
+// Protocol is the version of the agent protocol this build speaks, and
+// MinProtocol the oldest a coordinator still accepts. Raise Protocol when
+// a change needs both sides; raise MinProtocol when old agents can no
+// longer work with this coordinator.
+const (
+	Protocol    = 1
+	MinProtocol = 1
+)
+
 var (
 	once     sync.Once
 	revision string

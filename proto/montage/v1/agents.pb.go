@@ -36,7 +36,14 @@ type RegisterRequest struct {
 	// Where the agent serves Prometheus metrics (host:port), empty when it
 	// does not. An unspecified host (":9102", "0.0.0.0:9102") is completed
 	// with the address the call came from.
-	MetricsAddr   string `protobuf:"bytes,7,opt,name=metrics_addr,json=metricsAddr,proto3" json:"metrics_addr,omitempty"`
+	MetricsAddr string `protobuf:"bytes,7,opt,name=metrics_addr,json=metricsAddr,proto3" json:"metrics_addr,omitempty"`
+	// A one-time enrolment token (montagectl agent enroll), exchanged for
+	// this agent's registration instead of the farm's join token.
+	EnrollToken string `protobuf:"bytes,8,opt,name=enroll_token,json=enrollToken,proto3" json:"enroll_token,omitempty"`
+	// The agent's release, and the version of this protocol it speaks (0
+	// means 1, from agents older than the field).
+	Version       string `protobuf:"bytes,9,opt,name=version,proto3" json:"version,omitempty"`
+	Protocol      int32  `protobuf:"varint,10,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -118,6 +125,27 @@ func (x *RegisterRequest) GetMetricsAddr() string {
 		return x.MetricsAddr
 	}
 	return ""
+}
+
+func (x *RegisterRequest) GetEnrollToken() string {
+	if x != nil {
+		return x.EnrollToken
+	}
+	return ""
+}
+
+func (x *RegisterRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *RegisterRequest) GetProtocol() int32 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
 }
 
 type RegisterResponse struct {
@@ -1877,7 +1905,7 @@ var File_montage_v1_agents_proto protoreflect.FileDescriptor
 const file_montage_v1_agents_proto_rawDesc = "" +
 	"\n" +
 	"\x17montage/v1/agents.proto\x12\n" +
-	"montage.v1\x1a\x16montage/v1/types.proto\"\xd8\x02\n" +
+	"montage.v1\x1a\x16montage/v1/types.proto\"\xb1\x03\n" +
 	"\x0fRegisterRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12A\n" +
@@ -1887,7 +1915,11 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\n" +
 	"credential\x18\x06 \x01(\tR\n" +
 	"credential\x12!\n" +
-	"\fmetrics_addr\x18\a \x01(\tR\vmetricsAddr\x1a9\n" +
+	"\fmetrics_addr\x18\a \x01(\tR\vmetricsAddr\x12!\n" +
+	"\fenroll_token\x18\b \x01(\tR\venrollToken\x12\x18\n" +
+	"\aversion\x18\t \x01(\tR\aversion\x12\x1a\n" +
+	"\bprotocol\x18\n" +
+	" \x01(\x05R\bprotocol\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\x01\n" +

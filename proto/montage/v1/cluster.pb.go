@@ -9,6 +9,7 @@ package montagev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -21,6 +22,112 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type EnrollAgentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The name the agent takes (optional; else its own -name or hostname).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// How long the token may be used (default a day, at most 30 days).
+	ExpiresSeconds float64 `protobuf:"fixed64,2,opt,name=expires_seconds,json=expiresSeconds,proto3" json:"expires_seconds,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *EnrollAgentRequest) Reset() {
+	*x = EnrollAgentRequest{}
+	mi := &file_montage_v1_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollAgentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollAgentRequest) ProtoMessage() {}
+
+func (x *EnrollAgentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_v1_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollAgentRequest.ProtoReflect.Descriptor instead.
+func (*EnrollAgentRequest) Descriptor() ([]byte, []int) {
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *EnrollAgentRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *EnrollAgentRequest) GetExpiresSeconds() float64 {
+	if x != nil {
+		return x.ExpiresSeconds
+	}
+	return 0
+}
+
+type EnrollAgentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollAgentResponse) Reset() {
+	*x = EnrollAgentResponse{}
+	mi := &file_montage_v1_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollAgentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollAgentResponse) ProtoMessage() {}
+
+func (x *EnrollAgentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_v1_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollAgentResponse.ProtoReflect.Descriptor instead.
+func (*EnrollAgentResponse) Descriptor() ([]byte, []int) {
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *EnrollAgentResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *EnrollAgentResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 type RemoveAgentRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
@@ -30,7 +137,7 @@ type RemoveAgentRequest struct {
 
 func (x *RemoveAgentRequest) Reset() {
 	*x = RemoveAgentRequest{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[0]
+	mi := &file_montage_v1_cluster_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -42,7 +149,7 @@ func (x *RemoveAgentRequest) String() string {
 func (*RemoveAgentRequest) ProtoMessage() {}
 
 func (x *RemoveAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[0]
+	mi := &file_montage_v1_cluster_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -55,7 +162,7 @@ func (x *RemoveAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveAgentRequest.ProtoReflect.Descriptor instead.
 func (*RemoveAgentRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RemoveAgentRequest) GetAgentId() string {
@@ -73,7 +180,7 @@ type RemoveAgentResponse struct {
 
 func (x *RemoveAgentResponse) Reset() {
 	*x = RemoveAgentResponse{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[1]
+	mi := &file_montage_v1_cluster_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -85,7 +192,7 @@ func (x *RemoveAgentResponse) String() string {
 func (*RemoveAgentResponse) ProtoMessage() {}
 
 func (x *RemoveAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[1]
+	mi := &file_montage_v1_cluster_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -98,7 +205,7 @@ func (x *RemoveAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveAgentResponse.ProtoReflect.Descriptor instead.
 func (*RemoveAgentResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{3}
 }
 
 type GetStatusRequest struct {
@@ -109,7 +216,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[2]
+	mi := &file_montage_v1_cluster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -121,7 +228,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[2]
+	mi := &file_montage_v1_cluster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -134,7 +241,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{2}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{4}
 }
 
 type ClusterMember struct {
@@ -152,7 +259,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[3]
+	mi := &file_montage_v1_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -164,7 +271,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[3]
+	mi := &file_montage_v1_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -177,7 +284,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{3}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -246,7 +353,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[4]
+	mi := &file_montage_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -258,7 +365,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[4]
+	mi := &file_montage_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -271,7 +378,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{4}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetStatusResponse) GetLeaderId() string {
@@ -339,7 +446,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[5]
+	mi := &file_montage_v1_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -351,7 +458,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[5]
+	mi := &file_montage_v1_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -364,7 +471,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RemoveNodeRequest) GetNodeId() string {
@@ -382,7 +489,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[6]
+	mi := &file_montage_v1_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +501,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[6]
+	mi := &file_montage_v1_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +514,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 type ListAgentsRequest struct {
@@ -418,7 +525,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[7]
+	mi := &file_montage_v1_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +537,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[7]
+	mi := &file_montage_v1_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +550,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{7}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 type ListAgentsResponse struct {
@@ -455,7 +562,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[8]
+	mi := &file_montage_v1_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -467,7 +574,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[8]
+	mi := &file_montage_v1_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -480,7 +587,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{8}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -500,7 +607,7 @@ type DrainAgentRequest struct {
 
 func (x *DrainAgentRequest) Reset() {
 	*x = DrainAgentRequest{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[9]
+	mi := &file_montage_v1_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +619,7 @@ func (x *DrainAgentRequest) String() string {
 func (*DrainAgentRequest) ProtoMessage() {}
 
 func (x *DrainAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[9]
+	mi := &file_montage_v1_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +632,7 @@ func (x *DrainAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainAgentRequest.ProtoReflect.Descriptor instead.
 func (*DrainAgentRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{9}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DrainAgentRequest) GetAgentId() string {
@@ -551,7 +658,7 @@ type DrainAgentResponse struct {
 
 func (x *DrainAgentResponse) Reset() {
 	*x = DrainAgentResponse{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[10]
+	mi := &file_montage_v1_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +670,7 @@ func (x *DrainAgentResponse) String() string {
 func (*DrainAgentResponse) ProtoMessage() {}
 
 func (x *DrainAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[10]
+	mi := &file_montage_v1_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +683,7 @@ func (x *DrainAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainAgentResponse.ProtoReflect.Descriptor instead.
 func (*DrainAgentResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{10}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DrainAgentResponse) GetAgent() *Agent {
@@ -591,7 +698,14 @@ var File_montage_v1_cluster_proto protoreflect.FileDescriptor
 const file_montage_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"\x18montage/v1/cluster.proto\x12\n" +
-	"montage.v1\x1a\x16montage/v1/types.proto\"/\n" +
+	"montage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16montage/v1/types.proto\"Q\n" +
+	"\x12EnrollAgentRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
+	"\x0fexpires_seconds\x18\x02 \x01(\x01R\x0eexpiresSeconds\"f\n" +
+	"\x13EnrollAgentResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"/\n" +
 	"\x12RemoveAgentRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\"\x15\n" +
 	"\x13RemoveAgentResponse\"\x12\n" +
@@ -626,7 +740,7 @@ const file_montage_v1_cluster_proto_rawDesc = "" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x14\n" +
 	"\x05drain\x18\x02 \x01(\bR\x05drain\"=\n" +
 	"\x12DrainAgentResponse\x12'\n" +
-	"\x05agent\x18\x01 \x01(\v2\x11.montage.v1.AgentR\x05agent2\xa1\x03\n" +
+	"\x05agent\x18\x01 \x01(\v2\x11.montage.v1.AgentR\x05agent2\xf3\x03\n" +
 	"\x0eClusterService\x12M\n" +
 	"\tGetStatus\x12\x1c.montage.v1.GetStatusRequest\x1a\x1d.montage.v1.GetStatusResponse\"\x03\x90\x02\x01\x12M\n" +
 	"\n" +
@@ -635,7 +749,8 @@ const file_montage_v1_cluster_proto_rawDesc = "" +
 	"ListAgents\x12\x1d.montage.v1.ListAgentsRequest\x1a\x1e.montage.v1.ListAgentsResponse\"\x03\x90\x02\x01\x12M\n" +
 	"\n" +
 	"DrainAgent\x12\x1d.montage.v1.DrainAgentRequest\x1a\x1e.montage.v1.DrainAgentResponse\"\x00\x12P\n" +
-	"\vRemoveAgent\x12\x1e.montage.v1.RemoveAgentRequest\x1a\x1f.montage.v1.RemoveAgentResponse\"\x00B?Z=github.com/stream-montages/montage/proto/montage/v1;montagev1b\x06proto3"
+	"\vRemoveAgent\x12\x1e.montage.v1.RemoveAgentRequest\x1a\x1f.montage.v1.RemoveAgentResponse\"\x00\x12P\n" +
+	"\vEnrollAgent\x12\x1e.montage.v1.EnrollAgentRequest\x1a\x1f.montage.v1.EnrollAgentResponse\"\x00B?Z=github.com/stream-montages/montage/proto/montage/v1;montagev1b\x06proto3"
 
 var (
 	file_montage_v1_cluster_proto_rawDescOnce sync.Once
@@ -649,40 +764,46 @@ func file_montage_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_montage_v1_cluster_proto_rawDescData
 }
 
-var file_montage_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_montage_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_montage_v1_cluster_proto_goTypes = []any{
-	(*RemoveAgentRequest)(nil),  // 0: montage.v1.RemoveAgentRequest
-	(*RemoveAgentResponse)(nil), // 1: montage.v1.RemoveAgentResponse
-	(*GetStatusRequest)(nil),    // 2: montage.v1.GetStatusRequest
-	(*ClusterMember)(nil),       // 3: montage.v1.ClusterMember
-	(*GetStatusResponse)(nil),   // 4: montage.v1.GetStatusResponse
-	(*RemoveNodeRequest)(nil),   // 5: montage.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),  // 6: montage.v1.RemoveNodeResponse
-	(*ListAgentsRequest)(nil),   // 7: montage.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),  // 8: montage.v1.ListAgentsResponse
-	(*DrainAgentRequest)(nil),   // 9: montage.v1.DrainAgentRequest
-	(*DrainAgentResponse)(nil),  // 10: montage.v1.DrainAgentResponse
-	(*Agent)(nil),               // 11: montage.v1.Agent
+	(*EnrollAgentRequest)(nil),    // 0: montage.v1.EnrollAgentRequest
+	(*EnrollAgentResponse)(nil),   // 1: montage.v1.EnrollAgentResponse
+	(*RemoveAgentRequest)(nil),    // 2: montage.v1.RemoveAgentRequest
+	(*RemoveAgentResponse)(nil),   // 3: montage.v1.RemoveAgentResponse
+	(*GetStatusRequest)(nil),      // 4: montage.v1.GetStatusRequest
+	(*ClusterMember)(nil),         // 5: montage.v1.ClusterMember
+	(*GetStatusResponse)(nil),     // 6: montage.v1.GetStatusResponse
+	(*RemoveNodeRequest)(nil),     // 7: montage.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),    // 8: montage.v1.RemoveNodeResponse
+	(*ListAgentsRequest)(nil),     // 9: montage.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),    // 10: montage.v1.ListAgentsResponse
+	(*DrainAgentRequest)(nil),     // 11: montage.v1.DrainAgentRequest
+	(*DrainAgentResponse)(nil),    // 12: montage.v1.DrainAgentResponse
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*Agent)(nil),                 // 14: montage.v1.Agent
 }
 var file_montage_v1_cluster_proto_depIdxs = []int32{
-	3,  // 0: montage.v1.GetStatusResponse.members:type_name -> montage.v1.ClusterMember
-	11, // 1: montage.v1.ListAgentsResponse.agents:type_name -> montage.v1.Agent
-	11, // 2: montage.v1.DrainAgentResponse.agent:type_name -> montage.v1.Agent
-	2,  // 3: montage.v1.ClusterService.GetStatus:input_type -> montage.v1.GetStatusRequest
-	5,  // 4: montage.v1.ClusterService.RemoveNode:input_type -> montage.v1.RemoveNodeRequest
-	7,  // 5: montage.v1.ClusterService.ListAgents:input_type -> montage.v1.ListAgentsRequest
-	9,  // 6: montage.v1.ClusterService.DrainAgent:input_type -> montage.v1.DrainAgentRequest
-	0,  // 7: montage.v1.ClusterService.RemoveAgent:input_type -> montage.v1.RemoveAgentRequest
-	4,  // 8: montage.v1.ClusterService.GetStatus:output_type -> montage.v1.GetStatusResponse
-	6,  // 9: montage.v1.ClusterService.RemoveNode:output_type -> montage.v1.RemoveNodeResponse
-	8,  // 10: montage.v1.ClusterService.ListAgents:output_type -> montage.v1.ListAgentsResponse
-	10, // 11: montage.v1.ClusterService.DrainAgent:output_type -> montage.v1.DrainAgentResponse
-	1,  // 12: montage.v1.ClusterService.RemoveAgent:output_type -> montage.v1.RemoveAgentResponse
-	8,  // [8:13] is the sub-list for method output_type
-	3,  // [3:8] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	13, // 0: montage.v1.EnrollAgentResponse.expires_at:type_name -> google.protobuf.Timestamp
+	5,  // 1: montage.v1.GetStatusResponse.members:type_name -> montage.v1.ClusterMember
+	14, // 2: montage.v1.ListAgentsResponse.agents:type_name -> montage.v1.Agent
+	14, // 3: montage.v1.DrainAgentResponse.agent:type_name -> montage.v1.Agent
+	4,  // 4: montage.v1.ClusterService.GetStatus:input_type -> montage.v1.GetStatusRequest
+	7,  // 5: montage.v1.ClusterService.RemoveNode:input_type -> montage.v1.RemoveNodeRequest
+	9,  // 6: montage.v1.ClusterService.ListAgents:input_type -> montage.v1.ListAgentsRequest
+	11, // 7: montage.v1.ClusterService.DrainAgent:input_type -> montage.v1.DrainAgentRequest
+	2,  // 8: montage.v1.ClusterService.RemoveAgent:input_type -> montage.v1.RemoveAgentRequest
+	0,  // 9: montage.v1.ClusterService.EnrollAgent:input_type -> montage.v1.EnrollAgentRequest
+	6,  // 10: montage.v1.ClusterService.GetStatus:output_type -> montage.v1.GetStatusResponse
+	8,  // 11: montage.v1.ClusterService.RemoveNode:output_type -> montage.v1.RemoveNodeResponse
+	10, // 12: montage.v1.ClusterService.ListAgents:output_type -> montage.v1.ListAgentsResponse
+	12, // 13: montage.v1.ClusterService.DrainAgent:output_type -> montage.v1.DrainAgentResponse
+	3,  // 14: montage.v1.ClusterService.RemoveAgent:output_type -> montage.v1.RemoveAgentResponse
+	1,  // 15: montage.v1.ClusterService.EnrollAgent:output_type -> montage.v1.EnrollAgentResponse
+	10, // [10:16] is the sub-list for method output_type
+	4,  // [4:10] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_montage_v1_cluster_proto_init() }
@@ -697,7 +818,7 @@ func file_montage_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_montage_v1_cluster_proto_rawDesc), len(file_montage_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

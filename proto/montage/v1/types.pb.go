@@ -1250,7 +1250,10 @@ type Agent struct {
 	MetricsAddr string `protobuf:"bytes,11,opt,name=metrics_addr,json=metricsAddr,proto3" json:"metrics_addr,omitempty"`
 	// Its last report of itself to the leader; absent until it has called
 	// the current leader.
-	Status        *AgentStatus `protobuf:"bytes,12,opt,name=status,proto3" json:"status,omitempty"`
+	Status *AgentStatus `protobuf:"bytes,12,opt,name=status,proto3" json:"status,omitempty"`
+	// Its release and protocol version.
+	Version       string `protobuf:"bytes,13,opt,name=version,proto3" json:"version,omitempty"`
+	Protocol      int32  `protobuf:"varint,14,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1369,6 +1372,20 @@ func (x *Agent) GetStatus() *AgentStatus {
 	return nil
 }
 
+func (x *Agent) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Agent) GetProtocol() int32 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
+}
+
 var File_montage_v1_types_proto protoreflect.FileDescriptor
 
 const file_montage_v1_types_proto_rawDesc = "" +
@@ -1481,7 +1498,7 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\x0ftasks_succeeded\x18\x06 \x01(\x04R\x0etasksSucceeded\x12!\n" +
 	"\ftasks_failed\x18\a \x01(\x04R\vtasksFailed\x12&\n" +
 	"\x0fdisk_free_bytes\x18\b \x01(\x03R\rdiskFreeBytes\x12*\n" +
-	"\x11gpu_sessions_busy\x18\t \x01(\x05R\x0fgpuSessionsBusy\"\x97\x04\n" +
+	"\x11gpu_sessions_busy\x18\t \x01(\x05R\x0fgpuSessionsBusy\"\xcd\x04\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12A\n" +
@@ -1497,7 +1514,9 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	" \x01(\x05R\n" +
 	"failStreak\x12!\n" +
 	"\fmetrics_addr\x18\v \x01(\tR\vmetricsAddr\x12/\n" +
-	"\x06status\x18\f \x01(\v2\x17.montage.v1.AgentStatusR\x06status\x1a9\n" +
+	"\x06status\x18\f \x01(\v2\x17.montage.v1.AgentStatusR\x06status\x12\x18\n" +
+	"\aversion\x18\r \x01(\tR\aversion\x12\x1a\n" +
+	"\bprotocol\x18\x0e \x01(\x05R\bprotocol\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x99\x01\n" +

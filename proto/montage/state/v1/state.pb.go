@@ -124,6 +124,7 @@ type Record struct {
 	//	*Record_CacheEntry
 	//	*Record_CacheLatest
 	//	*Record_End
+	//	*Record_Enrollment
 	Item          isRecord_Item `protobuf_oneof:"item"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -220,6 +221,15 @@ func (x *Record) GetEnd() *End {
 	return nil
 }
 
+func (x *Record) GetEnrollment() *Enrollment {
+	if x != nil {
+		if x, ok := x.Item.(*Record_Enrollment); ok {
+			return x.Enrollment
+		}
+	}
+	return nil
+}
+
 type isRecord_Item interface {
 	isRecord_Item()
 }
@@ -248,6 +258,10 @@ type Record_End struct {
 	End *End `protobuf:"bytes,6,opt,name=end,proto3,oneof"`
 }
 
+type Record_Enrollment struct {
+	Enrollment *Enrollment `protobuf:"bytes,7,opt,name=enrollment,proto3,oneof"`
+}
+
 func (*Record_Job) isRecord_Item() {}
 
 func (*Record_Task) isRecord_Item() {}
@@ -260,6 +274,76 @@ func (*Record_CacheLatest) isRecord_Item() {}
 
 func (*Record_End) isRecord_Item() {}
 
+func (*Record_Enrollment) isRecord_Item() {}
+
+type Enrollment struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hash          string                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	ExpiresAt     int64                  `protobuf:"varint,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	CreatedAt     int64                  `protobuf:"varint,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Enrollment) Reset() {
+	*x = Enrollment{}
+	mi := &file_montage_state_v1_state_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Enrollment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Enrollment) ProtoMessage() {}
+
+func (x *Enrollment) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_state_v1_state_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Enrollment.ProtoReflect.Descriptor instead.
+func (*Enrollment) Descriptor() ([]byte, []int) {
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Enrollment) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+func (x *Enrollment) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Enrollment) GetExpiresAt() int64 {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return 0
+}
+
+func (x *Enrollment) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
 type End struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Records       uint64                 `protobuf:"varint,1,opt,name=records,proto3" json:"records,omitempty"`
@@ -269,7 +353,7 @@ type End struct {
 
 func (x *End) Reset() {
 	*x = End{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[2]
+	mi := &file_montage_state_v1_state_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +365,7 @@ func (x *End) String() string {
 func (*End) ProtoMessage() {}
 
 func (x *End) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[2]
+	mi := &file_montage_state_v1_state_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +378,7 @@ func (x *End) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use End.ProtoReflect.Descriptor instead.
 func (*End) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{2}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *End) GetRecords() uint64 {
@@ -314,7 +398,7 @@ type Checksum struct {
 
 func (x *Checksum) Reset() {
 	*x = Checksum{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[3]
+	mi := &file_montage_state_v1_state_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -326,7 +410,7 @@ func (x *Checksum) String() string {
 func (*Checksum) ProtoMessage() {}
 
 func (x *Checksum) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[3]
+	mi := &file_montage_state_v1_state_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -339,7 +423,7 @@ func (x *Checksum) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checksum.ProtoReflect.Descriptor instead.
 func (*Checksum) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{3}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Checksum) GetSize() int64 {
@@ -367,7 +451,7 @@ type TaskSummary struct {
 
 func (x *TaskSummary) Reset() {
 	*x = TaskSummary{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[4]
+	mi := &file_montage_state_v1_state_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +463,7 @@ func (x *TaskSummary) String() string {
 func (*TaskSummary) ProtoMessage() {}
 
 func (x *TaskSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[4]
+	mi := &file_montage_state_v1_state_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +476,7 @@ func (x *TaskSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSummary.ProtoReflect.Descriptor instead.
 func (*TaskSummary) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{4}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TaskSummary) GetTasks() int32 {
@@ -450,7 +534,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[5]
+	mi := &file_montage_state_v1_state_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +546,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[5]
+	mi := &file_montage_state_v1_state_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +559,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{5}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Job) GetId() string {
@@ -675,7 +759,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[6]
+	mi := &file_montage_state_v1_state_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +771,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[6]
+	mi := &file_montage_state_v1_state_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +784,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{6}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Result) GetKey() string {
@@ -772,7 +856,7 @@ type RenderInput struct {
 
 func (x *RenderInput) Reset() {
 	*x = RenderInput{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[7]
+	mi := &file_montage_state_v1_state_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +868,7 @@ func (x *RenderInput) String() string {
 func (*RenderInput) ProtoMessage() {}
 
 func (x *RenderInput) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[7]
+	mi := &file_montage_state_v1_state_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +881,7 @@ func (x *RenderInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderInput.ProtoReflect.Descriptor instead.
 func (*RenderInput) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{7}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RenderInput) GetUrl() string {
@@ -919,7 +1003,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[8]
+	mi := &file_montage_state_v1_state_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1015,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[8]
+	mi := &file_montage_state_v1_state_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1028,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{8}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Task) GetId() string {
@@ -1151,13 +1235,15 @@ type Agent struct {
 	FailStreak     int64                  `protobuf:"varint,11,opt,name=fail_streak,json=failStreak,proto3" json:"fail_streak,omitempty"`
 	StateReason    string                 `protobuf:"bytes,12,opt,name=state_reason,json=stateReason,proto3" json:"state_reason,omitempty"`
 	MetricsAddr    string                 `protobuf:"bytes,13,opt,name=metrics_addr,json=metricsAddr,proto3" json:"metrics_addr,omitempty"`
+	Version        string                 `protobuf:"bytes,14,opt,name=version,proto3" json:"version,omitempty"`
+	Protocol       int64                  `protobuf:"varint,15,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[9]
+	mi := &file_montage_state_v1_state_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1255,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[9]
+	mi := &file_montage_state_v1_state_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1268,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{9}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Agent) GetId() string {
@@ -1276,6 +1362,20 @@ func (x *Agent) GetMetricsAddr() string {
 	return ""
 }
 
+func (x *Agent) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Agent) GetProtocol() int64 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
+}
+
 type CacheEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -1294,7 +1394,7 @@ type CacheEntry struct {
 
 func (x *CacheEntry) Reset() {
 	*x = CacheEntry{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[10]
+	mi := &file_montage_state_v1_state_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1406,7 @@ func (x *CacheEntry) String() string {
 func (*CacheEntry) ProtoMessage() {}
 
 func (x *CacheEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[10]
+	mi := &file_montage_state_v1_state_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1419,7 @@ func (x *CacheEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheEntry.ProtoReflect.Descriptor instead.
 func (*CacheEntry) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{10}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CacheEntry) GetKey() string {
@@ -1402,7 +1502,7 @@ type CacheLatest struct {
 
 func (x *CacheLatest) Reset() {
 	*x = CacheLatest{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[11]
+	mi := &file_montage_state_v1_state_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1514,7 @@ func (x *CacheLatest) String() string {
 func (*CacheLatest) ProtoMessage() {}
 
 func (x *CacheLatest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[11]
+	mi := &file_montage_state_v1_state_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1527,7 @@ func (x *CacheLatest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheLatest.ProtoReflect.Descriptor instead.
 func (*CacheLatest) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{11}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CacheLatest) GetPlan() string {
@@ -1455,7 +1555,7 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\x04jobs\x18\x03 \x01(\x04R\x04jobs\x12\x14\n" +
 	"\x05tasks\x18\x04 \x01(\x04R\x05tasks\x12\x16\n" +
 	"\x06agents\x18\x05 \x01(\x04R\x06agents\x12#\n" +
-	"\rcache_entries\x18\x06 \x01(\x04R\fcacheEntries\"\xca\x02\n" +
+	"\rcache_entries\x18\x06 \x01(\x04R\fcacheEntries\"\x8a\x03\n" +
 	"\x06Record\x12)\n" +
 	"\x03job\x18\x01 \x01(\v2\x15.montage.state.v1.JobH\x00R\x03job\x12,\n" +
 	"\x04task\x18\x02 \x01(\v2\x16.montage.state.v1.TaskH\x00R\x04task\x12/\n" +
@@ -1463,8 +1563,19 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\vcache_entry\x18\x04 \x01(\v2\x1c.montage.state.v1.CacheEntryH\x00R\n" +
 	"cacheEntry\x12B\n" +
 	"\fcache_latest\x18\x05 \x01(\v2\x1d.montage.state.v1.CacheLatestH\x00R\vcacheLatest\x12)\n" +
-	"\x03end\x18\x06 \x01(\v2\x15.montage.state.v1.EndH\x00R\x03endB\x06\n" +
-	"\x04item\"\x1f\n" +
+	"\x03end\x18\x06 \x01(\v2\x15.montage.state.v1.EndH\x00R\x03end\x12>\n" +
+	"\n" +
+	"enrollment\x18\a \x01(\v2\x1c.montage.state.v1.EnrollmentH\x00R\n" +
+	"enrollmentB\x06\n" +
+	"\x04item\"r\n" +
+	"\n" +
+	"Enrollment\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\tR\x04hash\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\x03R\texpiresAt\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\x03R\tcreatedAt\"\x1f\n" +
 	"\x03End\x12\x18\n" +
 	"\arecords\x18\x01 \x01(\x04R\arecords\"6\n" +
 	"\bChecksum\x12\x12\n" +
@@ -1582,7 +1693,7 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\x0esource_suspect\x18\x1b \x01(\bR\rsourceSuspect\x1a=\n" +
 	"\x0fFailCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xff\x03\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xb5\x04\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\"\n" +
@@ -1598,7 +1709,9 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\vfail_streak\x18\v \x01(\x03R\n" +
 	"failStreak\x12!\n" +
 	"\fstate_reason\x18\f \x01(\tR\vstateReason\x12!\n" +
-	"\fmetrics_addr\x18\r \x01(\tR\vmetricsAddr\x1a9\n" +
+	"\fmetrics_addr\x18\r \x01(\tR\vmetricsAddr\x12\x18\n" +
+	"\aversion\x18\x0e \x01(\tR\aversion\x12\x1a\n" +
+	"\bprotocol\x18\x0f \x01(\x03R\bprotocol\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfa\x01\n" +
@@ -1631,60 +1744,62 @@ func file_montage_state_v1_state_proto_rawDescGZIP() []byte {
 	return file_montage_state_v1_state_proto_rawDescData
 }
 
-var file_montage_state_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_montage_state_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_montage_state_v1_state_proto_goTypes = []any{
 	(*Header)(nil),      // 0: montage.state.v1.Header
 	(*Record)(nil),      // 1: montage.state.v1.Record
-	(*End)(nil),         // 2: montage.state.v1.End
-	(*Checksum)(nil),    // 3: montage.state.v1.Checksum
-	(*TaskSummary)(nil), // 4: montage.state.v1.TaskSummary
-	(*Job)(nil),         // 5: montage.state.v1.Job
-	(*Result)(nil),      // 6: montage.state.v1.Result
-	(*RenderInput)(nil), // 7: montage.state.v1.RenderInput
-	(*Task)(nil),        // 8: montage.state.v1.Task
-	(*Agent)(nil),       // 9: montage.state.v1.Agent
-	(*CacheEntry)(nil),  // 10: montage.state.v1.CacheEntry
-	(*CacheLatest)(nil), // 11: montage.state.v1.CacheLatest
-	nil,                 // 12: montage.state.v1.Job.OutputsEntry
-	nil,                 // 13: montage.state.v1.Job.OutputSumsEntry
-	nil,                 // 14: montage.state.v1.Job.FailuresEntry
-	nil,                 // 15: montage.state.v1.Result.OutputsEntry
-	nil,                 // 16: montage.state.v1.Result.OutputSumsEntry
-	nil,                 // 17: montage.state.v1.Task.FailCountsEntry
-	nil,                 // 18: montage.state.v1.Agent.LabelsEntry
-	(v1.JobState)(0),    // 19: montage.v1.JobState
-	(v1.TaskType)(0),    // 20: montage.v1.TaskType
-	(v1.TaskState)(0),   // 21: montage.v1.TaskState
-	(v1.AgentState)(0),  // 22: montage.v1.AgentState
+	(*Enrollment)(nil),  // 2: montage.state.v1.Enrollment
+	(*End)(nil),         // 3: montage.state.v1.End
+	(*Checksum)(nil),    // 4: montage.state.v1.Checksum
+	(*TaskSummary)(nil), // 5: montage.state.v1.TaskSummary
+	(*Job)(nil),         // 6: montage.state.v1.Job
+	(*Result)(nil),      // 7: montage.state.v1.Result
+	(*RenderInput)(nil), // 8: montage.state.v1.RenderInput
+	(*Task)(nil),        // 9: montage.state.v1.Task
+	(*Agent)(nil),       // 10: montage.state.v1.Agent
+	(*CacheEntry)(nil),  // 11: montage.state.v1.CacheEntry
+	(*CacheLatest)(nil), // 12: montage.state.v1.CacheLatest
+	nil,                 // 13: montage.state.v1.Job.OutputsEntry
+	nil,                 // 14: montage.state.v1.Job.OutputSumsEntry
+	nil,                 // 15: montage.state.v1.Job.FailuresEntry
+	nil,                 // 16: montage.state.v1.Result.OutputsEntry
+	nil,                 // 17: montage.state.v1.Result.OutputSumsEntry
+	nil,                 // 18: montage.state.v1.Task.FailCountsEntry
+	nil,                 // 19: montage.state.v1.Agent.LabelsEntry
+	(v1.JobState)(0),    // 20: montage.v1.JobState
+	(v1.TaskType)(0),    // 21: montage.v1.TaskType
+	(v1.TaskState)(0),   // 22: montage.v1.TaskState
+	(v1.AgentState)(0),  // 23: montage.v1.AgentState
 }
 var file_montage_state_v1_state_proto_depIdxs = []int32{
-	5,  // 0: montage.state.v1.Record.job:type_name -> montage.state.v1.Job
-	8,  // 1: montage.state.v1.Record.task:type_name -> montage.state.v1.Task
-	9,  // 2: montage.state.v1.Record.agent:type_name -> montage.state.v1.Agent
-	10, // 3: montage.state.v1.Record.cache_entry:type_name -> montage.state.v1.CacheEntry
-	11, // 4: montage.state.v1.Record.cache_latest:type_name -> montage.state.v1.CacheLatest
-	2,  // 5: montage.state.v1.Record.end:type_name -> montage.state.v1.End
-	19, // 6: montage.state.v1.Job.state:type_name -> montage.v1.JobState
-	12, // 7: montage.state.v1.Job.outputs:type_name -> montage.state.v1.Job.OutputsEntry
-	13, // 8: montage.state.v1.Job.output_sums:type_name -> montage.state.v1.Job.OutputSumsEntry
-	14, // 9: montage.state.v1.Job.failures:type_name -> montage.state.v1.Job.FailuresEntry
-	4,  // 10: montage.state.v1.Job.summary:type_name -> montage.state.v1.TaskSummary
-	15, // 11: montage.state.v1.Result.outputs:type_name -> montage.state.v1.Result.OutputsEntry
-	16, // 12: montage.state.v1.Result.output_sums:type_name -> montage.state.v1.Result.OutputSumsEntry
-	20, // 13: montage.state.v1.Task.type:type_name -> montage.v1.TaskType
-	21, // 14: montage.state.v1.Task.state:type_name -> montage.v1.TaskState
-	6,  // 15: montage.state.v1.Task.result:type_name -> montage.state.v1.Result
-	7,  // 16: montage.state.v1.Task.render:type_name -> montage.state.v1.RenderInput
-	17, // 17: montage.state.v1.Task.fail_counts:type_name -> montage.state.v1.Task.FailCountsEntry
-	18, // 18: montage.state.v1.Agent.labels:type_name -> montage.state.v1.Agent.LabelsEntry
-	22, // 19: montage.state.v1.Agent.state:type_name -> montage.v1.AgentState
-	3,  // 20: montage.state.v1.Job.OutputSumsEntry.value:type_name -> montage.state.v1.Checksum
-	3,  // 21: montage.state.v1.Result.OutputSumsEntry.value:type_name -> montage.state.v1.Checksum
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	6,  // 0: montage.state.v1.Record.job:type_name -> montage.state.v1.Job
+	9,  // 1: montage.state.v1.Record.task:type_name -> montage.state.v1.Task
+	10, // 2: montage.state.v1.Record.agent:type_name -> montage.state.v1.Agent
+	11, // 3: montage.state.v1.Record.cache_entry:type_name -> montage.state.v1.CacheEntry
+	12, // 4: montage.state.v1.Record.cache_latest:type_name -> montage.state.v1.CacheLatest
+	3,  // 5: montage.state.v1.Record.end:type_name -> montage.state.v1.End
+	2,  // 6: montage.state.v1.Record.enrollment:type_name -> montage.state.v1.Enrollment
+	20, // 7: montage.state.v1.Job.state:type_name -> montage.v1.JobState
+	13, // 8: montage.state.v1.Job.outputs:type_name -> montage.state.v1.Job.OutputsEntry
+	14, // 9: montage.state.v1.Job.output_sums:type_name -> montage.state.v1.Job.OutputSumsEntry
+	15, // 10: montage.state.v1.Job.failures:type_name -> montage.state.v1.Job.FailuresEntry
+	5,  // 11: montage.state.v1.Job.summary:type_name -> montage.state.v1.TaskSummary
+	16, // 12: montage.state.v1.Result.outputs:type_name -> montage.state.v1.Result.OutputsEntry
+	17, // 13: montage.state.v1.Result.output_sums:type_name -> montage.state.v1.Result.OutputSumsEntry
+	21, // 14: montage.state.v1.Task.type:type_name -> montage.v1.TaskType
+	22, // 15: montage.state.v1.Task.state:type_name -> montage.v1.TaskState
+	7,  // 16: montage.state.v1.Task.result:type_name -> montage.state.v1.Result
+	8,  // 17: montage.state.v1.Task.render:type_name -> montage.state.v1.RenderInput
+	18, // 18: montage.state.v1.Task.fail_counts:type_name -> montage.state.v1.Task.FailCountsEntry
+	19, // 19: montage.state.v1.Agent.labels:type_name -> montage.state.v1.Agent.LabelsEntry
+	23, // 20: montage.state.v1.Agent.state:type_name -> montage.v1.AgentState
+	4,  // 21: montage.state.v1.Job.OutputSumsEntry.value:type_name -> montage.state.v1.Checksum
+	4,  // 22: montage.state.v1.Result.OutputSumsEntry.value:type_name -> montage.state.v1.Checksum
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_montage_state_v1_state_proto_init() }
@@ -1699,6 +1814,7 @@ func file_montage_state_v1_state_proto_init() {
 		(*Record_CacheEntry)(nil),
 		(*Record_CacheLatest)(nil),
 		(*Record_End)(nil),
+		(*Record_Enrollment)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1706,7 +1822,7 @@ func file_montage_state_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_montage_state_v1_state_proto_rawDesc), len(file_montage_state_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

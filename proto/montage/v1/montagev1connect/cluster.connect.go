@@ -48,6 +48,9 @@ const (
 	// ClusterServiceRemoveAgentProcedure is the fully-qualified name of the ClusterService's
 	// RemoveAgent RPC.
 	ClusterServiceRemoveAgentProcedure = "/montage.v1.ClusterService/RemoveAgent"
+	// ClusterServiceEnrollAgentProcedure is the fully-qualified name of the ClusterService's
+	// EnrollAgent RPC.
+	ClusterServiceEnrollAgentProcedure = "/montage.v1.ClusterService/EnrollAgent"
 )
 
 // ClusterServiceClient is a client for the montage.v1.ClusterService service.
@@ -62,6 +65,9 @@ type ClusterServiceClient interface {
 	// RemoveAgent forgets an agent that holds no work: its credential stops
 	// working at once, and its id may register again with the join token.
 	RemoveAgent(context.Context, *connect.Request[v1.RemoveAgentRequest]) (*connect.Response[v1.RemoveAgentResponse], error)
+	// EnrollAgent makes a one-time token a new PC registers with: used once,
+	// through raft, and void after expires_seconds.
+	EnrollAgent(context.Context, *connect.Request[v1.EnrollAgentRequest]) (*connect.Response[v1.EnrollAgentResponse], error)
 }
 
 // NewClusterServiceClient constructs a client for the montage.v1.ClusterService service. By
@@ -107,6 +113,12 @@ func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(clusterServiceMethods.ByName("RemoveAgent")),
 			connect.WithClientOptions(opts...),
 		),
+		enrollAgent: connect.NewClient[v1.EnrollAgentRequest, v1.EnrollAgentResponse](
+			httpClient,
+			baseURL+ClusterServiceEnrollAgentProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("EnrollAgent")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -117,6 +129,7 @@ type clusterServiceClient struct {
 	listAgents  *connect.Client[v1.ListAgentsRequest, v1.ListAgentsResponse]
 	drainAgent  *connect.Client[v1.DrainAgentRequest, v1.DrainAgentResponse]
 	removeAgent *connect.Client[v1.RemoveAgentRequest, v1.RemoveAgentResponse]
+	enrollAgent *connect.Client[v1.EnrollAgentRequest, v1.EnrollAgentResponse]
 }
 
 // GetStatus calls montage.v1.ClusterService.GetStatus.
@@ -144,6 +157,11 @@ func (c *clusterServiceClient) RemoveAgent(ctx context.Context, req *connect.Req
 	return c.removeAgent.CallUnary(ctx, req)
 }
 
+// EnrollAgent calls montage.v1.ClusterService.EnrollAgent.
+func (c *clusterServiceClient) EnrollAgent(ctx context.Context, req *connect.Request[v1.EnrollAgentRequest]) (*connect.Response[v1.EnrollAgentResponse], error) {
+	return c.enrollAgent.CallUnary(ctx, req)
+}
+
 // ClusterServiceHandler is an implementation of the montage.v1.ClusterService service.
 type ClusterServiceHandler interface {
 	GetStatus(context.Context, *connect.Request[v1.GetStatusRequest]) (*connect.Response[v1.GetStatusResponse], error)
@@ -156,6 +174,9 @@ type ClusterServiceHandler interface {
 	// RemoveAgent forgets an agent that holds no work: its credential stops
 	// working at once, and its id may register again with the join token.
 	RemoveAgent(context.Context, *connect.Request[v1.RemoveAgentRequest]) (*connect.Response[v1.RemoveAgentResponse], error)
+	// EnrollAgent makes a one-time token a new PC registers with: used once,
+	// through raft, and void after expires_seconds.
+	EnrollAgent(context.Context, *connect.Request[v1.EnrollAgentRequest]) (*connect.Response[v1.EnrollAgentResponse], error)
 }
 
 // NewClusterServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -197,6 +218,12 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 		connect.WithSchema(clusterServiceMethods.ByName("RemoveAgent")),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterServiceEnrollAgentHandler := connect.NewUnaryHandler(
+		ClusterServiceEnrollAgentProcedure,
+		svc.EnrollAgent,
+		connect.WithSchema(clusterServiceMethods.ByName("EnrollAgent")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/montage.v1.ClusterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ClusterServiceGetStatusProcedure:
@@ -209,6 +236,8 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 			clusterServiceDrainAgentHandler.ServeHTTP(w, r)
 		case ClusterServiceRemoveAgentProcedure:
 			clusterServiceRemoveAgentHandler.ServeHTTP(w, r)
+		case ClusterServiceEnrollAgentProcedure:
+			clusterServiceEnrollAgentHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -236,4 +265,8 @@ func (UnimplementedClusterServiceHandler) DrainAgent(context.Context, *connect.R
 
 func (UnimplementedClusterServiceHandler) RemoveAgent(context.Context, *connect.Request[v1.RemoveAgentRequest]) (*connect.Response[v1.RemoveAgentResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("montage.v1.ClusterService.RemoveAgent is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) EnrollAgent(context.Context, *connect.Request[v1.EnrollAgentRequest]) (*connect.Response[v1.EnrollAgentResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("montage.v1.ClusterService.EnrollAgent is not implemented"))
 }

@@ -1,4 +1,4 @@
-package config
+package flagfile
 
 import (
 	"flag"
@@ -23,7 +23,7 @@ func TestApply(t *testing.T) {
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := Apply(fs, p); err != nil {
+	if err := Apply(fs, p, map[string]string{"retry-join": "join"}); err != nil {
 		t.Fatal(err)
 	}
 	if *join != "host1:7402,host2:7402" || *listen != "0.0.0.0:9000" || *ttl != 30*time.Second || *expect != 3 {
@@ -33,8 +33,29 @@ func TestApply(t *testing.T) {
 		if err := os.WriteFile(p, []byte(bad), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if err := Apply(fs, p); err == nil || !strings.Contains(err.Error(), want) {
+		if err := Apply(fs, p, map[string]string{"retry-join": "join"}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v", bad, err)
 		}
+	}
+}
+
+// What Write writes, Apply reads back; the file is not world-readable.
+func TestWriteThenApply(t *testing.T) {
+	p := t.TempDir() + "/agent.yaml"
+	if err := Write(p, map[string]string{"coordinator": "http://10.0.0.1:7400", "slots": "2", "name": "garage: pc"}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(p); err != nil || st.Mode().Perm()&0o007 != 0 {
+		t.Fatalf("mode %v, %v", st.Mode(), err)
+	}
+	fs := flag.NewFlagSet("a", flag.ContinueOnError)
+	coord := fs.String("coordinator", "", "")
+	slots := fs.Int("slots", 1, "")
+	name := fs.String("name", "", "")
+	if err := Apply(fs, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	if *coord != "http://10.0.0.1:7400" || *slots != 2 || *name != "garage: pc" {
+		t.Errorf("read back %q %d %q", *coord, *slots, *name)
 	}
 }
