@@ -6,7 +6,7 @@ GOBIN := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 BINARIES := bin/montage-coordinator bin/montage-agent bin/montagectl bin/montage-samples
 
-.PHONY: build demo test test-loaded test-race ci proto proto-check lint tools ffmpeg bench soak fuzz clean dashboards
+.PHONY: build demo test test-loaded test-race ci proto proto-check lint tools ffmpeg bench soak fuzz clean dashboards release
 
 build:
 	$(GO) build -o bin/montage-coordinator ./coordinator
@@ -50,6 +50,11 @@ proto: tools
 dashboards:
 	$(GO) run ./grafana/dashboards/gen -out grafana/dashboards
 
+# Binaries for linux, macOS and Windows (amd64, arm64), .deb and .rpm of
+# the agent and the coordinator, and SHA256SUMS, in dist/ (VERSION=0.1.0).
+release:
+	scripts/release.sh
+
 lint: tools
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
@@ -69,4 +74,4 @@ fuzz:
 	$(GO) test ./ctl/cli -run '^$$' -fuzz FuzzPrinters -fuzztime 30s
 
 clean:
-	rm -rf bin out
+	rm -rf bin out dist

@@ -708,9 +708,7 @@ func (s *State) register(at time.Time, c *RegisterCmd) Response {
 			return Response{Err: fmt.Errorf("%w: the enrolment token expired at %s", ErrEnrollment, e.ExpiresAt.UTC().Format(time.RFC3339))}
 		}
 		delete(s.Enrollments, c.Enroll)
-		if e.Name != "" {
-			a.Name = e.Name
-		}
+		a.EnrolledName = e.Name
 	}
 	s.pruneEnrollments(at)
 	a.gen = s.gen
@@ -721,11 +719,17 @@ func (s *State) register(at time.Time, c *RegisterCmd) Response {
 			a.State, a.StateReason = old.State, old.StateReason
 		}
 		a.FailStreak = old.FailStreak
+		if a.EnrolledName == "" && c.Enroll == "" {
+			a.EnrolledName = old.EnrolledName
+		}
 		if a.CredentialHash == "" {
 			a.CredentialHash = old.CredentialHash // proven by the old credential
 		}
 	} else {
 		a.RegisteredAt = at
+	}
+	if a.EnrolledName != "" {
+		a.Name = a.EnrolledName
 	}
 	if a.State == montagev1.AgentState_AGENT_STATE_UNSPECIFIED {
 		a.State = montagev1.AgentState_AGENT_STATE_READY

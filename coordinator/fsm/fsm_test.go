@@ -374,6 +374,10 @@ func TestEnrollmentIsSpentOnce(t *testing.T) {
 	if a := l.s.Agents["a1"]; a.Name != "garage-pc" {
 		t.Errorf("enrolled agent named %q, want the enrolment's name", a.Name)
 	}
+	l.apply(&Command{Register: &RegisterCmd{Agent: &Agent{ID: "a1", Name: "DESKTOP-1", Slots: 2}}}) // a restart
+	if a := l.s.Agents["a1"]; a.Name != "garage-pc" || a.Slots != 2 {
+		t.Errorf("after re-registering: named %q with %d slots, want the enrolment's name kept", a.Name, a.Slots)
+	}
 	if r := l.apply(&Command{Register: &RegisterCmd{Agent: &Agent{ID: "a2", Slots: 1}, Enroll: "h1"}}); !errors.Is(r.Err, ErrEnrollment) || l.s.Agents["a2"] != nil {
 		t.Fatalf("second use of a token: %v", r.Err)
 	}

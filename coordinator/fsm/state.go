@@ -226,6 +226,9 @@ type Agent struct {
 	// Version is its release; Protocol the agent protocol it speaks.
 	Version  string `json:"version,omitempty"`
 	Protocol int    `json:"protocol,omitempty"`
+	// EnrolledName is the name its enrolment gave it: an operator's
+	// choice, kept over the name the PC registers with.
+	EnrolledName string `json:"enrolled_name,omitempty"`
 
 	gen uint64
 }

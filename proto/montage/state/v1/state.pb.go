@@ -1237,6 +1237,7 @@ type Agent struct {
 	MetricsAddr    string                 `protobuf:"bytes,13,opt,name=metrics_addr,json=metricsAddr,proto3" json:"metrics_addr,omitempty"`
 	Version        string                 `protobuf:"bytes,14,opt,name=version,proto3" json:"version,omitempty"`
 	Protocol       int64                  `protobuf:"varint,15,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	EnrolledName   string                 `protobuf:"bytes,16,opt,name=enrolled_name,json=enrolledName,proto3" json:"enrolled_name,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1374,6 +1375,13 @@ func (x *Agent) GetProtocol() int64 {
 		return x.Protocol
 	}
 	return 0
+}
+
+func (x *Agent) GetEnrolledName() string {
+	if x != nil {
+		return x.EnrolledName
+	}
+	return ""
 }
 
 type CacheEntry struct {
@@ -1693,7 +1701,7 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\x0esource_suspect\x18\x1b \x01(\bR\rsourceSuspect\x1a=\n" +
 	"\x0fFailCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xb5\x04\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xda\x04\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\"\n" +
@@ -1711,7 +1719,8 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\fstate_reason\x18\f \x01(\tR\vstateReason\x12!\n" +
 	"\fmetrics_addr\x18\r \x01(\tR\vmetricsAddr\x12\x18\n" +
 	"\aversion\x18\x0e \x01(\tR\aversion\x12\x1a\n" +
-	"\bprotocol\x18\x0f \x01(\x03R\bprotocol\x1a9\n" +
+	"\bprotocol\x18\x0f \x01(\x03R\bprotocol\x12#\n" +
+	"\renrolled_name\x18\x10 \x01(\tR\fenrolledName\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfa\x01\n" +
