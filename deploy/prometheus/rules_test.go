@@ -21,6 +21,7 @@ func promtool(t *testing.T, args ...string) {
 
 func TestConfigAndRules(t *testing.T) {
 	promtool(t, "check", "config", "prometheus.yml")
+	promtool(t, "check", "config", "compose.yml")
 	promtool(t, "check", "rules", "montage-rules.yml")
 	promtool(t, "test", "rules", "montage-rules_test.yml")
 }
