@@ -19,6 +19,8 @@ import (
 type Tools struct {
 	FFmpeg  string
 	FFprobe string
+	// Threads caps the CPUs an ffmpeg run may use (0: all).
+	Threads int
 }
 
 // FindTools looks both programs up on PATH and says how to install them if
@@ -88,6 +90,9 @@ func (t Tools) RunFFmpegLog(ctx context.Context, args []string, total float64, p
 	if err := cmd.Start(); err != nil {
 		return 0, "", fmt.Errorf("start ffmpeg: %w", err)
 	}
+	// Renders run at the lowest priority the platform offers: the PC's
+	// owner comes first. A failure to lower it is not worth the render.
+	_ = lower(cmd.Process.Pid, t.Threads)
 	written := parseProgress(stdout, total, progress)
 	err = cmd.Wait()
 	if ctx.Err() != nil {

@@ -67,6 +67,8 @@ type Config struct {
 	YTDLP string
 	// FontFile draws titles; empty finds a sans font on the system.
 	FontFile string
+	// Threads caps the CPUs each ffmpeg may use (0: all of them).
+	Threads int
 	// MetricsAddr is where the agent serves /metrics (host:port), told to
 	// the coordinators for service discovery; empty when it does not.
 	MetricsAddr string
@@ -165,6 +167,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	tools.Threads = cfg.Threads
 	ffv, err := media.Version(ctx, tools.FFmpeg)
 	if err != nil {
 		return nil, fmt.Errorf("ffmpeg does not run: %w", err)
