@@ -47,7 +47,7 @@ Flags:
 type options struct {
 	coord, dataDir, name, labels, logLevel, joinFile, enroll, tlsCA, sourceCA, allowSrc string
 	hardware, ytdlp, font, metrics, metricsA, config                                    string
-	slots, gpuSess                                                                      int
+	slots, gpuSess, threads                                                             int
 	skipTLS, denyPriv, version                                                          bool
 	pollWait                                                                            time.Duration
 }
@@ -68,6 +68,7 @@ func agentFlags(fs *flag.FlagSet) *options {
 	fs.StringVar(&o.sourceCA, "source-ca", "", "PEM CA trusted for sources and object URLs besides the system roots (a private CDN or MinIO)")
 	fs.StringVar(&o.allowSrc, "allow-sources", "", "comma-separated CIDR ranges sources may use even if otherwise refused (e.g. 127.0.0.0/8 for media on this PC)")
 	fs.BoolVar(&o.denyPriv, "deny-private-sources", false, "refuse sources on private LAN ranges (10/8, 172.16/12, 192.168/16, fc00::/7) too")
+	fs.IntVar(&o.threads, "threads", 0, "CPUs each ffmpeg may use (0: all); ffmpeg always runs at the lowest CPU and I/O priority")
 	fs.IntVar(&o.gpuSess, "gpu-sessions", 2, "hardware encodes to run at once (consumer NVIDIA cards allow few sessions)")
 	fs.StringVar(&o.hardware, "hwaccel", "auto", "auto proves hardware encoders with a test encode at start; none offers software encoders only")
 	fs.StringVar(&o.ytdlp, "yt-dlp", "", "path of yt-dlp for page URLs (default: found on PATH; \"off\" disables)")
@@ -142,6 +143,9 @@ func work(ctx context.Context, o *options) error {
 	if o.slots < 1 || o.slots > 64 {
 		return fmt.Errorf("-slots %d: must be between 1 and 64", o.slots)
 	}
+	if o.threads < 0 || o.threads > 1024 {
+		return fmt.Errorf("-threads %d: must be between 0 (all CPUs) and 1024", o.threads)
+	}
 	lbl := map[string]string{}
 	for _, kv := range strings.Split(o.labels, ",") {
 		if kv == "" {
@@ -174,7 +178,7 @@ func work(ctx context.Context, o *options) error {
 	}
 	a, err := worker.New(ctx, worker.Config{Coordinator: o.coord, DataDir: o.dataDir, Name: o.name, Slots: o.slots, Labels: lbl, Log: log,
 		JoinToken: join, EnrollToken: strings.TrimSpace(o.enroll), HTTPClient: clients.coordinator, ObjectClient: clients.objects, SourceClient: clients.sources,
-		GPUSessions: o.gpuSess, Hardware: o.hardware, YTDLP: o.ytdlp, FontFile: o.font, PollWait: o.pollWait})
+		GPUSessions: o.gpuSess, Threads: o.threads, Hardware: o.hardware, YTDLP: o.ytdlp, FontFile: o.font, PollWait: o.pollWait})
 	if err != nil {
 		return err
 	}
