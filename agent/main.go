@@ -18,6 +18,7 @@ import (
 
 	"github.com/kardianos/service"
 
+	"github.com/stream-montages/montage/agent/busy"
 	"github.com/stream-montages/montage/agent/egress"
 	"github.com/stream-montages/montage/agent/worker"
 	"github.com/stream-montages/montage/internal/flagfile"
@@ -48,6 +49,9 @@ type options struct {
 	coord, dataDir, name, labels, logLevel, joinFile, enroll, tlsCA, sourceCA, allowSrc string
 	hardware, ytdlp, font, metrics, metricsA, config                                    string
 	slots, gpuSess, threads                                                             int
+	busyCPU                                                                             float64
+	busyCool                                                                            time.Duration
+	battery                                                                             bool
 	skipTLS, denyPriv, version                                                          bool
 	pollWait                                                                            time.Duration
 }
@@ -76,6 +80,9 @@ func agentFlags(fs *flag.FlagSet) *options {
 	fs.DurationVar(&o.pollWait, "poll-wait", 20*time.Second, "how long one lease request waits for work before asking again")
 	fs.StringVar(&o.metrics, "metrics-listen", "", "serve Prometheus metrics on ADDR (e.g. :9102); off by default")
 	fs.StringVar(&o.metricsA, "metrics-advertise", "", "HOST:PORT Prometheus scrapes, told to the coordinators for discovery (default: the -metrics-listen address, its host completed with this PC's address towards the coordinator)")
+	fs.Float64Var(&o.busyCPU, "busy-cpu", 50, "take no new work while other programs use more than this percent of the CPU (0: never pause for that)")
+	fs.DurationVar(&o.busyCool, "busy-cooldown", 2*time.Minute, "after the PC was busy or on battery, wait this long before taking work again")
+	fs.BoolVar(&o.battery, "pause-on-battery", true, "take no new work while the PC runs on battery (Linux)")
 	fs.StringVar(&o.config, "config", "", "YAML file of flag settings (keys are flag names); flags given here win")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	return o
@@ -143,6 +150,9 @@ func work(ctx context.Context, o *options) error {
 	if o.slots < 1 || o.slots > 64 {
 		return fmt.Errorf("-slots %d: must be between 1 and 64", o.slots)
 	}
+	if o.busyCPU < 0 || o.busyCPU > 100 {
+		return fmt.Errorf("-busy-cpu %v: must be a percent between 0 (never) and 100", o.busyCPU)
+	}
 	if o.threads < 0 || o.threads > 1024 {
 		return fmt.Errorf("-threads %d: must be between 0 (all CPUs) and 1024", o.threads)
 	}
@@ -178,7 +188,7 @@ func work(ctx context.Context, o *options) error {
 	}
 	a, err := worker.New(ctx, worker.Config{Coordinator: o.coord, DataDir: o.dataDir, Name: o.name, Slots: o.slots, Labels: lbl, Log: log,
 		JoinToken: join, EnrollToken: strings.TrimSpace(o.enroll), HTTPClient: clients.coordinator, ObjectClient: clients.objects, SourceClient: clients.sources,
-		GPUSessions: o.gpuSess, Threads: o.threads, Hardware: o.hardware, YTDLP: o.ytdlp, FontFile: o.font, PollWait: o.pollWait})
+		GPUSessions: o.gpuSess, Threads: o.threads, Pause: pauser(o), Hardware: o.hardware, YTDLP: o.ytdlp, FontFile: o.font, PollWait: o.pollWait})
 	if err != nil {
 		return err
 	}
@@ -191,6 +201,20 @@ func work(ctx context.Context, o *options) error {
 	}
 	log.Info("agent starting", "id", a.ID(), "version", version.String(), "coordinator", o.coord, "slots", o.slots)
 	return a.Run(ctx)
+}
+
+// pauser watches the PC for its owner: other programs' CPU load and the
+// battery.
+func pauser(o *options) func() (bool, string) {
+	if o.busyCPU <= 0 && !o.battery {
+		return nil
+	}
+	m := &busy.Monitor{Pauser: &busy.Pauser{BusyCPU: o.busyCPU, Cooldown: o.busyCool, Battery: o.battery},
+		Take: busy.Take, Now: time.Now}
+	if runtime.GOOS == "linux" {
+		m.Battery = busy.SysfsBattery{Dir: "/sys/class/power_supply"}
+	}
+	return m.Check
 }
 
 type clients struct{ coordinator, objects, sources *http.Client }

@@ -164,6 +164,13 @@ func startEnv(t testing.TB, env []string, name string, args ...string) *proc {
 		!slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "-allow-sources") }) {
 		args = append(args, "-allow-sources", "127.0.0.0/8")
 	}
+	// Tests run many agents on one machine, each the others' load: none
+	// pauses for it (the pausing itself is tested in agent/busy).
+	if isAgent := strings.HasSuffix(path, "montage-agent") ||
+		slices.ContainsFunc(args, func(a string) bool { return strings.HasSuffix(a, "/montage-agent") }); isAgent &&
+		!slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "-busy-cpu") }) && !slices.Contains(args, "-version") {
+		args = append(args, "-busy-cpu", "0", "-pause-on-battery=false")
+	}
 	p.cmd = exec.Command(path, args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -148,6 +149,23 @@ func (s *stats) rendered(encoder string, media float64, took time.Duration, fps 
 	s.encoder.WithLabelValues(encoder).Set(1)
 }
 
+// pausedReason is why the agent takes no new work (empty: it does).
+func (a *Agent) pausedReason() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.paused
+}
+
+// reportPaused tells the coordinator, with a poll for no work, that the
+// agent is paused and why (shown by montagectl agents).
+func (a *Agent) reportPaused(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, _ = a.client.LeaseTask(cctx, connect.NewRequest(&montagev1.LeaseTaskRequest{
+		AgentId: a.id, FreeSlots: 0, Held: a.held(), HeldListed: true, FreeDiskBytes: a.freeDisk(), Status: a.status(),
+	}))
+}
+
 // contact records an answered call.
 func (s *stats) contact() { s.lastContact.Store(time.Now().UnixNano()) }
 
@@ -160,6 +178,7 @@ func (a *Agent) status() *montagev1.AgentStatus {
 	return &montagev1.AgentStatus{
 		Slots: int32(a.cfg.Slots), BusySlots: int32(a.busy()), Speed: s.lastSpeed, Fps: s.lastFPS, Encoder: s.lastEncoder,
 		TasksSucceeded: s.succeeded, TasksFailed: s.failed, DiskFreeBytes: max(0, free), GpuSessionsBusy: int32(a.gpuBusy()),
+		Paused: a.pausedReason(),
 	}
 }
 

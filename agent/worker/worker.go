@@ -69,6 +69,9 @@ type Config struct {
 	FontFile string
 	// Threads caps the CPUs each ffmpeg may use (0: all of them).
 	Threads int
+	// Pause says whether to take no new work now, and why (someone uses
+	// the PC, it runs on battery); nil never pauses.
+	Pause func() (bool, string)
 	// MetricsAddr is where the agent serves /metrics (host:port), told to
 	// the coordinators for service discovery; empty when it does not.
 	MetricsAddr string
@@ -93,6 +96,7 @@ type Agent struct {
 	mu         sync.Mutex
 	credential string // from Register; sent on every later call
 	running    map[string]*running
+	paused     string        // why the agent takes no new work now (empty: it does)
 	slotCh     chan struct{} // signalled when a slot frees
 	hbWake     chan struct{} // signalled when new leases start
 	ttl        time.Duration
@@ -347,6 +351,27 @@ func (a *Agent) Run(ctx context.Context) error {
 	var runErr error
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
+		if a.cfg.Pause != nil {
+			paused, why := a.cfg.Pause()
+			a.mu.Lock()
+			changed := why != a.paused
+			a.paused = why
+			a.mu.Unlock()
+			if changed && paused {
+				a.log.Info("taking no new work: "+why, "running", a.busy())
+			} else if changed {
+				a.log.Info("taking work again")
+			}
+			if paused {
+				// The poll that reports it keeps the coordinator informed.
+				a.reportPaused(ctx)
+				select {
+				case <-ctx.Done():
+				case <-time.After(5 * time.Second):
+				}
+				continue
+			}
+		}
 		free, gpuFree := a.cfg.Slots-a.busy(), a.freeGPU()
 		if free <= 0 {
 			select {
@@ -494,7 +519,7 @@ func (a *Agent) register(ctx context.Context) error {
 		resp, err := a.client.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{
 			AgentId: a.id, Name: a.cfg.Name, Capabilities: a.caps, Slots: int32(a.cfg.Slots), Labels: a.cfg.Labels,
 			Credential: a.secret, MetricsAddr: a.metricsAddr(), EnrollToken: enroll,
-			Version: version.Version, Protocol: version.Protocol,
+			Version: version.Version, Protocol: version.Protocol, TimeZone: localZone(),
 		}))
 		if err == nil && enroll != "" {
 			if werr := os.WriteFile(filepath.Join(a.cfg.DataDir, enrolledFile), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600); werr != nil {

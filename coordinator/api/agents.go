@@ -114,6 +114,12 @@ func (s *Server) Register(_ context.Context, req *connect.Request[montagev1.Regi
 	if len(m.GetVersion()) > 64 {
 		return nil, invalid("version", "must be at most 64 characters")
 	}
+	tz := m.GetTimeZone()
+	if tz != "" {
+		if _, err := time.LoadLocation(tz); err != nil || len(tz) > 64 {
+			return nil, invalid("time_zone", "%q is not an IANA time zone (e.g. Europe/Berlin)", tz)
+		}
+	}
 	var enroll string
 	if tok := m.GetEnrollToken(); tok != "" {
 		enroll = auth.CredentialHash(tok)
@@ -145,7 +151,7 @@ func (s *Server) Register(_ context.Context, req *connect.Request[montagev1.Regi
 	}
 	a := &fsm.Agent{ID: m.GetAgentId(), Name: name, Capabilities: caps, Slots: int(m.GetSlots()), Labels: m.GetLabels(),
 		Provides: provides(m.GetCapabilities()), GPUSessions: int(m.GetCapabilities().GetGpuSessions()), CredentialHash: hash,
-		MetricsAddr: m.GetMetricsAddr(), Version: m.GetVersion(), Protocol: int(protocol)}
+		MetricsAddr: m.GetMetricsAddr(), Version: m.GetVersion(), Protocol: int(protocol), TimeZone: tz}
 	if _, err := s.apply(&fsm.Command{Register: &fsm.RegisterCmd{Agent: a, Enroll: enroll}}); err != nil {
 		return nil, err
 	}
@@ -272,6 +278,15 @@ func (s *Server) grant(agentID string, n, gpu int, freeDisk int64) ([]*montagev1
 	// picked is claimed until its grant is decided, and others pass over
 	// it. Without this, every agent woken by one new task proposes a grant
 	// of it and all but one go back to waiting empty-handed.
+	open := true
+	s.node.View(func(st *fsm.State) {
+		if a := st.Agents[agentID]; a != nil {
+			open = openAt(a, s.clock.Now())
+		}
+	})
+	if !open {
+		return nil, nil // outside its schedule: no new work
+	}
 	s.claimMu.Lock()
 	var picks []string
 	s.node.View(func(st *fsm.State) {

@@ -98,6 +98,7 @@ func (s *Server) ListAgents(context.Context, *connect.Request[montagev1.ListAgen
 		for _, a := range st.Agents {
 			p := agentProto(a)
 			p.SlotsInUse = inUse[a.ID]
+			p.IdleReason = s.idleReason(a)
 			out.Agents = append(out.Agents, p)
 		}
 	})

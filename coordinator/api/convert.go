@@ -131,16 +131,19 @@ func capsOf(a *fsm.Agent) *montagev1.AgentCapabilities {
 func agentProto(a *fsm.Agent) *montagev1.Agent {
 	caps := capsOf(a)
 	return &montagev1.Agent{
-		MetricsAddr:  a.MetricsAddr,
-		Version:      a.Version,
-		Protocol:     int32(a.Protocol),
-		Id:           a.ID,
-		Name:         a.Name,
-		Capabilities: caps,
-		Slots:        int32(a.Slots),
-		Labels:       a.Labels,
-		State:        a.State,
-		StateReason:  a.StateReason,
-		FailStreak:   int32(a.FailStreak),
+		MetricsAddr:          a.MetricsAddr,
+		Version:              a.Version,
+		Protocol:             int32(a.Protocol),
+		Schedule:             a.Schedule,
+		TimeZone:             a.TimeZone,
+		ScheduleGraceSeconds: a.ScheduleGrace.Seconds(),
+		Id:                   a.ID,
+		Name:                 a.Name,
+		Capabilities:         caps,
+		Slots:                int32(a.Slots),
+		Labels:               a.Labels,
+		State:                a.State,
+		StateReason:          a.StateReason,
+		FailStreak:           int32(a.FailStreak),
 	}
 }

@@ -37,6 +37,7 @@ type Command struct {
 	// or the leader's garbage collection of agents long unseen).
 	RemoveAgent *RemoveAgentCmd `json:"remove_agent,omitempty"`
 	Enroll      *EnrollCmd      `json:"enroll,omitempty"`
+	Schedule    *ScheduleCmd    `json:"schedule,omitempty"`
 	// Verified ends the read-back of a result (see CompleteCmd.Verify).
 	Verified *VerifiedCmd `json:"verified,omitempty"`
 }
@@ -150,6 +151,13 @@ type RegisterCmd struct {
 	Enroll string `json:"enroll,omitempty"`
 }
 
+// ScheduleCmd sets an agent's working hours (text checked by the API).
+type ScheduleCmd struct {
+	AgentID  string        `json:"agent_id"`
+	Schedule string        `json:"schedule"`
+	Grace    time.Duration `json:"grace,omitempty"`
+}
+
 // EnrollCmd records a one-time registration token.
 type EnrollCmd struct {
 	Hash      string    `json:"hash"`
@@ -212,6 +220,15 @@ func (s *State) apply(idx uint64, c *Command) Response {
 		return s.register(c.At, c.Register)
 	case c.Enroll != nil:
 		return s.enroll(c.At, c.Enroll)
+	case c.Schedule != nil:
+		a := s.agent(c.Schedule.AgentID)
+		if a == nil {
+			return Response{Err: fmt.Errorf("agent %s: %w", c.Schedule.AgentID, ErrAgentUnknown)}
+		}
+		a.Schedule, a.ScheduleGrace = c.Schedule.Schedule, c.Schedule.Grace
+		// Opening hours change who may take work: wake every poll.
+		s.ix.any = true
+		return Response{}
 	case c.Finalize != nil:
 		return s.finalize(c.At, c.Finalize)
 	case c.PurgeSegments != nil:
@@ -722,6 +739,7 @@ func (s *State) register(at time.Time, c *RegisterCmd) Response {
 		if a.EnrolledName == "" && c.Enroll == "" {
 			a.EnrolledName = old.EnrolledName
 		}
+		a.Schedule, a.ScheduleGrace = old.Schedule, old.ScheduleGrace // an operator's decision
 		if a.CredentialHash == "" {
 			a.CredentialHash = old.CredentialHash // proven by the old credential
 		}

@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"time"
+
 	statev1 "github.com/stream-montages/montage/proto/montage/state/v1"
 )
 
@@ -152,7 +154,7 @@ func agentOut(a *Agent) *statev1.Agent {
 	return &statev1.Agent{
 		Id: a.ID, Name: a.Name, Capabilities: a.Capabilities, Slots: int64(a.Slots), Labels: a.Labels,
 		Provides: a.Provides, GpuSessions: int64(a.GPUSessions), State: a.State, RegisteredAt: unixNano(a.RegisteredAt),
-		CredentialHash: a.CredentialHash, FailStreak: int64(a.FailStreak), StateReason: a.StateReason, MetricsAddr: a.MetricsAddr, Version: a.Version, Protocol: int64(a.Protocol), EnrolledName: a.EnrolledName,
+		CredentialHash: a.CredentialHash, FailStreak: int64(a.FailStreak), StateReason: a.StateReason, MetricsAddr: a.MetricsAddr, Version: a.Version, Protocol: int64(a.Protocol), EnrolledName: a.EnrolledName, Schedule: a.Schedule, TimeZone: a.TimeZone, ScheduleGrace: int64(a.ScheduleGrace),
 	}
 }
 
@@ -161,7 +163,7 @@ func agentIn(p *statev1.Agent) *Agent {
 		ID: p.GetId(), Name: p.GetName(), Capabilities: byts(p.GetCapabilities()), Slots: int(p.GetSlots()),
 		Labels: strMap(p.GetLabels()), Provides: strs(p.GetProvides()), GPUSessions: int(p.GetGpuSessions()),
 		State: p.GetState(), RegisteredAt: fromUnixNano(p.GetRegisteredAt()), CredentialHash: p.GetCredentialHash(),
-		FailStreak: int(p.GetFailStreak()), StateReason: p.GetStateReason(), MetricsAddr: p.GetMetricsAddr(), Version: p.GetVersion(), Protocol: int(p.GetProtocol()), EnrolledName: p.GetEnrolledName(),
+		FailStreak: int(p.GetFailStreak()), StateReason: p.GetStateReason(), MetricsAddr: p.GetMetricsAddr(), Version: p.GetVersion(), Protocol: int(p.GetProtocol()), EnrolledName: p.GetEnrolledName(), Schedule: p.GetSchedule(), TimeZone: p.GetTimeZone(), ScheduleGrace: time.Duration(p.GetScheduleGrace()),
 	}
 }
 

@@ -229,6 +229,13 @@ type Agent struct {
 	// EnrolledName is the name its enrolment gave it: an operator's
 	// choice, kept over the name the PC registers with.
 	EnrolledName string `json:"enrolled_name,omitempty"`
+	// Schedule is when it may take work (schedule.Parse's text; empty:
+	// always), read in TimeZone (the PC's, IANA; empty: UTC);
+	// ScheduleGrace how long running work may go on past a window (0:
+	// finish it).
+	Schedule      string        `json:"schedule,omitempty"`
+	TimeZone      string        `json:"time_zone,omitempty"`
+	ScheduleGrace time.Duration `json:"schedule_grace,omitempty"`
 
 	gen uint64
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/stream-montages/montage/coordinator/cluster"
 	"github.com/stream-montages/montage/coordinator/fsm"
 	"github.com/stream-montages/montage/coordinator/lease"
+	"github.com/stream-montages/montage/coordinator/schedule"
 	"github.com/stream-montages/montage/internal/clock"
 )
 
@@ -225,6 +226,39 @@ func (l *Leader) Run(ctx context.Context) {
 	}
 }
 
+// handBackAfterHours gives back the work of agents whose schedule closed
+// longer than their grace ago (a grace of 0 lets running work finish).
+// The next heartbeat tells the agent its lease is gone, and it stops.
+func (l *Leader) handBackAfterHours() {
+	now := l.clock.Now()
+	type gone struct {
+		task, agent string
+		token       uint64
+	}
+	var back []gone
+	l.node.View(func(st *fsm.State) {
+		for _, t := range st.LeasedTasks() {
+			a := st.Agents[t.AgentID]
+			if a == nil || a.Schedule == "" || a.ScheduleGrace <= 0 {
+				continue
+			}
+			if !schedule.Allows(a.Schedule, a.TimeZone, now) && !schedule.Allows(a.Schedule, a.TimeZone, now.Add(-a.ScheduleGrace)) &&
+				now.Sub(t.LeasedAt) > a.ScheduleGrace {
+				back = append(back, gone{t.ID, t.AgentID, t.LeaseToken})
+			}
+		}
+	})
+	for _, g := range back {
+		if _, err := l.propose(&fsm.Command{Fail: &fsm.FailCmd{TaskID: g.task, AgentID: g.agent, Token: g.token, Handback: true,
+			Error: "handed back: the agent's schedule closed and its grace passed"}}); err != nil {
+			l.log.Warn("hand back after hours", "task", g.task, "err", err)
+			continue
+		}
+		l.Leases.Drop(g.task)
+		l.log.Info("work handed back: the agent's schedule closed", "task", g.task, "agent", g.agent)
+	}
+}
+
 // TakeOver rebuilds the lease table from replicated state, giving every
 // lease a grace period: the old leader's timers died with it.
 func (l *Leader) TakeOver() {
@@ -264,6 +298,7 @@ func (l *Leader) expireLeases() {
 			}
 		}
 	})
+	l.handBackAfterHours()
 	for _, e := range l.Leases.Expired(l.clock.Now()) {
 		resp, err := l.node.Apply(&fsm.Command{At: l.clock.Now(), Expire: &fsm.ExpireCmd{TaskID: e.TaskID, Token: e.Token}})
 		if err != nil {

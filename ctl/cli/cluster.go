@@ -118,6 +118,8 @@ func (a *app) agentsCmd() *cobra.Command {
 				state := agentStateWord(ag.GetState())
 				if r := ag.GetStateReason(); r != "" {
 					state += " (" + printable(r, 120) + ")"
+				} else if r := ag.GetIdleReason(); r != "" && ag.GetState() == montagev1.AgentState_AGENT_STATE_READY {
+					state += ", idle: " + printable(r, 160)
 				}
 				caps := ag.GetCapabilities()
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(ag.GetId(), 80), printable(ag.GetName(), 80), state,
@@ -131,6 +133,13 @@ func (a *app) agentsCmd() *cobra.Command {
 	}
 	c.Flags().StringVarP(&format, "output", "o", "text", "text or json")
 	return c
+}
+
+func orUTC(tz string) string {
+	if tz == "" {
+		return "UTC"
+	}
+	return tz
 }
 
 func orDash(s string) string {
@@ -153,7 +162,7 @@ func speedWord(st *montagev1.AgentStatus) string {
 }
 
 func (a *app) agentCmd() *cobra.Command {
-	c := &cobra.Command{Use: "agent", Short: "Drain, undrain (also lifts a quarantine) or remove an agent"}
+	c := &cobra.Command{Use: "agent", Short: "Enrol, schedule, drain, undrain (also lifts a quarantine) or remove an agent"}
 	c.AddCommand(&cobra.Command{
 		Use:   "remove ID|NAME",
 		Short: "Forget an agent that holds no work: its credential stops working at once",
@@ -190,6 +199,35 @@ func (a *app) agentCmd() *cobra.Command {
 	enroll.Flags().StringVar(&enrollName, "name", "", "the agent's name in the farm (default: the PC's own -name or hostname)")
 	enroll.Flags().DurationVar(&expires, "expires", 24*time.Hour, "how long the token may be used (1m to 720h)")
 	c.AddCommand(enroll)
+	var grace time.Duration
+	sched := &cobra.Command{
+		Use:   `schedule ID|NAME "DAYS [HH:MM-HH:MM], …"`,
+		Short: `When an agent may take work, in its own time zone (e.g. "mon-fri 22:00-07:00, sat-sun"; "" for always)`,
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := a.agentID(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			resp, err := a.cluster().SetAgentSchedule(cmd.Context(), connect.NewRequest(&montagev1.SetAgentScheduleRequest{
+				AgentId: id, Schedule: args[1], GraceSeconds: grace.Seconds()}))
+			if err != nil {
+				return err
+			}
+			ag := resp.Msg.GetAgent()
+			if ag.GetSchedule() == "" {
+				fmt.Fprintf(a.out, "agent %s may work at any time\n", args[0])
+				return nil
+			}
+			fmt.Fprintf(a.out, "agent %s works %s (%s)\n", args[0], ag.GetSchedule(), orUTC(ag.GetTimeZone()))
+			if r := ag.GetIdleReason(); r != "" {
+				fmt.Fprintf(a.out, "idle now: %s\n", r)
+			}
+			return nil
+		},
+	}
+	sched.Flags().DurationVar(&grace, "grace", 0, "how long running work may go on after the window closes before it is handed back (0: let it finish)")
+	c.AddCommand(sched)
 	for _, drain := range []bool{true, false} {
 		name, short := "drain", "Finish what the agent has and give it nothing new"
 		if !drain {

@@ -42,8 +42,11 @@ type RegisterRequest struct {
 	EnrollToken string `protobuf:"bytes,8,opt,name=enroll_token,json=enrollToken,proto3" json:"enroll_token,omitempty"`
 	// The agent's release, and the version of this protocol it speaks (0
 	// means 1, from agents older than the field).
-	Version       string `protobuf:"bytes,9,opt,name=version,proto3" json:"version,omitempty"`
-	Protocol      int32  `protobuf:"varint,10,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Version  string `protobuf:"bytes,9,opt,name=version,proto3" json:"version,omitempty"`
+	Protocol int32  `protobuf:"varint,10,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// The PC's IANA time zone (e.g. Europe/Berlin), which its schedule is
+	// read in; empty means UTC.
+	TimeZone      string `protobuf:"bytes,11,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -146,6 +149,13 @@ func (x *RegisterRequest) GetProtocol() int32 {
 		return x.Protocol
 	}
 	return 0
+}
+
+func (x *RegisterRequest) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
 }
 
 type RegisterResponse struct {
@@ -1905,7 +1915,7 @@ var File_montage_v1_agents_proto protoreflect.FileDescriptor
 const file_montage_v1_agents_proto_rawDesc = "" +
 	"\n" +
 	"\x17montage/v1/agents.proto\x12\n" +
-	"montage.v1\x1a\x16montage/v1/types.proto\"\xb1\x03\n" +
+	"montage.v1\x1a\x16montage/v1/types.proto\"\xce\x03\n" +
 	"\x0fRegisterRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12A\n" +
@@ -1919,7 +1929,8 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\fenroll_token\x18\b \x01(\tR\venrollToken\x12\x18\n" +
 	"\aversion\x18\t \x01(\tR\aversion\x12\x1a\n" +
 	"\bprotocol\x18\n" +
-	" \x01(\x05R\bprotocol\x1a9\n" +
+	" \x01(\x05R\bprotocol\x12\x1b\n" +
+	"\ttime_zone\x18\v \x01(\tR\btimeZone\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\x01\n" +

@@ -22,6 +22,110 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type SetAgentScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Schedule      string                 `protobuf:"bytes,2,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	GraceSeconds  float64                `protobuf:"fixed64,3,opt,name=grace_seconds,json=graceSeconds,proto3" json:"grace_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAgentScheduleRequest) Reset() {
+	*x = SetAgentScheduleRequest{}
+	mi := &file_montage_v1_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAgentScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAgentScheduleRequest) ProtoMessage() {}
+
+func (x *SetAgentScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_v1_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAgentScheduleRequest.ProtoReflect.Descriptor instead.
+func (*SetAgentScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SetAgentScheduleRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *SetAgentScheduleRequest) GetSchedule() string {
+	if x != nil {
+		return x.Schedule
+	}
+	return ""
+}
+
+func (x *SetAgentScheduleRequest) GetGraceSeconds() float64 {
+	if x != nil {
+		return x.GraceSeconds
+	}
+	return 0
+}
+
+type SetAgentScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Agent         *Agent                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAgentScheduleResponse) Reset() {
+	*x = SetAgentScheduleResponse{}
+	mi := &file_montage_v1_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAgentScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAgentScheduleResponse) ProtoMessage() {}
+
+func (x *SetAgentScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_v1_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAgentScheduleResponse.ProtoReflect.Descriptor instead.
+func (*SetAgentScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SetAgentScheduleResponse) GetAgent() *Agent {
+	if x != nil {
+		return x.Agent
+	}
+	return nil
+}
+
 type EnrollAgentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The name the agent takes (optional; else its own -name or hostname).
@@ -34,7 +138,7 @@ type EnrollAgentRequest struct {
 
 func (x *EnrollAgentRequest) Reset() {
 	*x = EnrollAgentRequest{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[0]
+	mi := &file_montage_v1_cluster_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +150,7 @@ func (x *EnrollAgentRequest) String() string {
 func (*EnrollAgentRequest) ProtoMessage() {}
 
 func (x *EnrollAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[0]
+	mi := &file_montage_v1_cluster_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +163,7 @@ func (x *EnrollAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollAgentRequest.ProtoReflect.Descriptor instead.
 func (*EnrollAgentRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *EnrollAgentRequest) GetName() string {
@@ -86,7 +190,7 @@ type EnrollAgentResponse struct {
 
 func (x *EnrollAgentResponse) Reset() {
 	*x = EnrollAgentResponse{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[1]
+	mi := &file_montage_v1_cluster_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -98,7 +202,7 @@ func (x *EnrollAgentResponse) String() string {
 func (*EnrollAgentResponse) ProtoMessage() {}
 
 func (x *EnrollAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[1]
+	mi := &file_montage_v1_cluster_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -111,7 +215,7 @@ func (x *EnrollAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollAgentResponse.ProtoReflect.Descriptor instead.
 func (*EnrollAgentResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *EnrollAgentResponse) GetToken() string {
@@ -137,7 +241,7 @@ type RemoveAgentRequest struct {
 
 func (x *RemoveAgentRequest) Reset() {
 	*x = RemoveAgentRequest{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[2]
+	mi := &file_montage_v1_cluster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -149,7 +253,7 @@ func (x *RemoveAgentRequest) String() string {
 func (*RemoveAgentRequest) ProtoMessage() {}
 
 func (x *RemoveAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[2]
+	mi := &file_montage_v1_cluster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -162,7 +266,7 @@ func (x *RemoveAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveAgentRequest.ProtoReflect.Descriptor instead.
 func (*RemoveAgentRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{2}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RemoveAgentRequest) GetAgentId() string {
@@ -180,7 +284,7 @@ type RemoveAgentResponse struct {
 
 func (x *RemoveAgentResponse) Reset() {
 	*x = RemoveAgentResponse{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[3]
+	mi := &file_montage_v1_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -192,7 +296,7 @@ func (x *RemoveAgentResponse) String() string {
 func (*RemoveAgentResponse) ProtoMessage() {}
 
 func (x *RemoveAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[3]
+	mi := &file_montage_v1_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -205,7 +309,7 @@ func (x *RemoveAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveAgentResponse.ProtoReflect.Descriptor instead.
 func (*RemoveAgentResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{3}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 type GetStatusRequest struct {
@@ -216,7 +320,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[4]
+	mi := &file_montage_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -228,7 +332,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[4]
+	mi := &file_montage_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -241,7 +345,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{4}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 type ClusterMember struct {
@@ -259,7 +363,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[5]
+	mi := &file_montage_v1_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -271,7 +375,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[5]
+	mi := &file_montage_v1_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -284,7 +388,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -353,7 +457,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[6]
+	mi := &file_montage_v1_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -365,7 +469,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[6]
+	mi := &file_montage_v1_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -378,7 +482,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetStatusResponse) GetLeaderId() string {
@@ -446,7 +550,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[7]
+	mi := &file_montage_v1_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +562,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[7]
+	mi := &file_montage_v1_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +575,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{7}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RemoveNodeRequest) GetNodeId() string {
@@ -489,7 +593,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[8]
+	mi := &file_montage_v1_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +605,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[8]
+	mi := &file_montage_v1_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +618,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{8}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 type ListAgentsRequest struct {
@@ -525,7 +629,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[9]
+	mi := &file_montage_v1_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -537,7 +641,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[9]
+	mi := &file_montage_v1_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -550,7 +654,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{9}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 type ListAgentsResponse struct {
@@ -562,7 +666,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[10]
+	mi := &file_montage_v1_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -574,7 +678,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[10]
+	mi := &file_montage_v1_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -587,7 +691,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{10}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -607,7 +711,7 @@ type DrainAgentRequest struct {
 
 func (x *DrainAgentRequest) Reset() {
 	*x = DrainAgentRequest{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[11]
+	mi := &file_montage_v1_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +723,7 @@ func (x *DrainAgentRequest) String() string {
 func (*DrainAgentRequest) ProtoMessage() {}
 
 func (x *DrainAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[11]
+	mi := &file_montage_v1_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +736,7 @@ func (x *DrainAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainAgentRequest.ProtoReflect.Descriptor instead.
 func (*DrainAgentRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{11}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DrainAgentRequest) GetAgentId() string {
@@ -658,7 +762,7 @@ type DrainAgentResponse struct {
 
 func (x *DrainAgentResponse) Reset() {
 	*x = DrainAgentResponse{}
-	mi := &file_montage_v1_cluster_proto_msgTypes[12]
+	mi := &file_montage_v1_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -670,7 +774,7 @@ func (x *DrainAgentResponse) String() string {
 func (*DrainAgentResponse) ProtoMessage() {}
 
 func (x *DrainAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_cluster_proto_msgTypes[12]
+	mi := &file_montage_v1_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -683,7 +787,7 @@ func (x *DrainAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainAgentResponse.ProtoReflect.Descriptor instead.
 func (*DrainAgentResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{12}
+	return file_montage_v1_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DrainAgentResponse) GetAgent() *Agent {
@@ -698,7 +802,13 @@ var File_montage_v1_cluster_proto protoreflect.FileDescriptor
 const file_montage_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"\x18montage/v1/cluster.proto\x12\n" +
-	"montage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16montage/v1/types.proto\"Q\n" +
+	"montage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16montage/v1/types.proto\"u\n" +
+	"\x17SetAgentScheduleRequest\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1a\n" +
+	"\bschedule\x18\x02 \x01(\tR\bschedule\x12#\n" +
+	"\rgrace_seconds\x18\x03 \x01(\x01R\fgraceSeconds\"C\n" +
+	"\x18SetAgentScheduleResponse\x12'\n" +
+	"\x05agent\x18\x01 \x01(\v2\x11.montage.v1.AgentR\x05agent\"Q\n" +
 	"\x12EnrollAgentRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
 	"\x0fexpires_seconds\x18\x02 \x01(\x01R\x0eexpiresSeconds\"f\n" +
@@ -740,7 +850,7 @@ const file_montage_v1_cluster_proto_rawDesc = "" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x14\n" +
 	"\x05drain\x18\x02 \x01(\bR\x05drain\"=\n" +
 	"\x12DrainAgentResponse\x12'\n" +
-	"\x05agent\x18\x01 \x01(\v2\x11.montage.v1.AgentR\x05agent2\xf3\x03\n" +
+	"\x05agent\x18\x01 \x01(\v2\x11.montage.v1.AgentR\x05agent2\xd4\x04\n" +
 	"\x0eClusterService\x12M\n" +
 	"\tGetStatus\x12\x1c.montage.v1.GetStatusRequest\x1a\x1d.montage.v1.GetStatusResponse\"\x03\x90\x02\x01\x12M\n" +
 	"\n" +
@@ -750,7 +860,8 @@ const file_montage_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"DrainAgent\x12\x1d.montage.v1.DrainAgentRequest\x1a\x1e.montage.v1.DrainAgentResponse\"\x00\x12P\n" +
 	"\vRemoveAgent\x12\x1e.montage.v1.RemoveAgentRequest\x1a\x1f.montage.v1.RemoveAgentResponse\"\x00\x12P\n" +
-	"\vEnrollAgent\x12\x1e.montage.v1.EnrollAgentRequest\x1a\x1f.montage.v1.EnrollAgentResponse\"\x00B?Z=github.com/stream-montages/montage/proto/montage/v1;montagev1b\x06proto3"
+	"\vEnrollAgent\x12\x1e.montage.v1.EnrollAgentRequest\x1a\x1f.montage.v1.EnrollAgentResponse\"\x00\x12_\n" +
+	"\x10SetAgentSchedule\x12#.montage.v1.SetAgentScheduleRequest\x1a$.montage.v1.SetAgentScheduleResponse\"\x00B?Z=github.com/stream-montages/montage/proto/montage/v1;montagev1b\x06proto3"
 
 var (
 	file_montage_v1_cluster_proto_rawDescOnce sync.Once
@@ -764,46 +875,51 @@ func file_montage_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_montage_v1_cluster_proto_rawDescData
 }
 
-var file_montage_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_montage_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_montage_v1_cluster_proto_goTypes = []any{
-	(*EnrollAgentRequest)(nil),    // 0: montage.v1.EnrollAgentRequest
-	(*EnrollAgentResponse)(nil),   // 1: montage.v1.EnrollAgentResponse
-	(*RemoveAgentRequest)(nil),    // 2: montage.v1.RemoveAgentRequest
-	(*RemoveAgentResponse)(nil),   // 3: montage.v1.RemoveAgentResponse
-	(*GetStatusRequest)(nil),      // 4: montage.v1.GetStatusRequest
-	(*ClusterMember)(nil),         // 5: montage.v1.ClusterMember
-	(*GetStatusResponse)(nil),     // 6: montage.v1.GetStatusResponse
-	(*RemoveNodeRequest)(nil),     // 7: montage.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),    // 8: montage.v1.RemoveNodeResponse
-	(*ListAgentsRequest)(nil),     // 9: montage.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),    // 10: montage.v1.ListAgentsResponse
-	(*DrainAgentRequest)(nil),     // 11: montage.v1.DrainAgentRequest
-	(*DrainAgentResponse)(nil),    // 12: montage.v1.DrainAgentResponse
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*Agent)(nil),                 // 14: montage.v1.Agent
+	(*SetAgentScheduleRequest)(nil),  // 0: montage.v1.SetAgentScheduleRequest
+	(*SetAgentScheduleResponse)(nil), // 1: montage.v1.SetAgentScheduleResponse
+	(*EnrollAgentRequest)(nil),       // 2: montage.v1.EnrollAgentRequest
+	(*EnrollAgentResponse)(nil),      // 3: montage.v1.EnrollAgentResponse
+	(*RemoveAgentRequest)(nil),       // 4: montage.v1.RemoveAgentRequest
+	(*RemoveAgentResponse)(nil),      // 5: montage.v1.RemoveAgentResponse
+	(*GetStatusRequest)(nil),         // 6: montage.v1.GetStatusRequest
+	(*ClusterMember)(nil),            // 7: montage.v1.ClusterMember
+	(*GetStatusResponse)(nil),        // 8: montage.v1.GetStatusResponse
+	(*RemoveNodeRequest)(nil),        // 9: montage.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),       // 10: montage.v1.RemoveNodeResponse
+	(*ListAgentsRequest)(nil),        // 11: montage.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),       // 12: montage.v1.ListAgentsResponse
+	(*DrainAgentRequest)(nil),        // 13: montage.v1.DrainAgentRequest
+	(*DrainAgentResponse)(nil),       // 14: montage.v1.DrainAgentResponse
+	(*Agent)(nil),                    // 15: montage.v1.Agent
+	(*timestamppb.Timestamp)(nil),    // 16: google.protobuf.Timestamp
 }
 var file_montage_v1_cluster_proto_depIdxs = []int32{
-	13, // 0: montage.v1.EnrollAgentResponse.expires_at:type_name -> google.protobuf.Timestamp
-	5,  // 1: montage.v1.GetStatusResponse.members:type_name -> montage.v1.ClusterMember
-	14, // 2: montage.v1.ListAgentsResponse.agents:type_name -> montage.v1.Agent
-	14, // 3: montage.v1.DrainAgentResponse.agent:type_name -> montage.v1.Agent
-	4,  // 4: montage.v1.ClusterService.GetStatus:input_type -> montage.v1.GetStatusRequest
-	7,  // 5: montage.v1.ClusterService.RemoveNode:input_type -> montage.v1.RemoveNodeRequest
-	9,  // 6: montage.v1.ClusterService.ListAgents:input_type -> montage.v1.ListAgentsRequest
-	11, // 7: montage.v1.ClusterService.DrainAgent:input_type -> montage.v1.DrainAgentRequest
-	2,  // 8: montage.v1.ClusterService.RemoveAgent:input_type -> montage.v1.RemoveAgentRequest
-	0,  // 9: montage.v1.ClusterService.EnrollAgent:input_type -> montage.v1.EnrollAgentRequest
-	6,  // 10: montage.v1.ClusterService.GetStatus:output_type -> montage.v1.GetStatusResponse
-	8,  // 11: montage.v1.ClusterService.RemoveNode:output_type -> montage.v1.RemoveNodeResponse
-	10, // 12: montage.v1.ClusterService.ListAgents:output_type -> montage.v1.ListAgentsResponse
-	12, // 13: montage.v1.ClusterService.DrainAgent:output_type -> montage.v1.DrainAgentResponse
-	3,  // 14: montage.v1.ClusterService.RemoveAgent:output_type -> montage.v1.RemoveAgentResponse
-	1,  // 15: montage.v1.ClusterService.EnrollAgent:output_type -> montage.v1.EnrollAgentResponse
-	10, // [10:16] is the sub-list for method output_type
-	4,  // [4:10] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	15, // 0: montage.v1.SetAgentScheduleResponse.agent:type_name -> montage.v1.Agent
+	16, // 1: montage.v1.EnrollAgentResponse.expires_at:type_name -> google.protobuf.Timestamp
+	7,  // 2: montage.v1.GetStatusResponse.members:type_name -> montage.v1.ClusterMember
+	15, // 3: montage.v1.ListAgentsResponse.agents:type_name -> montage.v1.Agent
+	15, // 4: montage.v1.DrainAgentResponse.agent:type_name -> montage.v1.Agent
+	6,  // 5: montage.v1.ClusterService.GetStatus:input_type -> montage.v1.GetStatusRequest
+	9,  // 6: montage.v1.ClusterService.RemoveNode:input_type -> montage.v1.RemoveNodeRequest
+	11, // 7: montage.v1.ClusterService.ListAgents:input_type -> montage.v1.ListAgentsRequest
+	13, // 8: montage.v1.ClusterService.DrainAgent:input_type -> montage.v1.DrainAgentRequest
+	4,  // 9: montage.v1.ClusterService.RemoveAgent:input_type -> montage.v1.RemoveAgentRequest
+	2,  // 10: montage.v1.ClusterService.EnrollAgent:input_type -> montage.v1.EnrollAgentRequest
+	0,  // 11: montage.v1.ClusterService.SetAgentSchedule:input_type -> montage.v1.SetAgentScheduleRequest
+	8,  // 12: montage.v1.ClusterService.GetStatus:output_type -> montage.v1.GetStatusResponse
+	10, // 13: montage.v1.ClusterService.RemoveNode:output_type -> montage.v1.RemoveNodeResponse
+	12, // 14: montage.v1.ClusterService.ListAgents:output_type -> montage.v1.ListAgentsResponse
+	14, // 15: montage.v1.ClusterService.DrainAgent:output_type -> montage.v1.DrainAgentResponse
+	5,  // 16: montage.v1.ClusterService.RemoveAgent:output_type -> montage.v1.RemoveAgentResponse
+	3,  // 17: montage.v1.ClusterService.EnrollAgent:output_type -> montage.v1.EnrollAgentResponse
+	1,  // 18: montage.v1.ClusterService.SetAgentSchedule:output_type -> montage.v1.SetAgentScheduleResponse
+	12, // [12:19] is the sub-list for method output_type
+	5,  // [5:12] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_montage_v1_cluster_proto_init() }
@@ -818,7 +934,7 @@ func file_montage_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_montage_v1_cluster_proto_rawDesc), len(file_montage_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

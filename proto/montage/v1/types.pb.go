@@ -1135,8 +1135,11 @@ type AgentStatus struct {
 	TasksFailed     uint64 `protobuf:"varint,7,opt,name=tasks_failed,json=tasksFailed,proto3" json:"tasks_failed,omitempty"`
 	DiskFreeBytes   int64  `protobuf:"varint,8,opt,name=disk_free_bytes,json=diskFreeBytes,proto3" json:"disk_free_bytes,omitempty"`
 	GpuSessionsBusy int32  `protobuf:"varint,9,opt,name=gpu_sessions_busy,json=gpuSessionsBusy,proto3" json:"gpu_sessions_busy,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Why the agent takes no new work on its own PC ("busy: …", "on
+	// battery"); empty when it takes work.
+	Paused        string `protobuf:"bytes,10,opt,name=paused,proto3" json:"paused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AgentStatus) Reset() {
@@ -1232,6 +1235,13 @@ func (x *AgentStatus) GetGpuSessionsBusy() int32 {
 	return 0
 }
 
+func (x *AgentStatus) GetPaused() string {
+	if x != nil {
+		return x.Paused
+	}
+	return ""
+}
+
 type Agent struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1252,10 +1262,19 @@ type Agent struct {
 	// the current leader.
 	Status *AgentStatus `protobuf:"bytes,12,opt,name=status,proto3" json:"status,omitempty"`
 	// Its release and protocol version.
-	Version       string `protobuf:"bytes,13,opt,name=version,proto3" json:"version,omitempty"`
-	Protocol      int32  `protobuf:"varint,14,opt,name=protocol,proto3" json:"protocol,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Version  string `protobuf:"bytes,13,opt,name=version,proto3" json:"version,omitempty"`
+	Protocol int32  `protobuf:"varint,14,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// Why it takes no new work now: drained, quarantined, its schedule, or
+	// what it reports of its PC (busy, on battery); empty when it does.
+	IdleReason string `protobuf:"bytes,15,opt,name=idle_reason,json=idleReason,proto3" json:"idle_reason,omitempty"`
+	// When it may work ("mon-fri 22:00-07:00, sat-sun"; empty: always), in
+	// time_zone, and how long running work may go on past the window (0:
+	// finish it).
+	Schedule             string  `protobuf:"bytes,16,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	TimeZone             string  `protobuf:"bytes,17,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	ScheduleGraceSeconds float64 `protobuf:"fixed64,18,opt,name=schedule_grace_seconds,json=scheduleGraceSeconds,proto3" json:"schedule_grace_seconds,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Agent) Reset() {
@@ -1386,6 +1405,34 @@ func (x *Agent) GetProtocol() int32 {
 	return 0
 }
 
+func (x *Agent) GetIdleReason() string {
+	if x != nil {
+		return x.IdleReason
+	}
+	return ""
+}
+
+func (x *Agent) GetSchedule() string {
+	if x != nil {
+		return x.Schedule
+	}
+	return ""
+}
+
+func (x *Agent) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *Agent) GetScheduleGraceSeconds() float64 {
+	if x != nil {
+		return x.ScheduleGraceSeconds
+	}
+	return 0
+}
+
 var File_montage_v1_types_proto protoreflect.FileDescriptor
 
 const file_montage_v1_types_proto_rawDesc = "" +
@@ -1487,7 +1534,7 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\fgpu_sessions\x18\b \x01(\x05R\vgpuSessions\x12\x1a\n" +
 	"\bdrawtext\x18\t \x01(\bR\bdrawtext\x12\x1a\n" +
 	"\bhwaccels\x18\n" +
-	" \x03(\tR\bhwaccels\"\xa4\x02\n" +
+	" \x03(\tR\bhwaccels\"\xbc\x02\n" +
 	"\vAgentStatus\x12\x14\n" +
 	"\x05slots\x18\x01 \x01(\x05R\x05slots\x12\x1d\n" +
 	"\n" +
@@ -1498,7 +1545,9 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\x0ftasks_succeeded\x18\x06 \x01(\x04R\x0etasksSucceeded\x12!\n" +
 	"\ftasks_failed\x18\a \x01(\x04R\vtasksFailed\x12&\n" +
 	"\x0fdisk_free_bytes\x18\b \x01(\x03R\rdiskFreeBytes\x12*\n" +
-	"\x11gpu_sessions_busy\x18\t \x01(\x05R\x0fgpuSessionsBusy\"\xcd\x04\n" +
+	"\x11gpu_sessions_busy\x18\t \x01(\x05R\x0fgpuSessionsBusy\x12\x16\n" +
+	"\x06paused\x18\n" +
+	" \x01(\tR\x06paused\"\xdd\x05\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12A\n" +
@@ -1516,7 +1565,12 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\fmetrics_addr\x18\v \x01(\tR\vmetricsAddr\x12/\n" +
 	"\x06status\x18\f \x01(\v2\x17.montage.v1.AgentStatusR\x06status\x12\x18\n" +
 	"\aversion\x18\r \x01(\tR\aversion\x12\x1a\n" +
-	"\bprotocol\x18\x0e \x01(\x05R\bprotocol\x1a9\n" +
+	"\bprotocol\x18\x0e \x01(\x05R\bprotocol\x12\x1f\n" +
+	"\vidle_reason\x18\x0f \x01(\tR\n" +
+	"idleReason\x12\x1a\n" +
+	"\bschedule\x18\x10 \x01(\tR\bschedule\x12\x1b\n" +
+	"\ttime_zone\x18\x11 \x01(\tR\btimeZone\x124\n" +
+	"\x16schedule_grace_seconds\x18\x12 \x01(\x01R\x14scheduleGraceSeconds\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x99\x01\n" +

@@ -1238,6 +1238,9 @@ type Agent struct {
 	Version        string                 `protobuf:"bytes,14,opt,name=version,proto3" json:"version,omitempty"`
 	Protocol       int64                  `protobuf:"varint,15,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	EnrolledName   string                 `protobuf:"bytes,16,opt,name=enrolled_name,json=enrolledName,proto3" json:"enrolled_name,omitempty"`
+	Schedule       string                 `protobuf:"bytes,17,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	TimeZone       string                 `protobuf:"bytes,18,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	ScheduleGrace  int64                  `protobuf:"varint,19,opt,name=schedule_grace,json=scheduleGrace,proto3" json:"schedule_grace,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1382,6 +1385,27 @@ func (x *Agent) GetEnrolledName() string {
 		return x.EnrolledName
 	}
 	return ""
+}
+
+func (x *Agent) GetSchedule() string {
+	if x != nil {
+		return x.Schedule
+	}
+	return ""
+}
+
+func (x *Agent) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *Agent) GetScheduleGrace() int64 {
+	if x != nil {
+		return x.ScheduleGrace
+	}
+	return 0
 }
 
 type CacheEntry struct {
@@ -1701,7 +1725,7 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\x0esource_suspect\x18\x1b \x01(\bR\rsourceSuspect\x1a=\n" +
 	"\x0fFailCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xda\x04\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xba\x05\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\"\n" +
@@ -1720,7 +1744,10 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\fmetrics_addr\x18\r \x01(\tR\vmetricsAddr\x12\x18\n" +
 	"\aversion\x18\x0e \x01(\tR\aversion\x12\x1a\n" +
 	"\bprotocol\x18\x0f \x01(\x03R\bprotocol\x12#\n" +
-	"\renrolled_name\x18\x10 \x01(\tR\fenrolledName\x1a9\n" +
+	"\renrolled_name\x18\x10 \x01(\tR\fenrolledName\x12\x1a\n" +
+	"\bschedule\x18\x11 \x01(\tR\bschedule\x12\x1b\n" +
+	"\ttime_zone\x18\x12 \x01(\tR\btimeZone\x12%\n" +
+	"\x0eschedule_grace\x18\x13 \x01(\x03R\rscheduleGrace\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfa\x01\n" +

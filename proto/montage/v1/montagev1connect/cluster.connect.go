@@ -51,6 +51,9 @@ const (
 	// ClusterServiceEnrollAgentProcedure is the fully-qualified name of the ClusterService's
 	// EnrollAgent RPC.
 	ClusterServiceEnrollAgentProcedure = "/montage.v1.ClusterService/EnrollAgent"
+	// ClusterServiceSetAgentScheduleProcedure is the fully-qualified name of the ClusterService's
+	// SetAgentSchedule RPC.
+	ClusterServiceSetAgentScheduleProcedure = "/montage.v1.ClusterService/SetAgentSchedule"
 )
 
 // ClusterServiceClient is a client for the montage.v1.ClusterService service.
@@ -68,6 +71,9 @@ type ClusterServiceClient interface {
 	// EnrollAgent makes a one-time token a new PC registers with: used once,
 	// through raft, and void after expires_seconds.
 	EnrollAgent(context.Context, *connect.Request[v1.EnrollAgentRequest]) (*connect.Response[v1.EnrollAgentResponse], error)
+	// SetAgentSchedule sets when an agent may take work, in its time zone
+	// (empty: always), and how long running work may go on past the window.
+	SetAgentSchedule(context.Context, *connect.Request[v1.SetAgentScheduleRequest]) (*connect.Response[v1.SetAgentScheduleResponse], error)
 }
 
 // NewClusterServiceClient constructs a client for the montage.v1.ClusterService service. By
@@ -119,17 +125,24 @@ func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(clusterServiceMethods.ByName("EnrollAgent")),
 			connect.WithClientOptions(opts...),
 		),
+		setAgentSchedule: connect.NewClient[v1.SetAgentScheduleRequest, v1.SetAgentScheduleResponse](
+			httpClient,
+			baseURL+ClusterServiceSetAgentScheduleProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("SetAgentSchedule")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // clusterServiceClient implements ClusterServiceClient.
 type clusterServiceClient struct {
-	getStatus   *connect.Client[v1.GetStatusRequest, v1.GetStatusResponse]
-	removeNode  *connect.Client[v1.RemoveNodeRequest, v1.RemoveNodeResponse]
-	listAgents  *connect.Client[v1.ListAgentsRequest, v1.ListAgentsResponse]
-	drainAgent  *connect.Client[v1.DrainAgentRequest, v1.DrainAgentResponse]
-	removeAgent *connect.Client[v1.RemoveAgentRequest, v1.RemoveAgentResponse]
-	enrollAgent *connect.Client[v1.EnrollAgentRequest, v1.EnrollAgentResponse]
+	getStatus        *connect.Client[v1.GetStatusRequest, v1.GetStatusResponse]
+	removeNode       *connect.Client[v1.RemoveNodeRequest, v1.RemoveNodeResponse]
+	listAgents       *connect.Client[v1.ListAgentsRequest, v1.ListAgentsResponse]
+	drainAgent       *connect.Client[v1.DrainAgentRequest, v1.DrainAgentResponse]
+	removeAgent      *connect.Client[v1.RemoveAgentRequest, v1.RemoveAgentResponse]
+	enrollAgent      *connect.Client[v1.EnrollAgentRequest, v1.EnrollAgentResponse]
+	setAgentSchedule *connect.Client[v1.SetAgentScheduleRequest, v1.SetAgentScheduleResponse]
 }
 
 // GetStatus calls montage.v1.ClusterService.GetStatus.
@@ -162,6 +175,11 @@ func (c *clusterServiceClient) EnrollAgent(ctx context.Context, req *connect.Req
 	return c.enrollAgent.CallUnary(ctx, req)
 }
 
+// SetAgentSchedule calls montage.v1.ClusterService.SetAgentSchedule.
+func (c *clusterServiceClient) SetAgentSchedule(ctx context.Context, req *connect.Request[v1.SetAgentScheduleRequest]) (*connect.Response[v1.SetAgentScheduleResponse], error) {
+	return c.setAgentSchedule.CallUnary(ctx, req)
+}
+
 // ClusterServiceHandler is an implementation of the montage.v1.ClusterService service.
 type ClusterServiceHandler interface {
 	GetStatus(context.Context, *connect.Request[v1.GetStatusRequest]) (*connect.Response[v1.GetStatusResponse], error)
@@ -177,6 +195,9 @@ type ClusterServiceHandler interface {
 	// EnrollAgent makes a one-time token a new PC registers with: used once,
 	// through raft, and void after expires_seconds.
 	EnrollAgent(context.Context, *connect.Request[v1.EnrollAgentRequest]) (*connect.Response[v1.EnrollAgentResponse], error)
+	// SetAgentSchedule sets when an agent may take work, in its time zone
+	// (empty: always), and how long running work may go on past the window.
+	SetAgentSchedule(context.Context, *connect.Request[v1.SetAgentScheduleRequest]) (*connect.Response[v1.SetAgentScheduleResponse], error)
 }
 
 // NewClusterServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -224,6 +245,12 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 		connect.WithSchema(clusterServiceMethods.ByName("EnrollAgent")),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterServiceSetAgentScheduleHandler := connect.NewUnaryHandler(
+		ClusterServiceSetAgentScheduleProcedure,
+		svc.SetAgentSchedule,
+		connect.WithSchema(clusterServiceMethods.ByName("SetAgentSchedule")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/montage.v1.ClusterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ClusterServiceGetStatusProcedure:
@@ -238,6 +265,8 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 			clusterServiceRemoveAgentHandler.ServeHTTP(w, r)
 		case ClusterServiceEnrollAgentProcedure:
 			clusterServiceEnrollAgentHandler.ServeHTTP(w, r)
+		case ClusterServiceSetAgentScheduleProcedure:
+			clusterServiceSetAgentScheduleHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -269,4 +298,8 @@ func (UnimplementedClusterServiceHandler) RemoveAgent(context.Context, *connect.
 
 func (UnimplementedClusterServiceHandler) EnrollAgent(context.Context, *connect.Request[v1.EnrollAgentRequest]) (*connect.Response[v1.EnrollAgentResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("montage.v1.ClusterService.EnrollAgent is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) SetAgentSchedule(context.Context, *connect.Request[v1.SetAgentScheduleRequest]) (*connect.Response[v1.SetAgentScheduleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("montage.v1.ClusterService.SetAgentSchedule is not implemented"))
 }
