@@ -187,7 +187,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.GPUSessions <= 0 {
 		cfg.GPUSessions = 2
 	}
-	caps := &montagev1.AgentCapabilities{FfmpegVersion: ffv, FfprobeVersion: fpv, Os: runtime.GOOS, Arch: runtime.GOARCH}
+	caps := &montagev1.AgentCapabilities{FfmpegVersion: ffv, FfprobeVersion: fpv, Os: runtime.GOOS, Arch: runtime.GOARCH, Cpu: cpuName()}
 	// Encoders are proven by a real test encode each: a listed NVENC
 	// encoder says nothing about whether this machine has a GPU that can
 	// run it (a datacenter H100 has none).

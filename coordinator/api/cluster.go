@@ -92,12 +92,15 @@ func (s *Server) ListAgents(context.Context, *connect.Request[montagev1.ListAgen
 	out := &montagev1.ListAgentsResponse{}
 	s.node.View(func(st *fsm.State) {
 		inUse := map[string]int32{}
+		tasks := map[string][]string{}
 		for _, t := range st.LeasedTasks() {
 			inUse[t.AgentID]++
+			tasks[t.AgentID] = append(tasks[t.AgentID], t.ID)
 		}
 		for _, a := range st.Agents {
 			p := agentProto(a)
 			p.SlotsInUse = inUse[a.ID]
+			p.CurrentTasks = tasks[a.ID]
 			p.IdleReason = s.idleReason(a)
 			out.Agents = append(out.Agents, p)
 		}

@@ -109,7 +109,7 @@ func (a *app) agentsCmd() *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.out, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tSTATE\tSLOTS\tFAILS\tSPEED\tVERSION\tOS\tGPU\tENCODERS\tFFMPEG\tLAST CONTACT")
+			fmt.Fprintln(tw, "ID\tNAME\tSTATE\tSLOTS\tTASKS\tFAILS\tSPEED\tVERSION\tOS\tCPU\tGPU\tENCODERS\tFFMPEG\tLAST CONTACT")
 			for _, ag := range resp.Msg.GetAgents() {
 				seen := "-"
 				if ls := ag.GetLastSeen(); ls != nil && ls.CheckValid() == nil {
@@ -122,9 +122,10 @@ func (a *app) agentsCmd() *cobra.Command {
 					state += ", idle: " + printable(r, 160)
 				}
 				caps := ag.GetCapabilities()
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(ag.GetId(), 80), printable(ag.GetName(), 80), state,
-					ag.GetSlotsInUse(), ag.GetSlots(), ag.GetFailStreak(), speedWord(ag.GetStatus()), orDash(printable(ag.GetVersion(), 40)),
-					orDash(printable(caps.GetOs()+"/"+caps.GetArch(), 40)), orDash(printable(caps.GetGpuName(), 60)),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(ag.GetId(), 80), printable(ag.GetName(), 80), state,
+					ag.GetSlotsInUse(), ag.GetSlots(), orDash(printable(strings.Join(ag.GetCurrentTasks(), ","), 200)), ag.GetFailStreak(),
+					speedWord(ag.GetStatus()), orDash(printable(ag.GetVersion(), 40)),
+					orDash(printable(caps.GetOs()+"/"+caps.GetArch(), 40)), orDash(printable(caps.GetCpu(), 60)), orDash(printable(caps.GetGpuName(), 60)),
 					printable(strings.Join(caps.GetEncoders(), ","), 200),
 					printable(ffmpegVersion(ag.GetCapabilities().GetFfmpegVersion()), 40), seen)
 			}

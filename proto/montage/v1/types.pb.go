@@ -1015,7 +1015,9 @@ type AgentCapabilities struct {
 	// A font was found, so titles can be drawn.
 	Drawtext bool `protobuf:"varint,9,opt,name=drawtext,proto3" json:"drawtext,omitempty"`
 	// Hardware families whose test encode succeeded ("nvenc", "vaapi", ...).
-	Hwaccels      []string `protobuf:"bytes,10,rep,name=hwaccels,proto3" json:"hwaccels,omitempty"`
+	Hwaccels []string `protobuf:"bytes,10,rep,name=hwaccels,proto3" json:"hwaccels,omitempty"`
+	// The CPU model and how many threads it runs.
+	Cpu           string `protobuf:"bytes,11,opt,name=cpu,proto3" json:"cpu,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1118,6 +1120,13 @@ func (x *AgentCapabilities) GetHwaccels() []string {
 		return x.Hwaccels
 	}
 	return nil
+}
+
+func (x *AgentCapabilities) GetCpu() string {
+	if x != nil {
+		return x.Cpu
+	}
+	return ""
 }
 
 // AgentStatus is what an agent reports of itself with each call.
@@ -1273,8 +1282,10 @@ type Agent struct {
 	Schedule             string  `protobuf:"bytes,16,opt,name=schedule,proto3" json:"schedule,omitempty"`
 	TimeZone             string  `protobuf:"bytes,17,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
 	ScheduleGraceSeconds float64 `protobuf:"fixed64,18,opt,name=schedule_grace_seconds,json=scheduleGraceSeconds,proto3" json:"schedule_grace_seconds,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The tasks it holds leases on now.
+	CurrentTasks  []string `protobuf:"bytes,19,rep,name=current_tasks,json=currentTasks,proto3" json:"current_tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Agent) Reset() {
@@ -1433,6 +1444,13 @@ func (x *Agent) GetScheduleGraceSeconds() float64 {
 	return 0
 }
 
+func (x *Agent) GetCurrentTasks() []string {
+	if x != nil {
+		return x.CurrentTasks
+	}
+	return nil
+}
+
 var File_montage_v1_types_proto protoreflect.FileDescriptor
 
 const file_montage_v1_types_proto_rawDesc = "" +
@@ -1522,7 +1540,7 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\x06chunks\x18\x11 \x01(\x05R\x06chunks\x12\x16\n" +
 	"\x06cached\x18\x12 \x01(\bR\x06cached\x12\x1a\n" +
 	"\brequires\x18\x13 \x03(\tR\brequires\x12\x12\n" +
-	"\x04role\x18\x14 \x01(\tR\x04role\"\xbe\x02\n" +
+	"\x04role\x18\x14 \x01(\tR\x04role\"\xd0\x02\n" +
 	"\x11AgentCapabilities\x12%\n" +
 	"\x0effmpeg_version\x18\x01 \x01(\tR\rffmpegVersion\x12'\n" +
 	"\x0fffprobe_version\x18\x02 \x01(\tR\x0effprobeVersion\x12\x1a\n" +
@@ -1534,7 +1552,8 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\fgpu_sessions\x18\b \x01(\x05R\vgpuSessions\x12\x1a\n" +
 	"\bdrawtext\x18\t \x01(\bR\bdrawtext\x12\x1a\n" +
 	"\bhwaccels\x18\n" +
-	" \x03(\tR\bhwaccels\"\xbc\x02\n" +
+	" \x03(\tR\bhwaccels\x12\x10\n" +
+	"\x03cpu\x18\v \x01(\tR\x03cpu\"\xbc\x02\n" +
 	"\vAgentStatus\x12\x14\n" +
 	"\x05slots\x18\x01 \x01(\x05R\x05slots\x12\x1d\n" +
 	"\n" +
@@ -1547,7 +1566,7 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\x0fdisk_free_bytes\x18\b \x01(\x03R\rdiskFreeBytes\x12*\n" +
 	"\x11gpu_sessions_busy\x18\t \x01(\x05R\x0fgpuSessionsBusy\x12\x16\n" +
 	"\x06paused\x18\n" +
-	" \x01(\tR\x06paused\"\xdd\x05\n" +
+	" \x01(\tR\x06paused\"\x82\x06\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12A\n" +
@@ -1570,7 +1589,8 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"idleReason\x12\x1a\n" +
 	"\bschedule\x18\x10 \x01(\tR\bschedule\x12\x1b\n" +
 	"\ttime_zone\x18\x11 \x01(\tR\btimeZone\x124\n" +
-	"\x16schedule_grace_seconds\x18\x12 \x01(\x01R\x14scheduleGraceSeconds\x1a9\n" +
+	"\x16schedule_grace_seconds\x18\x12 \x01(\x01R\x14scheduleGraceSeconds\x12#\n" +
+	"\rcurrent_tasks\x18\x13 \x03(\tR\fcurrentTasks\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x99\x01\n" +
