@@ -4,6 +4,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -107,7 +108,13 @@ func run(args []string) error {
 		fs.StringVar(&targetOS, "os", runtime.GOOS, "with -dry-run: the platform to print for (linux, darwin, windows or all)")
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (see montage-agent %s -h)", fs.Arg(0), cmd)
 	}
 	if o.version {
 		fmt.Println("montage-agent", version.String())
