@@ -29,6 +29,7 @@ import (
 	"github.com/stream-montages/montage/coordinator/config"
 	"github.com/stream-montages/montage/internal/clock"
 	"github.com/stream-montages/montage/internal/tlsconf"
+	"github.com/stream-montages/montage/internal/version"
 )
 
 func main() {
@@ -42,6 +43,10 @@ func run() error {
 	cfg, err := config.Load(flag.CommandLine, os.Args[1:])
 	if err != nil {
 		return err
+	}
+	if cfg.Version {
+		fmt.Println("montage-coordinator", version.String())
+		return nil
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil {

@@ -111,10 +111,61 @@ func TestEnrollment(t *testing.T) {
 	withJoin.kill(syscall.SIGTERM)
 }
 
-// The .deb that make release builds installs with dpkg, its agent enrols
-// with a dev coordinator, shows its version, renders a montage, and dpkg
-// removes it cleanly.
-func TestDebianPackage(t *testing.T) {
+// make release builds the three programs for every target, stamped with
+// the version, packages and a checksum of each; then (as root) the .deb
+// installs with dpkg, its agent enrols with a dev coordinator, shows its
+// version, renders a montage, and dpkg removes it cleanly.
+func TestRelease(t *testing.T) {
+	dist := t.TempDir()
+	const version = "0.1.0~e2e"
+	cmd := exec.Command("../scripts/release.sh")
+	cmd.Env = append(os.Environ(), "DIST="+dist, "VERSION="+version)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("release: %v\n%s", err, out)
+	}
+	sums, err := os.ReadFile(filepath.Join(dist, "SHA256SUMS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, target := range []string{"linux_amd64", "linux_arm64", "darwin_amd64", "darwin_arm64", "windows_amd64"} {
+		for _, prog := range []string{"montage-coordinator", "montage-agent", "montagectl"} {
+			if strings.HasPrefix(target, "windows") {
+				prog += ".exe"
+			}
+			want = append(want, target+"/"+prog)
+		}
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		for _, pkg := range []string{"montage-agent", "montage-coordinator"} {
+			want = append(want, pkg+"_"+version+"_"+arch+".deb")
+		}
+	}
+	want = append(want, "montage-agent-"+version+"-1.x86_64.rpm", "montage-coordinator-"+version+"-1.aarch64.rpm")
+	for _, f := range want {
+		if _, err := os.Stat(filepath.Join(dist, f)); err != nil {
+			t.Errorf("release lacks %s", f)
+		}
+		if !strings.Contains(string(sums), "  "+f+"\n") {
+			t.Errorf("SHA256SUMS does not list %s", f)
+		}
+	}
+	check := exec.Command("sha256sum", "-c", "SHA256SUMS")
+	check.Dir = dist
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Errorf("sha256sum -c: %v\n%s", err, out)
+	}
+	native := filepath.Join(dist, "linux_"+runtime.GOARCH)
+	for _, c := range [][]string{{"montage-agent", "-version"}, {"montage-coordinator", "-version"}, {"montagectl", "version"}} {
+		out, err := exec.Command(filepath.Join(native, c[0]), c[1:]...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), c[0]+" "+version+" (") {
+			t.Errorf("%s %s: %v %s", c[0], c[1], err, out)
+		}
+	}
+	t.Run("deb", func(t *testing.T) { debianPackage(t, dist, version) })
+}
+
+func debianPackage(t *testing.T, dist, version string) {
 	if os.Geteuid() != 0 {
 		t.Skip("installing a .deb needs root (dpkg -i); run the e2e tests as root to include it")
 	}
@@ -124,18 +175,7 @@ func TestDebianPackage(t *testing.T) {
 	if out, err := exec.Command("dpkg", "-s", "montage-agent").CombinedOutput(); err == nil {
 		t.Fatalf("montage-agent is installed on this machine already; this test would replace it:\n%s", out)
 	}
-	dist := t.TempDir()
-	const version = "0.1.0~e2e"
-	cmd := exec.Command("../scripts/release.sh")
-	cmd.Env = append(os.Environ(), "TARGETS=linux/"+runtime.GOARCH, "DIST="+dist, "VERSION="+version)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("release: %v\n%s", err, out)
-	}
 	deb := filepath.Join(dist, "montage-agent_"+version+"_"+runtime.GOARCH+".deb")
-	sums, err := os.ReadFile(filepath.Join(dist, "SHA256SUMS"))
-	if err != nil || !strings.Contains(string(sums), filepath.Base(deb)) {
-		t.Fatalf("SHA256SUMS does not list the package: %v\n%s", err, sums)
-	}
 	t.Cleanup(func() { _ = exec.Command("dpkg", "--purge", "montage-agent").Run() })
 	if out, err := exec.Command("dpkg", "-i", deb).CombinedOutput(); err != nil {
 		t.Fatalf("dpkg -i: %v\n%s", err, out)

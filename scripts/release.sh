@@ -9,7 +9,8 @@ DIST="${DIST:-dist}"
 TARGETS="${TARGETS:-linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64}"
 rm -rf "$DIST"
 mkdir -p "$DIST"
-ldflags="-s -w -X github.com/stream-montages/montage/internal/version.Version=$VERSION"
+commit="$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+ldflags="-s -w -X github.com/stream-montages/montage/internal/version.Version=$VERSION -X github.com/stream-montages/montage/internal/version.Commit=$commit"
 arches=()
 for t in $TARGETS; do
   os="${t%/*}" arch="${t#*/}"

@@ -18,6 +18,8 @@ import (
 type Coordinator struct {
 	Dev      bool
 	DevAgent bool
+	// Version: print the version and exit.
+	Version bool
 	// DevAgentMetrics is where -dev's embedded agent serves its metrics.
 	DevAgentMetrics string
 	AgentSlots      int
@@ -110,6 +112,7 @@ func Flags(fs *flag.FlagSet) *Coordinator {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of -tls-cert")
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "PEM CA that signed every coordinator's certificate (raft peers and forwarding are verified against it)")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "serve the API without tokens on a non-loopback address (anyone who reaches it runs the farm)")
+	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 	fs.StringVar(&c.ConfigFile, "config", "", "YAML file of flag settings (keys are flag names; retry_join lists addresses to join)")
 	return c
 }
@@ -120,6 +123,9 @@ func Load(fs *flag.FlagSet, args []string) (*Coordinator, error) {
 	c := Flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if c.Version {
+		return c, nil
 	}
 	if c.ConfigFile != "" {
 		if err := flagfile.Apply(fs, c.ConfigFile, map[string]string{"retry-join": "join"}); err != nil {

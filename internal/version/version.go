@@ -29,7 +29,12 @@ var (
 	modified bool
 )
 
+// Commit may be stamped by the release build (-X …/version.Commit=abc1234)
+// where the build has no VCS information.
+var Commit = ""
+
 func read() {
+	revision = Commit
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return
@@ -37,7 +42,9 @@ func read() {
 	for _, s := range info.Settings {
 		switch s.Key {
 		case "vcs.revision":
-			revision = s.Value
+			if revision == "" {
+				revision = s.Value
+			}
 		case "vcs.modified":
 			modified = s.Value == "true"
 		}
