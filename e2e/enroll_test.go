@@ -222,3 +222,42 @@ func debianPackage(t *testing.T, dist, version string) {
 		t.Error("the montage-agent user is still there after purge")
 	}
 }
+
+// install --dry-run prints, for every platform, the config file and the
+// service definition it would install, touching nothing; the systemd unit
+// it prints for this PC passes systemd-analyze verify.
+func TestInstallDryRun(t *testing.T) {
+	if _, err := os.Stat("/etc/montage-agent"); err == nil {
+		t.Skip("/etc/montage-agent exists on this machine: an agent is installed here")
+	}
+	bin := filepath.Join(binDir, "montage-agent")
+	out, err := exec.Command(bin, "install", "--dry-run", "-os", "all", "--coordinator", "http://farm.lan:7400", "--enroll", "enroll-abc", "--slots", "2").CombinedOutput()
+	if err != nil {
+		t.Fatalf("install --dry-run: %v\n%s", err, out)
+	}
+	text := string(out)
+	for _, want := range []string{
+		"# ==== linux: /etc/montage-agent/agent.yaml ====", "coordinator: http://farm.lan:7400", "enroll: enroll-abc", "slots: \"2\"",
+		"data-dir: /var/lib/montage-agent", "ExecStart=" + bin + " run -config /etc/montage-agent/agent.yaml", "User=montage-agent", "ProtectSystem=strict",
+		"# ==== darwin: /Library/Application Support/montage-agent/agent.yaml ====", "<key>ProgramArguments</key>",
+		"# ==== windows: C:\\ProgramData\\montage-agent\\agent.yaml ====", "Start type:    automatic (delayed start)",
+	} {
+		mustContain(t, text, want, "install --dry-run")
+	}
+	if _, err := os.Stat("/etc/montage-agent"); err == nil {
+		t.Fatal("a dry run wrote /etc/montage-agent")
+	}
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Fatal("systemd-analyze is missing: sudo apt-get install -y systemd")
+	}
+	start := strings.Index(text, "[Unit]")
+	end := strings.Index(text, "# ==== darwin")
+	unit := filepath.Join(t.TempDir(), "montage-agent.service")
+	if err := os.WriteFile(unit, []byte(text[start:end]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(analyze, "verify", unit).CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("systemd-analyze verify of the printed unit: %v\n%s", err, out)
+	}
+}

@@ -97,3 +97,21 @@ func TestAgentSchedule(t *testing.T) {
 		t.Errorf("a paused agent with its schedule cleared: %v %v", agents.Msg.GetAgents(), err)
 	}
 }
+
+// An agent speaking a protocol this coordinator does not is refused with
+// both releases named; one older than the field (0) speaks 1.
+func TestAgentProtocolVersion(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	_, err := h.agents.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: "new", Slots: 1, Version: "9.0.0", Protocol: 99}))
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "release 9.0.0") || !strings.Contains(err.Error(), "speaks agent protocol 99") {
+		t.Errorf("protocol 99: %v", err)
+	}
+	if _, err := h.agents.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: "old", Slots: 1})); err != nil {
+		t.Errorf("an agent that does not say its protocol: %v", err)
+	}
+	r, err := h.agents.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{AgentId: "cur", Slots: 1, Version: "0.1.0", Protocol: 1}))
+	if err != nil || r.Msg.GetAgent().GetVersion() != "0.1.0" || r.Msg.GetAgent().GetProtocol() != 1 {
+		t.Errorf("a current agent: %v %v", r.Msg.GetAgent(), err)
+	}
+}
