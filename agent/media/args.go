@@ -464,3 +464,19 @@ func ConcatList(paths []string) string {
 	}
 	return b.String()
 }
+
+// TranscriptAudioArgs extract a highlight's audio for transcription: mono
+// 16 kHz Opus at 24 kb/s in Ogg (about 0.18 MB a minute), straight from
+// the source without decoding its video, while silencedetect reports the
+// pauses on stderr (where the audio is cut into chunks).
+func TranscriptAudioArgs(input string, start, duration float64, out string) []string {
+	return []string{"-hide_banner", "-nostdin", "-y", "-ss", secs(start), "-i", input, "-t", secs(duration),
+		"-vn", "-sn", "-dn", "-map", "0:a:0", "-ac", "1", "-ar", "16000",
+		"-af", "silencedetect=noise=-35dB:d=0.4", "-c:a", "libopus", "-b:a", "24k", "-application", "voip",
+		"-f", "ogg", out}
+}
+
+// AudioChunkArgs copy [start, end) of an extracted audio file.
+func AudioChunkArgs(in string, start, end float64, out string) []string {
+	return []string{"-hide_banner", "-nostdin", "-y", "-ss", secs(start), "-to", secs(end), "-i", in, "-c", "copy", "-f", "ogg", out}
+}
