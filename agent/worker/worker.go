@@ -358,7 +358,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.paused = why
 			a.mu.Unlock()
 			if changed && paused {
-				a.log.Info("taking no new work: "+why, "running", a.busy())
+				a.log.Info("taking no new work", "why", why, "running", a.busy())
 			} else if changed {
 				a.log.Info("taking work again")
 			}
