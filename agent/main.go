@@ -21,6 +21,7 @@ import (
 
 	"github.com/stream-montages/montage/agent/busy"
 	"github.com/stream-montages/montage/agent/egress"
+	"github.com/stream-montages/montage/agent/transcribe"
 	"github.com/stream-montages/montage/agent/worker"
 	"github.com/stream-montages/montage/internal/flagfile"
 	"github.com/stream-montages/montage/internal/tlsconf"
@@ -53,6 +54,7 @@ type options struct {
 	busyCPU                                                                             float64
 	busyCool                                                                            time.Duration
 	battery                                                                             bool
+	openaiKeyFile, openaiBase, openaiModel                                              string
 	skipTLS, denyPriv, version                                                          bool
 	pollWait                                                                            time.Duration
 }
@@ -84,6 +86,9 @@ func agentFlags(fs *flag.FlagSet) *options {
 	fs.Float64Var(&o.busyCPU, "busy-cpu", 50, "take no new work while other programs use more than this percent of the CPU (0: never pause for that)")
 	fs.DurationVar(&o.busyCool, "busy-cooldown", 2*time.Minute, "after the PC was busy or on battery, wait this long before taking work again")
 	fs.BoolVar(&o.battery, "pause-on-battery", true, "take no new work while the PC runs on battery (Linux)")
+	fs.StringVar(&o.openaiKeyFile, "openai-key-file", "", "file holding the transcription service's API key (or set OPENAI_API_KEY); with a key or a base URL the agent transcribes")
+	fs.StringVar(&o.openaiBase, "openai-base-url", "", "an OpenAI-compatible transcription server, e.g. http://gpu-pc:8080/v1 for whisper.cpp (or set OPENAI_BASE_URL; default OpenAI)")
+	fs.StringVar(&o.openaiModel, "openai-model", "", "transcription model (or set OPENAI_MODEL; default whisper-1)")
 	fs.StringVar(&o.config, "config", "", "YAML file of flag settings (keys are flag names); flags given here win")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	return o
@@ -193,7 +198,11 @@ func work(ctx context.Context, o *options) error {
 	if o.skipTLS {
 		log.Warn("-tls-skip-verify: the coordinators' and object store's certificates are not checked; this is for tests only")
 	}
-	a, err := worker.New(ctx, worker.Config{Coordinator: o.coord, DataDir: o.dataDir, Name: o.name, Slots: o.slots, Labels: lbl, Log: log,
+	tr, err := transcribe.Configure(o.openaiKeyFile, o.openaiBase, o.openaiModel, nil)
+	if err != nil {
+		return err
+	}
+	a, err := worker.New(ctx, worker.Config{Transcriber: tr, Coordinator: o.coord, DataDir: o.dataDir, Name: o.name, Slots: o.slots, Labels: lbl, Log: log,
 		JoinToken: join, EnrollToken: strings.TrimSpace(o.enroll), HTTPClient: clients.coordinator, ObjectClient: clients.objects, SourceClient: clients.sources,
 		GPUSessions: o.gpuSess, Threads: o.threads, Pause: pauser(o), Hardware: o.hardware, YTDLP: o.ytdlp, FontFile: o.font, PollWait: o.pollWait})
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/stream-montages/montage/agent/egress"
+	"github.com/stream-montages/montage/agent/transcribe"
 	"github.com/stream-montages/montage/agent/worker"
 	"github.com/stream-montages/montage/coordinator/api"
 	"github.com/stream-montages/montage/coordinator/auth"
@@ -220,7 +221,13 @@ func startEmbeddedAgent(ctx context.Context, cfg *config.Coordinator, log *slog.
 	// -dev is for one PC: sources on its own loopback (the samples of
 	// `make demo`) are allowed; every other egress rule stays.
 	loopback, _ := egress.ParseCIDRs("127.0.0.0/8,::1")
-	a, err := worker.New(ctx, worker.Config{
+	// The embedded agent transcribes with OPENAI_API_KEY / OPENAI_BASE_URL
+	// / OPENAI_MODEL, as a real one does.
+	tr, err := transcribe.Configure("", "", "", nil)
+	if err != nil {
+		return fmt.Errorf("embedded agent: %w", err)
+	}
+	a, err := worker.New(ctx, worker.Config{Transcriber: tr,
 		Coordinator: cfg.Advertise, DataDir: filepath.Join(cfg.DataDir, "agent"), Name: "embedded", Slots: cfg.AgentSlots,
 		Log: log.With("component", "agent"), SourceClient: egress.Client(egress.Policy{Allow: loopback}, nil),
 	})

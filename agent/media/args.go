@@ -480,3 +480,19 @@ func TranscriptAudioArgs(input string, start, duration float64, out string) []st
 func AudioChunkArgs(in string, start, end float64, out string) []string {
 	return []string{"-hide_banner", "-nostdin", "-y", "-ss", secs(start), "-to", secs(end), "-i", in, "-c", "copy", "-f", "ogg", out}
 }
+
+// iso639 maps the two-letter language codes people give to the three
+// letters MP4 tracks carry.
+var iso639 = map[string]string{"en": "eng", "de": "deu", "fr": "fra", "es": "spa", "it": "ita", "pt": "por", "nl": "nld",
+	"pl": "pol", "ru": "rus", "ja": "jpn", "ko": "kor", "zh": "zho", "sv": "swe", "tr": "tur", "uk": "ukr"}
+
+// EmbedSubtitlesArgs add srt to an MP4 as a soft (mov_text) subtitle
+// track; video, audio and chapters are copied as they are.
+func EmbedSubtitlesArgs(in, srt, language, out string) []string {
+	args := []string{"-hide_banner", "-nostdin", "-y", "-i", in, "-i", srt, "-map", "0", "-map", "1:0", "-c", "copy", "-c:s", "mov_text",
+		"-map_metadata", "0", "-map_chapters", "0", "-metadata:s:s:0", "title=Subtitles"}
+	if l := iso639[language]; l != "" {
+		args = append(args, "-metadata:s:s:0", "language="+l)
+	}
+	return append(args, "-movflags", "+faststart", "-progress", "pipe:1", "-nostats", "-f", "mp4", out)
+}

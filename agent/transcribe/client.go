@@ -172,3 +172,33 @@ func KeyFromFile(path string) (string, error) {
 	}
 	return strings.TrimSpace(key), nil
 }
+
+// Configure makes the agent's client from its settings and the
+// environment (OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_MODEL), nil when
+// neither a key nor a server is given: the agent then does not transcribe.
+func Configure(keyFile, baseURL, model string, hc *http.Client) (*Client, error) {
+	key := strings.TrimSpace(os.Getenv("OPENAI_API_KEY"))
+	if keyFile != "" {
+		k, err := KeyFromFile(keyFile)
+		if err != nil {
+			return nil, err
+		}
+		key = k
+	}
+	if baseURL == "" {
+		baseURL = strings.TrimSpace(os.Getenv("OPENAI_BASE_URL"))
+	}
+	if model == "" {
+		model = strings.TrimSpace(os.Getenv("OPENAI_MODEL"))
+	}
+	if key == "" && baseURL == "" {
+		return nil, nil
+	}
+	if baseURL != "" && !strings.HasPrefix(baseURL, "http://") && !strings.HasPrefix(baseURL, "https://") {
+		return nil, fmt.Errorf("-openai-base-url %q: want http(s)://HOST[:PORT]/v1", baseURL)
+	}
+	if key == "" {
+		key = "none" // a local server without keys; the header must still be sent
+	}
+	return New(Config{Key: key, BaseURL: baseURL, Model: model, HTTPClient: hc}), nil
+}

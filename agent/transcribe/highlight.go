@@ -33,6 +33,9 @@ func (c *Client) Transcribe(ctx context.Context, ff media.Tools, input string, s
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
+		if strings.Contains(stderr.String(), "matches no streams") {
+			return Highlight{}, nil // no audio: nothing is said
+		}
 		msg := stderr.String()
 		if len(msg) > 2048 {
 			msg = msg[len(msg)-2048:]

@@ -56,6 +56,9 @@ func (a *Agent) runTask(ctx context.Context, l *montagev1.Lease, progress func(f
 	if err != nil {
 		return nil, err
 	}
+	if l.GetType() == montagev1.TaskType_TASK_TYPE_TRANSCRIBE {
+		return a.transcribeTask(ctx, l, dir)
+	}
 	if enc := prof.Encoder; enc != "" && !slices.Contains(a.caps.GetEncoders(), enc) {
 		return nil, fmt.Errorf("this agent cannot encode with %s (it proved %v)", enc, a.caps.GetEncoders())
 	}
@@ -426,8 +429,15 @@ func (a *Agent) concat(ctx context.Context, l *montagev1.Lease, prof media.Profi
 		}
 		progress(0.4 * float64(i+1) / float64(len(paths)))
 	}
-	return a.renderer().Concat(ctx, l.GetJobId(), l.GetProfile(), in.GetSegments(), paths, dir, out,
+	written, extras, err := a.renderer().Concat(ctx, l.GetJobId(), l.GetProfile(), in.GetSegments(), paths, dir, out,
 		func(p float64) { progress(0.4 + 0.6*p) })
+	if err != nil || in.GetSubtitles() == "" {
+		return written, extras, err
+	}
+	if err := a.subtitles(ctx, in, dir, out, extras); err != nil {
+		return 0, nil, err
+	}
+	return written, extras, nil
 }
 
 // Concat joins local segments into out and writes the montage's companions:

@@ -20,11 +20,13 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/stream-montages/montage/agent/disk"
 	"github.com/stream-montages/montage/agent/egress"
 	"github.com/stream-montages/montage/agent/media"
 	"github.com/stream-montages/montage/agent/sources"
+	"github.com/stream-montages/montage/agent/transcribe"
 	"github.com/stream-montages/montage/internal/spec"
 	"github.com/stream-montages/montage/internal/version"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
@@ -72,6 +74,8 @@ type Config struct {
 	// Pause says whether to take no new work now, and why (someone uses
 	// the PC, it runs on battery); nil never pauses.
 	Pause func() (bool, string)
+	// Transcriber transcribes highlights (nil: this agent does not).
+	Transcriber *transcribe.Client
 	// MetricsAddr is where the agent serves /metrics (host:port), told to
 	// the coordinators for service discovery; empty when it does not.
 	MetricsAddr string
@@ -92,6 +96,7 @@ type Agent struct {
 	eps    *endpoints
 	log    *slog.Logger
 	stats  *stats
+	tr     *transcribe.Client // guarded by mu
 
 	mu         sync.Mutex
 	credential string // from Register; sent on every later call
@@ -204,6 +209,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		caps.GpuSessions = int32(cfg.GPUSessions)
 	}
 	caps.GpuName = media.GPUName(ctx)
+	if cfg.Transcriber != nil {
+		caps.TranscribeModel = cfg.Transcriber.Model()
+	}
 	var yt sources.YTDLP
 	switch cfg.YTDLP {
 	case "off":
@@ -236,6 +244,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		slotCh:  make(chan struct{}, 1),
 		hbWake:  make(chan struct{}, 1),
 		ttl:     15 * time.Second,
+		tr:      cfg.Transcriber,
 	}
 	if a.proxy, err = sources.StartRangeProxy(cfg.SourceClient); err != nil {
 		return nil, err
@@ -516,8 +525,12 @@ func (a *Agent) register(ctx context.Context) error {
 	backoff := 200 * time.Millisecond
 	for {
 		enroll := a.enrollToken()
+		caps := proto.CloneOf(a.caps)
+		if a.transcriber() == nil {
+			caps.TranscribeModel = "" // the service refused its key
+		}
 		resp, err := a.client.Register(ctx, connect.NewRequest(&montagev1.RegisterRequest{
-			AgentId: a.id, Name: a.cfg.Name, Capabilities: a.caps, Slots: int32(a.cfg.Slots), Labels: a.cfg.Labels,
+			AgentId: a.id, Name: a.cfg.Name, Capabilities: caps, Slots: int32(a.cfg.Slots), Labels: a.cfg.Labels,
 			Credential: a.secret, MetricsAddr: a.metricsAddr(), EnrollToken: enroll,
 			Version: version.Version, Protocol: version.Protocol, TimeZone: localZone(),
 		}))
@@ -701,7 +714,7 @@ func (a *Agent) execute(ctx context.Context, r *running) {
 		a.stats.ended(l.GetType(), "revoked", time.Since(start))
 		log.Info("task stopped: lease revoked")
 	default:
-		handback := errors.Is(context.Cause(ctx), errShutdown) || errors.Is(err, errNoRoom)
+		handback := errors.Is(context.Cause(ctx), errShutdown) || errors.Is(err, errNoRoom) || errors.Is(err, errNoTranscriber)
 		msg := err.Error()
 		if errors.Is(context.Cause(ctx), errShutdown) {
 			msg = "agent shut down; work handed back"

@@ -184,6 +184,9 @@ func provides(c *montagev1.AgentCapabilities) []string {
 	if c.GetDrawtext() {
 		out = append(out, planner.NeedsDrawtext)
 	}
+	if c.GetTranscribeModel() != "" {
+		out = append(out, planner.NeedsTranscribe)
+	}
 	return out
 }
 
@@ -375,11 +378,17 @@ func (s *Server) redeliver(agentID string, held []*montagev1.LeaseProgress, free
 }
 
 func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, error) {
+	type transcriptOf struct {
+		index int
+		res   fsm.Result
+	}
 	var (
-		l        *montagev1.Lease
-		segs     []*fsm.Task
-		err      error
-		expected float64
+		l           *montagev1.Lease
+		segs        []*fsm.Task
+		transcripts []transcriptOf
+		subs, lang  string
+		err         error
+		expected    float64
 	)
 	s.node.View(func(st *fsm.State) {
 		t := st.Tasks[taskID]
@@ -417,8 +426,23 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 				l.Render.CachedIdentity = e.Identity
 			}
 			l.OutputKey = resultKey(t)
+		case montagev1.TaskType_TASK_TYPE_TRANSCRIBE:
+			sp := &montagev1.JobSpec{}
+			_ = proto.Unmarshal(j.Spec, sp) // written by SubmitJob from a valid message
+			r := t.Render
+			l.Transcribe = &montagev1.TranscribeInput{SourceUrl: st.SourceOf(t), SourceType: r.SourceType, StartSeconds: r.Start,
+				DurationSeconds: r.Duration, Language: sp.GetLanguage(), Prompt: sp.GetPrompt()}
+			l.OutputKey = resultKey(t)
 		case montagev1.TaskType_TASK_TYPE_CONCAT:
+			sp := &montagev1.JobSpec{}
+			_ = proto.Unmarshal(j.Spec, sp)
 			for _, d := range t.DependsOn {
+				if dt := st.Tasks[d]; dt.Type == montagev1.TaskType_TASK_TYPE_TRANSCRIBE {
+					if dt.State == montagev1.TaskState_TASK_STATE_SUCCEEDED && dt.Result != nil {
+						transcripts = append(transcripts, transcriptOf{index: dt.HighlightIndex, res: *dt.Result})
+					}
+					continue
+				}
 				c := *st.Tasks[d]
 				if c.Result != nil {
 					r := *c.Result
@@ -432,7 +456,15 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 				segs = append(segs, &c)
 			}
 			l.OutputKey = resultKey(t)
-			for _, name := range concatExtras {
+			extras := concatExtras
+			if sp.GetTranscribe() {
+				extras = append(slices.Clone(extras), subtitleExtras...)
+				subs, lang = sp.GetSubtitles(), sp.GetLanguage()
+				if subs == "" {
+					subs = spec.SubtitlesSidecar
+				}
+			}
+			for _, name := range extras {
 				l.ExtraOutputs = append(l.ExtraOutputs, &montagev1.OutputSlot{Name: name, Key: blob.OutputAttemptKey(j.ID, name, token)})
 			}
 		}
@@ -448,8 +480,23 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 		}
 		r.SourceUrl = u
 	}
+	if r := l.GetTranscribe(); r != nil && strings.HasPrefix(strings.ToLower(r.SourceUrl), "s3:") {
+		u, err := s.presignSource(r.SourceUrl, ttl)
+		if err != nil {
+			return nil, err
+		}
+		r.SourceUrl = u
+	}
 	if len(segs) > 0 {
-		l.Concat = &montagev1.ConcatInput{}
+		l.Concat = &montagev1.ConcatInput{Subtitles: subs, Language: lang}
+		for _, tr := range transcripts {
+			u, err := s.store.PresignGet(tr.res.Key, ttl)
+			if err != nil {
+				return nil, fmt.Errorf("presign %s: %w", tr.res.Key, err)
+			}
+			l.Concat.Transcripts = append(l.Concat.Transcripts, &montagev1.TranscriptRef{HighlightIndex: int32(tr.index), Url: u,
+				Sha256: tr.res.SHA256, Size: tr.res.Size})
+		}
 		for _, c := range segs {
 			if c.Result == nil {
 				return nil, fmt.Errorf("concat %s: segment %s has no result", taskID, c.ID)
@@ -652,7 +699,8 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 		res.OutputSums = map[string]fsm.Checksum{}
 		for i, x := range r.GetExtraOutputs() {
 			// Only the keys this attempt's lease presigned are accepted.
-			if taskID != jobID+"-concat" || !slices.Contains(concatExtras, x.GetName()) || x.GetKey() != blob.OutputAttemptKey(jobID, x.GetName(), grant) {
+			if taskID != jobID+"-concat" || !slices.Contains(concatExtras, x.GetName()) && !slices.Contains(subtitleExtras, x.GetName()) ||
+				x.GetKey() != blob.OutputAttemptKey(jobID, x.GetName(), grant) {
 				return nil, invalid(fmt.Sprintf("result.extra_outputs[%d]", i), "%q at %q is not an output of this attempt", x.GetName(), x.GetKey())
 			}
 			if err := verify(x.GetKey(), blob.Claim{Size: x.GetSize(), SHA256: strings.ToLower(x.GetSha256())}); err != nil {
@@ -732,8 +780,12 @@ func (s *Server) reuseCache(m *montagev1.CompleteTaskRequest) (*connect.Response
 	return connect.NewResponse(&montagev1.CompleteTaskResponse{}), nil
 }
 
-// concatExtras are the outputs a concat writes besides the montage.
-var concatExtras = []string{"chapters", "thumbnail", "manifest"}
+// concatExtras are the outputs a concat writes besides the montage, and
+// subtitleExtras those it adds when the job transcribes.
+var (
+	concatExtras   = []string{"chapters", "thumbnail", "manifest"}
+	subtitleExtras = []string{"srt", "vtt"}
+)
 
 // presignSource signs a GET of a job's s3://bucket/key source.
 func (s *Server) presignSource(raw string, ttl time.Duration) (string, error) {

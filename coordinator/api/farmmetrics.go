@@ -70,7 +70,7 @@ var (
 	jobStates        = []montagev1.JobState{montagev1.JobState_JOB_STATE_QUEUED, montagev1.JobState_JOB_STATE_RUNNING, montagev1.JobState_JOB_STATE_SUCCEEDED, montagev1.JobState_JOB_STATE_FAILED, montagev1.JobState_JOB_STATE_CANCELED}
 	agentStateEnums  = []montagev1.AgentState{montagev1.AgentState_AGENT_STATE_READY, montagev1.AgentState_AGENT_STATE_DRAINING, montagev1.AgentState_AGENT_STATE_DOWN, montagev1.AgentState_AGENT_STATE_QUARANTINED}
 	taskStateEnums   = []montagev1.TaskState{montagev1.TaskState_TASK_STATE_QUEUED, montagev1.TaskState_TASK_STATE_LEASED, montagev1.TaskState_TASK_STATE_VERIFYING, montagev1.TaskState_TASK_STATE_SUCCEEDED, montagev1.TaskState_TASK_STATE_FAILED, montagev1.TaskState_TASK_STATE_CANCELED}
-	taskTypeEnums    = []montagev1.TaskType{montagev1.TaskType_TASK_TYPE_RENDER, montagev1.TaskType_TASK_TYPE_CONCAT}
+	taskTypeEnums    = []montagev1.TaskType{montagev1.TaskType_TASK_TYPE_RENDER, montagev1.TaskType_TASK_TYPE_CONCAT, montagev1.TaskType_TASK_TYPE_TRANSCRIBE}
 )
 
 // enumLabel is an enum value as a label: JOB_STATE_QUEUED → queued.

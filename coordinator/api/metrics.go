@@ -37,6 +37,7 @@ type metrics struct {
 	evicted    prometheus.Counter
 	evictBytes prometheus.Counter
 	verify     *prometheus.HistogramVec
+	audio      prometheus.Counter
 	storeTime  *prometheus.HistogramVec
 	storeErrs  *prometheus.CounterVec
 }
@@ -44,7 +45,7 @@ type metrics struct {
 // Task types and outcomes are few and fixed: every series exists from the
 // start at zero, so a dashboard's rate() has something to work on.
 var (
-	taskTypes    = []string{"render", "concat"}
+	taskTypes    = []string{"render", "concat", "transcribe"}
 	taskOutcomes = []string{"succeeded", "cached", "verifying", "failed", "expired", "handed_back", "rejected", "corrupt"}
 	failCauses   = []string{"source", "render", "upload", "disk", "lease_expired", "verify", "other"}
 	storeOps     = []string{"check", "verify", "stat", "list", "copy", "put", "delete", "start_multipart", "complete_multipart", "abort_multipart", "list_multipart"}
@@ -101,6 +102,9 @@ func newMetrics() *metrics {
 			Name: "montage_upload_verify_seconds", Help: "Time to prove an uploaded result, by how: the store's checksum, a read-back in the agent's call, or a read-back after it.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}, []string{"method"}),
+		audio: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "montage_transcript_audio_seconds_total", Help: "Seconds of audio sent to transcription services: what transcripts cost.",
+		}),
 		storeTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "montage_store_request_duration_seconds", Help: "Requests this coordinator made to the object store, by operation.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
@@ -134,7 +138,7 @@ func newMetrics() *metrics {
 		m.storeErrs.WithLabelValues(op)
 	}
 	m.reg.MustRegister(m.submitted, m.finished, m.granted, m.reports, m.failures, m.expired, m.leases, m.queueWait, m.taskTime,
-		m.realtime, m.cache, m.evicted, m.evictBytes, m.verify, m.storeTime, m.storeErrs, version.BuildInfo(),
+		m.realtime, m.audio, m.cache, m.evicted, m.evictBytes, m.verify, m.storeTime, m.storeErrs, version.BuildInfo(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -160,8 +164,11 @@ func (m *metrics) observeStore(op string, took time.Duration, err error) {
 
 // typeLabel is a task type as metrics name it.
 func typeLabel(t montagev1.TaskType) string {
-	if t == montagev1.TaskType_TASK_TYPE_CONCAT {
+	switch t {
+	case montagev1.TaskType_TASK_TYPE_CONCAT:
 		return "concat"
+	case montagev1.TaskType_TASK_TYPE_TRANSCRIBE:
+		return "transcribe"
 	}
 	return "render"
 }
@@ -222,11 +229,14 @@ func (s *Server) ended(f taskFacts, outcome string, media float64, msg string) {
 		if took > 0 {
 			s.m.taskTime.WithLabelValues(f.typ, "succeeded").Observe(took)
 		}
-		if f.typ == "render" {
+		switch f.typ {
+		case "render":
 			s.m.cache.WithLabelValues("miss").Inc()
 			if took > 0 && media > 0 {
 				s.m.realtime.Observe(media / took)
 			}
+		case "transcribe":
+			s.m.audio.Add(media) // what the transcription service was sent
 		}
 	case "cached":
 		s.m.cache.WithLabelValues("hit").Inc()

@@ -415,7 +415,7 @@ func (s *State) succeed(at time.Time, t *Task, r Result) Response {
 	}
 	done := true
 	for _, id := range j.TaskIDs {
-		if s.Tasks[id].State != montagev1.TaskState_TASK_STATE_SUCCEEDED {
+		if dt := s.Tasks[id]; dt.State != montagev1.TaskState_TASK_STATE_SUCCEEDED && !(dt.Optional && dt.State == montagev1.TaskState_TASK_STATE_FAILED) {
 			done = false
 			break
 		}
@@ -454,7 +454,9 @@ func (s *State) fail(at time.Time, c *FailCmd) Response {
 		return Response{Err: err}
 	}
 	t = s.task(t.ID)
-	if !c.Handback {
+	// An optional task's failures (a transcription service's) say nothing
+	// of the agent: they neither block nor quarantine it.
+	if !c.Handback && !t.Optional {
 		s.countFailure(t, t.AgentID, c)
 	}
 	s.endAttempt(at, t, c.Error, c.Handback)
@@ -565,6 +567,11 @@ func (s *State) endAttempt(at time.Time, t *Task, msg string, handback bool) {
 		return
 	}
 	j = s.job(j.ID)
+	if t.Optional {
+		j.Warnings = append(j.Warnings, fmt.Sprintf("%s failed after %d attempts: %s", describe(t), t.Attempts, firstLine(msg)))
+		j.UpdatedAt = at
+		return
+	}
 	j.State = montagev1.JobState_JOB_STATE_FAILED
 	j.Error = fmt.Sprintf("%s failed after %d attempts: %s", describe(t), t.Attempts, msg)
 	j.UpdatedAt = at
@@ -573,8 +580,11 @@ func (s *State) endAttempt(at time.Time, t *Task, msg string, handback bool) {
 }
 
 func describe(t *Task) string {
-	if t.Type == montagev1.TaskType_TASK_TYPE_RENDER {
+	switch t.Type {
+	case montagev1.TaskType_TASK_TYPE_RENDER:
 		return fmt.Sprintf("render of highlight %d (task %s)", t.HighlightIndex, t.ID)
+	case montagev1.TaskType_TASK_TYPE_TRANSCRIBE:
+		return fmt.Sprintf("transcript of highlight %d (task %s)", t.HighlightIndex, t.ID)
 	}
 	return fmt.Sprintf("concat (task %s)", t.ID)
 }

@@ -3,6 +3,8 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -388,4 +390,42 @@ func TestEnrollmentIsSpentOnce(t *testing.T) {
 	if len(l.s.Enrollments) != 0 {
 		t.Errorf("spent and expired enrolments kept: %v", l.s.Enrollments)
 	}
+}
+
+// An optional task that fails for good leaves a warning, and what waits
+// for it runs all the same.
+func TestOptionalTaskFailureWarns(t *testing.T) {
+	l := newLog()
+	register(l, "a1")
+	c := &SubmitCmd{Job: &Job{ID: "j", Name: "j"}, Tasks: []*Task{
+		{ID: "j-r0", Type: montagev1.TaskType_TASK_TYPE_RENDER, MaxAttempts: 1},
+		{ID: "j-t0", Type: montagev1.TaskType_TASK_TYPE_TRANSCRIBE, MaxAttempts: 1, Optional: true},
+		{ID: "j-concat", Type: montagev1.TaskType_TASK_TYPE_CONCAT, HighlightIndex: -1, DependsOn: []string{"j-r0", "j-t0"}, MaxAttempts: 1},
+	}}
+	if r := l.apply(&Command{Submit: c}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	g := l.apply(&Command{Grant: &GrantCmd{TaskID: "j-r0", AgentID: "a1"}})
+	l.apply(&Command{Complete: &CompleteCmd{TaskID: "j-r0", AgentID: "a1", Token: g.Token, Result: Result{Key: "s"}}})
+	g = l.apply(&Command{Grant: &GrantCmd{TaskID: "j-t0", AgentID: "a1"}})
+	if r := l.apply(&Command{Fail: &FailCmd{TaskID: "j-t0", AgentID: "a1", Token: g.Token, Error: "no audio"}}); r.Ended != nil {
+		t.Fatalf("an optional failure ended the job: %v", r.Ended)
+	}
+	j := l.s.Jobs["j"]
+	if j.Terminal() || len(j.Warnings) != 1 || !strings.Contains(j.Warnings[0], "transcript of highlight 0") {
+		t.Fatalf("job %s, warnings %v", j.State, j.Warnings)
+	}
+	runnable := slices.Collect(l.s.Runnable())
+	if len(runnable) != 1 || runnable[0].ID != "j-concat" {
+		t.Fatalf("runnable after the optional failure: %v", runnable)
+	}
+	if l.s.Agents["a1"].FailStreak != 0 || len(j.Blocked) != 0 {
+		t.Errorf("an optional failure counted against the agent: streak %d, blocked %v", l.s.Agents["a1"].FailStreak, j.Blocked)
+	}
+	g = l.apply(&Command{Grant: &GrantCmd{TaskID: "j-concat", AgentID: "a1"}})
+	r := l.apply(&Command{Complete: &CompleteCmd{TaskID: "j-concat", AgentID: "a1", Token: g.Token, Result: Result{Key: "m"}}})
+	if len(r.Ended) != 1 || r.Ended[0] != montagev1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("the montage did not finish: %v, job %s", r.Ended, l.s.Jobs["j"].State)
+	}
+	checkIndex(t, l.s)
 }

@@ -217,7 +217,7 @@ func (s *State) refresh(j *Job, t *Task) {
 	}
 	s.refreshJobOnly(j)
 	s.refreshTask(j, t)
-	if t.State == montagev1.TaskState_TASK_STATE_SUCCEEDED {
+	if t.State == montagev1.TaskState_TASK_STATE_SUCCEEDED || t.Optional && t.State == montagev1.TaskState_TASK_STATE_FAILED {
 		for _, id := range s.ix.dependents[t.ID] {
 			if d := s.Tasks[id]; d != nil {
 				s.refreshTask(j, d)

@@ -113,7 +113,7 @@ func taskOut(t *Task) *statev1.Task {
 		AgentId: t.AgentID, LeasedAt: unixNano(t.LeasedAt), Error: t.Error, Commits: int64(t.Commits),
 		ExpectedSeconds: t.ExpectedSeconds, UpdatedAt: unixNano(t.UpdatedAt), Role: t.Role, Chunk: int64(t.Chunk),
 		Chunks: int64(t.Chunks), CacheKey: t.CacheKey, CacheEntry: t.CacheEntry, Cached: t.Cached, Requires: t.Requires,
-		ExpectedBytes: t.ExpectedBytes, FailCounts: countsOut(t.FailCounts), SourceSuspect: t.SourceSuspect,
+		ExpectedBytes: t.ExpectedBytes, FailCounts: countsOut(t.FailCounts), SourceSuspect: t.SourceSuspect, Optional: t.Optional,
 	}
 	if r := t.Result; r != nil {
 		out.Result = &statev1.Result{Key: r.Key, Size: r.Size, Sha256: r.SHA256, Duration: r.Duration, Source: r.Source,
@@ -136,7 +136,7 @@ func taskIn(p *statev1.Task) *Task {
 		ExpectedSeconds: p.GetExpectedSeconds(), UpdatedAt: fromUnixNano(p.GetUpdatedAt()), Role: p.GetRole(),
 		Chunk: int(p.GetChunk()), Chunks: int(p.GetChunks()), CacheKey: p.GetCacheKey(), CacheEntry: p.GetCacheEntry(),
 		Cached: p.GetCached(), Requires: strs(p.GetRequires()), ExpectedBytes: p.GetExpectedBytes(),
-		FailCounts: countsIn(p.GetFailCounts()), SourceSuspect: p.GetSourceSuspect(),
+		FailCounts: countsIn(p.GetFailCounts()), Optional: p.GetOptional(), SourceSuspect: p.GetSourceSuspect(),
 	}
 	if r := p.GetResult(); r != nil {
 		t.Result = &Result{Key: r.GetKey(), Size: r.GetSize(), SHA256: r.GetSha256(), Duration: r.GetDuration(),

@@ -128,6 +128,9 @@ type Task struct {
 	// agents failed it, so the task (its source) is to blame, not them.
 	FailCounts    map[string]int `json:"fail_counts,omitempty"`
 	SourceSuspect bool           `json:"source_suspect,omitempty"`
+	// Optional: its failure leaves a warning, not a failed job (a
+	// transcript whose montage is worth having without it).
+	Optional bool `json:"optional,omitempty"`
 
 	gen uint64 // see State.writable
 	pos int    // its place in its job's plan
@@ -328,7 +331,7 @@ func (s *State) TasksOf(j *Job) []*Task {
 func (s *State) DepsDone(t *Task) bool {
 	for _, d := range t.DependsOn {
 		dt := s.Tasks[d]
-		if dt == nil || dt.State != montagev1.TaskState_TASK_STATE_SUCCEEDED {
+		if dt == nil || dt.State != montagev1.TaskState_TASK_STATE_SUCCEEDED && !(dt.Optional && dt.State == montagev1.TaskState_TASK_STATE_FAILED) {
 			return false
 		}
 	}

@@ -36,6 +36,8 @@ const TitleSeconds = 4.0
 const (
 	NeedsYTDLP    = "yt-dlp"
 	NeedsDrawtext = "drawtext"
+	// NeedsTranscribe: an agent configured with a transcription service.
+	NeedsTranscribe = "transcribe"
 )
 
 // Options tune a plan.
@@ -185,6 +187,25 @@ func Plan(jobID string, s *montagev1.JobSpec, r *spec.Resolved, o Options) (*fsm
 	if r.Outro != nil {
 		job.OutroURL = r.Outro.URL
 		add(jobID+"-outro", "outro", -1, *r.Outro)
+	}
+	if r.Transcribe {
+		// One transcript per highlight, in parallel with the renders. Its
+		// failure costs the subtitles of that highlight, not the montage.
+		for i, c := range r.Clips {
+			requires := []string{NeedsTranscribe}
+			if c.SourceType == spec.SourcePage {
+				requires = append(requires, NeedsYTDLP)
+			}
+			tid := fmt.Sprintf("%s-t%03d", jobID, i)
+			tasks = append(tasks, &fsm.Task{
+				ID: tid, JobID: jobID, Type: montagev1.TaskType_TASK_TYPE_TRANSCRIBE, HighlightIndex: i, Role: "highlight",
+				MaxAttempts: o.MaxAttempts, ExpectedSeconds: 0.2 * c.Duration, Optional: true, Requires: requires,
+				Render: &fsm.RenderInput{SourceType: c.SourceType, Start: c.Start, Duration: c.Duration},
+				// The extracted audio, a few KB a second, with room to spare.
+				ExpectedBytes: int64(c.Duration*8000) + 1<<20,
+			})
+			deps = append(deps, tid)
+		}
 	}
 	if n := len(tasks) + 1; n > o.MaxTasks {
 		return nil, nil, &TooManyTasks{Tasks: n, Limit: o.MaxTasks}

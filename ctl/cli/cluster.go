@@ -126,7 +126,7 @@ func (a *app) agentsCmd() *cobra.Command {
 					ag.GetSlotsInUse(), ag.GetSlots(), orDash(printable(strings.Join(ag.GetCurrentTasks(), ","), 200)), ag.GetFailStreak(),
 					speedWord(ag.GetStatus()), orDash(printable(ag.GetVersion(), 40)),
 					orDash(printable(caps.GetOs()+"/"+caps.GetArch(), 40)), orDash(printable(caps.GetCpu(), 60)), orDash(printable(caps.GetGpuName(), 60)),
-					printable(strings.Join(caps.GetEncoders(), ","), 200),
+					printable(strings.Join(caps.GetEncoders(), ",")+transcribeWord(caps.GetTranscribeModel()), 200),
 					printable(ffmpegVersion(ag.GetCapabilities().GetFfmpegVersion()), 40), seen)
 			}
 			return tw.Flush()
@@ -134,6 +134,14 @@ func (a *app) agentsCmd() *cobra.Command {
 	}
 	c.Flags().StringVarP(&format, "output", "o", "text", "text or json")
 	return c
+}
+
+// transcribeWord marks an agent that transcribes, with its model.
+func transcribeWord(model string) string {
+	if model == "" {
+		return ""
+	}
+	return " +transcribes(" + model + ")"
 }
 
 func orUTC(tz string) string {

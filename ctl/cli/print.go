@@ -93,6 +93,9 @@ func printJob(w io.Writer, format string, j *montagev1.Job) error {
 	if e := j.GetError(); e != "" {
 		fmt.Fprintf(w, "Error:    %s\n", printable(e, 2000))
 	}
+	for _, warn := range j.GetWarnings() {
+		fmt.Fprintf(w, "Warning:  %s\n", printable(warn, 2000))
+	}
 	if wf := j.GetWaitingFor(); wf != "" {
 		fmt.Fprintf(w, "Waiting:  %s\n", printable(wf, 500))
 	}

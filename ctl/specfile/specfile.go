@@ -65,6 +65,10 @@ type file struct {
 	Intro        *fileHighlight  `yaml:"intro"`
 	Outro        *fileHighlight  `yaml:"outro"`
 	ChunkSeconds float64         `yaml:"chunk_seconds"`
+	Transcribe   bool            `yaml:"transcribe"`
+	Subtitles    string          `yaml:"subtitles"`
+	Language     string          `yaml:"language"`
+	Prompt       string          `yaml:"prompt"`
 }
 
 // Parse reads a spec from YAML or JSON bytes.
@@ -85,7 +89,8 @@ func Parse(b []byte) (*montagev1.JobSpec, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, errors.New("spec: file holds more than one document")
 	}
-	out := &montagev1.JobSpec{Name: f.Name, Priority: f.Priority, Intro: f.Intro.proto(), Outro: f.Outro.proto(), ChunkSeconds: f.ChunkSeconds}
+	out := &montagev1.JobSpec{Name: f.Name, Priority: f.Priority, Intro: f.Intro.proto(), Outro: f.Outro.proto(), ChunkSeconds: f.ChunkSeconds,
+		Transcribe: f.Transcribe, Subtitles: f.Subtitles, Language: f.Language, Prompt: f.Prompt}
 	if f.Profile != nil {
 		out.Profile = &montagev1.RenderProfile{
 			Resolution: string(f.Profile.Resolution), Fps: f.Profile.FPS, VideoCodec: f.Profile.VideoCodec,

@@ -101,7 +101,20 @@ type Resolved struct {
 	Intro, Outro *Clip
 	ChunkSeconds float64
 	Priority     int32
+	// Transcribe: every highlight is transcribed; Subtitles is then
+	// SubtitlesSidecar or SubtitlesEmbed.
+	Transcribe       bool
+	Subtitles        string
+	Language, Prompt string
 }
+
+// Subtitle modes.
+const (
+	SubtitlesSidecar = "sidecar"
+	SubtitlesEmbed   = "embed"
+	SubtitlesBurn    = "burn"
+	SubtitlesNone    = "none"
+)
 
 // Validate checks a spec against every rule and returns it resolved. The
 // first broken rule is returned as a *FieldError.
@@ -168,11 +181,54 @@ func Validate(s *montagev1.JobSpec) (*Resolved, error) {
 	if !(r.ChunkSeconds >= MinChunk && r.ChunkSeconds <= MaxDuration) {
 		return nil, fieldErr("chunk_seconds", "must be between %g and %g, got %g", MinChunk, MaxDuration, r.ChunkSeconds)
 	}
+	if err := r.transcription(s); err != nil {
+		return nil, err
+	}
 	if total := r.Total(); total > MaxTotal {
 		return nil, fieldErr("highlights", "add up to a montage of %s (intro and outro included); the limit is %s",
 			FormatTimestamp(total), FormatTimestamp(MaxTotal))
 	}
 	return r, nil
+}
+
+// transcription checks transcribe, subtitles, language and prompt.
+func (r *Resolved) transcription(s *montagev1.JobSpec) error {
+	r.Transcribe, r.Language, r.Prompt = s.GetTranscribe(), strings.TrimSpace(s.GetLanguage()), strings.TrimSpace(s.GetPrompt())
+	r.Subtitles = strings.ToLower(strings.TrimSpace(s.GetSubtitles()))
+	switch r.Subtitles {
+	case "":
+		if r.Transcribe {
+			r.Subtitles = SubtitlesSidecar
+		}
+	case SubtitlesSidecar, SubtitlesEmbed:
+		if !r.Transcribe {
+			return fieldErr("subtitles", "%q needs transcribe: true", r.Subtitles)
+		}
+	case SubtitlesNone:
+	case SubtitlesBurn:
+		return fieldErr("subtitles", "burn is not available yet; use sidecar or embed")
+	default:
+		return fieldErr("subtitles", "must be sidecar, embed or none, got %q", s.GetSubtitles())
+	}
+	if r.Language != "" && (len(r.Language) != 2 || strings.ToLower(r.Language) != r.Language || !isLetters(r.Language)) {
+		return fieldErr("language", "must be a two-letter ISO-639-1 code like en or de, got %q", s.GetLanguage())
+	}
+	if !utf8.ValidString(r.Prompt) || len(r.Prompt) > 1000 {
+		return fieldErr("prompt", "must be valid UTF-8 of at most 1000 bytes")
+	}
+	if (r.Language != "" || r.Prompt != "") && !r.Transcribe {
+		return fieldErr("transcribe", "must be true for language or prompt to mean anything")
+	}
+	return nil
+}
+
+func isLetters(s string) bool {
+	for _, c := range s {
+		if c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	return true
 }
 
 // Total is the montage's length as planned: every clip, intro and outro.

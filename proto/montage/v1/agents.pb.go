@@ -412,7 +412,8 @@ type Lease struct {
 	ChecksummedUpload bool `protobuf:"varint,18,opt,name=checksummed_upload,json=checksummedUpload,proto3" json:"checksummed_upload,omitempty"`
 	// The part size parts start from; it doubles until at most 10000 parts
 	// cover the output.
-	PartSizeBytes int64 `protobuf:"varint,19,opt,name=part_size_bytes,json=partSizeBytes,proto3" json:"part_size_bytes,omitempty"`
+	PartSizeBytes int64            `protobuf:"varint,19,opt,name=part_size_bytes,json=partSizeBytes,proto3" json:"part_size_bytes,omitempty"`
+	Transcribe    *TranscribeInput `protobuf:"bytes,20,opt,name=transcribe,proto3" json:"transcribe,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -580,6 +581,98 @@ func (x *Lease) GetPartSizeBytes() int64 {
 	return 0
 }
 
+func (x *Lease) GetTranscribe() *TranscribeInput {
+	if x != nil {
+		return x.Transcribe
+	}
+	return nil
+}
+
+// TranscribeInput is one highlight to transcribe: its source and cut.
+type TranscribeInput struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	SourceUrl       string                 `protobuf:"bytes,1,opt,name=source_url,json=sourceUrl,proto3" json:"source_url,omitempty"`
+	SourceType      string                 `protobuf:"bytes,2,opt,name=source_type,json=sourceType,proto3" json:"source_type,omitempty"`
+	StartSeconds    float64                `protobuf:"fixed64,3,opt,name=start_seconds,json=startSeconds,proto3" json:"start_seconds,omitempty"`
+	DurationSeconds float64                `protobuf:"fixed64,4,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
+	Language        string                 `protobuf:"bytes,5,opt,name=language,proto3" json:"language,omitempty"`
+	Prompt          string                 `protobuf:"bytes,6,opt,name=prompt,proto3" json:"prompt,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *TranscribeInput) Reset() {
+	*x = TranscribeInput{}
+	mi := &file_montage_v1_agents_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TranscribeInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TranscribeInput) ProtoMessage() {}
+
+func (x *TranscribeInput) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_v1_agents_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TranscribeInput.ProtoReflect.Descriptor instead.
+func (*TranscribeInput) Descriptor() ([]byte, []int) {
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *TranscribeInput) GetSourceUrl() string {
+	if x != nil {
+		return x.SourceUrl
+	}
+	return ""
+}
+
+func (x *TranscribeInput) GetSourceType() string {
+	if x != nil {
+		return x.SourceType
+	}
+	return ""
+}
+
+func (x *TranscribeInput) GetStartSeconds() float64 {
+	if x != nil {
+		return x.StartSeconds
+	}
+	return 0
+}
+
+func (x *TranscribeInput) GetDurationSeconds() float64 {
+	if x != nil {
+		return x.DurationSeconds
+	}
+	return 0
+}
+
+func (x *TranscribeInput) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
+func (x *TranscribeInput) GetPrompt() string {
+	if x != nil {
+		return x.Prompt
+	}
+	return ""
+}
+
 type OutputSlot struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -591,7 +684,7 @@ type OutputSlot struct {
 
 func (x *OutputSlot) Reset() {
 	*x = OutputSlot{}
-	mi := &file_montage_v1_agents_proto_msgTypes[5]
+	mi := &file_montage_v1_agents_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +696,7 @@ func (x *OutputSlot) String() string {
 func (*OutputSlot) ProtoMessage() {}
 
 func (x *OutputSlot) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[5]
+	mi := &file_montage_v1_agents_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +709,7 @@ func (x *OutputSlot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputSlot.ProtoReflect.Descriptor instead.
 func (*OutputSlot) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{5}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *OutputSlot) GetName() string {
@@ -664,7 +757,7 @@ type SourceFacts struct {
 
 func (x *SourceFacts) Reset() {
 	*x = SourceFacts{}
-	mi := &file_montage_v1_agents_proto_msgTypes[6]
+	mi := &file_montage_v1_agents_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -676,7 +769,7 @@ func (x *SourceFacts) String() string {
 func (*SourceFacts) ProtoMessage() {}
 
 func (x *SourceFacts) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[6]
+	mi := &file_montage_v1_agents_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -689,7 +782,7 @@ func (x *SourceFacts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceFacts.ProtoReflect.Descriptor instead.
 func (*SourceFacts) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{6}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SourceFacts) GetContainer() string {
@@ -800,7 +893,7 @@ type RenderInput struct {
 
 func (x *RenderInput) Reset() {
 	*x = RenderInput{}
-	mi := &file_montage_v1_agents_proto_msgTypes[7]
+	mi := &file_montage_v1_agents_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -812,7 +905,7 @@ func (x *RenderInput) String() string {
 func (*RenderInput) ProtoMessage() {}
 
 func (x *RenderInput) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[7]
+	mi := &file_montage_v1_agents_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -825,7 +918,7 @@ func (x *RenderInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderInput.ProtoReflect.Descriptor instead.
 func (*RenderInput) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{7}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RenderInput) GetSourceUrl() string {
@@ -920,15 +1013,21 @@ func (x *RenderInput) GetCachedIdentity() string {
 }
 
 type ConcatInput struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Segments      []*ConcatSegment       `protobuf:"bytes,1,rep,name=segments,proto3" json:"segments,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Segments []*ConcatSegment       `protobuf:"bytes,1,rep,name=segments,proto3" json:"segments,omitempty"`
+	// The highlights' transcripts (JSON cues in the highlight's time), when
+	// the job transcribes; a highlight whose transcription failed has none.
+	Transcripts []*TranscriptRef `protobuf:"bytes,2,rep,name=transcripts,proto3" json:"transcripts,omitempty"`
+	// "sidecar" or "embed".
+	Subtitles     string `protobuf:"bytes,3,opt,name=subtitles,proto3" json:"subtitles,omitempty"`
+	Language      string `protobuf:"bytes,4,opt,name=language,proto3" json:"language,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConcatInput) Reset() {
 	*x = ConcatInput{}
-	mi := &file_montage_v1_agents_proto_msgTypes[8]
+	mi := &file_montage_v1_agents_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -940,7 +1039,7 @@ func (x *ConcatInput) String() string {
 func (*ConcatInput) ProtoMessage() {}
 
 func (x *ConcatInput) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[8]
+	mi := &file_montage_v1_agents_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -953,7 +1052,7 @@ func (x *ConcatInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConcatInput.ProtoReflect.Descriptor instead.
 func (*ConcatInput) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{8}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ConcatInput) GetSegments() []*ConcatSegment {
@@ -961,6 +1060,95 @@ func (x *ConcatInput) GetSegments() []*ConcatSegment {
 		return x.Segments
 	}
 	return nil
+}
+
+func (x *ConcatInput) GetTranscripts() []*TranscriptRef {
+	if x != nil {
+		return x.Transcripts
+	}
+	return nil
+}
+
+func (x *ConcatInput) GetSubtitles() string {
+	if x != nil {
+		return x.Subtitles
+	}
+	return ""
+}
+
+func (x *ConcatInput) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
+type TranscriptRef struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	HighlightIndex int32                  `protobuf:"varint,1,opt,name=highlight_index,json=highlightIndex,proto3" json:"highlight_index,omitempty"`
+	Url            string                 `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	Sha256         string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Size           int64                  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *TranscriptRef) Reset() {
+	*x = TranscriptRef{}
+	mi := &file_montage_v1_agents_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TranscriptRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TranscriptRef) ProtoMessage() {}
+
+func (x *TranscriptRef) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_v1_agents_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TranscriptRef.ProtoReflect.Descriptor instead.
+func (*TranscriptRef) Descriptor() ([]byte, []int) {
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *TranscriptRef) GetHighlightIndex() int32 {
+	if x != nil {
+		return x.HighlightIndex
+	}
+	return 0
+}
+
+func (x *TranscriptRef) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *TranscriptRef) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *TranscriptRef) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
 }
 
 type ConcatSegment struct {
@@ -990,7 +1178,7 @@ type ConcatSegment struct {
 
 func (x *ConcatSegment) Reset() {
 	*x = ConcatSegment{}
-	mi := &file_montage_v1_agents_proto_msgTypes[9]
+	mi := &file_montage_v1_agents_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1002,7 +1190,7 @@ func (x *ConcatSegment) String() string {
 func (*ConcatSegment) ProtoMessage() {}
 
 func (x *ConcatSegment) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[9]
+	mi := &file_montage_v1_agents_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1015,7 +1203,7 @@ func (x *ConcatSegment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConcatSegment.ProtoReflect.Descriptor instead.
 func (*ConcatSegment) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{9}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ConcatSegment) GetUrl() string {
@@ -1120,7 +1308,7 @@ type LeaseProgress struct {
 
 func (x *LeaseProgress) Reset() {
 	*x = LeaseProgress{}
-	mi := &file_montage_v1_agents_proto_msgTypes[10]
+	mi := &file_montage_v1_agents_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1132,7 +1320,7 @@ func (x *LeaseProgress) String() string {
 func (*LeaseProgress) ProtoMessage() {}
 
 func (x *LeaseProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[10]
+	mi := &file_montage_v1_agents_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1145,7 +1333,7 @@ func (x *LeaseProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseProgress.ProtoReflect.Descriptor instead.
 func (*LeaseProgress) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{10}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LeaseProgress) GetTaskId() string {
@@ -1180,7 +1368,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_montage_v1_agents_proto_msgTypes[11]
+	mi := &file_montage_v1_agents_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1380,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[11]
+	mi := &file_montage_v1_agents_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1393,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{11}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HeartbeatRequest) GetAgentId() string {
@@ -1240,7 +1428,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_montage_v1_agents_proto_msgTypes[12]
+	mi := &file_montage_v1_agents_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1440,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[12]
+	mi := &file_montage_v1_agents_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1453,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{12}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HeartbeatResponse) GetRevokedTaskIds() []string {
@@ -1304,7 +1492,7 @@ type TaskResult struct {
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_montage_v1_agents_proto_msgTypes[13]
+	mi := &file_montage_v1_agents_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1316,7 +1504,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[13]
+	mi := &file_montage_v1_agents_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1329,7 +1517,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{13}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TaskResult) GetKey() string {
@@ -1407,7 +1595,7 @@ type OutputObject struct {
 
 func (x *OutputObject) Reset() {
 	*x = OutputObject{}
-	mi := &file_montage_v1_agents_proto_msgTypes[14]
+	mi := &file_montage_v1_agents_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1419,7 +1607,7 @@ func (x *OutputObject) String() string {
 func (*OutputObject) ProtoMessage() {}
 
 func (x *OutputObject) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[14]
+	mi := &file_montage_v1_agents_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1432,7 +1620,7 @@ func (x *OutputObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputObject.ProtoReflect.Descriptor instead.
 func (*OutputObject) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{14}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *OutputObject) GetName() string {
@@ -1476,7 +1664,7 @@ type UploadedPart struct {
 
 func (x *UploadedPart) Reset() {
 	*x = UploadedPart{}
-	mi := &file_montage_v1_agents_proto_msgTypes[15]
+	mi := &file_montage_v1_agents_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1676,7 @@ func (x *UploadedPart) String() string {
 func (*UploadedPart) ProtoMessage() {}
 
 func (x *UploadedPart) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[15]
+	mi := &file_montage_v1_agents_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1689,7 @@ func (x *UploadedPart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadedPart.ProtoReflect.Descriptor instead.
 func (*UploadedPart) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{15}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UploadedPart) GetNumber() int32 {
@@ -1541,7 +1729,7 @@ type StartUploadRequest struct {
 
 func (x *StartUploadRequest) Reset() {
 	*x = StartUploadRequest{}
-	mi := &file_montage_v1_agents_proto_msgTypes[16]
+	mi := &file_montage_v1_agents_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1553,7 +1741,7 @@ func (x *StartUploadRequest) String() string {
 func (*StartUploadRequest) ProtoMessage() {}
 
 func (x *StartUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[16]
+	mi := &file_montage_v1_agents_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1566,7 +1754,7 @@ func (x *StartUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartUploadRequest.ProtoReflect.Descriptor instead.
 func (*StartUploadRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{16}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StartUploadRequest) GetAgentId() string {
@@ -1630,7 +1818,7 @@ type StartUploadResponse struct {
 
 func (x *StartUploadResponse) Reset() {
 	*x = StartUploadResponse{}
-	mi := &file_montage_v1_agents_proto_msgTypes[17]
+	mi := &file_montage_v1_agents_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1830,7 @@ func (x *StartUploadResponse) String() string {
 func (*StartUploadResponse) ProtoMessage() {}
 
 func (x *StartUploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[17]
+	mi := &file_montage_v1_agents_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1843,7 @@ func (x *StartUploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartUploadResponse.ProtoReflect.Descriptor instead.
 func (*StartUploadResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{17}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StartUploadResponse) GetUploadId() string {
@@ -1705,7 +1893,7 @@ type CompleteTaskRequest struct {
 
 func (x *CompleteTaskRequest) Reset() {
 	*x = CompleteTaskRequest{}
-	mi := &file_montage_v1_agents_proto_msgTypes[18]
+	mi := &file_montage_v1_agents_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1905,7 @@ func (x *CompleteTaskRequest) String() string {
 func (*CompleteTaskRequest) ProtoMessage() {}
 
 func (x *CompleteTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[18]
+	mi := &file_montage_v1_agents_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1918,7 @@ func (x *CompleteTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteTaskRequest.ProtoReflect.Descriptor instead.
 func (*CompleteTaskRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{18}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CompleteTaskRequest) GetAgentId() string {
@@ -1769,7 +1957,7 @@ type CompleteTaskResponse struct {
 
 func (x *CompleteTaskResponse) Reset() {
 	*x = CompleteTaskResponse{}
-	mi := &file_montage_v1_agents_proto_msgTypes[19]
+	mi := &file_montage_v1_agents_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1969,7 @@ func (x *CompleteTaskResponse) String() string {
 func (*CompleteTaskResponse) ProtoMessage() {}
 
 func (x *CompleteTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[19]
+	mi := &file_montage_v1_agents_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1982,7 @@ func (x *CompleteTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteTaskResponse.ProtoReflect.Descriptor instead.
 func (*CompleteTaskResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{19}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{21}
 }
 
 type FailTaskRequest struct {
@@ -1811,7 +1999,7 @@ type FailTaskRequest struct {
 
 func (x *FailTaskRequest) Reset() {
 	*x = FailTaskRequest{}
-	mi := &file_montage_v1_agents_proto_msgTypes[20]
+	mi := &file_montage_v1_agents_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +2011,7 @@ func (x *FailTaskRequest) String() string {
 func (*FailTaskRequest) ProtoMessage() {}
 
 func (x *FailTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[20]
+	mi := &file_montage_v1_agents_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +2024,7 @@ func (x *FailTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailTaskRequest.ProtoReflect.Descriptor instead.
 func (*FailTaskRequest) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{20}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FailTaskRequest) GetAgentId() string {
@@ -1882,7 +2070,7 @@ type FailTaskResponse struct {
 
 func (x *FailTaskResponse) Reset() {
 	*x = FailTaskResponse{}
-	mi := &file_montage_v1_agents_proto_msgTypes[21]
+	mi := &file_montage_v1_agents_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1894,7 +2082,7 @@ func (x *FailTaskResponse) String() string {
 func (*FailTaskResponse) ProtoMessage() {}
 
 func (x *FailTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_agents_proto_msgTypes[21]
+	mi := &file_montage_v1_agents_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1907,7 +2095,7 @@ func (x *FailTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailTaskResponse.ProtoReflect.Descriptor instead.
 func (*FailTaskResponse) Descriptor() ([]byte, []int) {
-	return file_montage_v1_agents_proto_rawDescGZIP(), []int{21}
+	return file_montage_v1_agents_proto_rawDescGZIP(), []int{23}
 }
 
 var File_montage_v1_agents_proto protoreflect.FileDescriptor
@@ -1950,7 +2138,7 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x0ffree_disk_bytes\x18\a \x01(\x03R\rfreeDiskBytes\x12/\n" +
 	"\x06status\x18\b \x01(\v2\x17.montage.v1.AgentStatusR\x06status\">\n" +
 	"\x11LeaseTaskResponse\x12)\n" +
-	"\x06leases\x18\x01 \x03(\v2\x11.montage.v1.LeaseR\x06leases\"\x91\x06\n" +
+	"\x06leases\x18\x01 \x03(\v2\x11.montage.v1.LeaseR\x06leases\"\xce\x06\n" +
 	"\x05Lease\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x14\n" +
@@ -1973,7 +2161,19 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x14concat_inputs_sha256\x18\x10 \x01(\tR\x12concatInputsSha256\x12%\n" +
 	"\x0eexpected_bytes\x18\x11 \x01(\x03R\rexpectedBytes\x12-\n" +
 	"\x12checksummed_upload\x18\x12 \x01(\bR\x11checksummedUpload\x12&\n" +
-	"\x0fpart_size_bytes\x18\x13 \x01(\x03R\rpartSizeBytes\"K\n" +
+	"\x0fpart_size_bytes\x18\x13 \x01(\x03R\rpartSizeBytes\x12;\n" +
+	"\n" +
+	"transcribe\x18\x14 \x01(\v2\x1b.montage.v1.TranscribeInputR\n" +
+	"transcribe\"\xd5\x01\n" +
+	"\x0fTranscribeInput\x12\x1d\n" +
+	"\n" +
+	"source_url\x18\x01 \x01(\tR\tsourceUrl\x12\x1f\n" +
+	"\vsource_type\x18\x02 \x01(\tR\n" +
+	"sourceType\x12#\n" +
+	"\rstart_seconds\x18\x03 \x01(\x01R\fstartSeconds\x12)\n" +
+	"\x10duration_seconds\x18\x04 \x01(\x01R\x0fdurationSeconds\x12\x1a\n" +
+	"\blanguage\x18\x05 \x01(\tR\blanguage\x12\x16\n" +
+	"\x06prompt\x18\x06 \x01(\tR\x06prompt\"K\n" +
 	"\n" +
 	"OutputSlot\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
@@ -2012,9 +2212,17 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	" \x01(\bR\tsnapStart\x12\x19\n" +
 	"\bsnap_end\x18\v \x01(\bR\asnapEnd\x126\n" +
 	"\x17highlight_start_seconds\x18\f \x01(\x01R\x15highlightStartSeconds\x12'\n" +
-	"\x0fcached_identity\x18\r \x01(\tR\x0ecachedIdentity\"D\n" +
+	"\x0fcached_identity\x18\r \x01(\tR\x0ecachedIdentity\"\xbb\x01\n" +
 	"\vConcatInput\x125\n" +
-	"\bsegments\x18\x01 \x03(\v2\x19.montage.v1.ConcatSegmentR\bsegments\"\x93\x03\n" +
+	"\bsegments\x18\x01 \x03(\v2\x19.montage.v1.ConcatSegmentR\bsegments\x12;\n" +
+	"\vtranscripts\x18\x02 \x03(\v2\x19.montage.v1.TranscriptRefR\vtranscripts\x12\x1c\n" +
+	"\tsubtitles\x18\x03 \x01(\tR\tsubtitles\x12\x1a\n" +
+	"\blanguage\x18\x04 \x01(\tR\blanguage\"v\n" +
+	"\rTranscriptRef\x12'\n" +
+	"\x0fhighlight_index\x18\x01 \x01(\x05R\x0ehighlightIndex\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\"\x93\x03\n" +
 	"\rConcatSegment\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12)\n" +
@@ -2111,74 +2319,78 @@ func file_montage_v1_agents_proto_rawDescGZIP() []byte {
 	return file_montage_v1_agents_proto_rawDescData
 }
 
-var file_montage_v1_agents_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_montage_v1_agents_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_montage_v1_agents_proto_goTypes = []any{
 	(*RegisterRequest)(nil),      // 0: montage.v1.RegisterRequest
 	(*RegisterResponse)(nil),     // 1: montage.v1.RegisterResponse
 	(*LeaseTaskRequest)(nil),     // 2: montage.v1.LeaseTaskRequest
 	(*LeaseTaskResponse)(nil),    // 3: montage.v1.LeaseTaskResponse
 	(*Lease)(nil),                // 4: montage.v1.Lease
-	(*OutputSlot)(nil),           // 5: montage.v1.OutputSlot
-	(*SourceFacts)(nil),          // 6: montage.v1.SourceFacts
-	(*RenderInput)(nil),          // 7: montage.v1.RenderInput
-	(*ConcatInput)(nil),          // 8: montage.v1.ConcatInput
-	(*ConcatSegment)(nil),        // 9: montage.v1.ConcatSegment
-	(*LeaseProgress)(nil),        // 10: montage.v1.LeaseProgress
-	(*HeartbeatRequest)(nil),     // 11: montage.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),    // 12: montage.v1.HeartbeatResponse
-	(*TaskResult)(nil),           // 13: montage.v1.TaskResult
-	(*OutputObject)(nil),         // 14: montage.v1.OutputObject
-	(*UploadedPart)(nil),         // 15: montage.v1.UploadedPart
-	(*StartUploadRequest)(nil),   // 16: montage.v1.StartUploadRequest
-	(*StartUploadResponse)(nil),  // 17: montage.v1.StartUploadResponse
-	(*CompleteTaskRequest)(nil),  // 18: montage.v1.CompleteTaskRequest
-	(*CompleteTaskResponse)(nil), // 19: montage.v1.CompleteTaskResponse
-	(*FailTaskRequest)(nil),      // 20: montage.v1.FailTaskRequest
-	(*FailTaskResponse)(nil),     // 21: montage.v1.FailTaskResponse
-	nil,                          // 22: montage.v1.RegisterRequest.LabelsEntry
-	(*AgentCapabilities)(nil),    // 23: montage.v1.AgentCapabilities
-	(*Agent)(nil),                // 24: montage.v1.Agent
-	(*AgentStatus)(nil),          // 25: montage.v1.AgentStatus
-	(TaskType)(0),                // 26: montage.v1.TaskType
-	(*RenderProfile)(nil),        // 27: montage.v1.RenderProfile
+	(*TranscribeInput)(nil),      // 5: montage.v1.TranscribeInput
+	(*OutputSlot)(nil),           // 6: montage.v1.OutputSlot
+	(*SourceFacts)(nil),          // 7: montage.v1.SourceFacts
+	(*RenderInput)(nil),          // 8: montage.v1.RenderInput
+	(*ConcatInput)(nil),          // 9: montage.v1.ConcatInput
+	(*TranscriptRef)(nil),        // 10: montage.v1.TranscriptRef
+	(*ConcatSegment)(nil),        // 11: montage.v1.ConcatSegment
+	(*LeaseProgress)(nil),        // 12: montage.v1.LeaseProgress
+	(*HeartbeatRequest)(nil),     // 13: montage.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),    // 14: montage.v1.HeartbeatResponse
+	(*TaskResult)(nil),           // 15: montage.v1.TaskResult
+	(*OutputObject)(nil),         // 16: montage.v1.OutputObject
+	(*UploadedPart)(nil),         // 17: montage.v1.UploadedPart
+	(*StartUploadRequest)(nil),   // 18: montage.v1.StartUploadRequest
+	(*StartUploadResponse)(nil),  // 19: montage.v1.StartUploadResponse
+	(*CompleteTaskRequest)(nil),  // 20: montage.v1.CompleteTaskRequest
+	(*CompleteTaskResponse)(nil), // 21: montage.v1.CompleteTaskResponse
+	(*FailTaskRequest)(nil),      // 22: montage.v1.FailTaskRequest
+	(*FailTaskResponse)(nil),     // 23: montage.v1.FailTaskResponse
+	nil,                          // 24: montage.v1.RegisterRequest.LabelsEntry
+	(*AgentCapabilities)(nil),    // 25: montage.v1.AgentCapabilities
+	(*Agent)(nil),                // 26: montage.v1.Agent
+	(*AgentStatus)(nil),          // 27: montage.v1.AgentStatus
+	(TaskType)(0),                // 28: montage.v1.TaskType
+	(*RenderProfile)(nil),        // 29: montage.v1.RenderProfile
 }
 var file_montage_v1_agents_proto_depIdxs = []int32{
-	23, // 0: montage.v1.RegisterRequest.capabilities:type_name -> montage.v1.AgentCapabilities
-	22, // 1: montage.v1.RegisterRequest.labels:type_name -> montage.v1.RegisterRequest.LabelsEntry
-	24, // 2: montage.v1.RegisterResponse.agent:type_name -> montage.v1.Agent
-	10, // 3: montage.v1.LeaseTaskRequest.held:type_name -> montage.v1.LeaseProgress
-	25, // 4: montage.v1.LeaseTaskRequest.status:type_name -> montage.v1.AgentStatus
+	25, // 0: montage.v1.RegisterRequest.capabilities:type_name -> montage.v1.AgentCapabilities
+	24, // 1: montage.v1.RegisterRequest.labels:type_name -> montage.v1.RegisterRequest.LabelsEntry
+	26, // 2: montage.v1.RegisterResponse.agent:type_name -> montage.v1.Agent
+	12, // 3: montage.v1.LeaseTaskRequest.held:type_name -> montage.v1.LeaseProgress
+	27, // 4: montage.v1.LeaseTaskRequest.status:type_name -> montage.v1.AgentStatus
 	4,  // 5: montage.v1.LeaseTaskResponse.leases:type_name -> montage.v1.Lease
-	26, // 6: montage.v1.Lease.type:type_name -> montage.v1.TaskType
-	27, // 7: montage.v1.Lease.profile:type_name -> montage.v1.RenderProfile
-	7,  // 8: montage.v1.Lease.render:type_name -> montage.v1.RenderInput
-	8,  // 9: montage.v1.Lease.concat:type_name -> montage.v1.ConcatInput
-	5,  // 10: montage.v1.Lease.extra_outputs:type_name -> montage.v1.OutputSlot
-	9,  // 11: montage.v1.ConcatInput.segments:type_name -> montage.v1.ConcatSegment
-	6,  // 12: montage.v1.ConcatSegment.source:type_name -> montage.v1.SourceFacts
-	10, // 13: montage.v1.HeartbeatRequest.leases:type_name -> montage.v1.LeaseProgress
-	25, // 14: montage.v1.HeartbeatRequest.status:type_name -> montage.v1.AgentStatus
-	15, // 15: montage.v1.TaskResult.parts:type_name -> montage.v1.UploadedPart
-	14, // 16: montage.v1.TaskResult.extra_outputs:type_name -> montage.v1.OutputObject
-	6,  // 17: montage.v1.TaskResult.source:type_name -> montage.v1.SourceFacts
-	13, // 18: montage.v1.CompleteTaskRequest.result:type_name -> montage.v1.TaskResult
-	0,  // 19: montage.v1.AgentService.Register:input_type -> montage.v1.RegisterRequest
-	2,  // 20: montage.v1.AgentService.LeaseTask:input_type -> montage.v1.LeaseTaskRequest
-	11, // 21: montage.v1.AgentService.Heartbeat:input_type -> montage.v1.HeartbeatRequest
-	18, // 22: montage.v1.AgentService.CompleteTask:input_type -> montage.v1.CompleteTaskRequest
-	20, // 23: montage.v1.AgentService.FailTask:input_type -> montage.v1.FailTaskRequest
-	16, // 24: montage.v1.AgentService.StartUpload:input_type -> montage.v1.StartUploadRequest
-	1,  // 25: montage.v1.AgentService.Register:output_type -> montage.v1.RegisterResponse
-	3,  // 26: montage.v1.AgentService.LeaseTask:output_type -> montage.v1.LeaseTaskResponse
-	12, // 27: montage.v1.AgentService.Heartbeat:output_type -> montage.v1.HeartbeatResponse
-	19, // 28: montage.v1.AgentService.CompleteTask:output_type -> montage.v1.CompleteTaskResponse
-	21, // 29: montage.v1.AgentService.FailTask:output_type -> montage.v1.FailTaskResponse
-	17, // 30: montage.v1.AgentService.StartUpload:output_type -> montage.v1.StartUploadResponse
-	25, // [25:31] is the sub-list for method output_type
-	19, // [19:25] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	28, // 6: montage.v1.Lease.type:type_name -> montage.v1.TaskType
+	29, // 7: montage.v1.Lease.profile:type_name -> montage.v1.RenderProfile
+	8,  // 8: montage.v1.Lease.render:type_name -> montage.v1.RenderInput
+	9,  // 9: montage.v1.Lease.concat:type_name -> montage.v1.ConcatInput
+	6,  // 10: montage.v1.Lease.extra_outputs:type_name -> montage.v1.OutputSlot
+	5,  // 11: montage.v1.Lease.transcribe:type_name -> montage.v1.TranscribeInput
+	11, // 12: montage.v1.ConcatInput.segments:type_name -> montage.v1.ConcatSegment
+	10, // 13: montage.v1.ConcatInput.transcripts:type_name -> montage.v1.TranscriptRef
+	7,  // 14: montage.v1.ConcatSegment.source:type_name -> montage.v1.SourceFacts
+	12, // 15: montage.v1.HeartbeatRequest.leases:type_name -> montage.v1.LeaseProgress
+	27, // 16: montage.v1.HeartbeatRequest.status:type_name -> montage.v1.AgentStatus
+	17, // 17: montage.v1.TaskResult.parts:type_name -> montage.v1.UploadedPart
+	16, // 18: montage.v1.TaskResult.extra_outputs:type_name -> montage.v1.OutputObject
+	7,  // 19: montage.v1.TaskResult.source:type_name -> montage.v1.SourceFacts
+	15, // 20: montage.v1.CompleteTaskRequest.result:type_name -> montage.v1.TaskResult
+	0,  // 21: montage.v1.AgentService.Register:input_type -> montage.v1.RegisterRequest
+	2,  // 22: montage.v1.AgentService.LeaseTask:input_type -> montage.v1.LeaseTaskRequest
+	13, // 23: montage.v1.AgentService.Heartbeat:input_type -> montage.v1.HeartbeatRequest
+	20, // 24: montage.v1.AgentService.CompleteTask:input_type -> montage.v1.CompleteTaskRequest
+	22, // 25: montage.v1.AgentService.FailTask:input_type -> montage.v1.FailTaskRequest
+	18, // 26: montage.v1.AgentService.StartUpload:input_type -> montage.v1.StartUploadRequest
+	1,  // 27: montage.v1.AgentService.Register:output_type -> montage.v1.RegisterResponse
+	3,  // 28: montage.v1.AgentService.LeaseTask:output_type -> montage.v1.LeaseTaskResponse
+	14, // 29: montage.v1.AgentService.Heartbeat:output_type -> montage.v1.HeartbeatResponse
+	21, // 30: montage.v1.AgentService.CompleteTask:output_type -> montage.v1.CompleteTaskResponse
+	23, // 31: montage.v1.AgentService.FailTask:output_type -> montage.v1.FailTaskResponse
+	19, // 32: montage.v1.AgentService.StartUpload:output_type -> montage.v1.StartUploadResponse
+	27, // [27:33] is the sub-list for method output_type
+	21, // [21:27] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_montage_v1_agents_proto_init() }
@@ -2193,7 +2405,7 @@ func file_montage_v1_agents_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_montage_v1_agents_proto_rawDesc), len(file_montage_v1_agents_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

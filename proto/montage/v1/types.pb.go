@@ -150,6 +150,8 @@ const (
 	TaskType_TASK_TYPE_UNSPECIFIED TaskType = 0
 	TaskType_TASK_TYPE_RENDER      TaskType = 1
 	TaskType_TASK_TYPE_CONCAT      TaskType = 2
+	// Transcribes one highlight's audio (jobs with transcribe: true).
+	TaskType_TASK_TYPE_TRANSCRIBE TaskType = 3
 )
 
 // Enum value maps for TaskType.
@@ -158,11 +160,13 @@ var (
 		0: "TASK_TYPE_UNSPECIFIED",
 		1: "TASK_TYPE_RENDER",
 		2: "TASK_TYPE_CONCAT",
+		3: "TASK_TYPE_TRANSCRIBE",
 	}
 	TaskType_value = map[string]int32{
 		"TASK_TYPE_UNSPECIFIED": 0,
 		"TASK_TYPE_RENDER":      1,
 		"TASK_TYPE_CONCAT":      2,
+		"TASK_TYPE_TRANSCRIBE":  3,
 	}
 )
 
@@ -264,7 +268,16 @@ type JobSpec struct {
 	Outro *Highlight `protobuf:"bytes,6,opt,name=outro,proto3" json:"outro,omitempty"`
 	// Highlights longer than this are split into chunks rendered in parallel.
 	// 0 means the default of 60 seconds.
-	ChunkSeconds  float64 `protobuf:"fixed64,7,opt,name=chunk_seconds,json=chunkSeconds,proto3" json:"chunk_seconds,omitempty"`
+	ChunkSeconds float64 `protobuf:"fixed64,7,opt,name=chunk_seconds,json=chunkSeconds,proto3" json:"chunk_seconds,omitempty"`
+	// Transcribe every highlight (agents with an OpenAI-compatible service)
+	// and write subtitles: "sidecar" (montage.srt and montage.vtt, the
+	// default), "embed" (also a soft subtitle track in the MP4) or "none".
+	Transcribe bool   `protobuf:"varint,8,opt,name=transcribe,proto3" json:"transcribe,omitempty"`
+	Subtitles  string `protobuf:"bytes,9,opt,name=subtitles,proto3" json:"subtitles,omitempty"`
+	// The spoken language (ISO-639-1, e.g. "en"; empty: detected) and a
+	// prompt of names Whisper would misspell.
+	Language      string `protobuf:"bytes,10,opt,name=language,proto3" json:"language,omitempty"`
+	Prompt        string `protobuf:"bytes,11,opt,name=prompt,proto3" json:"prompt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -346,6 +359,34 @@ func (x *JobSpec) GetChunkSeconds() float64 {
 		return x.ChunkSeconds
 	}
 	return 0
+}
+
+func (x *JobSpec) GetTranscribe() bool {
+	if x != nil {
+		return x.Transcribe
+	}
+	return false
+}
+
+func (x *JobSpec) GetSubtitles() string {
+	if x != nil {
+		return x.Subtitles
+	}
+	return ""
+}
+
+func (x *JobSpec) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
+func (x *JobSpec) GetPrompt() string {
+	if x != nil {
+		return x.Prompt
+	}
+	return ""
 }
 
 // Highlight is one clip of a source video. Times are strings so that the
@@ -1017,9 +1058,11 @@ type AgentCapabilities struct {
 	// Hardware families whose test encode succeeded ("nvenc", "vaapi", ...).
 	Hwaccels []string `protobuf:"bytes,10,rep,name=hwaccels,proto3" json:"hwaccels,omitempty"`
 	// The CPU model and how many threads it runs.
-	Cpu           string `protobuf:"bytes,11,opt,name=cpu,proto3" json:"cpu,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Cpu string `protobuf:"bytes,11,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	// The agent transcribes, with this model (empty: it does not).
+	TranscribeModel string `protobuf:"bytes,12,opt,name=transcribe_model,json=transcribeModel,proto3" json:"transcribe_model,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AgentCapabilities) Reset() {
@@ -1125,6 +1168,13 @@ func (x *AgentCapabilities) GetHwaccels() []string {
 func (x *AgentCapabilities) GetCpu() string {
 	if x != nil {
 		return x.Cpu
+	}
+	return ""
+}
+
+func (x *AgentCapabilities) GetTranscribeModel() string {
+	if x != nil {
+		return x.TranscribeModel
 	}
 	return ""
 }
@@ -1456,7 +1506,7 @@ var File_montage_v1_types_proto protoreflect.FileDescriptor
 const file_montage_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"\x16montage/v1/types.proto\x12\n" +
-	"montage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x02\n" +
+	"montage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x03\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
 	"\aprofile\x18\x02 \x01(\v2\x19.montage.v1.RenderProfileR\aprofile\x125\n" +
@@ -1466,7 +1516,14 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\bpriority\x18\x04 \x01(\x05R\bpriority\x12+\n" +
 	"\x05intro\x18\x05 \x01(\v2\x15.montage.v1.HighlightR\x05intro\x12+\n" +
 	"\x05outro\x18\x06 \x01(\v2\x15.montage.v1.HighlightR\x05outro\x12#\n" +
-	"\rchunk_seconds\x18\a \x01(\x01R\fchunkSeconds\"\x80\x01\n" +
+	"\rchunk_seconds\x18\a \x01(\x01R\fchunkSeconds\x12\x1e\n" +
+	"\n" +
+	"transcribe\x18\b \x01(\bR\n" +
+	"transcribe\x12\x1c\n" +
+	"\tsubtitles\x18\t \x01(\tR\tsubtitles\x12\x1a\n" +
+	"\blanguage\x18\n" +
+	" \x01(\tR\blanguage\x12\x16\n" +
+	"\x06prompt\x18\v \x01(\tR\x06prompt\"\x80\x01\n" +
 	"\tHighlight\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x0e\n" +
 	"\x02at\x18\x02 \x01(\tR\x02at\x12\x1a\n" +
@@ -1540,7 +1597,7 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\x06chunks\x18\x11 \x01(\x05R\x06chunks\x12\x16\n" +
 	"\x06cached\x18\x12 \x01(\bR\x06cached\x12\x1a\n" +
 	"\brequires\x18\x13 \x03(\tR\brequires\x12\x12\n" +
-	"\x04role\x18\x14 \x01(\tR\x04role\"\xd0\x02\n" +
+	"\x04role\x18\x14 \x01(\tR\x04role\"\xfb\x02\n" +
 	"\x11AgentCapabilities\x12%\n" +
 	"\x0effmpeg_version\x18\x01 \x01(\tR\rffmpegVersion\x12'\n" +
 	"\x0fffprobe_version\x18\x02 \x01(\tR\x0effprobeVersion\x12\x1a\n" +
@@ -1553,7 +1610,8 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\bdrawtext\x18\t \x01(\bR\bdrawtext\x12\x1a\n" +
 	"\bhwaccels\x18\n" +
 	" \x03(\tR\bhwaccels\x12\x10\n" +
-	"\x03cpu\x18\v \x01(\tR\x03cpu\"\xbc\x02\n" +
+	"\x03cpu\x18\v \x01(\tR\x03cpu\x12)\n" +
+	"\x10transcribe_model\x18\f \x01(\tR\x0ftranscribeModel\"\xbc\x02\n" +
 	"\vAgentStatus\x12\x14\n" +
 	"\x05slots\x18\x01 \x01(\x05R\x05slots\x12\x1d\n" +
 	"\n" +
@@ -1608,11 +1666,12 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\x14TASK_STATE_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11TASK_STATE_FAILED\x10\x04\x12\x17\n" +
 	"\x13TASK_STATE_CANCELED\x10\x05\x12\x18\n" +
-	"\x14TASK_STATE_VERIFYING\x10\x06*Q\n" +
+	"\x14TASK_STATE_VERIFYING\x10\x06*k\n" +
 	"\bTaskType\x12\x19\n" +
 	"\x15TASK_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10TASK_TYPE_RENDER\x10\x01\x12\x14\n" +
-	"\x10TASK_TYPE_CONCAT\x10\x02*\x8d\x01\n" +
+	"\x10TASK_TYPE_CONCAT\x10\x02\x12\x18\n" +
+	"\x14TASK_TYPE_TRANSCRIBE\x10\x03*\x8d\x01\n" +
 	"\n" +
 	"AgentState\x12\x1b\n" +
 	"\x17AGENT_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +

@@ -997,6 +997,7 @@ type Task struct {
 	ExpectedBytes   int64                  `protobuf:"varint,25,opt,name=expected_bytes,json=expectedBytes,proto3" json:"expected_bytes,omitempty"`
 	FailCounts      map[string]int64       `protobuf:"bytes,26,rep,name=fail_counts,json=failCounts,proto3" json:"fail_counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	SourceSuspect   bool                   `protobuf:"varint,27,opt,name=source_suspect,json=sourceSuspect,proto3" json:"source_suspect,omitempty"`
+	Optional        bool                   `protobuf:"varint,28,opt,name=optional,proto3" json:"optional,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1216,6 +1217,13 @@ func (x *Task) GetFailCounts() map[string]int64 {
 func (x *Task) GetSourceSuspect() bool {
 	if x != nil {
 		return x.SourceSuspect
+	}
+	return false
+}
+
+func (x *Task) GetOptional() bool {
+	if x != nil {
+		return x.Optional
 	}
 	return false
 }
@@ -1688,7 +1696,7 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"snap_start\x18\n" +
 	" \x01(\bR\tsnapStart\x12\x19\n" +
 	"\bsnap_end\x18\v \x01(\bR\asnapEnd\x12'\n" +
-	"\x0fhighlight_start\x18\f \x01(\x01R\x0ehighlightStart\"\xd1\a\n" +
+	"\x0fhighlight_start\x18\f \x01(\x01R\x0ehighlightStart\"\xed\a\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12(\n" +
@@ -1722,7 +1730,8 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\x0eexpected_bytes\x18\x19 \x01(\x03R\rexpectedBytes\x12G\n" +
 	"\vfail_counts\x18\x1a \x03(\v2&.montage.state.v1.Task.FailCountsEntryR\n" +
 	"failCounts\x12%\n" +
-	"\x0esource_suspect\x18\x1b \x01(\bR\rsourceSuspect\x1a=\n" +
+	"\x0esource_suspect\x18\x1b \x01(\bR\rsourceSuspect\x12\x1a\n" +
+	"\boptional\x18\x1c \x01(\bR\boptional\x1a=\n" +
 	"\x0fFailCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xba\x05\n" +
