@@ -66,6 +66,21 @@ func (w *whisper) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		`{"id":0,"start":0.25,"end":1.5,"text":" hello"},{"id":1,"start":2.0,"end":9.0,"text":" world"}]}`)
 }
 
+// submitTranscribed starts a -dev farm whose agent transcribes with w and
+// submits a two-highlight job with the given subtitles.
+func submitTranscribed(t *testing.T, w *whisper, subs string) (*coordinator, string) {
+	t.Helper()
+	srv := httptest.NewServer(w)
+	t.Cleanup(srv.Close)
+	env := []string{"OPENAI_API_KEY=" + openaiKey, "OPENAI_BASE_URL=" + srv.URL + "/v1"}
+	c := startCoordinatorEnv(t, env, t.TempDir(), freePort(t), "-dev")
+	res := ctl(t, c.url, "submit", "-q", writeSpec(t, transcriptSpec(subs)))
+	if res.code != 0 {
+		t.Fatalf("submit: %s %s", res.stdout, res.stderr)
+	}
+	return c, strings.TrimSpace(res.stdout)
+}
+
 func transcriptSpec(subs string) string {
 	return fmt.Sprintf(`name: subtitled
 profile: {resolution: 640x360, fps: 30}
@@ -86,15 +101,7 @@ highlights:
 // its key appears nowhere.
 func TestTranscriptsEndToEnd(t *testing.T) {
 	w := &whisper{t: t}
-	srv := httptest.NewServer(w)
-	defer srv.Close()
-	env := []string{"OPENAI_API_KEY=" + openaiKey, "OPENAI_BASE_URL=" + srv.URL + "/v1"}
-	c := startCoordinatorEnv(t, env, t.TempDir(), freePort(t), "-dev")
-	res := ctl(t, c.url, "submit", "-q", writeSpec(t, transcriptSpec("embed")))
-	if res.code != 0 {
-		t.Fatalf("submit: %s %s", res.stdout, res.stderr)
-	}
-	id := strings.TrimSpace(res.stdout)
+	c, id := submitTranscribed(t, w, "embed")
 	if j := waitJobDone(t, c.url, id, 3*time.Minute); j.GetState().String() != "JOB_STATE_SUCCEEDED" {
 		t.Fatalf("job %s: %s", j.GetState(), j.GetError())
 	}
@@ -181,15 +188,7 @@ func TestTranscriptsEndToEnd(t *testing.T) {
 // warning naming the highlight, and subtitles without its cues.
 func TestTranscriptFailureKeepsTheMontage(t *testing.T) {
 	w := &whisper{t: t, status: http.StatusBadRequest}
-	srv := httptest.NewServer(w)
-	defer srv.Close()
-	env := []string{"OPENAI_API_KEY=" + openaiKey, "OPENAI_BASE_URL=" + srv.URL + "/v1"}
-	c := startCoordinatorEnv(t, env, t.TempDir(), freePort(t), "-dev")
-	res := ctl(t, c.url, "submit", "-q", writeSpec(t, transcriptSpec("sidecar")))
-	if res.code != 0 {
-		t.Fatalf("submit: %s %s", res.stdout, res.stderr)
-	}
-	id := strings.TrimSpace(res.stdout)
+	c, id := submitTranscribed(t, w, "sidecar")
 	if !pollUntil(3*time.Minute, func() bool {
 		j, err := tryGetJob(c.url, id)
 		return err == nil && j.GetState().String() == "JOB_STATE_SUCCEEDED"

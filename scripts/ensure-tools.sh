@@ -16,24 +16,23 @@ need protoc-gen-connect-go connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.2
 need staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # A real S3 server for the object-store tests (about 90 s to build once).
 need versitygw github.com/versity/versitygw/cmd/versitygw@v1.8.0
+# apt_need PACKAGE WHY COMMAND…: installs a Debian package (as root) when
+# one of its commands is missing, or says what to run.
+apt_need() {
+  local pkg="$1" why="$2" missing=""
+  shift 2
+  for c in "$@"; do command -v "$c" >/dev/null || missing=1; done
+  [ -z "$missing" ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing $pkg (apt-get)…" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null; }
+  else
+    echo "$why: sudo apt-get install -y $pkg" >&2
+    exit 1
+  fi
+}
 # Prometheus and promtool: the observability tests scrape a real farm and
 # check the metrics, the alert rules and every dashboard query.
-if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing prometheus (apt-get)…" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
-  else
-    echo "the observability tests need Prometheus and promtool: sudo apt-get install -y prometheus" >&2
-    exit 1
-  fi
-fi
+apt_need prometheus "the observability tests need Prometheus and promtool" prometheus promtool
 # tmux gives the terminal tests a real pseudo-terminal and screen.
-if ! command -v tmux >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing tmux (apt-get)…" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null; }
-  else
-    echo "the terminal tests need tmux: sudo apt-get install -y tmux" >&2
-    exit 1
-  fi
-fi
+apt_need tmux "the terminal tests need tmux" tmux

@@ -281,18 +281,12 @@ func (s *Server) grant(agentID string, n, gpu int, freeDisk int64) ([]*montagev1
 	// picked is claimed until its grant is decided, and others pass over
 	// it. Without this, every agent woken by one new task proposes a grant
 	// of it and all but one go back to waiting empty-handed.
-	open := true
-	s.node.View(func(st *fsm.State) {
-		if a := st.Agents[agentID]; a != nil {
-			open = openAt(a, s.clock.Now())
-		}
-	})
-	if !open {
-		return nil, nil // outside its schedule: no new work
-	}
 	s.claimMu.Lock()
 	var picks []string
 	s.node.View(func(st *fsm.State) {
+		if a := st.Agents[agentID]; a != nil && !openAt(a, s.clock.Now()) {
+			return // outside its schedule: no new work
+		}
 		picks = sched.Pick(st, sched.Ask{Agent: agentID, Slots: n, GPU: gpu, FreeDisk: freeDisk, Online: s.lead.Online,
 			Skip: func(id string) bool { return s.claims[id] }})
 	})

@@ -172,9 +172,17 @@ func Allows(text, tz string, t time.Time) bool {
 	if text == "" {
 		return true
 	}
-	sc, err := Parse(text)
-	if err != nil {
-		return true
+	// Every grant asks: parse each schedule once.
+	v, ok := parsed.Load(text)
+	if !ok {
+		sc, err := Parse(text)
+		if err != nil {
+			return true
+		}
+		v, _ = parsed.LoadOrStore(text, sc)
 	}
-	return sc.Open(t, Zone(tz))
+	return v.(Schedule).Open(t, Zone(tz))
 }
+
+// parsed caches schedules by text (an operator sets a handful).
+var parsed sync.Map
