@@ -34,9 +34,29 @@ func hasJob(n *cluster.Node, id string) bool {
 // Three fresh nodes form one cluster by gossip and -bootstrap-expect; a write
 // reaches every replica; losing the leader elects another that has it; a
 // follower refuses writes; a node dead past the cleanup time leaves raft.
+// Each new leader records its API address in the log, so every follower can
+// forward to it whether or not gossip has told it of the leader yet.
 func TestThreeNodeCluster(t *testing.T) {
-	c := clustertest.Start(t, 3, nil, 2*time.Second)
+	c := clustertest.Start(t, 3, []string{"http://c0.test:7400", "http://c1.test:7400", "http://c2.test:7400"}, 2*time.Second)
 	leader := c.Leader(t, 10*time.Second)
+	recorded := func(leader *cluster.Node) {
+		t.Helper()
+		want := c.Cfgs[c.Index(leader)].APIAddr
+		for _, nd := range c.Nodes {
+			if nd == nil {
+				continue
+			}
+			clustertest.WaitFor(t, 5*time.Second, "the leader's API address in every replica", func() bool {
+				var got string
+				nd.View(func(s *fsm.State) { got = s.Coordinators[leader.ID] })
+				return got == want
+			})
+			if got := nd.LeaderAPI(); got != want {
+				t.Errorf("node %s: LeaderAPI %q, want %q", nd.ID, got, want)
+			}
+		}
+	}
+	recorded(leader)
 	members, voters := leader.Members()
 	if len(members) != 3 || len(voters) != 3 {
 		t.Fatalf("members %v, voters %v; want 3 and 3", members, voters)
@@ -57,15 +77,13 @@ func TestThreeNodeCluster(t *testing.T) {
 	if !hasJob(next, "j1") {
 		t.Fatal("the new leader lost a committed job")
 	}
+	recorded(next)
 	submit(t, next, "j2")
 	// The dead node is removed after the cleanup time; two voters remain.
 	clustertest.WaitFor(t, 20*time.Second, "dead node removed from raft", func() bool {
 		_, v := next.Members()
 		return len(v) == 2
 	})
-	if next.LeaderAPI() != "" && next.LeaderAPI() != c.Cfgs[c.Index(next)].APIAddr {
-		t.Errorf("LeaderAPI %q is not the leader's", next.LeaderAPI())
-	}
 }
 
 type lockedBuffer struct {

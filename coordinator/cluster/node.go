@@ -261,6 +261,7 @@ func (n *Node) watchLeadership() {
 					continue
 				}
 				n.ready.Store(true)
+				go n.recordAPIAddr()
 			} else {
 				n.ready.Store(false)
 			}
@@ -447,11 +448,31 @@ func (n *Node) LeaderAPI() string {
 		return n.cfg.APIAddr
 	}
 	if n.gossip != nil {
-		if m, ok := n.gossip.get(id); ok {
+		if m, ok := n.gossip.get(id); ok && m.APIAddr != "" {
 			return m.APIAddr
 		}
 	}
-	return ""
+	// Gossip may not have told us of a node that joined a moment before a
+	// partition; the leader's own record in the log is there by now.
+	var addr string
+	n.View(func(s *fsm.State) { addr = s.Coordinators[id] })
+	return addr
+}
+
+// recordAPIAddr writes this new leader's API address into the log, unless
+// it is there already.
+func (n *Node) recordAPIAddr() {
+	if n.cfg.APIAddr == "" {
+		return
+	}
+	var have string
+	n.View(func(s *fsm.State) { have = s.Coordinators[n.ID] })
+	if have == n.cfg.APIAddr {
+		return
+	}
+	if _, err := n.Apply(&fsm.Command{Coordinator: &fsm.CoordinatorCmd{ID: n.ID, APIAddr: n.cfg.APIAddr}}); err != nil {
+		slog.Warn("cannot record this coordinator's API address", "err", err)
+	}
 }
 
 // RemoveServer takes a coordinator out of raft (cluster remove).

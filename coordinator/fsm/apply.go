@@ -40,6 +40,17 @@ type Command struct {
 	Schedule    *ScheduleCmd    `json:"schedule,omitempty"`
 	// Verified ends the read-back of a result (see CompleteCmd.Verify).
 	Verified *VerifiedCmd `json:"verified,omitempty"`
+	// Coordinator records where a coordinator serves its API: each new
+	// leader proposes its own, so followers can forward to it even while
+	// gossip has not told them of it yet.
+	Coordinator *CoordinatorCmd `json:"coordinator,omitempty"`
+}
+
+// CoordinatorCmd sets (or, with an empty APIAddr, forgets) a coordinator's
+// API address.
+type CoordinatorCmd struct {
+	ID      string `json:"id"`
+	APIAddr string `json:"api_addr,omitempty"`
 }
 
 // RemoveAgentCmd forgets an agent.
@@ -220,6 +231,16 @@ func (s *State) apply(idx uint64, c *Command) Response {
 		return s.register(c.At, c.Register)
 	case c.Enroll != nil:
 		return s.enroll(c.At, c.Enroll)
+	case c.Coordinator != nil:
+		if c.Coordinator.ID == "" {
+			return Response{Err: fmt.Errorf("coordinator: empty id: %w", ErrBadCommand)}
+		}
+		if c.Coordinator.APIAddr == "" {
+			delete(s.Coordinators, c.Coordinator.ID)
+		} else {
+			s.Coordinators[c.Coordinator.ID] = c.Coordinator.APIAddr
+		}
+		return Response{}
 	case c.Schedule != nil:
 		a := s.agent(c.Schedule.AgentID)
 		if a == nil {

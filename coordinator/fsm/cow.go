@@ -89,6 +89,7 @@ type Frozen struct {
 	Cache        []*CacheEntry
 	CacheLatest  [][2]string // plan, entry key
 	Enrollments  []Enrollment
+	Coordinators [][2]string // id, API address
 }
 
 // Sizes is how many entries each part of the view will hold: chunks of
@@ -146,6 +147,10 @@ func (s *State) FreezeInto(f *Frozen) *Frozen {
 	f.Enrollments = f.Enrollments[:0]
 	for _, e := range s.Enrollments { // a handful: values, copied
 		f.Enrollments = append(f.Enrollments, *e)
+	}
+	f.Coordinators = f.Coordinators[:0]
+	for id, addr := range s.Coordinators {
+		f.Coordinators = append(f.Coordinators, [2]string{id, addr})
 	}
 	return f
 }

@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -428,4 +429,33 @@ func TestOptionalTaskFailureWarns(t *testing.T) {
 		t.Fatalf("the montage did not finish: %v, job %s", r.Ended, l.s.Jobs["j"].State)
 	}
 	checkIndex(t, l.s)
+}
+
+// A coordinator's API address is recorded, replaced, forgotten, and kept
+// through a snapshot; one without an id is refused.
+func TestCoordinatorAddresses(t *testing.T) {
+	l := newLog()
+	for _, c := range []CoordinatorCmd{{ID: "c1", APIAddr: "http://a:7400"}, {ID: "c2", APIAddr: "http://b:7400"},
+		{ID: "c1", APIAddr: "http://a2:7400"}, {ID: "c3", APIAddr: "http://c:7400"}, {ID: "c3"}} {
+		if r := l.apply(&Command{Coordinator: &c}); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	if r := l.apply(&Command{Coordinator: &CoordinatorCmd{APIAddr: "http://x"}}); !errors.Is(r.Err, ErrBadCommand) {
+		t.Fatalf("a coordinator without an id: %v", r.Err)
+	}
+	want := map[string]string{"c1": "http://a2:7400", "c2": "http://b:7400"}
+	var snap bytes.Buffer
+	if err := l.s.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	restored, err := Restore(&snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, got := range map[string]map[string]string{"applied": l.s.Coordinators, "restored": restored.Coordinators} {
+		if !maps.Equal(got, want) {
+			t.Errorf("%s: coordinators %v, want %v", name, got, want)
+		}
+	}
 }

@@ -110,6 +110,12 @@ func (f *Frozen) WriteTo(w io.Writer) (int64, error) {
 			return cw.n, err
 		}
 	}
+	slices.SortFunc(f.Coordinators, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	for _, c := range f.Coordinators {
+		if err := put(&statev1.Record{Item: &statev1.Record_Coordinator{Coordinator: &statev1.Coordinator{Id: c[0], ApiAddr: c[1]}}}); err != nil {
+			return cw.n, err
+		}
+	}
 	for j := range f.jobs() {
 		if err := put(&statev1.Record{Item: &statev1.Record_Job{Job: jobOut(j)}}); err != nil {
 			return cw.n, err
@@ -196,6 +202,8 @@ func restoreV2(r io.Reader) (*State, error) {
 			e := it.Enrollment
 			s.Enrollments[e.GetHash()] = &Enrollment{Hash: e.GetHash(), Name: e.GetName(),
 				ExpiresAt: fromUnixNano(e.GetExpiresAt()), CreatedAt: fromUnixNano(e.GetCreatedAt())}
+		case *statev1.Record_Coordinator:
+			s.Coordinators[it.Coordinator.GetId()] = it.Coordinator.GetApiAddr()
 		case *statev1.Record_Job:
 			j := jobIn(it.Job)
 			s.Jobs[j.ID] = j

@@ -269,6 +269,8 @@ type State struct {
 	// Enrollments are the one-time tokens new PCs may register with, by
 	// the SHA-256 of the token (the token itself is never kept).
 	Enrollments map[string]*Enrollment
+	// Coordinators maps a coordinator's id to its API base URL.
+	Coordinators map[string]string
 	// AppliedIndex is the raft index of the last applied command.
 	AppliedIndex uint64
 
@@ -281,13 +283,14 @@ type State struct {
 // New returns an empty state.
 func New() *State {
 	s := &State{
-		Jobs:        map[string]*Job{},
-		Tasks:       map[string]*Task{},
-		Agents:      map[string]*Agent{},
-		Idempotency: map[string]string{},
-		Cache:       map[string]*CacheEntry{},
-		CacheLatest: map[string]string{},
-		Enrollments: map[string]*Enrollment{},
+		Jobs:         map[string]*Job{},
+		Tasks:        map[string]*Task{},
+		Agents:       map[string]*Agent{},
+		Idempotency:  map[string]string{},
+		Cache:        map[string]*CacheEntry{},
+		CacheLatest:  map[string]string{},
+		Enrollments:  map[string]*Enrollment{},
+		Coordinators: map[string]string{},
 	}
 	s.ix = newIndex()
 	return s

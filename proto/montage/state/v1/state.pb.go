@@ -125,6 +125,7 @@ type Record struct {
 	//	*Record_CacheLatest
 	//	*Record_End
 	//	*Record_Enrollment
+	//	*Record_Coordinator
 	Item          isRecord_Item `protobuf_oneof:"item"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -230,6 +231,15 @@ func (x *Record) GetEnrollment() *Enrollment {
 	return nil
 }
 
+func (x *Record) GetCoordinator() *Coordinator {
+	if x != nil {
+		if x, ok := x.Item.(*Record_Coordinator); ok {
+			return x.Coordinator
+		}
+	}
+	return nil
+}
+
 type isRecord_Item interface {
 	isRecord_Item()
 }
@@ -262,6 +272,10 @@ type Record_Enrollment struct {
 	Enrollment *Enrollment `protobuf:"bytes,7,opt,name=enrollment,proto3,oneof"`
 }
 
+type Record_Coordinator struct {
+	Coordinator *Coordinator `protobuf:"bytes,8,opt,name=coordinator,proto3,oneof"`
+}
+
 func (*Record_Job) isRecord_Item() {}
 
 func (*Record_Task) isRecord_Item() {}
@@ -276,6 +290,62 @@ func (*Record_End) isRecord_Item() {}
 
 func (*Record_Enrollment) isRecord_Item() {}
 
+func (*Record_Coordinator) isRecord_Item() {}
+
+// Coordinator is where a coordinator serves its API, recorded by each new
+// leader so followers can forward calls to it even before gossip tells them.
+type Coordinator struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ApiAddr       string                 `protobuf:"bytes,2,opt,name=api_addr,json=apiAddr,proto3" json:"api_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Coordinator) Reset() {
+	*x = Coordinator{}
+	mi := &file_montage_state_v1_state_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Coordinator) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Coordinator) ProtoMessage() {}
+
+func (x *Coordinator) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_state_v1_state_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Coordinator.ProtoReflect.Descriptor instead.
+func (*Coordinator) Descriptor() ([]byte, []int) {
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Coordinator) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Coordinator) GetApiAddr() string {
+	if x != nil {
+		return x.ApiAddr
+	}
+	return ""
+}
+
 type Enrollment struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Hash          string                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
@@ -288,7 +358,7 @@ type Enrollment struct {
 
 func (x *Enrollment) Reset() {
 	*x = Enrollment{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[2]
+	mi := &file_montage_state_v1_state_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -300,7 +370,7 @@ func (x *Enrollment) String() string {
 func (*Enrollment) ProtoMessage() {}
 
 func (x *Enrollment) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[2]
+	mi := &file_montage_state_v1_state_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -313,7 +383,7 @@ func (x *Enrollment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Enrollment.ProtoReflect.Descriptor instead.
 func (*Enrollment) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{2}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Enrollment) GetHash() string {
@@ -353,7 +423,7 @@ type End struct {
 
 func (x *End) Reset() {
 	*x = End{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[3]
+	mi := &file_montage_state_v1_state_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -365,7 +435,7 @@ func (x *End) String() string {
 func (*End) ProtoMessage() {}
 
 func (x *End) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[3]
+	mi := &file_montage_state_v1_state_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -378,7 +448,7 @@ func (x *End) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use End.ProtoReflect.Descriptor instead.
 func (*End) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{3}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *End) GetRecords() uint64 {
@@ -398,7 +468,7 @@ type Checksum struct {
 
 func (x *Checksum) Reset() {
 	*x = Checksum{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[4]
+	mi := &file_montage_state_v1_state_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +480,7 @@ func (x *Checksum) String() string {
 func (*Checksum) ProtoMessage() {}
 
 func (x *Checksum) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[4]
+	mi := &file_montage_state_v1_state_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +493,7 @@ func (x *Checksum) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checksum.ProtoReflect.Descriptor instead.
 func (*Checksum) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{4}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Checksum) GetSize() int64 {
@@ -451,7 +521,7 @@ type TaskSummary struct {
 
 func (x *TaskSummary) Reset() {
 	*x = TaskSummary{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[5]
+	mi := &file_montage_state_v1_state_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -463,7 +533,7 @@ func (x *TaskSummary) String() string {
 func (*TaskSummary) ProtoMessage() {}
 
 func (x *TaskSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[5]
+	mi := &file_montage_state_v1_state_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -476,7 +546,7 @@ func (x *TaskSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSummary.ProtoReflect.Descriptor instead.
 func (*TaskSummary) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{5}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TaskSummary) GetTasks() int32 {
@@ -534,7 +604,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[6]
+	mi := &file_montage_state_v1_state_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -546,7 +616,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[6]
+	mi := &file_montage_state_v1_state_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -559,7 +629,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{6}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Job) GetId() string {
@@ -759,7 +829,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[7]
+	mi := &file_montage_state_v1_state_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +841,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[7]
+	mi := &file_montage_state_v1_state_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +854,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{7}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Result) GetKey() string {
@@ -856,7 +926,7 @@ type RenderInput struct {
 
 func (x *RenderInput) Reset() {
 	*x = RenderInput{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[8]
+	mi := &file_montage_state_v1_state_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +938,7 @@ func (x *RenderInput) String() string {
 func (*RenderInput) ProtoMessage() {}
 
 func (x *RenderInput) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[8]
+	mi := &file_montage_state_v1_state_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +951,7 @@ func (x *RenderInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderInput.ProtoReflect.Descriptor instead.
 func (*RenderInput) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{8}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RenderInput) GetUrl() string {
@@ -1004,7 +1074,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[9]
+	mi := &file_montage_state_v1_state_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1086,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[9]
+	mi := &file_montage_state_v1_state_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1099,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{9}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Task) GetId() string {
@@ -1255,7 +1325,7 @@ type Agent struct {
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[10]
+	mi := &file_montage_state_v1_state_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1267,7 +1337,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[10]
+	mi := &file_montage_state_v1_state_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1280,7 +1350,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{10}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Agent) GetId() string {
@@ -1434,7 +1504,7 @@ type CacheEntry struct {
 
 func (x *CacheEntry) Reset() {
 	*x = CacheEntry{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[11]
+	mi := &file_montage_state_v1_state_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1516,7 @@ func (x *CacheEntry) String() string {
 func (*CacheEntry) ProtoMessage() {}
 
 func (x *CacheEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[11]
+	mi := &file_montage_state_v1_state_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1529,7 @@ func (x *CacheEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheEntry.ProtoReflect.Descriptor instead.
 func (*CacheEntry) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{11}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CacheEntry) GetKey() string {
@@ -1542,7 +1612,7 @@ type CacheLatest struct {
 
 func (x *CacheLatest) Reset() {
 	*x = CacheLatest{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[12]
+	mi := &file_montage_state_v1_state_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1624,7 @@ func (x *CacheLatest) String() string {
 func (*CacheLatest) ProtoMessage() {}
 
 func (x *CacheLatest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[12]
+	mi := &file_montage_state_v1_state_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1637,7 @@ func (x *CacheLatest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheLatest.ProtoReflect.Descriptor instead.
 func (*CacheLatest) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{12}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CacheLatest) GetPlan() string {
@@ -1595,7 +1665,7 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\x04jobs\x18\x03 \x01(\x04R\x04jobs\x12\x14\n" +
 	"\x05tasks\x18\x04 \x01(\x04R\x05tasks\x12\x16\n" +
 	"\x06agents\x18\x05 \x01(\x04R\x06agents\x12#\n" +
-	"\rcache_entries\x18\x06 \x01(\x04R\fcacheEntries\"\x8a\x03\n" +
+	"\rcache_entries\x18\x06 \x01(\x04R\fcacheEntries\"\xcd\x03\n" +
 	"\x06Record\x12)\n" +
 	"\x03job\x18\x01 \x01(\v2\x15.montage.state.v1.JobH\x00R\x03job\x12,\n" +
 	"\x04task\x18\x02 \x01(\v2\x16.montage.state.v1.TaskH\x00R\x04task\x12/\n" +
@@ -1606,8 +1676,12 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\x03end\x18\x06 \x01(\v2\x15.montage.state.v1.EndH\x00R\x03end\x12>\n" +
 	"\n" +
 	"enrollment\x18\a \x01(\v2\x1c.montage.state.v1.EnrollmentH\x00R\n" +
-	"enrollmentB\x06\n" +
-	"\x04item\"r\n" +
+	"enrollment\x12A\n" +
+	"\vcoordinator\x18\b \x01(\v2\x1d.montage.state.v1.CoordinatorH\x00R\vcoordinatorB\x06\n" +
+	"\x04item\"8\n" +
+	"\vCoordinator\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
+	"\bapi_addr\x18\x02 \x01(\tR\aapiAddr\"r\n" +
 	"\n" +
 	"Enrollment\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\tR\x04hash\x12\x12\n" +
@@ -1789,62 +1863,64 @@ func file_montage_state_v1_state_proto_rawDescGZIP() []byte {
 	return file_montage_state_v1_state_proto_rawDescData
 }
 
-var file_montage_state_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_montage_state_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_montage_state_v1_state_proto_goTypes = []any{
 	(*Header)(nil),      // 0: montage.state.v1.Header
 	(*Record)(nil),      // 1: montage.state.v1.Record
-	(*Enrollment)(nil),  // 2: montage.state.v1.Enrollment
-	(*End)(nil),         // 3: montage.state.v1.End
-	(*Checksum)(nil),    // 4: montage.state.v1.Checksum
-	(*TaskSummary)(nil), // 5: montage.state.v1.TaskSummary
-	(*Job)(nil),         // 6: montage.state.v1.Job
-	(*Result)(nil),      // 7: montage.state.v1.Result
-	(*RenderInput)(nil), // 8: montage.state.v1.RenderInput
-	(*Task)(nil),        // 9: montage.state.v1.Task
-	(*Agent)(nil),       // 10: montage.state.v1.Agent
-	(*CacheEntry)(nil),  // 11: montage.state.v1.CacheEntry
-	(*CacheLatest)(nil), // 12: montage.state.v1.CacheLatest
-	nil,                 // 13: montage.state.v1.Job.OutputsEntry
-	nil,                 // 14: montage.state.v1.Job.OutputSumsEntry
-	nil,                 // 15: montage.state.v1.Job.FailuresEntry
-	nil,                 // 16: montage.state.v1.Result.OutputsEntry
-	nil,                 // 17: montage.state.v1.Result.OutputSumsEntry
-	nil,                 // 18: montage.state.v1.Task.FailCountsEntry
-	nil,                 // 19: montage.state.v1.Agent.LabelsEntry
-	(v1.JobState)(0),    // 20: montage.v1.JobState
-	(v1.TaskType)(0),    // 21: montage.v1.TaskType
-	(v1.TaskState)(0),   // 22: montage.v1.TaskState
-	(v1.AgentState)(0),  // 23: montage.v1.AgentState
+	(*Coordinator)(nil), // 2: montage.state.v1.Coordinator
+	(*Enrollment)(nil),  // 3: montage.state.v1.Enrollment
+	(*End)(nil),         // 4: montage.state.v1.End
+	(*Checksum)(nil),    // 5: montage.state.v1.Checksum
+	(*TaskSummary)(nil), // 6: montage.state.v1.TaskSummary
+	(*Job)(nil),         // 7: montage.state.v1.Job
+	(*Result)(nil),      // 8: montage.state.v1.Result
+	(*RenderInput)(nil), // 9: montage.state.v1.RenderInput
+	(*Task)(nil),        // 10: montage.state.v1.Task
+	(*Agent)(nil),       // 11: montage.state.v1.Agent
+	(*CacheEntry)(nil),  // 12: montage.state.v1.CacheEntry
+	(*CacheLatest)(nil), // 13: montage.state.v1.CacheLatest
+	nil,                 // 14: montage.state.v1.Job.OutputsEntry
+	nil,                 // 15: montage.state.v1.Job.OutputSumsEntry
+	nil,                 // 16: montage.state.v1.Job.FailuresEntry
+	nil,                 // 17: montage.state.v1.Result.OutputsEntry
+	nil,                 // 18: montage.state.v1.Result.OutputSumsEntry
+	nil,                 // 19: montage.state.v1.Task.FailCountsEntry
+	nil,                 // 20: montage.state.v1.Agent.LabelsEntry
+	(v1.JobState)(0),    // 21: montage.v1.JobState
+	(v1.TaskType)(0),    // 22: montage.v1.TaskType
+	(v1.TaskState)(0),   // 23: montage.v1.TaskState
+	(v1.AgentState)(0),  // 24: montage.v1.AgentState
 }
 var file_montage_state_v1_state_proto_depIdxs = []int32{
-	6,  // 0: montage.state.v1.Record.job:type_name -> montage.state.v1.Job
-	9,  // 1: montage.state.v1.Record.task:type_name -> montage.state.v1.Task
-	10, // 2: montage.state.v1.Record.agent:type_name -> montage.state.v1.Agent
-	11, // 3: montage.state.v1.Record.cache_entry:type_name -> montage.state.v1.CacheEntry
-	12, // 4: montage.state.v1.Record.cache_latest:type_name -> montage.state.v1.CacheLatest
-	3,  // 5: montage.state.v1.Record.end:type_name -> montage.state.v1.End
-	2,  // 6: montage.state.v1.Record.enrollment:type_name -> montage.state.v1.Enrollment
-	20, // 7: montage.state.v1.Job.state:type_name -> montage.v1.JobState
-	13, // 8: montage.state.v1.Job.outputs:type_name -> montage.state.v1.Job.OutputsEntry
-	14, // 9: montage.state.v1.Job.output_sums:type_name -> montage.state.v1.Job.OutputSumsEntry
-	15, // 10: montage.state.v1.Job.failures:type_name -> montage.state.v1.Job.FailuresEntry
-	5,  // 11: montage.state.v1.Job.summary:type_name -> montage.state.v1.TaskSummary
-	16, // 12: montage.state.v1.Result.outputs:type_name -> montage.state.v1.Result.OutputsEntry
-	17, // 13: montage.state.v1.Result.output_sums:type_name -> montage.state.v1.Result.OutputSumsEntry
-	21, // 14: montage.state.v1.Task.type:type_name -> montage.v1.TaskType
-	22, // 15: montage.state.v1.Task.state:type_name -> montage.v1.TaskState
-	7,  // 16: montage.state.v1.Task.result:type_name -> montage.state.v1.Result
-	8,  // 17: montage.state.v1.Task.render:type_name -> montage.state.v1.RenderInput
-	18, // 18: montage.state.v1.Task.fail_counts:type_name -> montage.state.v1.Task.FailCountsEntry
-	19, // 19: montage.state.v1.Agent.labels:type_name -> montage.state.v1.Agent.LabelsEntry
-	23, // 20: montage.state.v1.Agent.state:type_name -> montage.v1.AgentState
-	4,  // 21: montage.state.v1.Job.OutputSumsEntry.value:type_name -> montage.state.v1.Checksum
-	4,  // 22: montage.state.v1.Result.OutputSumsEntry.value:type_name -> montage.state.v1.Checksum
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	7,  // 0: montage.state.v1.Record.job:type_name -> montage.state.v1.Job
+	10, // 1: montage.state.v1.Record.task:type_name -> montage.state.v1.Task
+	11, // 2: montage.state.v1.Record.agent:type_name -> montage.state.v1.Agent
+	12, // 3: montage.state.v1.Record.cache_entry:type_name -> montage.state.v1.CacheEntry
+	13, // 4: montage.state.v1.Record.cache_latest:type_name -> montage.state.v1.CacheLatest
+	4,  // 5: montage.state.v1.Record.end:type_name -> montage.state.v1.End
+	3,  // 6: montage.state.v1.Record.enrollment:type_name -> montage.state.v1.Enrollment
+	2,  // 7: montage.state.v1.Record.coordinator:type_name -> montage.state.v1.Coordinator
+	21, // 8: montage.state.v1.Job.state:type_name -> montage.v1.JobState
+	14, // 9: montage.state.v1.Job.outputs:type_name -> montage.state.v1.Job.OutputsEntry
+	15, // 10: montage.state.v1.Job.output_sums:type_name -> montage.state.v1.Job.OutputSumsEntry
+	16, // 11: montage.state.v1.Job.failures:type_name -> montage.state.v1.Job.FailuresEntry
+	6,  // 12: montage.state.v1.Job.summary:type_name -> montage.state.v1.TaskSummary
+	17, // 13: montage.state.v1.Result.outputs:type_name -> montage.state.v1.Result.OutputsEntry
+	18, // 14: montage.state.v1.Result.output_sums:type_name -> montage.state.v1.Result.OutputSumsEntry
+	22, // 15: montage.state.v1.Task.type:type_name -> montage.v1.TaskType
+	23, // 16: montage.state.v1.Task.state:type_name -> montage.v1.TaskState
+	8,  // 17: montage.state.v1.Task.result:type_name -> montage.state.v1.Result
+	9,  // 18: montage.state.v1.Task.render:type_name -> montage.state.v1.RenderInput
+	19, // 19: montage.state.v1.Task.fail_counts:type_name -> montage.state.v1.Task.FailCountsEntry
+	20, // 20: montage.state.v1.Agent.labels:type_name -> montage.state.v1.Agent.LabelsEntry
+	24, // 21: montage.state.v1.Agent.state:type_name -> montage.v1.AgentState
+	5,  // 22: montage.state.v1.Job.OutputSumsEntry.value:type_name -> montage.state.v1.Checksum
+	5,  // 23: montage.state.v1.Result.OutputSumsEntry.value:type_name -> montage.state.v1.Checksum
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_montage_state_v1_state_proto_init() }
@@ -1860,6 +1936,7 @@ func file_montage_state_v1_state_proto_init() {
 		(*Record_CacheLatest)(nil),
 		(*Record_End)(nil),
 		(*Record_Enrollment)(nil),
+		(*Record_Coordinator)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1867,7 +1944,7 @@ func file_montage_state_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_montage_state_v1_state_proto_rawDesc), len(file_montage_state_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
