@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stream-montages/montage/internal/testmedia"
+	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
 
 // Media benchmarks (make bench runs them; figures in docs/benchmarks.md).
@@ -141,5 +143,65 @@ func BenchmarkTwoPinnedAgents(b *testing.B) {
 		b.ReportMetric(two.Seconds(), "two-agents-s")
 		b.ReportMetric(one.Seconds()/two.Seconds(), "speedup")
 		b.Logf("one pinned agent %v, two %v: %.2f×", one, two, one.Seconds()/two.Seconds())
+	}
+}
+
+// The transcripts of an 8-highlight montage (5 s each, sidecar subtitles)
+// by one transcribing agent and by two, one slot each, against a local
+// OpenAI-compatible service that takes a second to answer: the time from
+// submission until the last transcript is in, and the whole job's.
+func BenchmarkTranscribeEightHighlights(b *testing.B) {
+	benchSources(b)
+	w := &whisper{t: b, delay: time.Second}
+	srv := httptest.NewServer(w)
+	b.Cleanup(srv.Close)
+	env := []string{"OPENAI_API_KEY=" + openaiKey, "OPENAI_BASE_URL=" + srv.URL + "/v1"}
+	c := startCoordinator(b, b.TempDir(), freePort(b), "-cache-budget", "-1")
+	agent := func(name string) *proc {
+		return startEnv(b, env, "montage-agent", "-coordinator", c.url, "-data-dir", b.TempDir(), "-slots", "1", "-name", name)
+	}
+	run := func(tag string) (transcripts, job time.Duration) {
+		spec := strings.Replace(eightHighlights(tag), "highlights:", "transcribe: true\nsubtitles: sidecar\nhighlights:", 1)
+		t0 := time.Now()
+		r := ctl(b, c.url, "submit", "-q", writeSpec(b, spec))
+		if r.code != 0 {
+			b.Fatalf("submit: %s", r.stderr)
+		}
+		id := strings.TrimSpace(r.stdout)
+		for job == 0 {
+			j := getJob(b, c.url, id)
+			done := 0
+			for _, tk := range j.GetTasks() {
+				if tk.GetType() == montagev1.TaskType_TASK_TYPE_TRANSCRIBE && tk.GetState() == montagev1.TaskState_TASK_STATE_SUCCEEDED {
+					done++
+				}
+			}
+			if done == 8 && transcripts == 0 {
+				transcripts = time.Since(t0)
+			}
+			switch j.GetState() {
+			case montagev1.JobState_JOB_STATE_SUCCEEDED:
+				job = time.Since(t0)
+			case montagev1.JobState_JOB_STATE_FAILED, montagev1.JobState_JOB_STATE_CANCELED:
+				b.Fatalf("job %s: %s", j.GetState(), j.GetError())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return transcripts, job
+	}
+	for i := 0; i < b.N; i++ {
+		a0 := agent("tr0")
+		waitFor(b, 30*time.Second, "the first agent", func() bool { return strings.Contains(ctl(b, c.url, "agents").stdout, "tr0") })
+		oneT, oneJ := run(fmt.Sprintf("tr-one-%d", i))
+		a1 := agent("tr1")
+		waitFor(b, 30*time.Second, "the second agent", func() bool { return strings.Contains(ctl(b, c.url, "agents").stdout, "tr1") })
+		twoT, twoJ := run(fmt.Sprintf("tr-two-%d", i))
+		a1.kill(syscall.SIGTERM)
+		a0.kill(syscall.SIGTERM)
+		b.ReportMetric(oneT.Seconds(), "one-agent-transcripts-s")
+		b.ReportMetric(twoT.Seconds(), "two-agents-transcripts-s")
+		b.ReportMetric(oneJ.Seconds(), "one-agent-job-s")
+		b.ReportMetric(twoJ.Seconds(), "two-agents-job-s")
+		b.Logf("transcripts: one agent %v, two %v (%.2f×); whole job: one %v, two %v", oneT, twoT, oneT.Seconds()/twoT.Seconds(), oneJ, twoJ)
 	}
 }

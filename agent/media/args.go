@@ -162,8 +162,19 @@ type Render struct {
 	TitleFile    string
 	FontFile     string
 	TitleSeconds float64
-	Output       string
+	// SubtitlesFile is an SRT of cues in this cut's own time, drawn into
+	// the picture (subtitles: burn); FontsDir is where libass may look for
+	// fonts beside the system's.
+	SubtitlesFile string
+	FontsDir      string
+	Output        string
 }
+
+// SubtitleStyle is how burned subtitles look: white on a dark outline and
+// shadow, bottom centre, sized on libass's 288-line canvas (about 5.5% of
+// the frame's height), so they read on any picture at any resolution.
+const SubtitleStyle = "FontName=DejaVu Sans,FontSize=16,PrimaryColour=&H00FFFFFF,OutlineColour=&H00000000," +
+	"BackColour=&H80000000,BorderStyle=1,Outline=1.5,Shadow=0.75,Alignment=2,MarginV=16"
 
 // secs writes seconds for ffmpeg with microsecond precision: whole-frame
 // durations like 1001/30000 must not be rounded to milliseconds.
@@ -190,6 +201,14 @@ func VideoFilter(r Render) string {
 			"pad=%d:%d:(ow-iw)/2:(oh-ih)/2:color=black", p.Width, p.Height, p.Width, p.Height)
 	}
 	f += ",setsar=1,format=yuv420p"
+	if r.SubtitlesFile != "" {
+		// Before the fades, so the words fade with the picture.
+		f += ",subtitles=filename=" + filterPath(r.SubtitlesFile)
+		if r.FontsDir != "" {
+			f += ":fontsdir=" + filterPath(r.FontsDir)
+		}
+		f += ":force_style=" + filterPath(SubtitleStyle)
+	}
 	if fade := fadeLen(r); fade > 0 {
 		if r.FadeIn {
 			f += ",fade=t=in:st=0:d=" + secs(fade)
@@ -200,8 +219,12 @@ func VideoFilter(r Render) string {
 	}
 	if r.TitleFile != "" && r.FontFile != "" {
 		size := max(16, p.Height/16)
-		f += fmt.Sprintf(",drawtext=fontfile=%s:textfile=%s:expansion=none:fontsize=%d:fontcolor=white:box=1:boxcolor=black@0.55:boxborderw=%d:x=(w-text_w)/2:y=h-text_h-%d:enable='lt(t,%s)'",
-			filterPath(r.FontFile), filterPath(r.TitleFile), size, size/3, p.Height/12, secs(r.TitleSeconds))
+		y := fmt.Sprintf("h-text_h-%d", p.Height/12)
+		if r.SubtitlesFile != "" {
+			y = strconv.Itoa(p.Height / 12) // the bottom is the subtitles'
+		}
+		f += fmt.Sprintf(",drawtext=fontfile=%s:textfile=%s:expansion=none:fontsize=%d:fontcolor=white:box=1:boxcolor=black@0.55:boxborderw=%d:x=(w-text_w)/2:y=%s:enable='lt(t,%s)'",
+			filterPath(r.FontFile), filterPath(r.TitleFile), size, size/3, y, secs(r.TitleSeconds))
 	}
 	if spec.EncoderFamily(p.encoder()) == "vaapi" {
 		f += ",format=nv12,hwupload"

@@ -44,8 +44,11 @@ func TestRenderArgsGolden(t *testing.T) {
 			FadeIn:  true, FadeOut: true, TitleFile: "/w/title.txt", FontFile: "/fonts/it's.ttf", TitleSeconds: 4, Output: "/w/out.mp4"}),
 		"measure-pass": MeasurePassArgs(Render{Video: Input{URL: "https://cdn.example/vod.mp4"}, Start: 60, Duration: 45, HasAudio: true, Profile: loud, FadeIn: true}, "/w/video.mp4", "/w/audio.wav"),
 		"apply-pass":   ApplyPassArgs(Render{Duration: 45, Profile: loud, FadeIn: true, FadeOut: true, Output: "/w/out.mp4"}, &Loudness{I: -27.61, TP: -4.47, LRA: 18.06, Thresh: -39.2, Offset: 0.58}, "/w/video.mp4", "/w/audio.wav"),
-		"concat":       ConcatArgs("/w/list.ffconcat", "/w/chapters.ffmeta", "160k", "/w/out.mp4"),
-		"thumbnail":    ThumbnailArgs("/w/out.mp4", 3.5, "/w/thumbnail.jpg"),
+		"render-burn-title": RenderArgs(Render{Video: Input{URL: "https://cdn.example/vod.mp4"}, Start: 8, Duration: 12, HasAudio: true, Profile: prof,
+			FadeIn: true, TitleFile: "/w/title.txt", FontFile: "/usr/share/fonts/DejaVuSans.ttf", TitleSeconds: 4,
+			SubtitlesFile: "/w/it's: a, [cut]; x\\y.srt", FontsDir: "/usr/share/fonts", Output: "/w/out.mp4"}),
+		"concat":    ConcatArgs("/w/list.ffconcat", "/w/chapters.ffmeta", "160k", "/w/out.mp4"),
+		"thumbnail": ThumbnailArgs("/w/out.mp4", 3.5, "/w/thumbnail.jpg"),
 	}
 	for name, args := range cases {
 		golden(t, name, args)
@@ -132,6 +135,18 @@ func TestParseLoudnorm(t *testing.T) {
 	}
 	if _, _, err := ParseLoudnorm("ffmpeg said nothing"); err == nil {
 		t.Error("a log without a measurement parsed")
+	}
+}
+
+func TestParseFilters(t *testing.T) {
+	out := []byte("Filters:\n  T.. = Timeline support\n  A = Audio input/output\n  | = Source or sink filter\n" +
+		" ... abench            A->A       Benchmark part of a filtergraph.\n" +
+		" T.C drawtext          V->V       Draw text on top of video frames.\n" +
+		" ... subtitles         V->V       Render text subtitles onto input video using the libass library.\n" +
+		" ... anullsrc          |->A       Null audio source, return empty audio frames.\n")
+	got := ParseFilters(out)
+	if !got["subtitles"] || !got["drawtext"] || !got["anullsrc"] || !got["abench"] || len(got) != 4 {
+		t.Errorf("ParseFilters = %v", got)
 	}
 }
 

@@ -40,6 +40,27 @@ func (t Tools) CompiledEncoders(ctx context.Context) (map[string]bool, error) {
 	return ParseEncoders(out), nil
 }
 
+// HasFilter reports whether ffmpeg was built with the named filter (the
+// subtitles filter needs libass, which not every build has).
+func (t Tools) HasFilter(ctx context.Context, name string) bool {
+	out, err := exec.CommandContext(ctx, t.FFmpeg, "-hide_banner", "-filters").Output()
+	return err == nil && ParseFilters(out)[name]
+}
+
+// ParseFilters reads `ffmpeg -filters`: lines of flags, a name, the pads
+// and a description, after a legend that ends in a blank-ish line.
+func ParseFilters(b []byte) map[string]bool {
+	out := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 3 && strings.Contains(f[2], "->") && strings.Trim(f[0], "TSC.") == "" {
+			out[f[1]] = true
+		}
+	}
+	return out
+}
+
 // ParseEncoders reads `ffmpeg -encoders`: lines of flags, a name and a
 // description after the "------" separator.
 func ParseEncoders(b []byte) map[string]bool {

@@ -43,6 +43,23 @@ func Merge(parts []Part) []Cue {
 	return out
 }
 
+// Window returns the cues that show between from and from+length, in the
+// window's own time and cut at its edges: what one chunk of a highlight
+// burns in when cues are in the highlight's time.
+func Window(cues []Cue, from, length time.Duration) []Cue {
+	var out []Cue
+	for _, c := range cues {
+		start, end := max(c.Start-from, 0), min(c.End-from, length)
+		text := clean(c.Text)
+		if end <= start || text == "" {
+			continue
+		}
+		out = append(out, Cue{Start: start, End: end, Text: text})
+	}
+	slices.SortStableFunc(out, func(a, b Cue) int { return int(a.Start - b.Start) })
+	return out
+}
+
 // clean trims a cue's text and removes blank lines, which would end the
 // cue early in both formats.
 func clean(s string) string {

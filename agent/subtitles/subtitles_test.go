@@ -32,6 +32,21 @@ func TestMerge(t *testing.T) {
 	}
 }
 
+// A chunk's window holds the cues that overlap it, in its own time, cut
+// at both edges; cues wholly outside it are left out.
+func TestWindow(t *testing.T) {
+	cues := []Cue{{ms(0), ms(1000), "before"}, {ms(9500), ms(10500), "across the start"}, {ms(12000), ms(13000), "inside"},
+		{ms(19000), ms(21000), "across the end"}, {ms(20000), ms(22000), "after"}, {ms(15000), ms(16000), " \n "}}
+	got := Window(cues, ms(10000), ms(10000))
+	want := []Cue{{ms(0), ms(500), "across the start"}, {ms(2000), ms(3000), "inside"}, {ms(9000), ms(10000), "across the end"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("window:\n got %v\nwant %v", got, want)
+	}
+	if got := Window(cues, 0, ms(500)); !reflect.DeepEqual(got, []Cue{{0, ms(500), "before"}}) {
+		t.Errorf("first window %v", got)
+	}
+}
+
 func TestWriteAndParse(t *testing.T) {
 	cues := []Cue{{ms(0), ms(1500), "Hello"}, {ms(3_723_004), ms(3_725_999), "two\nlines --> here"}}
 	var srt, vtt bytes.Buffer

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/stream-montages/montage/agent/media"
 	"github.com/stream-montages/montage/agent/sources"
+	"github.com/stream-montages/montage/agent/subtitles"
 	"github.com/stream-montages/montage/internal/multipart"
 	"github.com/stream-montages/montage/internal/spec"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
@@ -170,6 +172,15 @@ type Renderer struct {
 	// Proxy, when set, carries ffmpeg's reads of plain media files in
 	// bounded range requests (see sources.RangeProxy).
 	Proxy *sources.RangeProxy
+	// Burn, when set, draws a transcript's cues into the picture.
+	Burn *Burn
+}
+
+// Burn is a highlight's transcript to burn in: cues in the highlight's
+// time, which begins at Origin seconds into the source.
+type Burn struct {
+	Cues   []subtitles.Cue
+	Origin float64
 }
 
 // proxied routes an input through the range proxy: a file, or a playlist
@@ -211,7 +222,18 @@ func explain(err error, routes ...*sources.Route) error {
 }
 
 func (a *Agent) render(ctx context.Context, in *montagev1.RenderInput, prof media.Profile, dir, out string, progress func(float64)) (float64, *montagev1.SourceFacts, error) {
-	return a.renderer().Render(ctx, in, prof, dir, out, progress)
+	r := a.renderer()
+	if tr := in.GetBurnSubtitles(); tr != nil {
+		if !a.caps.GetBurnSubtitles() {
+			return 0, nil, fmt.Errorf("this agent cannot burn subtitles (its ffmpeg lacks libass's subtitles filter, or no font was found)")
+		}
+		cues, err := a.readTranscript(ctx, tr, filepath.Join(dir, "transcript.json"))
+		if err != nil {
+			return 0, nil, err
+		}
+		r.Burn = &Burn{Cues: cues, Origin: in.GetHighlightStartSeconds()}
+	}
+	return r.Render(ctx, in, prof, dir, out, progress)
 }
 
 func (a *Agent) renderer() Renderer {
@@ -318,6 +340,25 @@ func (a Renderer) cut(ctx context.Context, in *montagev1.RenderInput, prof media
 		r.TitleFile, r.FontFile, r.TitleSeconds = filepath.Join(dir, "title.txt"), a.Font, in.GetTitleSeconds()
 		if err := os.WriteFile(r.TitleFile, []byte(t), 0o640); err != nil {
 			return 0, nil, fmt.Errorf("title: %w", err)
+		}
+	}
+	if a.Burn != nil {
+		// The cut's own window of the highlight's cues: where this chunk
+		// really starts (its edges may have moved to keyframes) and lasts.
+		sec := func(v float64) time.Duration { return time.Duration(math.Round(v * float64(time.Second))) }
+		cues := subtitles.Window(a.Burn.Cues, sec(r.Start-a.Burn.Origin), sec(r.Duration))
+		if len(cues) > 0 {
+			r.SubtitlesFile = filepath.Join(dir, "burn.srt")
+			var b bytes.Buffer
+			if err := subtitles.WriteSRT(&b, cues); err != nil {
+				return 0, nil, err
+			}
+			if err := os.WriteFile(r.SubtitlesFile, b.Bytes(), 0o640); err != nil {
+				return 0, nil, fmt.Errorf("subtitles to burn: %w", err)
+			}
+			if a.Font != "" {
+				r.FontsDir = filepath.Dir(a.Font)
+			}
 		}
 	}
 	d := r.Duration

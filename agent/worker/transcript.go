@@ -39,6 +39,23 @@ func (f transcriptFile) cues() []subtitles.Cue {
 	return out
 }
 
+// readTranscript downloads a highlight's transcript to path, checks it
+// and returns its cues, in the highlight's time.
+func (a *Agent) readTranscript(ctx context.Context, tr *montagev1.TranscriptRef, path string) ([]subtitles.Cue, error) {
+	if err := a.download(ctx, tr.GetUrl(), path, tr.GetSize(), tr.GetSha256()); err != nil {
+		return nil, fmt.Errorf("transcript of highlight %d: %w", tr.GetHighlightIndex(), err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var f transcriptFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("transcript of highlight %d: %w", tr.GetHighlightIndex(), err)
+	}
+	return f.cues(), nil
+}
+
 // errNoTranscriber: the lease reached an agent that stopped transcribing
 // (its key was refused); it goes back to another without using an attempt.
 var errNoTranscriber = errors.New("this agent no longer transcribes")
@@ -160,19 +177,11 @@ func (a *Agent) subtitles(ctx context.Context, in *montagev1.ConcatInput, dir, o
 		if p == nil {
 			return fmt.Errorf("transcript of highlight %d: no such highlight in the montage", tr.GetHighlightIndex())
 		}
-		path := filepath.Join(dir, fmt.Sprintf("transcript-%03d.json", i))
-		if err := a.download(ctx, tr.GetUrl(), path, tr.GetSize(), tr.GetSha256()); err != nil {
-			return fmt.Errorf("transcript of highlight %d: %w", tr.GetHighlightIndex(), err)
-		}
-		b, err := os.ReadFile(path)
+		cues, err := a.readTranscript(ctx, tr, filepath.Join(dir, fmt.Sprintf("transcript-%03d.json", i)))
 		if err != nil {
 			return err
 		}
-		var f transcriptFile
-		if err := json.Unmarshal(b, &f); err != nil {
-			return fmt.Errorf("transcript of highlight %d: %w", tr.GetHighlightIndex(), err)
-		}
-		parts = append(parts, subtitles.Part{Offset: p.offset, Duration: p.duration, Cues: f.cues()})
+		parts = append(parts, subtitles.Part{Offset: p.offset, Duration: p.duration, Cues: cues})
 	}
 	cues := subtitles.Merge(parts)
 	for name, write := range map[string]func(io.Writer, []subtitles.Cue) error{"srt": subtitles.WriteSRT, "vtt": subtitles.WriteVTT} {

@@ -230,6 +230,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	font := media.FindFont(ctx, cfg.FontFile)
 	caps.Drawtext = font != ""
+	caps.BurnSubtitles = font != "" && tools.HasFilter(ctx, "subtitles")
 	a := &Agent{
 		cfg:     cfg,
 		id:      id,

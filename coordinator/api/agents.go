@@ -187,6 +187,9 @@ func provides(c *montagev1.AgentCapabilities) []string {
 	if c.GetTranscribeModel() != "" {
 		out = append(out, planner.NeedsTranscribe)
 	}
+	if c.GetBurnSubtitles() {
+		out = append(out, planner.NeedsSubtitles)
+	}
 	return out
 }
 
@@ -380,6 +383,7 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 		l           *montagev1.Lease
 		segs        []*fsm.Task
 		transcripts []transcriptOf
+		burn        *transcriptOf
 		subs, lang  string
 		err         error
 		expected    float64
@@ -418,6 +422,14 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 				SnapStart: r.SnapStart, SnapEnd: r.SnapEnd, HighlightStartSeconds: r.HighlightStart}
 			if e := st.Cache[t.CacheEntry]; e != nil && e.Identity != "" {
 				l.Render.CachedIdentity = e.Identity
+			}
+			if r.Burn != "" {
+				tr := st.Tasks[r.Burn]
+				if tr == nil || tr.State != montagev1.TaskState_TASK_STATE_SUCCEEDED || tr.Result == nil {
+					err = fmt.Errorf("task %s burns the transcript of %s, which has none", t.ID, r.Burn)
+					return
+				}
+				burn = &transcriptOf{index: tr.HighlightIndex, res: *tr.Result}
 			}
 			l.OutputKey = resultKey(t)
 		case montagev1.TaskType_TASK_TYPE_TRANSCRIBE:
@@ -473,6 +485,13 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 			return nil, err
 		}
 		r.SourceUrl = u
+	}
+	if burn != nil {
+		u, err := s.store.PresignGet(burn.res.Key, ttl)
+		if err != nil {
+			return nil, fmt.Errorf("presign %s: %w", burn.res.Key, err)
+		}
+		l.Render.BurnSubtitles = &montagev1.TranscriptRef{HighlightIndex: int32(burn.index), Url: u, Sha256: burn.res.SHA256, Size: burn.res.Size}
 	}
 	if r := l.GetTranscribe(); r != nil && strings.HasPrefix(strings.ToLower(r.SourceUrl), "s3:") {
 		u, err := s.presignSource(r.SourceUrl, ttl)

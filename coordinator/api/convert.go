@@ -58,6 +58,7 @@ func jobProto(st *fsm.State, j *fsm.Job, leases *lease.Table, withTasks bool) *m
 		}
 		total += w
 		done += w * tp.Progress
+		out.TranscriptAudioSeconds += t.TranscriptAudio()
 		if withTasks {
 			out.Tasks = append(out.Tasks, tp)
 		}
@@ -66,7 +67,9 @@ func jobProto(st *fsm.State, j *fsm.Job, leases *lease.Table, withTasks bool) *m
 		out.Progress = done / total
 	}
 	if sm := j.Summary; sm != nil {
-		out.TaskSummary = &montagev1.TaskSummary{Tasks: int32(sm.Tasks), Cached: int32(sm.Cached), Attempts: int32(sm.Attempts)}
+		out.TaskSummary = &montagev1.TaskSummary{Tasks: int32(sm.Tasks), Cached: int32(sm.Cached), Attempts: int32(sm.Attempts),
+			TranscriptAudioSeconds: sm.TranscriptAudio}
+		out.TranscriptAudioSeconds = sm.TranscriptAudio
 		if j.State == montagev1.JobState_JOB_STATE_SUCCEEDED {
 			out.Progress = 1
 		}
@@ -82,6 +85,10 @@ func waitingFor(need string) string {
 		return "waiting for an agent with yt-dlp to resolve a page URL (install yt-dlp on an agent and restart it)"
 	case need == planner.NeedsDrawtext:
 		return "waiting for an agent with a font for titles (install fonts-dejavu-core or pass -font)"
+	case need == planner.NeedsSubtitles:
+		return "waiting for an agent that can burn subtitles (an ffmpeg with libass, and a font: install fonts-dejavu-core or pass -font)"
+	case need == planner.NeedsTranscribe:
+		return "waiting for an agent that transcribes (start one with OPENAI_API_KEY or -openai-key-file, and -openai-base-url for a local server)"
 	}
 	return fmt.Sprintf("waiting for an agent that provides %s", need)
 }

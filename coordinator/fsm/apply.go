@@ -691,6 +691,7 @@ func (s *State) compact(j *Job) {
 			if t.Cached {
 				sum.Cached++
 			}
+			sum.TranscriptAudio += t.TranscriptAudio()
 		}
 		delete(s.Tasks, id)
 		delete(s.ix.dependents, id)

@@ -85,7 +85,8 @@ func jobOut(j *Job) *statev1.Job {
 		OutroUrl: j.OutroURL, Failures: countsOut(j.Failures), Blocked: j.Blocked, IdempotencyKey: j.IdempotencyKey,
 	}
 	if j.Summary != nil {
-		out.Summary = &statev1.TaskSummary{Tasks: int32(j.Summary.Tasks), Cached: int32(j.Summary.Cached), Attempts: int32(j.Summary.Attempts)}
+		out.Summary = &statev1.TaskSummary{Tasks: int32(j.Summary.Tasks), Cached: int32(j.Summary.Cached), Attempts: int32(j.Summary.Attempts),
+			TranscriptAudioSeconds: j.Summary.TranscriptAudio}
 	}
 	return out
 }
@@ -101,7 +102,8 @@ func jobIn(p *statev1.Job) *Job {
 		Failures: countsIn(p.GetFailures()), Blocked: strs(p.GetBlocked()), IdempotencyKey: p.GetIdempotencyKey(),
 	}
 	if sm := p.GetSummary(); sm != nil {
-		j.Summary = &TaskSummary{Tasks: int(sm.GetTasks()), Cached: int(sm.GetCached()), Attempts: int(sm.GetAttempts())}
+		j.Summary = &TaskSummary{Tasks: int(sm.GetTasks()), Cached: int(sm.GetCached()), Attempts: int(sm.GetAttempts()),
+			TranscriptAudio: sm.GetTranscriptAudioSeconds()}
 	}
 	return j
 }
@@ -122,7 +124,7 @@ func taskOut(t *Task) *statev1.Task {
 	if r := t.Render; r != nil {
 		out.Render = &statev1.RenderInput{Url: r.URL, SourceType: r.SourceType, Start: r.Start, Duration: r.Duration,
 			Title: r.Title, FadeIn: r.FadeIn, FadeOut: r.FadeOut, OverlayTitle: r.OverlayTitle, TitleSeconds: r.TitleSeconds,
-			SnapStart: r.SnapStart, SnapEnd: r.SnapEnd, HighlightStart: r.HighlightStart}
+			SnapStart: r.SnapStart, SnapEnd: r.SnapEnd, HighlightStart: r.HighlightStart, Burn: r.Burn}
 	}
 	return out
 }
@@ -145,7 +147,7 @@ func taskIn(p *statev1.Task) *Task {
 	if r := p.GetRender(); r != nil {
 		t.Render = &RenderInput{URL: r.GetUrl(), SourceType: r.GetSourceType(), Start: r.GetStart(), Duration: r.GetDuration(),
 			Title: r.GetTitle(), FadeIn: r.GetFadeIn(), FadeOut: r.GetFadeOut(), OverlayTitle: r.GetOverlayTitle(),
-			TitleSeconds: r.GetTitleSeconds(), SnapStart: r.GetSnapStart(), SnapEnd: r.GetSnapEnd(), HighlightStart: r.GetHighlightStart()}
+			TitleSeconds: r.GetTitleSeconds(), SnapStart: r.GetSnapStart(), SnapEnd: r.GetSnapEnd(), HighlightStart: r.GetHighlightStart(), Burn: r.GetBurn()}
 	}
 	return t
 }

@@ -67,6 +67,10 @@ type RenderInput struct {
 	SnapStart      bool    `json:"snap_start,omitempty"`
 	SnapEnd        bool    `json:"snap_end,omitempty"`
 	HighlightStart float64 `json:"highlight_start,omitempty"`
+	// Burn names the transcribe task whose cues this render draws into
+	// the picture (subtitles: burn); HighlightStart is then always set, as
+	// the origin of the transcript's times.
+	Burn string `json:"burn,omitempty"`
 }
 
 // CacheEntry is one segment in the cache: the render whose content key is
@@ -181,11 +185,22 @@ type Job struct {
 	gen uint64
 }
 
+// TranscriptAudio is the seconds of audio a finished transcribe task sent
+// to its service (0 for any other task).
+func (t *Task) TranscriptAudio() float64 {
+	if t.Type != montagev1.TaskType_TASK_TYPE_TRANSCRIBE || t.State != montagev1.TaskState_TASK_STATE_SUCCEEDED || t.Result == nil {
+		return 0
+	}
+	return t.Result.Duration
+}
+
 // TaskSummary is what a compacted job keeps of its tasks.
 type TaskSummary struct {
 	Tasks    int `json:"tasks"`
 	Cached   int `json:"cached"`
 	Attempts int `json:"attempts"`
+	// TranscriptAudio is the seconds of audio the job's transcripts sent.
+	TranscriptAudio float64 `json:"transcript_audio,omitempty"`
 }
 
 // BlocksAgent reports whether the job's blocklist holds agentID.

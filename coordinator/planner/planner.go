@@ -38,6 +38,9 @@ const (
 	NeedsDrawtext = "drawtext"
 	// NeedsTranscribe: an agent configured with a transcription service.
 	NeedsTranscribe = "transcribe"
+	// NeedsSubtitles: ffmpeg's libass subtitles filter and a font, to burn
+	// a transcript into the picture.
+	NeedsSubtitles = "subtitles"
 )
 
 // Options tune a plan.
@@ -135,6 +138,31 @@ func Plan(jobID string, s *montagev1.JobSpec, r *spec.Resolved, o Options) (*fsm
 		total      float64
 		totalBytes int64
 	)
+	burn := r.Transcribe && r.Subtitles == spec.SubtitlesBurn
+	transcriptID := func(i int) string { return fmt.Sprintf("%s-t%03d", jobID, i) }
+	transcripts := func() {
+		// One transcript per highlight, in parallel with the renders. Its
+		// failure costs the subtitles of that highlight, not the montage,
+		// unless the renders burn it in: they wait for it and need it.
+		for i, c := range r.Clips {
+			requires := []string{NeedsTranscribe}
+			if c.SourceType == spec.SourcePage {
+				requires = append(requires, NeedsYTDLP)
+			}
+			tid := transcriptID(i)
+			tasks = append(tasks, &fsm.Task{
+				ID: tid, JobID: jobID, Type: montagev1.TaskType_TASK_TYPE_TRANSCRIBE, HighlightIndex: i, Role: "highlight",
+				MaxAttempts: o.MaxAttempts, ExpectedSeconds: 0.2 * c.Duration, Optional: !burn, Requires: requires,
+				Render: &fsm.RenderInput{SourceType: c.SourceType, Start: c.Start, Duration: c.Duration},
+				// The extracted audio, a few KB a second, with room to spare.
+				ExpectedBytes: int64(c.Duration*8000) + 1<<20,
+			})
+			deps = append(deps, tid)
+		}
+	}
+	if burn {
+		transcripts() // first: every render of a highlight waits for its own
+	}
 	add := func(id, role string, index int, c spec.Clip) {
 		chunks := Chunks(c.Start, c.Duration, r.ChunkSeconds, r.Profile.FPS)
 		if role != "highlight" {
@@ -163,12 +191,21 @@ func Plan(jobID string, s *montagev1.JobSpec, r *spec.Resolved, o Options) (*fsm
 				requires = append(requires, NeedsDrawtext)
 			}
 			key := ContentKey(r.Profile, in)
+			var waits []string
+			if burn && role == "highlight" {
+				// The picture then depends on a transcript the key cannot
+				// name (a service may answer differently each time): such a
+				// render is neither cached nor taken from the cache.
+				in.Burn, in.HighlightStart, key = transcriptID(index), c.Start, ""
+				waits = []string{in.Burn}
+				requires = append(requires, NeedsSubtitles)
+			}
 			need := ExpectedBytes(r.Profile, ch.Duration)
 			totalBytes += need
 			in.URL = "" // named once, in job.Sources
 			tasks = append(tasks, &fsm.Task{
 				ID: tid, JobID: jobID, Type: montagev1.TaskType_TASK_TYPE_RENDER,
-				HighlightIndex: index, Role: role, Chunk: k, Chunks: len(chunks),
+				HighlightIndex: index, Role: role, Chunk: k, Chunks: len(chunks), DependsOn: waits,
 				MaxAttempts: o.MaxAttempts, ExpectedSeconds: ch.Duration,
 				Render: &in, CacheKey: key, Requires: requires, ExpectedBytes: need,
 			})
@@ -188,24 +225,8 @@ func Plan(jobID string, s *montagev1.JobSpec, r *spec.Resolved, o Options) (*fsm
 		job.OutroURL = r.Outro.URL
 		add(jobID+"-outro", "outro", -1, *r.Outro)
 	}
-	if r.Transcribe {
-		// One transcript per highlight, in parallel with the renders. Its
-		// failure costs the subtitles of that highlight, not the montage.
-		for i, c := range r.Clips {
-			requires := []string{NeedsTranscribe}
-			if c.SourceType == spec.SourcePage {
-				requires = append(requires, NeedsYTDLP)
-			}
-			tid := fmt.Sprintf("%s-t%03d", jobID, i)
-			tasks = append(tasks, &fsm.Task{
-				ID: tid, JobID: jobID, Type: montagev1.TaskType_TASK_TYPE_TRANSCRIBE, HighlightIndex: i, Role: "highlight",
-				MaxAttempts: o.MaxAttempts, ExpectedSeconds: 0.2 * c.Duration, Optional: true, Requires: requires,
-				Render: &fsm.RenderInput{SourceType: c.SourceType, Start: c.Start, Duration: c.Duration},
-				// The extracted audio, a few KB a second, with room to spare.
-				ExpectedBytes: int64(c.Duration*8000) + 1<<20,
-			})
-			deps = append(deps, tid)
-		}
+	if r.Transcribe && !burn {
+		transcripts()
 	}
 	if n := len(tasks) + 1; n > o.MaxTasks {
 		return nil, nil, &TooManyTasks{Tasks: n, Limit: o.MaxTasks}

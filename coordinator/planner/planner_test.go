@@ -3,6 +3,7 @@ package planner
 import (
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -252,5 +253,77 @@ func TestLargestPlanStaysSmall(t *testing.T) {
 	var tooMany *TooManyTasks
 	if !errors.As(err, &tooMany) || tooMany.Tasks != 2161 {
 		t.Errorf("plan over the cap: %v", err)
+	}
+}
+
+// subtitles: burn plans the transcripts first, as required tasks; each
+// chunk of a highlight waits for its highlight's transcript, burns it from
+// the highlight's start, needs libass and is never cached; intro and outro
+// neither wait nor burn. Sidecar transcripts stay optional and last.
+func TestPlanBurnedSubtitles(t *testing.T) {
+	mk := func(subs string) []*fsm.Task {
+		t.Helper()
+		s := &montagev1.JobSpec{
+			Highlights: []*montagev1.Highlight{
+				{Url: "http://h/a.mp4", At: "10", Duration: "150"},
+				{Url: "http://h/b.mp4", At: "30", Duration: "20"},
+			},
+			Intro:      &montagev1.Highlight{Url: "http://h/intro.mp4", Duration: "5"},
+			Transcribe: true, Subtitles: subs,
+		}
+		r, err := spec.Validate(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Profile.Encoder = "libx264"
+		_, tasks, err := Plan("j", s, r, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tasks
+	}
+	ids := func(tasks []*fsm.Task) string {
+		var out []string
+		for _, task := range tasks {
+			out = append(out, task.ID)
+		}
+		return strings.Join(out, " ")
+	}
+	burn := mk("burn")
+	if got, want := ids(burn), "j-t000 j-t001 j-intro j-r000-c00 j-r000-c01 j-r000-c02 j-r001 j-concat"; got != want {
+		t.Fatalf("burn plan %s, want %s", got, want)
+	}
+	for _, task := range burn[:2] {
+		if task.Optional {
+			t.Errorf("%s: a transcript to burn is optional", task.ID)
+		}
+	}
+	for _, task := range burn[3:7] {
+		want := "j-t000"
+		if task.HighlightIndex == 1 {
+			want = "j-t001"
+		}
+		if strings.Join(task.DependsOn, ",") != want || task.Render.Burn != want || task.CacheKey != "" ||
+			!slices.Contains(task.Requires, NeedsSubtitles) {
+			t.Errorf("%s: depends on %v, burns %q, cache key %q, requires %v", task.ID, task.DependsOn, task.Render.Burn, task.CacheKey, task.Requires)
+		}
+	}
+	if burn[4].Render.HighlightStart != 10 || burn[6].Render.HighlightStart != 30 {
+		t.Errorf("burn origin: chunk %v, single %v", burn[4].Render.HighlightStart, burn[6].Render.HighlightStart)
+	}
+	if in := burn[2]; len(in.DependsOn) != 0 || in.Render.Burn != "" || in.CacheKey == "" || slices.Contains(in.Requires, NeedsSubtitles) {
+		t.Errorf("the intro waits or burns: %+v %+v", in, in.Render)
+	}
+	side := mk("sidecar")
+	if got, want := ids(side), "j-intro j-r000-c00 j-r000-c01 j-r000-c02 j-r001 j-t000 j-t001 j-concat"; got != want {
+		t.Fatalf("sidecar plan %s, want %s", got, want)
+	}
+	for _, task := range side[:5] {
+		if len(task.DependsOn) != 0 || task.Render.Burn != "" || task.CacheKey == "" {
+			t.Errorf("%s waits or burns with sidecar subtitles", task.ID)
+		}
+	}
+	if !side[5].Optional || !side[6].Optional {
+		t.Error("sidecar transcripts are required")
 	}
 }

@@ -126,7 +126,7 @@ func (a *app) agentsCmd() *cobra.Command {
 					ag.GetSlotsInUse(), ag.GetSlots(), orDash(printable(strings.Join(ag.GetCurrentTasks(), ","), 200)), ag.GetFailStreak(),
 					speedWord(ag.GetStatus()), orDash(printable(ag.GetVersion(), 40)),
 					orDash(printable(caps.GetOs()+"/"+caps.GetArch(), 40)), orDash(printable(caps.GetCpu(), 60)), orDash(printable(caps.GetGpuName(), 60)),
-					printable(strings.Join(caps.GetEncoders(), ",")+transcribeWord(caps.GetTranscribeModel()), 200),
+					printable(strings.Join(caps.GetEncoders(), ",")+transcribeWord(caps.GetTranscribeModel())+burnWord(caps.GetBurnSubtitles()), 200),
 					printable(ffmpegVersion(ag.GetCapabilities().GetFfmpegVersion()), 40), seen)
 			}
 			return tw.Flush()
@@ -142,6 +142,14 @@ func transcribeWord(model string) string {
 		return ""
 	}
 	return " +transcribes(" + model + ")"
+}
+
+// burnWord marks an agent that can burn subtitles into the picture.
+func burnWord(can bool) string {
+	if !can {
+		return ""
+	}
+	return " +burns-subtitles"
 }
 
 func orUTC(tz string) string {

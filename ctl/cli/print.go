@@ -105,8 +105,20 @@ func printJob(w io.Writer, format string, j *montagev1.Job) error {
 	if enc := j.GetSpec().GetProfile().GetEncoder(); enc != "" {
 		fmt.Fprintf(w, "Encoder:  %s\n", printable(enc, 40))
 	}
+	if a := j.GetTranscriptAudioSeconds(); a > 0 {
+		fmt.Fprintf(w, "Audio:    %.1f s (%.2f min) sent for transcription: what the transcripts cost\n", a, a/60)
+	}
 	if k, ok := j.GetOutputs()["montage"]; ok {
 		fmt.Fprintf(w, "Montage:  %s (montagectl download %s)\n", printable(k, 500), id)
+		var have []string
+		for _, name := range outputNames {
+			if _, ok := j.GetOutputs()[name]; ok && name != "montage" {
+				have = append(have, name)
+			}
+		}
+		if len(have) > 0 {
+			fmt.Fprintf(w, "Also:     %s (montagectl download %s --what NAME, or all)\n", strings.Join(have, ", "), id)
+		}
 	}
 	if sm := j.GetTaskSummary(); sm != nil {
 		// A compacted job: its segments are gone and its tasks with them.

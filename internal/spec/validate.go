@@ -102,7 +102,7 @@ type Resolved struct {
 	ChunkSeconds float64
 	Priority     int32
 	// Transcribe: every highlight is transcribed; Subtitles is then
-	// SubtitlesSidecar or SubtitlesEmbed.
+	// SubtitlesSidecar, SubtitlesEmbed or SubtitlesBurn.
 	Transcribe       bool
 	Subtitles        string
 	Language, Prompt string
@@ -200,15 +200,13 @@ func (r *Resolved) transcription(s *montagev1.JobSpec) error {
 		if r.Transcribe {
 			r.Subtitles = SubtitlesSidecar
 		}
-	case SubtitlesSidecar, SubtitlesEmbed:
+	case SubtitlesSidecar, SubtitlesEmbed, SubtitlesBurn:
 		if !r.Transcribe {
 			return fieldErr("subtitles", "%q needs transcribe: true", r.Subtitles)
 		}
 	case SubtitlesNone:
-	case SubtitlesBurn:
-		return fieldErr("subtitles", "burn is not available yet; use sidecar or embed")
 	default:
-		return fieldErr("subtitles", "must be sidecar, embed or none, got %q", s.GetSubtitles())
+		return fieldErr("subtitles", "must be sidecar, embed, burn or none, got %q", s.GetSubtitles())
 	}
 	if r.Language != "" && (len(r.Language) != 2 || strings.ToLower(r.Language) != r.Language || !isLetters(r.Language)) {
 		return fieldErr("language", "must be a two-letter ISO-639-1 code like en or de, got %q", s.GetLanguage())

@@ -77,6 +77,9 @@ func TestValidateErrorsNameTheField(t *testing.T) {
 		{"chunk", func(s *montagev1.JobSpec) { s.ChunkSeconds = 2 }, "chunk_seconds", "between 10 and 600"},
 		{"title", func(s *montagev1.JobSpec) { s.Highlights[0].Title = strings.Repeat("t", 201) }, "highlights[0].title", "200"},
 		{"priority", func(s *montagev1.JobSpec) { s.Priority = 1000 }, "priority", "-100 and 100"},
+		{"burn without transcribe", func(s *montagev1.JobSpec) { s.Subtitles = "burn" }, "subtitles", "needs transcribe: true"},
+		{"subtitles word", func(s *montagev1.JobSpec) { s.Transcribe, s.Subtitles = true, "hardsub" }, "subtitles", "sidecar, embed, burn or none"},
+		{"language", func(s *montagev1.JobSpec) { s.Transcribe, s.Language = true, "english" }, "language", "two-letter"},
 		{"six hours", func(s *montagev1.JobSpec) {
 			s.Highlights = nil
 			for i := 0; i < 37; i++ { // 37 × 10 min: 6h10m

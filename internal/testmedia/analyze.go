@@ -203,3 +203,24 @@ func TopLevelAtoms(path string) ([]string, error) {
 		off += size
 	}
 }
+
+// BrightPixels decodes the frame of path shown at the given second and
+// counts, in its bottom third, the pixels near white (luma above 200): the
+// mark of burned-in subtitles on a dark, flat test picture.
+func BrightPixels(ctx context.Context, path string, at float64) (int, error) {
+	raw, err := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-ss", ff(at), "-i", path, "-map", "0:v:0",
+		"-frames:v", "1", "-vf", "crop=iw:ih/3:0:ih*2/3,format=gray", "-f", "rawvideo", "-").Output()
+	if err != nil {
+		return 0, fmt.Errorf("frame at %ss of %s: %w", ff(at), path, err)
+	}
+	if len(raw) == 0 {
+		return 0, fmt.Errorf("no frame at %ss of %s", ff(at), path)
+	}
+	n := 0
+	for _, y := range raw {
+		if y > 200 {
+			n++
+		}
+	}
+	return n, nil
+}

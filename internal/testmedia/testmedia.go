@@ -36,6 +36,9 @@ type Source struct {
 	BeepLevel float64
 	// Codec is "h264" (default) or "hevc".
 	Codec string
+	// Flat replaces the pattern by a flat dark blue picture, against which
+	// burned-in text stands out (see BrightPixels).
+	Flat bool
 }
 
 // Samples is the demo's set: different sizes, frame rates and audio rates,
@@ -57,6 +60,9 @@ func Generate(ctx context.Context, dir string, src Source) error {
 	tmp := filepath.Join(dir, ".tmp-"+src.Name)
 	defer os.Remove(tmp)
 	video := fmt.Sprintf("testsrc2=size=%dx%d:rate=%s:duration=%s", src.Width, src.Height, src.FPS, ff(src.Seconds))
+	if src.Flat {
+		video = fmt.Sprintf("color=c=0x182848:size=%dx%d:rate=%s:duration=%s", src.Width, src.Height, src.FPS, ff(src.Seconds))
+	}
 	if src.Sync {
 		video = fmt.Sprintf("color=c=black:size=%dx%d:rate=%s:duration=%s,drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t,1),%s)'",
 			src.Width, src.Height, src.FPS, ff(src.Seconds), ff(MarkerSeconds))

@@ -887,8 +887,12 @@ type RenderInput struct {
 	// then. If the source still shows it, the agent completes the task with
 	// reuse_cache instead of rendering.
 	CachedIdentity string `protobuf:"bytes,13,opt,name=cached_identity,json=cachedIdentity,proto3" json:"cached_identity,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// subtitles: burn. The highlight's transcript (JSON cues in the
+	// highlight's time, which begins at highlight_start_seconds); the agent
+	// draws the cues that fall in its cut into the picture.
+	BurnSubtitles *TranscriptRef `protobuf:"bytes,14,opt,name=burn_subtitles,json=burnSubtitles,proto3" json:"burn_subtitles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RenderInput) Reset() {
@@ -1010,6 +1014,13 @@ func (x *RenderInput) GetCachedIdentity() string {
 		return x.CachedIdentity
 	}
 	return ""
+}
+
+func (x *RenderInput) GetBurnSubtitles() *TranscriptRef {
+	if x != nil {
+		return x.BurnSubtitles
+	}
+	return nil
 }
 
 type ConcatInput struct {
@@ -2194,7 +2205,7 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x10duration_seconds\x18\t \x01(\x01R\x0fdurationSeconds\x12\x1c\n" +
 	"\textractor\x18\n" +
 	" \x01(\tR\textractor\x12\x1a\n" +
-	"\bidentity\x18\v \x01(\tR\bidentity\"\xcc\x03\n" +
+	"\bidentity\x18\v \x01(\tR\bidentity\"\x8e\x04\n" +
 	"\vRenderInput\x12\x1d\n" +
 	"\n" +
 	"source_url\x18\x01 \x01(\tR\tsourceUrl\x12#\n" +
@@ -2212,7 +2223,8 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	" \x01(\bR\tsnapStart\x12\x19\n" +
 	"\bsnap_end\x18\v \x01(\bR\asnapEnd\x126\n" +
 	"\x17highlight_start_seconds\x18\f \x01(\x01R\x15highlightStartSeconds\x12'\n" +
-	"\x0fcached_identity\x18\r \x01(\tR\x0ecachedIdentity\"\xbb\x01\n" +
+	"\x0fcached_identity\x18\r \x01(\tR\x0ecachedIdentity\x12@\n" +
+	"\x0eburn_subtitles\x18\x0e \x01(\v2\x19.montage.v1.TranscriptRefR\rburnSubtitles\"\xbb\x01\n" +
 	"\vConcatInput\x125\n" +
 	"\bsegments\x18\x01 \x03(\v2\x19.montage.v1.ConcatSegmentR\bsegments\x12;\n" +
 	"\vtranscripts\x18\x02 \x03(\v2\x19.montage.v1.TranscriptRefR\vtranscripts\x12\x1c\n" +
@@ -2365,32 +2377,33 @@ var file_montage_v1_agents_proto_depIdxs = []int32{
 	9,  // 9: montage.v1.Lease.concat:type_name -> montage.v1.ConcatInput
 	6,  // 10: montage.v1.Lease.extra_outputs:type_name -> montage.v1.OutputSlot
 	5,  // 11: montage.v1.Lease.transcribe:type_name -> montage.v1.TranscribeInput
-	11, // 12: montage.v1.ConcatInput.segments:type_name -> montage.v1.ConcatSegment
-	10, // 13: montage.v1.ConcatInput.transcripts:type_name -> montage.v1.TranscriptRef
-	7,  // 14: montage.v1.ConcatSegment.source:type_name -> montage.v1.SourceFacts
-	12, // 15: montage.v1.HeartbeatRequest.leases:type_name -> montage.v1.LeaseProgress
-	27, // 16: montage.v1.HeartbeatRequest.status:type_name -> montage.v1.AgentStatus
-	17, // 17: montage.v1.TaskResult.parts:type_name -> montage.v1.UploadedPart
-	16, // 18: montage.v1.TaskResult.extra_outputs:type_name -> montage.v1.OutputObject
-	7,  // 19: montage.v1.TaskResult.source:type_name -> montage.v1.SourceFacts
-	15, // 20: montage.v1.CompleteTaskRequest.result:type_name -> montage.v1.TaskResult
-	0,  // 21: montage.v1.AgentService.Register:input_type -> montage.v1.RegisterRequest
-	2,  // 22: montage.v1.AgentService.LeaseTask:input_type -> montage.v1.LeaseTaskRequest
-	13, // 23: montage.v1.AgentService.Heartbeat:input_type -> montage.v1.HeartbeatRequest
-	20, // 24: montage.v1.AgentService.CompleteTask:input_type -> montage.v1.CompleteTaskRequest
-	22, // 25: montage.v1.AgentService.FailTask:input_type -> montage.v1.FailTaskRequest
-	18, // 26: montage.v1.AgentService.StartUpload:input_type -> montage.v1.StartUploadRequest
-	1,  // 27: montage.v1.AgentService.Register:output_type -> montage.v1.RegisterResponse
-	3,  // 28: montage.v1.AgentService.LeaseTask:output_type -> montage.v1.LeaseTaskResponse
-	14, // 29: montage.v1.AgentService.Heartbeat:output_type -> montage.v1.HeartbeatResponse
-	21, // 30: montage.v1.AgentService.CompleteTask:output_type -> montage.v1.CompleteTaskResponse
-	23, // 31: montage.v1.AgentService.FailTask:output_type -> montage.v1.FailTaskResponse
-	19, // 32: montage.v1.AgentService.StartUpload:output_type -> montage.v1.StartUploadResponse
-	27, // [27:33] is the sub-list for method output_type
-	21, // [21:27] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	10, // 12: montage.v1.RenderInput.burn_subtitles:type_name -> montage.v1.TranscriptRef
+	11, // 13: montage.v1.ConcatInput.segments:type_name -> montage.v1.ConcatSegment
+	10, // 14: montage.v1.ConcatInput.transcripts:type_name -> montage.v1.TranscriptRef
+	7,  // 15: montage.v1.ConcatSegment.source:type_name -> montage.v1.SourceFacts
+	12, // 16: montage.v1.HeartbeatRequest.leases:type_name -> montage.v1.LeaseProgress
+	27, // 17: montage.v1.HeartbeatRequest.status:type_name -> montage.v1.AgentStatus
+	17, // 18: montage.v1.TaskResult.parts:type_name -> montage.v1.UploadedPart
+	16, // 19: montage.v1.TaskResult.extra_outputs:type_name -> montage.v1.OutputObject
+	7,  // 20: montage.v1.TaskResult.source:type_name -> montage.v1.SourceFacts
+	15, // 21: montage.v1.CompleteTaskRequest.result:type_name -> montage.v1.TaskResult
+	0,  // 22: montage.v1.AgentService.Register:input_type -> montage.v1.RegisterRequest
+	2,  // 23: montage.v1.AgentService.LeaseTask:input_type -> montage.v1.LeaseTaskRequest
+	13, // 24: montage.v1.AgentService.Heartbeat:input_type -> montage.v1.HeartbeatRequest
+	20, // 25: montage.v1.AgentService.CompleteTask:input_type -> montage.v1.CompleteTaskRequest
+	22, // 26: montage.v1.AgentService.FailTask:input_type -> montage.v1.FailTaskRequest
+	18, // 27: montage.v1.AgentService.StartUpload:input_type -> montage.v1.StartUploadRequest
+	1,  // 28: montage.v1.AgentService.Register:output_type -> montage.v1.RegisterResponse
+	3,  // 29: montage.v1.AgentService.LeaseTask:output_type -> montage.v1.LeaseTaskResponse
+	14, // 30: montage.v1.AgentService.Heartbeat:output_type -> montage.v1.HeartbeatResponse
+	21, // 31: montage.v1.AgentService.CompleteTask:output_type -> montage.v1.CompleteTaskResponse
+	23, // 32: montage.v1.AgentService.FailTask:output_type -> montage.v1.FailTaskResponse
+	19, // 33: montage.v1.AgentService.StartUpload:output_type -> montage.v1.StartUploadResponse
+	28, // [28:34] is the sub-list for method output_type
+	22, // [22:28] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_montage_v1_agents_proto_init() }

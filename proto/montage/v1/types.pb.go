@@ -637,9 +637,12 @@ type Job struct {
 	BlockedAgents []string `protobuf:"bytes,13,rep,name=blocked_agents,json=blockedAgents,proto3" json:"blocked_agents,omitempty"`
 	// Set once a finished job is compacted: its tasks are no longer kept
 	// (tasks is empty) and this is what remains of them.
-	TaskSummary   *TaskSummary `protobuf:"bytes,14,opt,name=task_summary,json=taskSummary,proto3" json:"task_summary,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TaskSummary *TaskSummary `protobuf:"bytes,14,opt,name=task_summary,json=taskSummary,proto3" json:"task_summary,omitempty"`
+	// Seconds of audio sent to the transcription service for this job: what
+	// its transcripts cost.
+	TranscriptAudioSeconds float64 `protobuf:"fixed64,15,opt,name=transcript_audio_seconds,json=transcriptAudioSeconds,proto3" json:"transcript_audio_seconds,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -770,6 +773,13 @@ func (x *Job) GetTaskSummary() *TaskSummary {
 	return nil
 }
 
+func (x *Job) GetTranscriptAudioSeconds() float64 {
+	if x != nil {
+		return x.TranscriptAudioSeconds
+	}
+	return 0
+}
+
 // TaskSummary is what a compacted job keeps of its tasks.
 type TaskSummary struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -777,9 +787,10 @@ type TaskSummary struct {
 	// Tasks whose result came from the segment cache.
 	Cached int32 `protobuf:"varint,2,opt,name=cached,proto3" json:"cached,omitempty"`
 	// Attempts made over all tasks.
-	Attempts      int32 `protobuf:"varint,3,opt,name=attempts,proto3" json:"attempts,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Attempts               int32   `protobuf:"varint,3,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	TranscriptAudioSeconds float64 `protobuf:"fixed64,4,opt,name=transcript_audio_seconds,json=transcriptAudioSeconds,proto3" json:"transcript_audio_seconds,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *TaskSummary) Reset() {
@@ -829,6 +840,13 @@ func (x *TaskSummary) GetCached() int32 {
 func (x *TaskSummary) GetAttempts() int32 {
 	if x != nil {
 		return x.Attempts
+	}
+	return 0
+}
+
+func (x *TaskSummary) GetTranscriptAudioSeconds() float64 {
+	if x != nil {
+		return x.TranscriptAudioSeconds
 	}
 	return 0
 }
@@ -1061,8 +1079,11 @@ type AgentCapabilities struct {
 	Cpu string `protobuf:"bytes,11,opt,name=cpu,proto3" json:"cpu,omitempty"`
 	// The agent transcribes, with this model (empty: it does not).
 	TranscribeModel string `protobuf:"bytes,12,opt,name=transcribe_model,json=transcribeModel,proto3" json:"transcribe_model,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// ffmpeg has libass's subtitles filter and a font was found, so
+	// transcripts can be burned into the picture.
+	BurnSubtitles bool `protobuf:"varint,13,opt,name=burn_subtitles,json=burnSubtitles,proto3" json:"burn_subtitles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AgentCapabilities) Reset() {
@@ -1177,6 +1198,13 @@ func (x *AgentCapabilities) GetTranscribeModel() string {
 		return x.TranscribeModel
 	}
 	return ""
+}
+
+func (x *AgentCapabilities) GetBurnSubtitles() bool {
+	if x != nil {
+		return x.BurnSubtitles
+	}
+	return false
 }
 
 // AgentStatus is what an agent reports of itself with each call.
@@ -1546,7 +1574,7 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\rtitle_overlay\x18\t \x01(\bR\ftitleOverlay\x12\x18\n" +
 	"\ahwaccel\x18\n" +
 	" \x01(\tR\ahwaccel\x12\x18\n" +
-	"\aencoder\x18\v \x01(\tR\aencoder\"\xe2\x04\n" +
+	"\aencoder\x18\v \x01(\tR\aencoder\"\x9c\x05\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12'\n" +
@@ -1565,14 +1593,16 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\vwaiting_for\x18\f \x01(\tR\n" +
 	"waitingFor\x12%\n" +
 	"\x0eblocked_agents\x18\r \x03(\tR\rblockedAgents\x12:\n" +
-	"\ftask_summary\x18\x0e \x01(\v2\x17.montage.v1.TaskSummaryR\vtaskSummary\x1a:\n" +
+	"\ftask_summary\x18\x0e \x01(\v2\x17.montage.v1.TaskSummaryR\vtaskSummary\x128\n" +
+	"\x18transcript_audio_seconds\x18\x0f \x01(\x01R\x16transcriptAudioSeconds\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"W\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\x01\n" +
 	"\vTaskSummary\x12\x14\n" +
 	"\x05tasks\x18\x01 \x01(\x05R\x05tasks\x12\x16\n" +
 	"\x06cached\x18\x02 \x01(\x05R\x06cached\x12\x1a\n" +
-	"\battempts\x18\x03 \x01(\x05R\battempts\"\xd3\x04\n" +
+	"\battempts\x18\x03 \x01(\x05R\battempts\x128\n" +
+	"\x18transcript_audio_seconds\x18\x04 \x01(\x01R\x16transcriptAudioSeconds\"\xd3\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12(\n" +
@@ -1597,7 +1627,7 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\x06chunks\x18\x11 \x01(\x05R\x06chunks\x12\x16\n" +
 	"\x06cached\x18\x12 \x01(\bR\x06cached\x12\x1a\n" +
 	"\brequires\x18\x13 \x03(\tR\brequires\x12\x12\n" +
-	"\x04role\x18\x14 \x01(\tR\x04role\"\xfb\x02\n" +
+	"\x04role\x18\x14 \x01(\tR\x04role\"\xa2\x03\n" +
 	"\x11AgentCapabilities\x12%\n" +
 	"\x0effmpeg_version\x18\x01 \x01(\tR\rffmpegVersion\x12'\n" +
 	"\x0fffprobe_version\x18\x02 \x01(\tR\x0effprobeVersion\x12\x1a\n" +
@@ -1611,7 +1641,8 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\bhwaccels\x18\n" +
 	" \x03(\tR\bhwaccels\x12\x10\n" +
 	"\x03cpu\x18\v \x01(\tR\x03cpu\x12)\n" +
-	"\x10transcribe_model\x18\f \x01(\tR\x0ftranscribeModel\"\xbc\x02\n" +
+	"\x10transcribe_model\x18\f \x01(\tR\x0ftranscribeModel\x12%\n" +
+	"\x0eburn_subtitles\x18\r \x01(\bR\rburnSubtitles\"\xbc\x02\n" +
 	"\vAgentStatus\x12\x14\n" +
 	"\x05slots\x18\x01 \x01(\x05R\x05slots\x12\x1d\n" +
 	"\n" +

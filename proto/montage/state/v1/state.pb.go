@@ -511,12 +511,13 @@ func (x *Checksum) GetSha256() string {
 }
 
 type TaskSummary struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tasks         int32                  `protobuf:"varint,1,opt,name=tasks,proto3" json:"tasks,omitempty"`
-	Cached        int32                  `protobuf:"varint,2,opt,name=cached,proto3" json:"cached,omitempty"`
-	Attempts      int32                  `protobuf:"varint,3,opt,name=attempts,proto3" json:"attempts,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state                  protoimpl.MessageState `protogen:"open.v1"`
+	Tasks                  int32                  `protobuf:"varint,1,opt,name=tasks,proto3" json:"tasks,omitempty"`
+	Cached                 int32                  `protobuf:"varint,2,opt,name=cached,proto3" json:"cached,omitempty"`
+	Attempts               int32                  `protobuf:"varint,3,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	TranscriptAudioSeconds float64                `protobuf:"fixed64,4,opt,name=transcript_audio_seconds,json=transcriptAudioSeconds,proto3" json:"transcript_audio_seconds,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *TaskSummary) Reset() {
@@ -566,6 +567,13 @@ func (x *TaskSummary) GetCached() int32 {
 func (x *TaskSummary) GetAttempts() int32 {
 	if x != nil {
 		return x.Attempts
+	}
+	return 0
+}
+
+func (x *TaskSummary) GetTranscriptAudioSeconds() float64 {
+	if x != nil {
+		return x.TranscriptAudioSeconds
 	}
 	return 0
 }
@@ -920,6 +928,7 @@ type RenderInput struct {
 	SnapStart      bool                   `protobuf:"varint,10,opt,name=snap_start,json=snapStart,proto3" json:"snap_start,omitempty"`
 	SnapEnd        bool                   `protobuf:"varint,11,opt,name=snap_end,json=snapEnd,proto3" json:"snap_end,omitempty"`
 	HighlightStart float64                `protobuf:"fixed64,12,opt,name=highlight_start,json=highlightStart,proto3" json:"highlight_start,omitempty"`
+	Burn           string                 `protobuf:"bytes,13,opt,name=burn,proto3" json:"burn,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1036,6 +1045,13 @@ func (x *RenderInput) GetHighlightStart() float64 {
 		return x.HighlightStart
 	}
 	return 0
+}
+
+func (x *RenderInput) GetBurn() string {
+	if x != nil {
+		return x.Burn
+	}
+	return ""
 }
 
 type Task struct {
@@ -1694,11 +1710,12 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\arecords\x18\x01 \x01(\x04R\arecords\"6\n" +
 	"\bChecksum\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"W\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"\x91\x01\n" +
 	"\vTaskSummary\x12\x14\n" +
 	"\x05tasks\x18\x01 \x01(\x05R\x05tasks\x12\x16\n" +
 	"\x06cached\x18\x02 \x01(\x05R\x06cached\x12\x1a\n" +
-	"\battempts\x18\x03 \x01(\x05R\battempts\"\xce\b\n" +
+	"\battempts\x18\x03 \x01(\x05R\battempts\x128\n" +
+	"\x18transcript_audio_seconds\x18\x04 \x01(\x01R\x16transcriptAudioSeconds\"\xce\b\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -1754,7 +1771,7 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aY\n" +
 	"\x0fOutputSumsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
-	"\x05value\x18\x02 \x01(\v2\x1a.montage.state.v1.ChecksumR\x05value:\x028\x01\"\xe9\x02\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.montage.state.v1.ChecksumR\x05value:\x028\x01\"\xfd\x02\n" +
 	"\vRenderInput\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1f\n" +
 	"\vsource_type\x18\x02 \x01(\tR\n" +
@@ -1770,7 +1787,8 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"snap_start\x18\n" +
 	" \x01(\bR\tsnapStart\x12\x19\n" +
 	"\bsnap_end\x18\v \x01(\bR\asnapEnd\x12'\n" +
-	"\x0fhighlight_start\x18\f \x01(\x01R\x0ehighlightStart\"\xed\a\n" +
+	"\x0fhighlight_start\x18\f \x01(\x01R\x0ehighlightStart\x12\x12\n" +
+	"\x04burn\x18\r \x01(\tR\x04burn\"\xed\a\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12(\n" +
