@@ -81,6 +81,10 @@ func (w *whisper) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rw.Header().Set("Content-Type", "application/json")
+	if req["response_format"] == "json" { // what the json format holds: text only
+		fmt.Fprint(rw, `{"text":"hello world"}`)
+		return
+	}
 	fmt.Fprint(rw, `{"task":"transcribe","language":"english","duration":3,"text":"hello world","segments":[`+segments+`]}`)
 }
 
@@ -352,5 +356,41 @@ func TestRefusedKeySwitchesTranscriptionOff(t *testing.T) {
 	w.mu.Unlock()
 	if n != 1 {
 		t.Errorf("the service refused the key %d times; want once (a 401 is never retried)", n)
+	}
+}
+
+// A model that answers text without times (the gpt-4o transcribe family)
+// still gives subtitles, spanning the audio, and the job says their timing
+// is coarse.
+func TestTextOnlyModelWarnsOfCoarseTiming(t *testing.T) {
+	w := &whisper{t: t}
+	srv := httptest.NewServer(w)
+	t.Cleanup(srv.Close)
+	env := []string{"OPENAI_API_KEY=" + openaiKey, "OPENAI_BASE_URL=" + srv.URL + "/v1", "OPENAI_MODEL=gpt-4o-mini-transcribe"}
+	c := startCoordinatorEnv(t, env, t.TempDir(), freePort(t), "-dev")
+	res := ctl(t, c.url, "submit", "-q", writeSpec(t, transcriptSpec("sidecar")))
+	if res.code != 0 {
+		t.Fatalf("submit: %s", res.stderr)
+	}
+	id := strings.TrimSpace(res.stdout)
+	if j := waitJobDone(t, c.url, id, 3*time.Minute); j.GetState().String() != "JOB_STATE_SUCCEEDED" {
+		t.Fatalf("job %s: %s", j.GetState(), j.GetError())
+	}
+	for _, r := range w.requests {
+		if r["model"] != "gpt-4o-mini-transcribe" || r["response_format"] != "json" {
+			t.Errorf("request %v, want the model and the json format", r)
+		}
+	}
+	get := ctl(t, c.url, "get", id).stdout
+	if n := strings.Count(get, "timing is coarse"); n != 2 {
+		t.Errorf("%d coarse-timing warnings, want one per highlight:\n%s", n, get)
+	}
+	p := filepath.Join(t.TempDir(), "m.srt")
+	if r := ctl(t, c.url, "download", id, "--what", "srt", "-o", p); r.code != 0 {
+		t.Fatalf("download srt: %s", r.stderr)
+	}
+	b, _ := os.ReadFile(p)
+	if strings.Count(string(b), "hello world") != 2 {
+		t.Errorf("coarse subtitles:\n%s", b)
 	}
 }

@@ -126,6 +126,9 @@ func (a *Agent) transcribeTask(ctx context.Context, l *montagev1.Lease, dir stri
 		return nil, err
 	}
 	res.DurationSeconds = h.AudioSeconds // the cost, for the farm's books
+	if h.Coarse {
+		res.Warning = fmt.Sprintf("the model %s answers text without times: its subtitles span each audio chunk, so their timing is coarse (use whisper-1 or a whisper server for timed segments)", c.Model())
+	}
 	a.log.Info("highlight transcribed", "task", l.GetTaskId(), "cues", len(f.Cues), "audio_seconds", h.AudioSeconds, "audio_bytes", h.AudioBytes, "coarse", h.Coarse)
 	return res, nil
 }

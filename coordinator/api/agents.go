@@ -705,7 +705,8 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 	if err := verify(r.GetKey(), blob.Claim{Size: r.GetSize(), SHA256: strings.ToLower(r.GetSha256()), Parts: partSums}); err != nil {
 		return nil, err
 	}
-	res := fsm.Result{Key: r.GetKey(), Size: r.GetSize(), SHA256: strings.ToLower(r.GetSha256()), Duration: r.GetDurationSeconds()}
+	res := fsm.Result{Key: r.GetKey(), Size: r.GetSize(), SHA256: strings.ToLower(r.GetSha256()), Duration: r.GetDurationSeconds(),
+		Warning: agentNote(r.GetWarning())}
 	if len(r.GetExtraOutputs()) > 0 {
 		jobID, taskID, grant, _ := blob.AttemptOf(want)
 		res.Outputs = map[string]string{}
@@ -934,4 +935,14 @@ func (s *Server) checkFence(taskID, agentID string, token uint64) (want string, 
 		want = resultKey(t)
 	})
 	return want, err
+}
+
+// agentNote bounds what an agent says of its result: one line of valid
+// UTF-8, at most 300 bytes, before it goes into the log and the job.
+func agentNote(s string) string {
+	s, _, _ = strings.Cut(strings.ToValidUTF8(s, "?"), "\n")
+	if len(s) > 300 {
+		s = strings.ToValidUTF8(s[:300], "") + "…"
+	}
+	return s
 }

@@ -421,6 +421,9 @@ func (s *State) succeed(at time.Time, t *Task, r Result) Response {
 		return Response{}
 	}
 	j.UpdatedAt = at
+	if r.Warning != "" {
+		j.Warnings = append(j.Warnings, fmt.Sprintf("%s: %s", describe(t), firstLine(r.Warning)))
+	}
 	if t.Type == montagev1.TaskType_TASK_TYPE_CONCAT {
 		if j.Outputs == nil {
 			j.Outputs = map[string]string{}

@@ -459,3 +459,30 @@ func TestCoordinatorAddresses(t *testing.T) {
 		}
 	}
 }
+
+// A good result with the agent's note adds it to the job's warnings, once,
+// naming the task; the note is kept with the result through a snapshot.
+func TestResultWarningReachesTheJob(t *testing.T) {
+	l := newLog()
+	register(l, "a1")
+	l.apply(&Command{Submit: job("j1", 1, 3)})
+	g := l.apply(&Command{Grant: &GrantCmd{TaskID: "j1-r0", AgentID: "a1"}})
+	if r := l.apply(&Command{Complete: &CompleteCmd{TaskID: "j1-r0", AgentID: "a1", Token: g.Token,
+		Result: Result{Key: "k", Warning: "timing is coarse"}}}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if w := l.s.Jobs["j1"].Warnings; len(w) != 1 || w[0] != "render of highlight 0 (task j1-r0): timing is coarse" {
+		t.Fatalf("warnings %q", w)
+	}
+	var snap bytes.Buffer
+	if err := l.s.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	restored, err := Restore(&snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := restored.Tasks["j1-r0"].Result; r == nil || r.Warning != "timing is coarse" || len(restored.Jobs["j1"].Warnings) != 1 {
+		t.Errorf("after a snapshot: result %+v, warnings %q", r, restored.Jobs["j1"].Warnings)
+	}
+}

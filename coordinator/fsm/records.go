@@ -119,7 +119,7 @@ func taskOut(t *Task) *statev1.Task {
 	}
 	if r := t.Result; r != nil {
 		out.Result = &statev1.Result{Key: r.Key, Size: r.Size, Sha256: r.SHA256, Duration: r.Duration, Source: r.Source,
-			Outputs: r.Outputs, OutputSums: sumsOut(r.OutputSums)}
+			Outputs: r.Outputs, OutputSums: sumsOut(r.OutputSums), Warning: r.Warning}
 	}
 	if r := t.Render; r != nil {
 		out.Render = &statev1.RenderInput{Url: r.URL, SourceType: r.SourceType, Start: r.Start, Duration: r.Duration,
@@ -142,7 +142,7 @@ func taskIn(p *statev1.Task) *Task {
 	}
 	if r := p.GetResult(); r != nil {
 		t.Result = &Result{Key: r.GetKey(), Size: r.GetSize(), SHA256: r.GetSha256(), Duration: r.GetDuration(),
-			Source: byts(r.GetSource()), Outputs: strMap(r.GetOutputs()), OutputSums: sumsIn(r.GetOutputSums())}
+			Source: byts(r.GetSource()), Outputs: strMap(r.GetOutputs()), OutputSums: sumsIn(r.GetOutputSums()), Warning: r.GetWarning()}
 	}
 	if r := p.GetRender(); r != nil {
 		t.Render = &RenderInput{URL: r.GetUrl(), SourceType: r.GetSourceType(), Start: r.GetStart(), Duration: r.GetDuration(),

@@ -41,6 +41,9 @@ type Result struct {
 	// what was accepted for each.
 	Outputs    map[string]string   `json:"outputs,omitempty"`
 	OutputSums map[string]Checksum `json:"output_sums,omitempty"`
+	// Warning is the agent's note on a good result, added to the job's
+	// warnings when the result is committed.
+	Warning string `json:"warning,omitempty"`
 }
 
 // Checksum is an accepted object's size and SHA-256 (hex).

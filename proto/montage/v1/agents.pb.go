@@ -1496,7 +1496,10 @@ type TaskResult struct {
 	Source       *SourceFacts    `protobuf:"bytes,8,opt,name=source,proto3" json:"source,omitempty"`
 	// The source is unchanged: commit the lease's cached render as the
 	// result (key, size and sha256 are then not needed).
-	ReuseCache    bool `protobuf:"varint,9,opt,name=reuse_cache,json=reuseCache,proto3" json:"reuse_cache,omitempty"`
+	ReuseCache bool `protobuf:"varint,9,opt,name=reuse_cache,json=reuseCache,proto3" json:"reuse_cache,omitempty"`
+	// Something the job's owner should know of a result that is still good
+	// (a transcript timed only coarsely, say); shown in the job's warnings.
+	Warning       string `protobuf:"bytes,10,opt,name=warning,proto3" json:"warning,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1592,6 +1595,13 @@ func (x *TaskResult) GetReuseCache() bool {
 		return x.ReuseCache
 	}
 	return false
+}
+
+func (x *TaskResult) GetWarning() string {
+	if x != nil {
+		return x.Warning
+	}
+	return ""
 }
 
 type OutputObject struct {
@@ -2262,7 +2272,7 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x11HeartbeatResponse\x12(\n" +
 	"\x10revoked_task_ids\x18\x01 \x03(\tR\x0erevokedTaskIds\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x01R\n" +
-	"ttlSeconds\"\xd3\x02\n" +
+	"ttlSeconds\"\xed\x02\n" +
 	"\n" +
 	"TaskResult\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
@@ -2274,7 +2284,9 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\rextra_outputs\x18\a \x03(\v2\x18.montage.v1.OutputObjectR\fextraOutputs\x12/\n" +
 	"\x06source\x18\b \x01(\v2\x17.montage.v1.SourceFactsR\x06source\x12\x1f\n" +
 	"\vreuse_cache\x18\t \x01(\bR\n" +
-	"reuseCache\"`\n" +
+	"reuseCache\x12\x18\n" +
+	"\awarning\x18\n" +
+	" \x01(\tR\awarning\"`\n" +
 	"\fOutputObject\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x12\n" +

@@ -831,6 +831,7 @@ type Result struct {
 	Source        []byte                 `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
 	Outputs       map[string]string      `protobuf:"bytes,6,rep,name=outputs,proto3" json:"outputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	OutputSums    map[string]*Checksum   `protobuf:"bytes,7,rep,name=output_sums,json=outputSums,proto3" json:"output_sums,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Warning       string                 `protobuf:"bytes,8,opt,name=warning,proto3" json:"warning,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -912,6 +913,13 @@ func (x *Result) GetOutputSums() map[string]*Checksum {
 		return x.OutputSums
 	}
 	return nil
+}
+
+func (x *Result) GetWarning() string {
+	if x != nil {
+		return x.Warning
+	}
+	return ""
 }
 
 type RenderInput struct {
@@ -1756,7 +1764,7 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\v2\x1a.montage.state.v1.ChecksumR\x05value:\x028\x01\x1a;\n" +
 	"\rFailuresEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x9d\x03\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xb7\x03\n" +
 	"\x06Result\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
@@ -1765,7 +1773,8 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\x06source\x18\x05 \x01(\fR\x06source\x12?\n" +
 	"\aoutputs\x18\x06 \x03(\v2%.montage.state.v1.Result.OutputsEntryR\aoutputs\x12I\n" +
 	"\voutput_sums\x18\a \x03(\v2(.montage.state.v1.Result.OutputSumsEntryR\n" +
-	"outputSums\x1a:\n" +
+	"outputSums\x12\x18\n" +
+	"\awarning\x18\b \x01(\tR\awarning\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aY\n" +
