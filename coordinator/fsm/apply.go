@@ -44,6 +44,13 @@ type Command struct {
 	// leader proposes its own, so followers can forward to it even while
 	// gossip has not told them of it yet.
 	Coordinator *CoordinatorCmd `json:"coordinator,omitempty"`
+	// The library, its feeds, montage schedules and their fires, and the
+	// delivery of jobs' webhooks.
+	Highlights      *HighlightsCmd      `json:"highlights,omitempty"`
+	Feed            *FeedCmd            `json:"feed,omitempty"`
+	MontageSchedule *MontageScheduleCmd `json:"montage_schedule,omitempty"`
+	Fire            *FireCmd            `json:"fire,omitempty"`
+	Webhook         *WebhookCmd         `json:"webhook,omitempty"`
 }
 
 // CoordinatorCmd sets (or, with an empty APIAddr, forgets) a coordinator's
@@ -187,6 +194,9 @@ type Response struct {
 	// Ended lists the final states of the jobs this command finished, so
 	// the leader that proposed it counts each job's end exactly once.
 	Ended []montagev1.JobState
+	// What a HighlightsCmd did, and the jobs a FireCmd submitted.
+	Added, Updated, Unchanged, Removed int
+	Jobs                               []string
 }
 
 // Encode serialises a command for the raft log.
@@ -231,6 +241,16 @@ func (s *State) apply(idx uint64, c *Command) Response {
 		return s.register(c.At, c.Register)
 	case c.Enroll != nil:
 		return s.enroll(c.At, c.Enroll)
+	case c.Highlights != nil:
+		return s.highlights(c.At, c.Highlights)
+	case c.Feed != nil:
+		return s.feed(c.Feed)
+	case c.MontageSchedule != nil:
+		return s.montageSchedule(c.MontageSchedule)
+	case c.Fire != nil:
+		return s.fire(idx, c.At, c.Fire)
+	case c.Webhook != nil:
+		return s.webhook(c.At, c.Webhook)
 	case c.Coordinator != nil:
 		if c.Coordinator.ID == "" {
 			return Response{Err: fmt.Errorf("coordinator: empty id: %w", ErrBadCommand)}
@@ -257,7 +277,11 @@ func (s *State) apply(idx uint64, c *Command) Response {
 	case c.MarkDeleting != nil:
 		return s.housekeep(c.At, c.MarkDeleting.JobID, func(j *Job) { j.Deleting = true })
 	case c.RemoveJob != nil:
-		return s.removeJob(c.RemoveJob.JobID)
+		r := s.removeJob(c.RemoveJob.JobID)
+		if r.Err == nil {
+			s.mediaExpired(c.At, c.RemoveJob.JobID)
+		}
+		return r
 	case c.CacheAdd != nil:
 		return s.cacheAdd(c.At, c.CacheAdd)
 	case c.CacheEvict != nil:
@@ -447,6 +471,7 @@ func (s *State) succeed(at time.Time, t *Task, r Result) Response {
 	if done {
 		j.State = montagev1.JobState_JOB_STATE_SUCCEEDED
 		j.FinishedAt = at
+		s.catalog(j)
 	}
 	s.refresh(j, t)
 	return Response{JobID: j.ID}

@@ -90,6 +90,11 @@ type Frozen struct {
 	CacheLatest  [][2]string // plan, entry key
 	Enrollments  []Enrollment
 	Coordinators [][2]string // id, API address
+	// The library's records (replaced, never changed in place: shared).
+	Highlights       []*Highlight
+	Feeds            []*Feed
+	MontageSchedules []*MontageSchedule
+	Catalog          []*Montage
 }
 
 // Sizes is how many entries each part of the view will hold: chunks of
@@ -151,6 +156,22 @@ func (s *State) FreezeInto(f *Frozen) *Frozen {
 	f.Coordinators = f.Coordinators[:0]
 	for id, addr := range s.Coordinators {
 		f.Coordinators = append(f.Coordinators, [2]string{id, addr})
+	}
+	f.Highlights = f.Highlights[:0]
+	for _, h := range s.Highlights {
+		f.Highlights = append(f.Highlights, h)
+	}
+	f.Feeds = f.Feeds[:0]
+	for _, x := range s.Feeds {
+		f.Feeds = append(f.Feeds, x)
+	}
+	f.MontageSchedules = f.MontageSchedules[:0]
+	for _, x := range s.MontageSchedules {
+		f.MontageSchedules = append(f.MontageSchedules, x)
+	}
+	f.Catalog = f.Catalog[:0]
+	for _, x := range s.Catalog {
+		f.Catalog = append(f.Catalog, x)
 	}
 	return f
 }

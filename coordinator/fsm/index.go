@@ -27,6 +27,8 @@ type index struct {
 	// dependents names, per task, the tasks that wait for it (the
 	// concat waits for every render), while its job keeps its tasks.
 	dependents map[string][]string
+	// byStreamer holds the library's highlight IDs per streamer.
+	byStreamer map[string]map[string]struct{}
 	// Counts by state for metrics, kept here so a scrape reads a few
 	// numbers instead of scanning: each record's counted state beside the
 	// totals.
@@ -49,8 +51,8 @@ type index struct {
 
 func newIndex() index {
 	return index{leased: map[string]string{}, verify: map[string]struct{}{}, tidy: map[string]struct{}{},
-		dependents: map[string][]string{},
-		jobAs:      map[string]montagev1.JobState{}, jobN: map[montagev1.JobState]int{},
+		dependents: map[string][]string{}, byStreamer: map[string]map[string]struct{}{},
+		jobAs: map[string]montagev1.JobState{}, jobN: map[montagev1.JobState]int{},
 		taskAs: map[string]TaskClass{}, taskN: map[TaskClass]int{}}
 }
 
@@ -309,6 +311,9 @@ func (s *State) Reindex() {
 	})
 	for _, e := range s.Cache {
 		s.ix.cacheN, s.ix.cacheBytes = s.ix.cacheN+1, s.ix.cacheBytes+e.Size
+	}
+	for _, h := range s.Highlights {
+		s.indexHighlight(h)
 	}
 	for _, j := range all {
 		s.ix.order.Append(j, s.gen)

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"encoding/json"
 	"time"
 
 	statev1 "github.com/stream-montages/montage/proto/montage/state/v1"
@@ -88,6 +89,12 @@ func jobOut(j *Job) *statev1.Job {
 		out.Summary = &statev1.TaskSummary{Tasks: int32(j.Summary.Tasks), Cached: int32(j.Summary.Cached), Attempts: int32(j.Summary.Attempts),
 			TranscriptAudioSeconds: j.Summary.TranscriptAudio}
 	}
+	if j.Origin != nil {
+		out.OriginJson, _ = json.Marshal(j.Origin) // plain values: cannot fail
+	}
+	if j.Webhook != nil {
+		out.WebhookJson, _ = json.Marshal(j.Webhook)
+	}
 	return out
 }
 
@@ -104,6 +111,20 @@ func jobIn(p *statev1.Job) *Job {
 	if sm := p.GetSummary(); sm != nil {
 		j.Summary = &TaskSummary{Tasks: int(sm.GetTasks()), Cached: int(sm.GetCached()), Attempts: int(sm.GetAttempts()),
 			TranscriptAudio: sm.GetTranscriptAudioSeconds()}
+	}
+	// Written by jobOut from plain values; a record that does not read back
+	// loses only its origin or webhook, never the job.
+	if b := p.GetOriginJson(); len(b) > 0 {
+		o := &Origin{}
+		if json.Unmarshal(b, o) == nil {
+			j.Origin = o
+		}
+	}
+	if b := p.GetWebhookJson(); len(b) > 0 {
+		w := &Webhook{}
+		if json.Unmarshal(b, w) == nil {
+			j.Webhook = w
+		}
 	}
 	return j
 }

@@ -116,6 +116,37 @@ func (f *Frozen) WriteTo(w io.Writer) (int64, error) {
 			return cw.n, err
 		}
 	}
+	slices.SortFunc(f.Highlights, func(a, b *Highlight) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(f.Feeds, func(a, b *Feed) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(f.MontageSchedules, func(a, b *MontageSchedule) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(f.Catalog, func(a, b *Montage) int { return strings.Compare(a.JobID, b.JobID) })
+	putJSON := func(kind string, v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("write snapshot %s: %w", kind, err)
+		}
+		return put(&statev1.Record{Item: &statev1.Record_Record{Record: &statev1.JSONRecord{Kind: kind, Json: b}}})
+	}
+	for _, h := range f.Highlights {
+		if err := putJSON("highlight", h); err != nil {
+			return cw.n, err
+		}
+	}
+	for _, x := range f.Feeds {
+		if err := putJSON("feed", x); err != nil {
+			return cw.n, err
+		}
+	}
+	for _, x := range f.MontageSchedules {
+		if err := putJSON("schedule", x); err != nil {
+			return cw.n, err
+		}
+	}
+	for _, x := range f.Catalog {
+		if err := putJSON("montage", x); err != nil {
+			return cw.n, err
+		}
+	}
 	for j := range f.jobs() {
 		if err := put(&statev1.Record{Item: &statev1.Record_Job{Job: jobOut(j)}}); err != nil {
 			return cw.n, err
@@ -202,6 +233,10 @@ func restoreV2(r io.Reader) (*State, error) {
 			e := it.Enrollment
 			s.Enrollments[e.GetHash()] = &Enrollment{Hash: e.GetHash(), Name: e.GetName(),
 				ExpiresAt: fromUnixNano(e.GetExpiresAt()), CreatedAt: fromUnixNano(e.GetCreatedAt())}
+		case *statev1.Record_Record:
+			if err := s.restoreJSON(it.Record); err != nil {
+				return nil, err
+			}
 		case *statev1.Record_Coordinator:
 			s.Coordinators[it.Coordinator.GetId()] = it.Coordinator.GetApiAddr()
 		case *statev1.Record_Job:
@@ -273,4 +308,37 @@ func restoreV1(r io.Reader) (*State, error) {
 	}
 	s.Reindex()
 	return s, nil
+}
+
+// restoreJSON puts back one library record of a snapshot.
+func (s *State) restoreJSON(r *statev1.JSONRecord) error {
+	var err error
+	switch r.GetKind() {
+	case "highlight":
+		h := &Highlight{}
+		if err = json.Unmarshal(r.GetJson(), h); err == nil {
+			s.Highlights[h.ID] = h
+		}
+	case "feed":
+		f := &Feed{}
+		if err = json.Unmarshal(r.GetJson(), f); err == nil {
+			s.Feeds[f.Name] = f
+		}
+	case "schedule":
+		m := &MontageSchedule{}
+		if err = json.Unmarshal(r.GetJson(), m); err == nil {
+			s.MontageSchedules[m.Name] = m
+		}
+	case "montage":
+		m := &Montage{}
+		if err = json.Unmarshal(r.GetJson(), m); err == nil {
+			s.Catalog[m.JobID] = m
+		}
+	default:
+		return fmt.Errorf("snapshot record of unknown kind %q", r.GetKind())
+	}
+	if err != nil {
+		return fmt.Errorf("snapshot %s record: %w", r.GetKind(), err)
+	}
+	return nil
 }

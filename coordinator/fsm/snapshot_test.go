@@ -125,6 +125,7 @@ func TestGoldenV1SnapshotRestores(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := buildHistory()
+	want.Catalog = map[string]*Montage{} // newer than this format: it restores empty
 	sameState(t, "v1 golden", got, want)
 	if j := got.Jobs["job0"]; j.Summary == nil || j.Summary.Tasks != 3 || len(j.TaskIDs) != 0 || got.Tasks["job0-r0"] != nil {
 		t.Fatalf("purged job0 was not compacted: %+v", j)
@@ -154,6 +155,11 @@ func TestGoldenV2SnapshotRestores(t *testing.T) {
 	got, err := Restore(bytes.NewReader(golden))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !*update {
+		// The committed copy predates the catalog, which restores empty.
+		want.Catalog = map[string]*Montage{}
+		b = snapBytes(t, want)
 	}
 	sameState(t, "v2 golden", got, want)
 	if !bytes.Equal(snapBytes(t, got), b) {

@@ -184,6 +184,10 @@ type Job struct {
 	// Summary is set once the job is compacted: its tasks are gone and
 	// this is what remains of them.
 	Summary *TaskSummary `json:"summary,omitempty"`
+	// Origin: the schedule fire that made the job; Webhook: where its end
+	// is announced, and the delivery so far.
+	Origin  *Origin  `json:"origin,omitempty"`
+	Webhook *Webhook `json:"webhook,omitempty"`
 
 	gen uint64
 }
@@ -289,6 +293,12 @@ type State struct {
 	Enrollments map[string]*Enrollment
 	// Coordinators maps a coordinator's id to its API base URL.
 	Coordinators map[string]string
+	// The highlight library by ID, the feeds and montage schedules by
+	// name, and the montage catalog by job ID.
+	Highlights       map[string]*Highlight
+	Feeds            map[string]*Feed
+	MontageSchedules map[string]*MontageSchedule
+	Catalog          map[string]*Montage
 	// AppliedIndex is the raft index of the last applied command.
 	AppliedIndex uint64
 
@@ -309,6 +319,8 @@ func New() *State {
 		CacheLatest:  map[string]string{},
 		Enrollments:  map[string]*Enrollment{},
 		Coordinators: map[string]string{},
+		Highlights:   map[string]*Highlight{}, Feeds: map[string]*Feed{},
+		MontageSchedules: map[string]*MontageSchedule{}, Catalog: map[string]*Montage{},
 	}
 	s.ix = newIndex()
 	return s

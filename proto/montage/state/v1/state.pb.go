@@ -126,6 +126,7 @@ type Record struct {
 	//	*Record_End
 	//	*Record_Enrollment
 	//	*Record_Coordinator
+	//	*Record_Record
 	Item          isRecord_Item `protobuf_oneof:"item"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -240,6 +241,15 @@ func (x *Record) GetCoordinator() *Coordinator {
 	return nil
 }
 
+func (x *Record) GetRecord() *JSONRecord {
+	if x != nil {
+		if x, ok := x.Item.(*Record_Record); ok {
+			return x.Record
+		}
+	}
+	return nil
+}
+
 type isRecord_Item interface {
 	isRecord_Item()
 }
@@ -276,6 +286,12 @@ type Record_Coordinator struct {
 	Coordinator *Coordinator `protobuf:"bytes,8,opt,name=coordinator,proto3,oneof"`
 }
 
+type Record_Record struct {
+	// The library, feeds, montage schedules and the catalog: records that
+	// travel in raft commands as JSON, kept in snapshots the same way.
+	Record *JSONRecord `protobuf:"bytes,9,opt,name=record,proto3,oneof"`
+}
+
 func (*Record_Job) isRecord_Item() {}
 
 func (*Record_Task) isRecord_Item() {}
@@ -292,6 +308,63 @@ func (*Record_Enrollment) isRecord_Item() {}
 
 func (*Record_Coordinator) isRecord_Item() {}
 
+func (*Record_Record) isRecord_Item() {}
+
+// JSONRecord is one library highlight, feed, montage schedule or catalog
+// entry ("highlight", "feed", "schedule", "montage"), as its command
+// carries it.
+type JSONRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Json          []byte                 `protobuf:"bytes,2,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JSONRecord) Reset() {
+	*x = JSONRecord{}
+	mi := &file_montage_state_v1_state_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JSONRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JSONRecord) ProtoMessage() {}
+
+func (x *JSONRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_state_v1_state_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JSONRecord.ProtoReflect.Descriptor instead.
+func (*JSONRecord) Descriptor() ([]byte, []int) {
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *JSONRecord) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *JSONRecord) GetJson() []byte {
+	if x != nil {
+		return x.Json
+	}
+	return nil
+}
+
 // Coordinator is where a coordinator serves its API, recorded by each new
 // leader so followers can forward calls to it even before gossip tells them.
 type Coordinator struct {
@@ -304,7 +377,7 @@ type Coordinator struct {
 
 func (x *Coordinator) Reset() {
 	*x = Coordinator{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[2]
+	mi := &file_montage_state_v1_state_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +389,7 @@ func (x *Coordinator) String() string {
 func (*Coordinator) ProtoMessage() {}
 
 func (x *Coordinator) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[2]
+	mi := &file_montage_state_v1_state_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +402,7 @@ func (x *Coordinator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Coordinator.ProtoReflect.Descriptor instead.
 func (*Coordinator) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{2}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Coordinator) GetId() string {
@@ -358,7 +431,7 @@ type Enrollment struct {
 
 func (x *Enrollment) Reset() {
 	*x = Enrollment{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[3]
+	mi := &file_montage_state_v1_state_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -370,7 +443,7 @@ func (x *Enrollment) String() string {
 func (*Enrollment) ProtoMessage() {}
 
 func (x *Enrollment) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[3]
+	mi := &file_montage_state_v1_state_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -383,7 +456,7 @@ func (x *Enrollment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Enrollment.ProtoReflect.Descriptor instead.
 func (*Enrollment) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{3}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Enrollment) GetHash() string {
@@ -423,7 +496,7 @@ type End struct {
 
 func (x *End) Reset() {
 	*x = End{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[4]
+	mi := &file_montage_state_v1_state_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +508,7 @@ func (x *End) String() string {
 func (*End) ProtoMessage() {}
 
 func (x *End) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[4]
+	mi := &file_montage_state_v1_state_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +521,7 @@ func (x *End) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use End.ProtoReflect.Descriptor instead.
 func (*End) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{4}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *End) GetRecords() uint64 {
@@ -468,7 +541,7 @@ type Checksum struct {
 
 func (x *Checksum) Reset() {
 	*x = Checksum{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[5]
+	mi := &file_montage_state_v1_state_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +553,7 @@ func (x *Checksum) String() string {
 func (*Checksum) ProtoMessage() {}
 
 func (x *Checksum) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[5]
+	mi := &file_montage_state_v1_state_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +566,7 @@ func (x *Checksum) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checksum.ProtoReflect.Descriptor instead.
 func (*Checksum) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{5}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Checksum) GetSize() int64 {
@@ -522,7 +595,7 @@ type TaskSummary struct {
 
 func (x *TaskSummary) Reset() {
 	*x = TaskSummary{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[6]
+	mi := &file_montage_state_v1_state_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +607,7 @@ func (x *TaskSummary) String() string {
 func (*TaskSummary) ProtoMessage() {}
 
 func (x *TaskSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[6]
+	mi := &file_montage_state_v1_state_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +620,7 @@ func (x *TaskSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSummary.ProtoReflect.Descriptor instead.
 func (*TaskSummary) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{6}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TaskSummary) GetTasks() int32 {
@@ -606,13 +679,17 @@ type Job struct {
 	Blocked        []string               `protobuf:"bytes,24,rep,name=blocked,proto3" json:"blocked,omitempty"`
 	IdempotencyKey string                 `protobuf:"bytes,25,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	Summary        *TaskSummary           `protobuf:"bytes,26,opt,name=summary,proto3" json:"summary,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Where a scheduled job came from and its webhook with its deliveries,
+	// as JSON (see fsm.Origin and fsm.Webhook).
+	OriginJson    []byte `protobuf:"bytes,27,opt,name=origin_json,json=originJson,proto3" json:"origin_json,omitempty"`
+	WebhookJson   []byte `protobuf:"bytes,28,opt,name=webhook_json,json=webhookJson,proto3" json:"webhook_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[7]
+	mi := &file_montage_state_v1_state_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +701,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[7]
+	mi := &file_montage_state_v1_state_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +714,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{7}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Job) GetId() string {
@@ -822,6 +899,20 @@ func (x *Job) GetSummary() *TaskSummary {
 	return nil
 }
 
+func (x *Job) GetOriginJson() []byte {
+	if x != nil {
+		return x.OriginJson
+	}
+	return nil
+}
+
+func (x *Job) GetWebhookJson() []byte {
+	if x != nil {
+		return x.WebhookJson
+	}
+	return nil
+}
+
 type Result struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -838,7 +929,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[8]
+	mi := &file_montage_state_v1_state_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +941,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[8]
+	mi := &file_montage_state_v1_state_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +954,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{8}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Result) GetKey() string {
@@ -943,7 +1034,7 @@ type RenderInput struct {
 
 func (x *RenderInput) Reset() {
 	*x = RenderInput{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[9]
+	mi := &file_montage_state_v1_state_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1046,7 @@ func (x *RenderInput) String() string {
 func (*RenderInput) ProtoMessage() {}
 
 func (x *RenderInput) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[9]
+	mi := &file_montage_state_v1_state_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1059,7 @@ func (x *RenderInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderInput.ProtoReflect.Descriptor instead.
 func (*RenderInput) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{9}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RenderInput) GetUrl() string {
@@ -1098,7 +1189,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[10]
+	mi := &file_montage_state_v1_state_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1201,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[10]
+	mi := &file_montage_state_v1_state_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1214,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{10}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Task) GetId() string {
@@ -1349,7 +1440,7 @@ type Agent struct {
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[11]
+	mi := &file_montage_state_v1_state_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1361,7 +1452,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[11]
+	mi := &file_montage_state_v1_state_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1465,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{11}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Agent) GetId() string {
@@ -1528,7 +1619,7 @@ type CacheEntry struct {
 
 func (x *CacheEntry) Reset() {
 	*x = CacheEntry{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[12]
+	mi := &file_montage_state_v1_state_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1631,7 @@ func (x *CacheEntry) String() string {
 func (*CacheEntry) ProtoMessage() {}
 
 func (x *CacheEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[12]
+	mi := &file_montage_state_v1_state_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1644,7 @@ func (x *CacheEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheEntry.ProtoReflect.Descriptor instead.
 func (*CacheEntry) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{12}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CacheEntry) GetKey() string {
@@ -1636,7 +1727,7 @@ type CacheLatest struct {
 
 func (x *CacheLatest) Reset() {
 	*x = CacheLatest{}
-	mi := &file_montage_state_v1_state_proto_msgTypes[13]
+	mi := &file_montage_state_v1_state_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1739,7 @@ func (x *CacheLatest) String() string {
 func (*CacheLatest) ProtoMessage() {}
 
 func (x *CacheLatest) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_state_v1_state_proto_msgTypes[13]
+	mi := &file_montage_state_v1_state_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1752,7 @@ func (x *CacheLatest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheLatest.ProtoReflect.Descriptor instead.
 func (*CacheLatest) Descriptor() ([]byte, []int) {
-	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{13}
+	return file_montage_state_v1_state_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CacheLatest) GetPlan() string {
@@ -1689,7 +1780,7 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\x04jobs\x18\x03 \x01(\x04R\x04jobs\x12\x14\n" +
 	"\x05tasks\x18\x04 \x01(\x04R\x05tasks\x12\x16\n" +
 	"\x06agents\x18\x05 \x01(\x04R\x06agents\x12#\n" +
-	"\rcache_entries\x18\x06 \x01(\x04R\fcacheEntries\"\xcd\x03\n" +
+	"\rcache_entries\x18\x06 \x01(\x04R\fcacheEntries\"\x85\x04\n" +
 	"\x06Record\x12)\n" +
 	"\x03job\x18\x01 \x01(\v2\x15.montage.state.v1.JobH\x00R\x03job\x12,\n" +
 	"\x04task\x18\x02 \x01(\v2\x16.montage.state.v1.TaskH\x00R\x04task\x12/\n" +
@@ -1701,8 +1792,13 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\n" +
 	"enrollment\x18\a \x01(\v2\x1c.montage.state.v1.EnrollmentH\x00R\n" +
 	"enrollment\x12A\n" +
-	"\vcoordinator\x18\b \x01(\v2\x1d.montage.state.v1.CoordinatorH\x00R\vcoordinatorB\x06\n" +
-	"\x04item\"8\n" +
+	"\vcoordinator\x18\b \x01(\v2\x1d.montage.state.v1.CoordinatorH\x00R\vcoordinator\x126\n" +
+	"\x06record\x18\t \x01(\v2\x1c.montage.state.v1.JSONRecordH\x00R\x06recordB\x06\n" +
+	"\x04item\"4\n" +
+	"\n" +
+	"JSONRecord\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04json\x18\x02 \x01(\fR\x04json\"8\n" +
 	"\vCoordinator\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bapi_addr\x18\x02 \x01(\tR\aapiAddr\"r\n" +
@@ -1723,7 +1819,7 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\x05tasks\x18\x01 \x01(\x05R\x05tasks\x12\x16\n" +
 	"\x06cached\x18\x02 \x01(\x05R\x06cached\x12\x1a\n" +
 	"\battempts\x18\x03 \x01(\x05R\battempts\x128\n" +
-	"\x18transcript_audio_seconds\x18\x04 \x01(\x01R\x16transcriptAudioSeconds\"\xce\b\n" +
+	"\x18transcript_audio_seconds\x18\x04 \x01(\x01R\x16transcriptAudioSeconds\"\x92\t\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -1755,7 +1851,10 @@ const file_montage_state_v1_state_proto_rawDesc = "" +
 	"\bfailures\x18\x17 \x03(\v2#.montage.state.v1.Job.FailuresEntryR\bfailures\x12\x18\n" +
 	"\ablocked\x18\x18 \x03(\tR\ablocked\x12'\n" +
 	"\x0fidempotency_key\x18\x19 \x01(\tR\x0eidempotencyKey\x127\n" +
-	"\asummary\x18\x1a \x01(\v2\x1d.montage.state.v1.TaskSummaryR\asummary\x1a:\n" +
+	"\asummary\x18\x1a \x01(\v2\x1d.montage.state.v1.TaskSummaryR\asummary\x12\x1f\n" +
+	"\vorigin_json\x18\x1b \x01(\fR\n" +
+	"originJson\x12!\n" +
+	"\fwebhook_json\x18\x1c \x01(\fR\vwebhookJson\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aY\n" +
@@ -1890,64 +1989,66 @@ func file_montage_state_v1_state_proto_rawDescGZIP() []byte {
 	return file_montage_state_v1_state_proto_rawDescData
 }
 
-var file_montage_state_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_montage_state_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_montage_state_v1_state_proto_goTypes = []any{
 	(*Header)(nil),      // 0: montage.state.v1.Header
 	(*Record)(nil),      // 1: montage.state.v1.Record
-	(*Coordinator)(nil), // 2: montage.state.v1.Coordinator
-	(*Enrollment)(nil),  // 3: montage.state.v1.Enrollment
-	(*End)(nil),         // 4: montage.state.v1.End
-	(*Checksum)(nil),    // 5: montage.state.v1.Checksum
-	(*TaskSummary)(nil), // 6: montage.state.v1.TaskSummary
-	(*Job)(nil),         // 7: montage.state.v1.Job
-	(*Result)(nil),      // 8: montage.state.v1.Result
-	(*RenderInput)(nil), // 9: montage.state.v1.RenderInput
-	(*Task)(nil),        // 10: montage.state.v1.Task
-	(*Agent)(nil),       // 11: montage.state.v1.Agent
-	(*CacheEntry)(nil),  // 12: montage.state.v1.CacheEntry
-	(*CacheLatest)(nil), // 13: montage.state.v1.CacheLatest
-	nil,                 // 14: montage.state.v1.Job.OutputsEntry
-	nil,                 // 15: montage.state.v1.Job.OutputSumsEntry
-	nil,                 // 16: montage.state.v1.Job.FailuresEntry
-	nil,                 // 17: montage.state.v1.Result.OutputsEntry
-	nil,                 // 18: montage.state.v1.Result.OutputSumsEntry
-	nil,                 // 19: montage.state.v1.Task.FailCountsEntry
-	nil,                 // 20: montage.state.v1.Agent.LabelsEntry
-	(v1.JobState)(0),    // 21: montage.v1.JobState
-	(v1.TaskType)(0),    // 22: montage.v1.TaskType
-	(v1.TaskState)(0),   // 23: montage.v1.TaskState
-	(v1.AgentState)(0),  // 24: montage.v1.AgentState
+	(*JSONRecord)(nil),  // 2: montage.state.v1.JSONRecord
+	(*Coordinator)(nil), // 3: montage.state.v1.Coordinator
+	(*Enrollment)(nil),  // 4: montage.state.v1.Enrollment
+	(*End)(nil),         // 5: montage.state.v1.End
+	(*Checksum)(nil),    // 6: montage.state.v1.Checksum
+	(*TaskSummary)(nil), // 7: montage.state.v1.TaskSummary
+	(*Job)(nil),         // 8: montage.state.v1.Job
+	(*Result)(nil),      // 9: montage.state.v1.Result
+	(*RenderInput)(nil), // 10: montage.state.v1.RenderInput
+	(*Task)(nil),        // 11: montage.state.v1.Task
+	(*Agent)(nil),       // 12: montage.state.v1.Agent
+	(*CacheEntry)(nil),  // 13: montage.state.v1.CacheEntry
+	(*CacheLatest)(nil), // 14: montage.state.v1.CacheLatest
+	nil,                 // 15: montage.state.v1.Job.OutputsEntry
+	nil,                 // 16: montage.state.v1.Job.OutputSumsEntry
+	nil,                 // 17: montage.state.v1.Job.FailuresEntry
+	nil,                 // 18: montage.state.v1.Result.OutputsEntry
+	nil,                 // 19: montage.state.v1.Result.OutputSumsEntry
+	nil,                 // 20: montage.state.v1.Task.FailCountsEntry
+	nil,                 // 21: montage.state.v1.Agent.LabelsEntry
+	(v1.JobState)(0),    // 22: montage.v1.JobState
+	(v1.TaskType)(0),    // 23: montage.v1.TaskType
+	(v1.TaskState)(0),   // 24: montage.v1.TaskState
+	(v1.AgentState)(0),  // 25: montage.v1.AgentState
 }
 var file_montage_state_v1_state_proto_depIdxs = []int32{
-	7,  // 0: montage.state.v1.Record.job:type_name -> montage.state.v1.Job
-	10, // 1: montage.state.v1.Record.task:type_name -> montage.state.v1.Task
-	11, // 2: montage.state.v1.Record.agent:type_name -> montage.state.v1.Agent
-	12, // 3: montage.state.v1.Record.cache_entry:type_name -> montage.state.v1.CacheEntry
-	13, // 4: montage.state.v1.Record.cache_latest:type_name -> montage.state.v1.CacheLatest
-	4,  // 5: montage.state.v1.Record.end:type_name -> montage.state.v1.End
-	3,  // 6: montage.state.v1.Record.enrollment:type_name -> montage.state.v1.Enrollment
-	2,  // 7: montage.state.v1.Record.coordinator:type_name -> montage.state.v1.Coordinator
-	21, // 8: montage.state.v1.Job.state:type_name -> montage.v1.JobState
-	14, // 9: montage.state.v1.Job.outputs:type_name -> montage.state.v1.Job.OutputsEntry
-	15, // 10: montage.state.v1.Job.output_sums:type_name -> montage.state.v1.Job.OutputSumsEntry
-	16, // 11: montage.state.v1.Job.failures:type_name -> montage.state.v1.Job.FailuresEntry
-	6,  // 12: montage.state.v1.Job.summary:type_name -> montage.state.v1.TaskSummary
-	17, // 13: montage.state.v1.Result.outputs:type_name -> montage.state.v1.Result.OutputsEntry
-	18, // 14: montage.state.v1.Result.output_sums:type_name -> montage.state.v1.Result.OutputSumsEntry
-	22, // 15: montage.state.v1.Task.type:type_name -> montage.v1.TaskType
-	23, // 16: montage.state.v1.Task.state:type_name -> montage.v1.TaskState
-	8,  // 17: montage.state.v1.Task.result:type_name -> montage.state.v1.Result
-	9,  // 18: montage.state.v1.Task.render:type_name -> montage.state.v1.RenderInput
-	19, // 19: montage.state.v1.Task.fail_counts:type_name -> montage.state.v1.Task.FailCountsEntry
-	20, // 20: montage.state.v1.Agent.labels:type_name -> montage.state.v1.Agent.LabelsEntry
-	24, // 21: montage.state.v1.Agent.state:type_name -> montage.v1.AgentState
-	5,  // 22: montage.state.v1.Job.OutputSumsEntry.value:type_name -> montage.state.v1.Checksum
-	5,  // 23: montage.state.v1.Result.OutputSumsEntry.value:type_name -> montage.state.v1.Checksum
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	8,  // 0: montage.state.v1.Record.job:type_name -> montage.state.v1.Job
+	11, // 1: montage.state.v1.Record.task:type_name -> montage.state.v1.Task
+	12, // 2: montage.state.v1.Record.agent:type_name -> montage.state.v1.Agent
+	13, // 3: montage.state.v1.Record.cache_entry:type_name -> montage.state.v1.CacheEntry
+	14, // 4: montage.state.v1.Record.cache_latest:type_name -> montage.state.v1.CacheLatest
+	5,  // 5: montage.state.v1.Record.end:type_name -> montage.state.v1.End
+	4,  // 6: montage.state.v1.Record.enrollment:type_name -> montage.state.v1.Enrollment
+	3,  // 7: montage.state.v1.Record.coordinator:type_name -> montage.state.v1.Coordinator
+	2,  // 8: montage.state.v1.Record.record:type_name -> montage.state.v1.JSONRecord
+	22, // 9: montage.state.v1.Job.state:type_name -> montage.v1.JobState
+	15, // 10: montage.state.v1.Job.outputs:type_name -> montage.state.v1.Job.OutputsEntry
+	16, // 11: montage.state.v1.Job.output_sums:type_name -> montage.state.v1.Job.OutputSumsEntry
+	17, // 12: montage.state.v1.Job.failures:type_name -> montage.state.v1.Job.FailuresEntry
+	7,  // 13: montage.state.v1.Job.summary:type_name -> montage.state.v1.TaskSummary
+	18, // 14: montage.state.v1.Result.outputs:type_name -> montage.state.v1.Result.OutputsEntry
+	19, // 15: montage.state.v1.Result.output_sums:type_name -> montage.state.v1.Result.OutputSumsEntry
+	23, // 16: montage.state.v1.Task.type:type_name -> montage.v1.TaskType
+	24, // 17: montage.state.v1.Task.state:type_name -> montage.v1.TaskState
+	9,  // 18: montage.state.v1.Task.result:type_name -> montage.state.v1.Result
+	10, // 19: montage.state.v1.Task.render:type_name -> montage.state.v1.RenderInput
+	20, // 20: montage.state.v1.Task.fail_counts:type_name -> montage.state.v1.Task.FailCountsEntry
+	21, // 21: montage.state.v1.Agent.labels:type_name -> montage.state.v1.Agent.LabelsEntry
+	25, // 22: montage.state.v1.Agent.state:type_name -> montage.v1.AgentState
+	6,  // 23: montage.state.v1.Job.OutputSumsEntry.value:type_name -> montage.state.v1.Checksum
+	6,  // 24: montage.state.v1.Result.OutputSumsEntry.value:type_name -> montage.state.v1.Checksum
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_montage_state_v1_state_proto_init() }
@@ -1964,6 +2065,7 @@ func file_montage_state_v1_state_proto_init() {
 		(*Record_End)(nil),
 		(*Record_Enrollment)(nil),
 		(*Record_Coordinator)(nil),
+		(*Record_Record)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1971,7 +2073,7 @@ func file_montage_state_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_montage_state_v1_state_proto_rawDesc), len(file_montage_state_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
