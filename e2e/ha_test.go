@@ -32,9 +32,15 @@ func startHA(t testing.TB) *haCluster { return startHATimed(t, true) }
 // defaults.
 func startHATimed(t testing.TB, fast bool, extra ...string) *haCluster {
 	t.Helper()
+	return startHAEnv(t, fast, nil, extra...)
+}
+
+// startHAEnv is startHATimed with more environment for the coordinators.
+func startHAEnv(t testing.TB, fast bool, more []string, extra ...string) *haCluster {
+	t.Helper()
 	srv := s3test.Start(t)
 	ports := []int{freePort(t), freePort(t), freePort(t)}
-	env := append([]string{}, s3Env...)
+	env := append(append([]string{}, s3Env...), more...)
 	if fast {
 		env = append(env, "MONTAGE_FAST_RAFT=1")
 	}

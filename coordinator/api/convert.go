@@ -44,6 +44,13 @@ func jobProto(st *fsm.State, j *fsm.Job, leases *lease.Table, withTasks bool) *m
 			out.Outputs[k] = v
 		}
 	}
+	if w := j.Webhook; w != nil {
+		out.Webhook = &montagev1.WebhookStatus{Url: w.URL, Attempts: int32(w.Attempts), Delivered: w.Delivered, DeliveredAt: tsOrNil(w.DeliveredAt),
+			LastStatus: w.LastStatus, GaveUp: w.GaveUp, NextAttempt: tsOrNil(w.NextAttempt)}
+	}
+	if o := j.Origin; o != nil {
+		out.Origin = &montagev1.JobOrigin{Schedule: o.Schedule, Slot: tsOrNil(o.Slot), Streamers: o.Streamers}
+	}
 	if !j.Terminal() {
 		if need := sched.Unmet(st, j); need != "" {
 			out.WaitingFor = waitingFor(need)

@@ -25,6 +25,9 @@ var services = []string{
 	montagev1connect.JobServiceName,
 	montagev1connect.AgentServiceName,
 	montagev1connect.ClusterServiceName,
+	montagev1connect.HighlightServiceName,
+	montagev1connect.ScheduleServiceName,
+	montagev1connect.MontageServiceName,
 }
 
 // Ready reports whether this node can answer: it leads and has replayed

@@ -45,6 +45,10 @@ func (s *Server) SubmitJob(_ context.Context, req *connect.Request[montagev1.Sub
 		}
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
+	hook, err := hookOf(req.Msg.GetWebhookUrl(), req.Msg.GetWebhookSecret())
+	if err != nil {
+		return nil, err
+	}
 	if err := s.requireLeader(); err != nil {
 		return nil, err
 	}
@@ -83,6 +87,9 @@ func (s *Server) SubmitJob(_ context.Context, req *connect.Request[montagev1.Sub
 	}
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)
+	}
+	if hook != nil {
+		job.Webhook = &fsm.Webhook{Hook: *hook}
 	}
 	resp, err := s.apply(&fsm.Command{Submit: &fsm.SubmitCmd{Job: job, Tasks: tasks, IdempotencyKey: key}})
 	if err != nil {

@@ -121,6 +121,8 @@ type Server struct {
 
 	claimMu sync.Mutex
 	claims  map[string]bool // tasks whose grants are being proposed
+
+	feedKick chan struct{} // a feed was added: poll now
 }
 
 // New wires a server.
@@ -141,7 +143,7 @@ func New(node *cluster.Node, store blob.Store, clk clock.Clock, cfg Config, log 
 		},
 		OnReadBack: func(took time.Duration) { m.verify.WithLabelValues("deferred_read_back").Observe(took.Seconds()) },
 	}, log)
-	s := &Server{node: node, lead: lead, leases: lead.Leases, store: store, clock: clk, cfg: cfg, log: log, m: m, claims: map[string]bool{}}
+	s := &Server{node: node, lead: lead, leases: lead.Leases, store: store, clock: clk, cfg: cfg, log: log, m: m, claims: map[string]bool{}, feedKick: make(chan struct{}, 1)}
 	lead.OnExpire(func(taskID string) {
 		m.expired.Inc()
 		f := s.taskFacts(taskID)
@@ -164,6 +166,9 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	mux.Handle(montagev1connect.NewJobServiceHandler(s, opts...))
 	mux.Handle(montagev1connect.NewAgentServiceHandler(s, opts...))
 	mux.Handle(montagev1connect.NewClusterServiceHandler(s, opts...))
+	mux.Handle(montagev1connect.NewHighlightServiceHandler(s, opts...))
+	mux.Handle(montagev1connect.NewScheduleServiceHandler(s, opts...))
+	mux.Handle(montagev1connect.NewMontageServiceHandler(s, opts...))
 	mux.Handle("/metrics", s.m.handler())
 	s.mountStandard(mux)
 }
@@ -188,7 +193,10 @@ func urlTTL(expectedSeconds float64) time.Duration {
 
 // Run does the leader's work (lease expiry, housekeeping) while this node
 // leads, until ctx ends.
-func (s *Server) Run(ctx context.Context) { s.lead.Run(ctx) }
+func (s *Server) Run(ctx context.Context) {
+	s.runLibrary(ctx)
+	s.lead.Run(ctx)
+}
 
 // apply proposes a command stamped with this leader's clock and turns both
 // transport and state-machine errors into Connect errors.
@@ -245,6 +253,8 @@ func toConnect(err error) error {
 		return connect.NewError(connect.CodePermissionDenied, err)
 	case errors.Is(err, fsm.ErrBadCommand):
 		return connect.NewError(connect.CodeInternal, err)
+	case errors.Is(err, fsm.ErrExists), errors.Is(err, fsm.ErrAlreadyFired):
+		return connect.NewError(connect.CodeAlreadyExists, err)
 	}
 	return connect.NewError(connect.CodeUnknown, err)
 }

@@ -550,6 +550,10 @@ func (n *Node) Apply(c *fsm.Command) (fsm.Response, error) {
 // StepDown hands leadership to another voter.
 func (n *Node) StepDown() error { return n.raft.LeadershipTransfer().Error() }
 
+// Term is raft's current term: a leader's claim made in one term tells a
+// later leader that it was not its own.
+func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
+
 // IsLeader reports whether this node leads now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 

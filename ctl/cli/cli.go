@@ -158,7 +158,8 @@ func New(out, errOut io.Writer) *cobra.Command {
 	root.SetOut(out)
 	root.SetErr(errOut)
 	root.AddCommand(a.submitCmd(), a.getCmd(), a.listCmd(), a.downloadCmd(), a.urlCmd(), a.cancelCmd(),
-		a.clusterCmd(), a.agentsCmd(), a.agentCmd(), a.versionCmd())
+		a.clusterCmd(), a.agentsCmd(), a.agentCmd(), a.versionCmd(),
+		a.highlightsCmd(), a.feedsCmd(), a.scheduleCmd(), a.montagesCmd())
 	return root
 }
 
@@ -242,9 +243,10 @@ func newKey() string {
 
 func (a *app) submitCmd() *cobra.Command {
 	var (
-		wait  bool
-		quiet bool
-		key   string
+		wait                      bool
+		quiet                     bool
+		key                       string
+		webhookURL, webhookSecret string
 	)
 	c := &cobra.Command{
 		Use:   "submit FILE",
@@ -260,7 +262,8 @@ func (a *app) submitCmd() *cobra.Command {
 				// retries of this one submission safe.
 				key = newKey()
 			}
-			resp, err := a.jobs().SubmitJob(cmd.Context(), connect.NewRequest(&montagev1.SubmitJobRequest{Spec: s, IdempotencyKey: key}))
+			resp, err := a.jobs().SubmitJob(cmd.Context(), connect.NewRequest(&montagev1.SubmitJobRequest{Spec: s, IdempotencyKey: key,
+				WebhookUrl: webhookURL, WebhookSecret: a.webhookSecret(webhookURL, webhookSecret)}))
 			if err != nil {
 				return err
 			}
@@ -279,6 +282,8 @@ func (a *app) submitCmd() *cobra.Command {
 	c.Flags().BoolVar(&wait, "wait", false, "follow the job until it ends; exit non-zero unless it succeeds")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the job id")
 	c.Flags().StringVar(&key, "idempotency-key", "", "resubmitting with the same key returns the first job")
+	c.Flags().StringVar(&webhookURL, "webhook", "", "POST the job's end here (signed JSON, retried for a day, once per job)")
+	c.Flags().StringVar(&webhookSecret, "webhook-secret", "", "its HMAC-SHA256 key (default: MONTAGE_WEBHOOK_SECRET, or one made and shown once)")
 	return c
 }
 

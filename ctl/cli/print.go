@@ -99,6 +99,23 @@ func printJob(w io.Writer, format string, j *montagev1.Job) error {
 	if wf := j.GetWaitingFor(); wf != "" {
 		fmt.Fprintf(w, "Waiting:  %s\n", printable(wf, 500))
 	}
+	if o := j.GetOrigin(); o != nil {
+		fmt.Fprintf(w, "Schedule: %s, slot %s (%s)\n", printable(o.GetSchedule(), 64), when(o.GetSlot()), printable(strings.Join(o.GetStreamers(), ", "), 300))
+	}
+	if h := j.GetWebhook(); h != nil {
+		var st string
+		switch {
+		case h.GetDelivered():
+			st = fmt.Sprintf("delivered %s (%s) after %d attempt(s)", when(h.GetDeliveredAt()), printable(h.GetLastStatus(), 100), h.GetAttempts())
+		case h.GetGaveUp():
+			st = fmt.Sprintf("not delivered, given up after %d attempt(s): %s", h.GetAttempts(), printable(h.GetLastStatus(), 300))
+		case h.GetAttempts() > 0:
+			st = fmt.Sprintf("%d attempt(s), last %s; next %s", h.GetAttempts(), printable(h.GetLastStatus(), 200), when(h.GetNextAttempt()))
+		default:
+			st = "when the job ends"
+		}
+		fmt.Fprintf(w, "Webhook:  %s: %s\n", printable(h.GetUrl(), 200), st)
+	}
 	if b := j.GetBlockedAgents(); len(b) > 0 {
 		fmt.Fprintf(w, "Blocked:  %s (failed this job's tasks too often; they get none of it)\n", printable(strings.Join(b, ", "), 500))
 	}

@@ -2,6 +2,9 @@
 package clock
 
 import (
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -66,4 +69,42 @@ func (f *Fake) Advance(d time.Duration) {
 		}
 	}
 	f.waiters = kept
+}
+
+// Offset is the wall clock moved forward by a duration read from a file
+// (nanoseconds, decimal; a missing or empty file is 0). Several processes
+// reading one file share a clock that a test can move days ahead at once,
+// while time still flows between the moves. Timers run on the wall clock.
+type Offset struct {
+	Path string
+
+	mu     sync.Mutex
+	read   time.Time // wall time of the last read
+	offset time.Duration
+}
+
+func (o *Offset) Now() time.Time {
+	now := time.Now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if now.Sub(o.read) > 10*time.Millisecond {
+		o.read = now
+		if b, err := os.ReadFile(o.Path); err == nil {
+			if v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+				o.offset = time.Duration(v)
+			}
+		}
+	}
+	return now.Add(o.offset)
+}
+
+func (o *Offset) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// SetOffset writes an Offset clock's file (atomically, for its readers).
+func SetOffset(path string, d time.Duration) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(int64(d), 10)), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

@@ -1,6 +1,7 @@
 package clock
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -37,5 +38,23 @@ func TestFake(t *testing.T) {
 	}
 	if !f.Now().Equal(start.Add(5 * time.Second)) {
 		t.Errorf("Now = %v", f.Now())
+	}
+}
+
+func TestOffsetClockFollowsItsFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "offset")
+	o := &Offset{Path: p}
+	if d := time.Until(o.Now()); d < -time.Second || d > time.Second {
+		t.Fatalf("without a file the clock is off by %s", d)
+	}
+	if err := SetOffset(p, 7*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Until(o.Now()) < 7*24*time.Hour-time.Second {
+		if time.Now().After(deadline) {
+			t.Fatalf("the clock did not move a week ahead: %s", time.Until(o.Now()))
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -91,7 +91,7 @@ func (e Errors) Error() string {
 // Fields are one row's values as given, before checking.
 type Fields struct {
 	Streamer, URL, At, Duration, Title, Date, Score string
-	Tags                                             []string
+	Tags                                            []string
 }
 
 // Check turns fields into a row, or says which field is wrong and why.

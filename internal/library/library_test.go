@@ -41,7 +41,7 @@ func TestParseJSONLines(t *testing.T) {
 func TestBadRowsNameTheirLine(t *testing.T) {
 	for _, c := range []struct {
 		name, in string
-		want []string
+		want     []string
 	}{
 		{"csv", "streamer,url,at,duration,date\n" +
 			"alice,https://cdn.example/a.mp4,10,,\n" +
@@ -74,7 +74,7 @@ func TestBadRowsNameTheirLine(t *testing.T) {
 
 func TestHeaderProblems(t *testing.T) {
 	for in, want := range map[string]string{
-		"streamer,url\nalice,https://x/a.mp4\n":        "line 1: at: the header names no such column",
+		"streamer,url\nalice,https://x/a.mp4\n":         "line 1: at: the header names no such column",
 		"streamer,url,at,colour\na,https://x/a.mp4,1,r": "line 1: colour: is not a column",
 	} {
 		if _, err := Parse(strings.NewReader(in)); err == nil || !strings.HasPrefix(err.Error(), want) {

@@ -25,8 +25,12 @@ type SubmitJobRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Spec           *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
 	IdempotencyKey string                 `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Announce the job's end with a signed JSON POST here (http or https).
+	WebhookUrl string `protobuf:"bytes,3,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
+	// The HMAC-SHA256 key of the signature (required with webhook_url).
+	WebhookSecret string `protobuf:"bytes,4,opt,name=webhook_secret,json=webhookSecret,proto3" json:"webhook_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmitJobRequest) Reset() {
@@ -69,6 +73,20 @@ func (x *SubmitJobRequest) GetSpec() *JobSpec {
 func (x *SubmitJobRequest) GetIdempotencyKey() string {
 	if x != nil {
 		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *SubmitJobRequest) GetWebhookUrl() string {
+	if x != nil {
+		return x.WebhookUrl
+	}
+	return ""
+}
+
+func (x *SubmitJobRequest) GetWebhookSecret() string {
+	if x != nil {
+		return x.WebhookSecret
 	}
 	return ""
 }
@@ -616,10 +634,13 @@ var File_montage_v1_jobs_proto protoreflect.FileDescriptor
 const file_montage_v1_jobs_proto_rawDesc = "" +
 	"\n" +
 	"\x15montage/v1/jobs.proto\x12\n" +
-	"montage.v1\x1a\x16montage/v1/types.proto\"d\n" +
+	"montage.v1\x1a\x16montage/v1/types.proto\"\xac\x01\n" +
 	"\x10SubmitJobRequest\x12'\n" +
 	"\x04spec\x18\x01 \x01(\v2\x13.montage.v1.JobSpecR\x04spec\x12'\n" +
-	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\"R\n" +
+	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12\x1f\n" +
+	"\vwebhook_url\x18\x03 \x01(\tR\n" +
+	"webhookUrl\x12%\n" +
+	"\x0ewebhook_secret\x18\x04 \x01(\tR\rwebhookSecret\"R\n" +
 	"\x11SubmitJobResponse\x12!\n" +
 	"\x03job\x18\x01 \x01(\v2\x0f.montage.v1.JobR\x03job\x12\x1a\n" +
 	"\bexisting\x18\x02 \x01(\bR\bexisting\"&\n" +

@@ -641,8 +641,12 @@ type Job struct {
 	// Seconds of audio sent to the transcription service for this job: what
 	// its transcripts cost.
 	TranscriptAudioSeconds float64 `protobuf:"fixed64,15,opt,name=transcript_audio_seconds,json=transcriptAudioSeconds,proto3" json:"transcript_audio_seconds,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// Where its end is announced and how the delivery went.
+	Webhook *WebhookStatus `protobuf:"bytes,16,opt,name=webhook,proto3" json:"webhook,omitempty"`
+	// The schedule fire that made it, if one did.
+	Origin        *JobOrigin `protobuf:"bytes,17,opt,name=origin,proto3" json:"origin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -780,6 +784,175 @@ func (x *Job) GetTranscriptAudioSeconds() float64 {
 	return 0
 }
 
+func (x *Job) GetWebhook() *WebhookStatus {
+	if x != nil {
+		return x.Webhook
+	}
+	return nil
+}
+
+func (x *Job) GetOrigin() *JobOrigin {
+	if x != nil {
+		return x.Origin
+	}
+	return nil
+}
+
+type WebhookStatus struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Url         string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	Attempts    int32                  `protobuf:"varint,2,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	Delivered   bool                   `protobuf:"varint,3,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	DeliveredAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=delivered_at,json=deliveredAt,proto3" json:"delivered_at,omitempty"`
+	// The last answer ("200 OK", "500 Internal Server Error", a network error).
+	LastStatus string `protobuf:"bytes,5,opt,name=last_status,json=lastStatus,proto3" json:"last_status,omitempty"`
+	// Retries ran out, or a leader died with a POST on its way and the
+	// coordinator, announcing each job at most once, sent no other.
+	GaveUp        bool                   `protobuf:"varint,6,opt,name=gave_up,json=gaveUp,proto3" json:"gave_up,omitempty"`
+	NextAttempt   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=next_attempt,json=nextAttempt,proto3" json:"next_attempt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookStatus) Reset() {
+	*x = WebhookStatus{}
+	mi := &file_montage_v1_types_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookStatus) ProtoMessage() {}
+
+func (x *WebhookStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_v1_types_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookStatus.ProtoReflect.Descriptor instead.
+func (*WebhookStatus) Descriptor() ([]byte, []int) {
+	return file_montage_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *WebhookStatus) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *WebhookStatus) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *WebhookStatus) GetDelivered() bool {
+	if x != nil {
+		return x.Delivered
+	}
+	return false
+}
+
+func (x *WebhookStatus) GetDeliveredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeliveredAt
+	}
+	return nil
+}
+
+func (x *WebhookStatus) GetLastStatus() string {
+	if x != nil {
+		return x.LastStatus
+	}
+	return ""
+}
+
+func (x *WebhookStatus) GetGaveUp() bool {
+	if x != nil {
+		return x.GaveUp
+	}
+	return false
+}
+
+func (x *WebhookStatus) GetNextAttempt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttempt
+	}
+	return nil
+}
+
+type JobOrigin struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedule      string                 `protobuf:"bytes,1,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	Slot          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=slot,proto3" json:"slot,omitempty"`
+	Streamers     []string               `protobuf:"bytes,3,rep,name=streamers,proto3" json:"streamers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobOrigin) Reset() {
+	*x = JobOrigin{}
+	mi := &file_montage_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobOrigin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobOrigin) ProtoMessage() {}
+
+func (x *JobOrigin) ProtoReflect() protoreflect.Message {
+	mi := &file_montage_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobOrigin.ProtoReflect.Descriptor instead.
+func (*JobOrigin) Descriptor() ([]byte, []int) {
+	return file_montage_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *JobOrigin) GetSchedule() string {
+	if x != nil {
+		return x.Schedule
+	}
+	return ""
+}
+
+func (x *JobOrigin) GetSlot() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Slot
+	}
+	return nil
+}
+
+func (x *JobOrigin) GetStreamers() []string {
+	if x != nil {
+		return x.Streamers
+	}
+	return nil
+}
+
 // TaskSummary is what a compacted job keeps of its tasks.
 type TaskSummary struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -795,7 +968,7 @@ type TaskSummary struct {
 
 func (x *TaskSummary) Reset() {
 	*x = TaskSummary{}
-	mi := &file_montage_v1_types_proto_msgTypes[4]
+	mi := &file_montage_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +980,7 @@ func (x *TaskSummary) String() string {
 func (*TaskSummary) ProtoMessage() {}
 
 func (x *TaskSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_types_proto_msgTypes[4]
+	mi := &file_montage_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +993,7 @@ func (x *TaskSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSummary.ProtoReflect.Descriptor instead.
 func (*TaskSummary) Descriptor() ([]byte, []int) {
-	return file_montage_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_montage_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TaskSummary) GetTasks() int32 {
@@ -890,7 +1063,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_montage_v1_types_proto_msgTypes[5]
+	mi := &file_montage_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +1075,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_types_proto_msgTypes[5]
+	mi := &file_montage_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1088,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_montage_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_montage_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Task) GetId() string {
@@ -1088,7 +1261,7 @@ type AgentCapabilities struct {
 
 func (x *AgentCapabilities) Reset() {
 	*x = AgentCapabilities{}
-	mi := &file_montage_v1_types_proto_msgTypes[6]
+	mi := &file_montage_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1273,7 @@ func (x *AgentCapabilities) String() string {
 func (*AgentCapabilities) ProtoMessage() {}
 
 func (x *AgentCapabilities) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_types_proto_msgTypes[6]
+	mi := &file_montage_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1286,7 @@ func (x *AgentCapabilities) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentCapabilities.ProtoReflect.Descriptor instead.
 func (*AgentCapabilities) Descriptor() ([]byte, []int) {
-	return file_montage_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_montage_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AgentCapabilities) GetFfmpegVersion() string {
@@ -1231,7 +1404,7 @@ type AgentStatus struct {
 
 func (x *AgentStatus) Reset() {
 	*x = AgentStatus{}
-	mi := &file_montage_v1_types_proto_msgTypes[7]
+	mi := &file_montage_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1416,7 @@ func (x *AgentStatus) String() string {
 func (*AgentStatus) ProtoMessage() {}
 
 func (x *AgentStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_types_proto_msgTypes[7]
+	mi := &file_montage_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1429,7 @@ func (x *AgentStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentStatus.ProtoReflect.Descriptor instead.
 func (*AgentStatus) Descriptor() ([]byte, []int) {
-	return file_montage_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_montage_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AgentStatus) GetSlots() int32 {
@@ -1368,7 +1541,7 @@ type Agent struct {
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_montage_v1_types_proto_msgTypes[8]
+	mi := &file_montage_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1553,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_montage_v1_types_proto_msgTypes[8]
+	mi := &file_montage_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1566,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_montage_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_montage_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Agent) GetId() string {
@@ -1574,7 +1747,7 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\rtitle_overlay\x18\t \x01(\bR\ftitleOverlay\x12\x18\n" +
 	"\ahwaccel\x18\n" +
 	" \x01(\tR\ahwaccel\x12\x18\n" +
-	"\aencoder\x18\v \x01(\tR\aencoder\"\x9c\x05\n" +
+	"\aencoder\x18\v \x01(\tR\aencoder\"\x80\x06\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12'\n" +
@@ -1594,10 +1767,25 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"waitingFor\x12%\n" +
 	"\x0eblocked_agents\x18\r \x03(\tR\rblockedAgents\x12:\n" +
 	"\ftask_summary\x18\x0e \x01(\v2\x17.montage.v1.TaskSummaryR\vtaskSummary\x128\n" +
-	"\x18transcript_audio_seconds\x18\x0f \x01(\x01R\x16transcriptAudioSeconds\x1a:\n" +
+	"\x18transcript_audio_seconds\x18\x0f \x01(\x01R\x16transcriptAudioSeconds\x123\n" +
+	"\awebhook\x18\x10 \x01(\v2\x19.montage.v1.WebhookStatusR\awebhook\x12-\n" +
+	"\x06origin\x18\x11 \x01(\v2\x15.montage.v1.JobOriginR\x06origin\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x93\x02\n" +
+	"\rWebhookStatus\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1a\n" +
+	"\battempts\x18\x02 \x01(\x05R\battempts\x12\x1c\n" +
+	"\tdelivered\x18\x03 \x01(\bR\tdelivered\x12=\n" +
+	"\fdelivered_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliveredAt\x12\x1f\n" +
+	"\vlast_status\x18\x05 \x01(\tR\n" +
+	"lastStatus\x12\x17\n" +
+	"\agave_up\x18\x06 \x01(\bR\x06gaveUp\x12=\n" +
+	"\fnext_attempt\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vnextAttempt\"u\n" +
+	"\tJobOrigin\x12\x1a\n" +
+	"\bschedule\x18\x01 \x01(\tR\bschedule\x12.\n" +
+	"\x04slot\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04slot\x12\x1c\n" +
+	"\tstreamers\x18\x03 \x03(\tR\tstreamers\"\x91\x01\n" +
 	"\vTaskSummary\x12\x14\n" +
 	"\x05tasks\x18\x01 \x01(\x05R\x05tasks\x12\x16\n" +
 	"\x06cached\x18\x02 \x01(\x05R\x06cached\x12\x1a\n" +
@@ -1724,7 +1912,7 @@ func file_montage_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_montage_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_montage_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_montage_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_montage_v1_types_proto_goTypes = []any{
 	(JobState)(0),                 // 0: montage.v1.JobState
 	(TaskState)(0),                // 1: montage.v1.TaskState
@@ -1734,14 +1922,16 @@ var file_montage_v1_types_proto_goTypes = []any{
 	(*Highlight)(nil),             // 5: montage.v1.Highlight
 	(*RenderProfile)(nil),         // 6: montage.v1.RenderProfile
 	(*Job)(nil),                   // 7: montage.v1.Job
-	(*TaskSummary)(nil),           // 8: montage.v1.TaskSummary
-	(*Task)(nil),                  // 9: montage.v1.Task
-	(*AgentCapabilities)(nil),     // 10: montage.v1.AgentCapabilities
-	(*AgentStatus)(nil),           // 11: montage.v1.AgentStatus
-	(*Agent)(nil),                 // 12: montage.v1.Agent
-	nil,                           // 13: montage.v1.Job.OutputsEntry
-	nil,                           // 14: montage.v1.Agent.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*WebhookStatus)(nil),         // 8: montage.v1.WebhookStatus
+	(*JobOrigin)(nil),             // 9: montage.v1.JobOrigin
+	(*TaskSummary)(nil),           // 10: montage.v1.TaskSummary
+	(*Task)(nil),                  // 11: montage.v1.Task
+	(*AgentCapabilities)(nil),     // 12: montage.v1.AgentCapabilities
+	(*AgentStatus)(nil),           // 13: montage.v1.AgentStatus
+	(*Agent)(nil),                 // 14: montage.v1.Agent
+	nil,                           // 15: montage.v1.Job.OutputsEntry
+	nil,                           // 16: montage.v1.Agent.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_montage_v1_types_proto_depIdxs = []int32{
 	6,  // 0: montage.v1.JobSpec.profile:type_name -> montage.v1.RenderProfile
@@ -1750,23 +1940,28 @@ var file_montage_v1_types_proto_depIdxs = []int32{
 	5,  // 3: montage.v1.JobSpec.outro:type_name -> montage.v1.Highlight
 	4,  // 4: montage.v1.Job.spec:type_name -> montage.v1.JobSpec
 	0,  // 5: montage.v1.Job.state:type_name -> montage.v1.JobState
-	15, // 6: montage.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	15, // 7: montage.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	13, // 8: montage.v1.Job.outputs:type_name -> montage.v1.Job.OutputsEntry
-	9,  // 9: montage.v1.Job.tasks:type_name -> montage.v1.Task
-	8,  // 10: montage.v1.Job.task_summary:type_name -> montage.v1.TaskSummary
-	2,  // 11: montage.v1.Task.type:type_name -> montage.v1.TaskType
-	1,  // 12: montage.v1.Task.state:type_name -> montage.v1.TaskState
-	10, // 13: montage.v1.Agent.capabilities:type_name -> montage.v1.AgentCapabilities
-	14, // 14: montage.v1.Agent.labels:type_name -> montage.v1.Agent.LabelsEntry
-	3,  // 15: montage.v1.Agent.state:type_name -> montage.v1.AgentState
-	15, // 16: montage.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	11, // 17: montage.v1.Agent.status:type_name -> montage.v1.AgentStatus
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	17, // 6: montage.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	17, // 7: montage.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	15, // 8: montage.v1.Job.outputs:type_name -> montage.v1.Job.OutputsEntry
+	11, // 9: montage.v1.Job.tasks:type_name -> montage.v1.Task
+	10, // 10: montage.v1.Job.task_summary:type_name -> montage.v1.TaskSummary
+	8,  // 11: montage.v1.Job.webhook:type_name -> montage.v1.WebhookStatus
+	9,  // 12: montage.v1.Job.origin:type_name -> montage.v1.JobOrigin
+	17, // 13: montage.v1.WebhookStatus.delivered_at:type_name -> google.protobuf.Timestamp
+	17, // 14: montage.v1.WebhookStatus.next_attempt:type_name -> google.protobuf.Timestamp
+	17, // 15: montage.v1.JobOrigin.slot:type_name -> google.protobuf.Timestamp
+	2,  // 16: montage.v1.Task.type:type_name -> montage.v1.TaskType
+	1,  // 17: montage.v1.Task.state:type_name -> montage.v1.TaskState
+	12, // 18: montage.v1.Agent.capabilities:type_name -> montage.v1.AgentCapabilities
+	16, // 19: montage.v1.Agent.labels:type_name -> montage.v1.Agent.LabelsEntry
+	3,  // 20: montage.v1.Agent.state:type_name -> montage.v1.AgentState
+	17, // 21: montage.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	13, // 22: montage.v1.Agent.status:type_name -> montage.v1.AgentStatus
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_montage_v1_types_proto_init() }
@@ -1780,7 +1975,7 @@ func file_montage_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_montage_v1_types_proto_rawDesc), len(file_montage_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
