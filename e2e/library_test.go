@@ -448,3 +448,62 @@ func TestSchedulesFireExactlyOnce(t *testing.T) {
 		t.Errorf("montagectl get does not show the delivery:\n%s", get)
 	}
 }
+
+// A job submitted with --webhook announces its end once, signed, with
+// links that download its outputs.
+func TestJobWebhook(t *testing.T) {
+	const secret = "job-webhook-secret-0123456789"
+	got := make(chan webhook.Payload, 4)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var p webhook.Payload
+		if !webhook.Verify(secret, b, r.Header.Get(webhook.SignatureHeader)) || json.Unmarshal(b, &p) != nil {
+			t.Errorf("a bad delivery: %s %s", r.Header.Get(webhook.SignatureHeader), b)
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		got <- p
+	}))
+	defer hook.Close()
+	c := startCoordinator(t, t.TempDir(), freePort(t), "-dev")
+	spec := writeSpec(t, "name: hooked\nprofile: {resolution: 320x180, fps: 25}\nhighlights:\n  - {url: "+mediaURL+"/a.mp4, at: 1, duration: 2, title: One}\n")
+	r := ctl(t, c.url, "submit", "-q", "--webhook", hook.URL+"/done", "--webhook-secret", secret, spec)
+	if r.code != 0 {
+		t.Fatalf("submit: %s", r.stderr)
+	}
+	id := strings.TrimSpace(r.stdout)
+	var p webhook.Payload
+	select {
+	case p = <-got:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("no webhook:\n%s", ctl(t, c.url, "get", id).stdout)
+	}
+	if p.JobID != id || p.Event != "montage.succeeded" || p.Name != "hooked" || p.Chapters != "0:00 One\n" || p.Duration < 1.9 || p.Links["montage"] == "" || p.LinksExpire == nil {
+		t.Fatalf("payload %+v", p)
+	}
+	resp, err := http.Get(p.Links["montage"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || n < 1000 {
+		t.Fatalf("the montage link: %s, %d bytes", resp.Status, n)
+	}
+	waitFor(t, 30*time.Second, "the delivery in montagectl get", func() bool {
+		return strings.Contains(ctl(t, c.url, "get", id).stdout, "delivered")
+	})
+	// Delivered is committed after the POST returned: from then on no
+	// claim is accepted, so nothing more can arrive than what has.
+	select {
+	case again := <-got:
+		t.Fatalf("a second delivery: %+v", again)
+	default:
+	}
+	if out := ctl(t, c.url, "get", id, "-o", "json").stdout; strings.Contains(out, secret) {
+		t.Error("montagectl get shows the webhook secret")
+	}
+	if out := ctl(t, c.url, "montages", "show", id).stdout; !strings.Contains(out, "One") || !strings.Contains(out, "Chapters:") {
+		t.Errorf("montages show:\n%s", out)
+	}
+}
