@@ -28,6 +28,7 @@ import (
 	"github.com/stream-montages/montage/coordinator/blob"
 	"github.com/stream-montages/montage/coordinator/cluster"
 	"github.com/stream-montages/montage/coordinator/config"
+	"github.com/stream-montages/montage/coordinator/ui"
 	"github.com/stream-montages/montage/internal/clock"
 	"github.com/stream-montages/montage/internal/tlsconf"
 	"github.com/stream-montages/montage/internal/version"
@@ -70,6 +71,9 @@ func run() error {
 		return err
 	}
 	tokens, err := auth.Load(cfg.OperatorTokenFile, cfg.JoinTokenFile)
+	if err == nil {
+		tokens.Viewer, err = auth.LoadViewer(cfg.ViewerTokenFile)
+	}
 	if err != nil {
 		return err
 	}
@@ -135,6 +139,10 @@ func run() error {
 	}, log)
 	srv.Mount(mux)
 	// Ready means this node leads and has replayed its log, so reads are current.
+	console := ui.Handler(tokens, cfg.TLSCert != "")
+	mux.Handle("/ui/", console)
+	mux.Handle("/ui", console)
+	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if !srv.Ready() {
 			http.Error(w, "no leader ready yet", http.StatusServiceUnavailable)

@@ -36,3 +36,5 @@ apt_need() {
 apt_need prometheus "the observability tests need Prometheus and promtool" prometheus promtool
 # tmux gives the terminal tests a real pseudo-terminal and screen.
 apt_need tmux "the terminal tests need tmux" tmux
+# Chromium, headless, for the web console's browser tests (chromedp).
+apt_need chromium "the web console tests drive a headless chromium" chromium

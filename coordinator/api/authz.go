@@ -21,12 +21,39 @@ type authInterceptor struct {
 	hashOf func(agentID string) string
 }
 
+// SessionCookie carries the web console's token (HttpOnly, SameSite=Strict).
+const SessionCookie = "montage_session"
+
 func bearer(h http.Header) string {
 	v := h.Get("Authorization")
 	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
 		return strings.TrimSpace(v[7:])
 	}
 	return ""
+}
+
+// cookieToken is the console's token from its cookie, for a call that
+// proves it came from a script of this origin: the Connect protocol header,
+// which a cross-site form or a simple request cannot set.
+func cookieToken(h http.Header) string {
+	if h.Get("Connect-Protocol-Version") == "" {
+		return ""
+	}
+	r := http.Request{Header: http.Header{"Cookie": h.Values("Cookie")}}
+	c, err := r.Cookie(SessionCookie)
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}
+
+// readOnly are the operator calls a viewer may make.
+var readOnly = map[string]bool{
+	"/montage.v1.JobService/GetJob": true, "/montage.v1.JobService/ListJobs": true, "/montage.v1.JobService/WatchJob": true,
+	"/montage.v1.JobService/GetOutputURL": true, "/montage.v1.ClusterService/GetStatus": true, "/montage.v1.ClusterService/ListAgents": true,
+	"/montage.v1.MontageService/ListMontages": true, "/montage.v1.MontageService/GetMontage": true,
+	"/montage.v1.HighlightService/ListHighlights": true, "/montage.v1.HighlightService/ListFeeds": true,
+	"/montage.v1.ScheduleService/ListSchedules": true,
 }
 
 type agentScoped interface{ GetAgentId() string }
@@ -56,8 +83,17 @@ func (a authInterceptor) check(procedure string, h http.Header, msg any) error {
 			return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%w: credential of agent %s used for agent %s", auth.ErrForbidden, id, m.GetAgentId()))
 		}
 	default:
-		if err := a.tokens.CheckOperator(b); err != nil {
-			return connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%w: set MONTAGE_TOKEN to the operator token", err))
+		if b == "" {
+			b = cookieToken(h)
+		}
+		switch a.tokens.Role(b) {
+		case "operator":
+		case "viewer":
+			if !readOnly[procedure] {
+				return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%w: the viewer token only reads; sign in with the operator token", auth.ErrForbidden))
+			}
+		default:
+			return connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%w: set MONTAGE_TOKEN to the operator token", auth.ErrUnauthenticated))
 		}
 	}
 	return nil

@@ -176,9 +176,18 @@ func (s *Server) ListJobs(_ context.Context, req *connect.Request[montagev1.List
 	if err := s.requireReady(); err != nil {
 		return nil, err
 	}
+	if req.Msg.GetOffset() < 0 {
+		return nil, invalid("offset", "must not be negative")
+	}
 	out := &montagev1.ListJobsResponse{}
+	skip := int(req.Msg.GetOffset())
 	s.node.View(func(st *fsm.State) {
+		out.Total, out.Unfinished = int32(len(st.Jobs)), int32(st.Unfinished())
 		for j := range st.JobsNewestFirst() {
+			if skip > 0 {
+				skip--
+				continue
+			}
 			if len(out.Jobs) == limit {
 				break
 			}

@@ -19,6 +19,9 @@ import (
 type Tokens struct {
 	Operator  string
 	AgentJoin string
+	// Viewer, when set, reads jobs, agents and the catalog but changes
+	// nothing (the web console's read-only sign-in).
+	Viewer string
 }
 
 // Errors the API maps to Unauthenticated and PermissionDenied.
@@ -70,6 +73,35 @@ func (t Tokens) CheckOperator(bearer string) error {
 		return nil
 	}
 	return ErrUnauthenticated
+}
+
+// Role is what a bearer may do on operator calls: "operator", "viewer", or
+// "" for neither.
+func (t Tokens) Role(bearer string) string {
+	switch {
+	case t.CheckOperator(bearer) == nil:
+		return "operator"
+	case t.Viewer != "" && bearer != "" && equal(bearer, t.Viewer):
+		return "viewer"
+	}
+	return ""
+}
+
+// LoadViewer reads the viewer token from its file (when given) or else
+// MONTAGE_VIEWER_TOKEN.
+func LoadViewer(file string) (string, error) {
+	v := strings.TrimSpace(os.Getenv("MONTAGE_VIEWER_TOKEN"))
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("viewer token file: %w", err)
+		}
+		v = strings.TrimSpace(string(b))
+	}
+	if v != "" && len(v) < 16 {
+		return "", fmt.Errorf("the viewer token is %d characters; use at least 16", len(v))
+	}
+	return v, nil
 }
 
 // CheckJoin accepts the agent join token (Register only).

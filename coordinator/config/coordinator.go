@@ -53,6 +53,7 @@ type Coordinator struct {
 	SnapshotInterval                 time.Duration
 	TrailingLogs                     uint64
 	OperatorTokenFile, JoinTokenFile string
+	ViewerTokenFile                  string
 	TLSCert, TLSKey, TLSCA           string
 	InsecureNoAuth                   bool
 
@@ -107,6 +108,7 @@ func Flags(fs *flag.FlagSet) *Coordinator {
 	fs.Uint64Var(&c.TrailingLogs, "raft-trailing-logs", 10240, "raft log entries a snapshot leaves in the log")
 	fs.DurationVar(&c.DeadCleanup, "dead-server-cleanup", 5*time.Minute, "remove a coordinator dead this long from raft (never below quorum)")
 	fs.StringVar(&c.OperatorTokenFile, "operator-token-file", "", "file holding the operator token (or set MONTAGE_OPERATOR_TOKEN)")
+	fs.StringVar(&c.ViewerTokenFile, "viewer-token-file", "", "file holding a read-only token for the web console and API: jobs, agents, the catalog (or set MONTAGE_VIEWER_TOKEN)")
 	fs.StringVar(&c.JoinTokenFile, "agent-join-token-file", "", "file holding the agent join token (or set MONTAGE_AGENT_JOIN_TOKEN)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate: serve the API over HTTPS and raft over mutual TLS")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of -tls-cert")
