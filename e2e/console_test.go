@@ -174,6 +174,12 @@ func TestConsoleSubmitWatchPlay(t *testing.T) {
 	b.run(chromedp.Click(chromedp.CSS(`#chapters li:nth-child(3) button`)))
 	b.until("the jump to the third chapter", fmt.Sprintf(`Math.abs(document.querySelector('#player').currentTime - %f) < 0.6`, start), 10*time.Second)
 	b.shot("montage")
+	// On a phone: the player and chapters fit the width, nothing scrolls sideways.
+	b.run(chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateScale(3)))
+	b.until("the montage page to fit a phone", `document.documentElement.scrollWidth <= window.innerWidth + 1 &&
+		document.querySelector('#player').getBoundingClientRect().width <= window.innerWidth`, 10*time.Second)
+	b.shot("montage-phone")
+	b.run(chromedp.EmulateReset())
 	share := eval[string](b, `document.querySelector('#share').value`)
 	if resp, err := http.Get(share); err != nil || resp.StatusCode != http.StatusOK {
 		t.Errorf("the share link %q: %v %v", share, err, resp)
@@ -181,13 +187,22 @@ func TestConsoleSubmitWatchPlay(t *testing.T) {
 		resp.Body.Close()
 	}
 
-	// A second, long job: cancel it from its page.
-	long := ctl(t, c.url, "submit", "-q", writeSpec(t, "name: long\nprofile: {resolution: 320x180, fps: 25}\nhighlights:\n"+
-		strings.Repeat("  - {url: "+mediaURL+"/a.mp4, at: 1, duration: 15}\n", 6)))
-	if long.code != 0 {
-		t.Fatal(long.stderr)
+	// The spec reader: YAML as montagectl reads it, in the page itself.
+	for yaml, want := range map[string]string{
+		"name: x # a comment\nprofile: {resolution: 320x180, fps: 25, loudness: -14}\nhighlights:\n  - {url: 'http://h/a.mp4', at: 1:02:03, duration: 30, title: \"A: b\"}\n  - url: http://h/b.mp4\n    at: 90\n":
+			`{"name":"x","profile":{"resolution":"320x180","fps":25,"loudness":"-14"},"highlights":[{"url":"http://h/a.mp4","at":"1:02:03","duration":"30","title":"A: b"},{"url":"http://h/b.mp4","at":"90"}]}`,
+		"chunk_seconds: 20\ntranscribe: true\nhighlights:\n- {url: \"http://h/a.mp4\", at: \"5\"}\n": `{"chunk_seconds":20,"transcribe":true,"highlights":[{"url":"http://h/a.mp4","at":"5"}]}`,
+	} {
+		js := fmt.Sprintf("import('/ui/spec.js').then(m => JSON.stringify(m.parseSpec(%q)))", yaml)
+		if got := eval[string](b, js); got != want {
+			t.Errorf("parseSpec(%q)\n got %s\nwant %s", yaml, got, want)
+		}
 	}
-	b.run(chromedp.Navigate(c.url + "/ui/#/job/" + strings.TrimSpace(long.stdout)))
+	// A second, long job, pasted as YAML: cancel it from its page.
+	b.run(chromedp.Navigate(c.url+"/ui/#/submit"), chromedp.WaitVisible(chromedp.CSS(`#spec-text`)),
+		set(`#spec-text`, "name: long # to cancel\nprofile: {resolution: 320x180, fps: 25}\nhighlights:\n"+strings.Repeat("  - {url: "+mediaURL+"/a.mp4, at: 1, duration: 15}\n", 6)),
+		chromedp.Click(chromedp.CSS(`#submit-paste`)))
+	b.until("the pasted job's page", `location.hash.startsWith('#/job/')`, 20*time.Second)
 	b.until("the cancel button", `!!document.querySelector('#cancel')`, 20*time.Second)
 	b.run(chromedp.Click(chromedp.CSS(`#cancel`)))
 	b.until("the job canceled", `document.querySelector('#job-state')?.textContent === 'canceled'`, 30*time.Second)

@@ -2,6 +2,7 @@
 // element is built with h() from text, never from HTML strings, so nothing
 // a job or a highlight holds can run as script.
 import { call, watch, session, signIn, signOut, APIError } from './api.js';
+import { parseSpec } from './spec.js';
 
 let role = 'open';
 let pageAbort = new AbortController();
@@ -187,10 +188,19 @@ function submit(params) {
     h('table', { class: 'highlights-form' }, h('thead', {}, h('tr', {}, ['URL', 'At', 'Duration', 'Title'].map((c) => h('th', {}, c)))), rowsBody),
     h('button', { type: 'button', onclick: () => addRow() }, 'Add a highlight'), ' ',
     h('button', { type: 'submit', id: 'submit-form' }, 'Submit'));
-  const text = h('textarea', { id: 'spec-text', 'data-field': 'spec', rows: 12, 'aria-label': 'job spec as JSON' }, JSON.stringify(example, null, 2));
-  const pasted = h('form', { id: 'spec-paste', onsubmit: (e) => { e.preventDefault(); let s; try { s = JSON.parse(text.value); } catch (err) { out.replaceChildren(h('p', { class: 'error' }, `not JSON: ${err.message}`)); return; } send(s, true); } },
+  const text = h('textarea', { id: 'spec-text', 'data-field': 'spec', rows: 12, 'aria-label': 'job spec, YAML or JSON' },
+    'name: My montage\nprofile: {resolution: 1280x720, fps: 30}\nhighlights:\n  - {url: "http://127.0.0.1:7480/vod-a.mp4", at: "0:05", duration: 10, title: Opening play}\n');
+  const pasted = h('form', { id: 'spec-paste', onsubmit: (e) => {
+    e.preventDefault();
+    let s;
+    try { s = parseSpec(text.value); } catch (err) {
+      pasted.querySelector('[data-error-for="spec"]').textContent = err.message;
+      return;
+    }
+    send(s, true);
+  } },
     text, h('span', { class: 'field-error', 'data-error-for': 'spec' }),
-    h('p', {}, h('label', {}, 'or a file: ', h('input', { type: 'file', accept: '.json,application/json', onchange: async (e) => { text.value = await e.target.files[0].text(); } })),
+    h('p', {}, h('label', {}, 'or a file: ', h('input', { type: 'file', accept: '.yaml,.yml,.json,application/json', onchange: async (e) => { text.value = await e.target.files[0].text(); } })),
       ' ', h('button', { type: 'submit', id: 'submit-paste' }, 'Submit this spec')));
   // send submits; a validation error goes to the field it names (or, for
   // a pasted spec, beside the spec).
@@ -213,7 +223,7 @@ function submit(params) {
       }
     }
   }
-  render(h('h1', {}, 'Submit a montage'), out, h('h2', {}, 'Highlights'), form, h('h2', {}, 'Or paste a spec (JSON)'), pasted);
+  render(h('h1', {}, 'Submit a montage'), out, h('h2', {}, 'Highlights'), form, h('h2', {}, 'Or paste a spec (YAML or JSON, as montagectl reads)'), pasted);
   const from = params.get('from');
   if (from) {
     call('JobService', 'GetJob', { jobId: from }).then((r) => { text.value = JSON.stringify(r.job.spec, null, 2); text.focus(); }).catch(() => {});
