@@ -138,7 +138,7 @@ func New(out, errOut io.Writer) *cobra.Command {
 	if def == "" {
 		def = "http://127.0.0.1:7400"
 	}
-	root.PersistentFlags().StringVar(&a.addr, "addr", def, "coordinator URL (env MONTAGE_ADDR)")
+	root.PersistentFlags().StringVar(&a.addr, "addr", def, "coordinator URL, or several comma-separated to fail over between (env MONTAGE_ADDR)")
 	root.PersistentFlags().StringVar(&a.tokenFile, "token-file", "", "file holding the operator token (default: env MONTAGE_TOKEN)")
 	root.PersistentFlags().StringVar(&a.tlsCA, "tls-ca", os.Getenv("MONTAGE_TLS_CA"), "PEM CA to verify an https coordinator (env MONTAGE_TLS_CA; default: system roots)")
 	root.PersistentFlags().BoolVar(&a.skipTLS, "tls-skip-verify", false, "do not verify the coordinator's certificate: for tests only")
@@ -150,9 +150,14 @@ func New(out, errOut io.Writer) *cobra.Command {
 		if err != nil {
 			return err
 		}
+		addrs, err := parseAddrs(a.addr)
+		if err != nil {
+			return err
+		}
+		a.addr = addrs[0].String()
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = cfg
-		a.http = &http.Client{Transport: tr}
+		a.http = &http.Client{Transport: &failover{addrs: addrs, next: tr}}
 		return nil
 	}
 	root.SetOut(out)

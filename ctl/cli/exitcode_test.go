@@ -143,3 +143,22 @@ func TestPanicBecomesOneLine(t *testing.T) {
 		t.Errorf("stack trace printed:\n%s", s)
 	}
 }
+
+// --addr takes several coordinators: a call that cannot reach the first
+// goes to the next; a malformed entry is refused by name.
+func TestAddrFailover(t *testing.T) {
+	live := serveJobs(t, &fakeJobs{final: jobWithIntroOutro(montagev1.JobState_JOB_STATE_SUCCEEDED)})
+	var out, errOut bytes.Buffer
+	if code := Main([]string{"--addr", "http://127.0.0.1:1," + live, "submit", specFile(t)}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "submitted") {
+		t.Fatalf("failover to the second coordinator: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	t.Setenv("MONTAGE_ADDR", "http://127.0.0.1:1 , "+live)
+	out.Reset()
+	if code := Main([]string{"submit", specFile(t)}, &out, &errOut); code != 0 {
+		t.Fatalf("MONTAGE_ADDR with two coordinators: exit %d\n%s", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := Main([]string{"--addr", "http://127.0.0.1:1,coord2:7400", "get", "j1"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), `--addr "coord2:7400"`) {
+		t.Fatalf("a malformed address: exit %d\n%s", code, errOut.String())
+	}
+}
