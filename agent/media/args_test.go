@@ -226,3 +226,30 @@ func TestParseProgress(t *testing.T) {
 		t.Errorf("progress = %v, last %v; want %v, 9", got, last, want)
 	}
 }
+
+func TestProofKeyAndStore(t *testing.T) {
+	k := ProofKey("/usr/bin/ffmpeg", "5.1.8", "", []string{"/dev/dri/renderD128"}, []string{"libx264", "h264_vaapi"})
+	for name, other := range map[string]string{
+		"version":    ProofKey("/usr/bin/ffmpeg", "6.0", "", []string{"/dev/dri/renderD128"}, []string{"libx264", "h264_vaapi"}),
+		"gpu":        ProofKey("/usr/bin/ffmpeg", "5.1.8", "RTX 4070", []string{"/dev/dri/renderD128"}, []string{"libx264", "h264_vaapi"}),
+		"devices":    ProofKey("/usr/bin/ffmpeg", "5.1.8", "", nil, []string{"libx264", "h264_vaapi"}),
+		"candidates": ProofKey("/usr/bin/ffmpeg", "5.1.8", "", []string{"/dev/dri/renderD128"}, []string{"libx264"}),
+	} {
+		if other == k {
+			t.Errorf("a new %s keeps the proof's key", name)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "proof.json")
+	if _, ok := LoadProof(p, k); ok {
+		t.Fatal("a proof from nowhere")
+	}
+	if err := SaveProof(p, Proof{Key: k, Encoders: []string{"libx264"}}); err != nil {
+		t.Fatal(err)
+	}
+	if enc, ok := LoadProof(p, k); !ok || !slices.Equal(enc, []string{"libx264"}) {
+		t.Fatalf("load: %v %v", enc, ok)
+	}
+	if _, ok := LoadProof(p, "other"); ok {
+		t.Fatal("a proof under another key")
+	}
+}

@@ -72,7 +72,7 @@ func newStats(a *Agent) *stats {
 		Help: "Result of the test encode at start, per candidate encoder: 1 passed, 0 failed."}, []string{"encoder"})
 	for _, enc := range media.Candidates() {
 		ok := 0.0
-		for _, e := range a.caps.GetEncoders() {
+		for _, e := range a.caps.Load().GetEncoders() {
 			if e == enc {
 				ok = 1
 			}
@@ -89,7 +89,7 @@ func newStats(a *Agent) *stats {
 		gauge("montage_agent_slots", "Tasks this agent runs at once.", func() float64 { return float64(a.cfg.Slots) }),
 		gauge("montage_agent_busy_slots", "Slots busy with tasks now.", func() float64 { return float64(a.busy()) }),
 		gauge("montage_agent_gpu_sessions", "Hardware encodes this agent runs at once (0 without a proven hardware encoder).",
-			func() float64 { return float64(a.caps.GetGpuSessions()) }),
+			func() float64 { return float64(a.caps.Load().GetGpuSessions()) }),
 		gauge("montage_agent_gpu_sessions_busy", "Hardware encoder sessions in use now.", func() float64 { return float64(a.gpuBusy()) }),
 		gauge("montage_agent_disk_free_bytes", "Free bytes in the agent's data directory, after the reserve kept for the PC's owner.", func() float64 {
 			n, _ := disk.Available(a.cfg.DataDir)

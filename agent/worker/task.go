@@ -61,8 +61,8 @@ func (a *Agent) runTask(ctx context.Context, l *montagev1.Lease, progress func(f
 	if l.GetType() == montagev1.TaskType_TASK_TYPE_TRANSCRIBE {
 		return a.transcribeTask(ctx, l, dir)
 	}
-	if enc := prof.Encoder; enc != "" && !slices.Contains(a.caps.GetEncoders(), enc) {
-		return nil, fmt.Errorf("this agent cannot encode with %s (it proved %v)", enc, a.caps.GetEncoders())
+	if enc := prof.Encoder; enc != "" && !slices.Contains(a.caps.Load().GetEncoders(), enc) {
+		return nil, fmt.Errorf("this agent cannot encode with %s (it proved %v)", enc, a.caps.Load().GetEncoders())
 	}
 	if in := l.GetRender(); in != nil && in.GetCachedIdentity() != "" && a.sourceUnchanged(ctx, in, prof.Height) {
 		err := a.report(ctx, func(ctx context.Context) error {
@@ -224,7 +224,7 @@ func explain(err error, routes ...*sources.Route) error {
 func (a *Agent) render(ctx context.Context, in *montagev1.RenderInput, prof media.Profile, dir, out string, progress func(float64)) (float64, *montagev1.SourceFacts, error) {
 	r := a.renderer()
 	if tr := in.GetBurnSubtitles(); tr != nil {
-		if !a.caps.GetBurnSubtitles() {
+		if !a.caps.Load().GetBurnSubtitles() {
 			return 0, nil, fmt.Errorf("this agent cannot burn subtitles (its ffmpeg lacks libass's subtitles filter, or no font was found)")
 		}
 		cues, err := a.readTranscript(ctx, tr, filepath.Join(dir, "transcript.json"))

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -87,7 +88,11 @@ type Agent struct {
 	id     string
 	secret string // proves the agent is id; only its hash leaves the PC at rest
 	tools  media.Tools
-	caps   *montagev1.AgentCapabilities
+	// reprove, when the encoders came from a kept proof, proves them again
+	// (Run starts it after registering).
+	reprove func(ctx context.Context)
+	// caps is what the agent proved; a background re-proof may replace it.
+	caps   atomic.Pointer[montagev1.AgentCapabilities]
 	ytdlp  sources.YTDLP
 	font   string
 	proxy  *sources.RangeProxy
@@ -200,7 +205,24 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.Hardware == "none" {
 		candidates = candidates[:3]
 	}
-	caps.Encoders = tools.ProveEncoders(ctx, candidates)
+	// A proof kept from the last start (same ffmpeg, GPU, devices) lets a
+	// restarted agent register at once; Run proves again in the background.
+	gpu := media.GPUName(ctx)
+	proofPath := filepath.Join(cfg.DataDir, proofFile)
+	proofKey := media.ProofKey(tools.FFmpeg, ffv, gpu, media.Devices(), candidates)
+	cached, fromCache := media.LoadProof(proofPath, proofKey)
+	if fromCache && slices.Contains(cached, "libx264") {
+		caps.Encoders = cached
+		cfg.Log.Info("encoders from the proof kept at the last start; proving them again in the background", "encoders", cached)
+	} else {
+		fromCache = false
+		began := time.Now()
+		caps.Encoders = tools.ProveEncoders(ctx, candidates)
+		cfg.Log.Info("encoders proven by test encodes", "encoders", caps.Encoders, "took", time.Since(began).Round(time.Millisecond))
+		if err := media.SaveProof(proofPath, media.Proof{Key: proofKey, Encoders: caps.Encoders, ProvedAt: time.Now().UTC()}); err != nil {
+			cfg.Log.Warn("cannot keep the encoder proof; the next start proves again", "err", err)
+		}
+	}
 	if !slices.Contains(caps.Encoders, "libx264") {
 		return nil, fmt.Errorf("ffmpeg cannot encode H.264 with libx264 here; install a full ffmpeg (Debian/Ubuntu: sudo apt-get install -y ffmpeg)")
 	}
@@ -208,7 +230,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if len(caps.Hwaccels) > 0 {
 		caps.GpuSessions = int32(cfg.GPUSessions)
 	}
-	caps.GpuName = media.GPUName(ctx)
+	caps.GpuName = gpu
 	if cfg.Transcriber != nil {
 		caps.TranscribeModel = cfg.Transcriber.Model()
 	}
@@ -236,7 +258,6 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		id:      id,
 		secret:  secret,
 		tools:   tools,
-		caps:    caps,
 		ytdlp:   yt,
 		font:    font,
 		http:    cfg.ObjectClient,
@@ -246,6 +267,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		hbWake:  make(chan struct{}, 1),
 		ttl:     15 * time.Second,
 		tr:      cfg.Transcriber,
+	}
+	a.caps.Store(caps)
+	if fromCache {
+		a.reprove = func(ctx context.Context) { a.proveAgain(ctx, candidates, proofPath, proofKey) }
 	}
 	if a.proxy, err = sources.StartRangeProxy(cfg.SourceClient); err != nil {
 		return nil, err
@@ -353,6 +378,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.proxy.Close()
 	if err := a.register(ctx); err != nil {
 		return err
+	}
+	if a.reprove != nil {
+		go a.reprove(ctx)
 	}
 	hbCtx, stopHB := context.WithCancel(context.Background())
 	hbDone := make(chan struct{})
@@ -497,7 +525,7 @@ func (a *Agent) holds(l *montagev1.Lease) bool {
 
 // freeGPU is how many more hardware encodes the agent may start.
 func (a *Agent) freeGPU() int {
-	if len(a.caps.GetHwaccels()) == 0 {
+	if len(a.caps.Load().GetHwaccels()) == 0 {
 		return 0
 	}
 	return max(0, a.cfg.GPUSessions-a.gpuBusy())
@@ -526,7 +554,7 @@ func (a *Agent) register(ctx context.Context) error {
 	backoff := 200 * time.Millisecond
 	for {
 		enroll := a.enrollToken()
-		caps := proto.CloneOf(a.caps)
+		caps := proto.CloneOf(a.caps.Load())
 		if a.transcriber() == nil {
 			caps.TranscribeModel = "" // the service refused its key
 		}
@@ -547,7 +575,7 @@ func (a *Agent) register(ctx context.Context) error {
 			a.credential = resp.Msg.GetAgentCredential()
 			a.mu.Unlock()
 			a.log.Info("registered", "coordinators", a.eps.list(), "slots", a.cfg.Slots,
-				"encoders", a.caps.GetEncoders(), "gpu", a.caps.GetGpuName(), "yt_dlp", a.caps.GetYtdlpVersion(), "font", a.font)
+				"encoders", a.caps.Load().GetEncoders(), "gpu", a.caps.Load().GetGpuName(), "yt_dlp", a.caps.Load().GetYtdlpVersion(), "font", a.font)
 			return nil
 		}
 		if c := connect.CodeOf(err); c == connect.CodeInvalidArgument || c == connect.CodePermissionDenied || c == connect.CodeUnauthenticated {
@@ -735,5 +763,38 @@ func (a *Agent) execute(ctx context.Context, r *running) {
 		}
 		a.stats.ended(l.GetType(), outcome, time.Since(start))
 		log.Warn("task failed", "err", msg, "handback", handback)
+	}
+}
+
+// proofFile keeps the encoder proof in the data directory.
+const proofFile = "encoder-proof.json"
+
+// proveAgain runs the test encodes behind a kept proof; if the machine
+// changed in a way the key did not see (a driver update, say), the agent
+// registers again with what works now.
+func (a *Agent) proveAgain(ctx context.Context, candidates []string, path, key string) {
+	began := time.Now()
+	enc := a.tools.ProveEncoders(ctx, candidates)
+	if ctx.Err() != nil || !slices.Contains(enc, "libx264") {
+		return
+	}
+	if err := media.SaveProof(path, media.Proof{Key: key, Encoders: enc, ProvedAt: time.Now().UTC()}); err != nil {
+		a.log.Warn("cannot keep the encoder proof", "err", err)
+	}
+	old := a.caps.Load()
+	if slices.Equal(enc, old.GetEncoders()) {
+		a.log.Info("encoder proof confirmed", "encoders", enc, "took", time.Since(began).Round(time.Millisecond))
+		return
+	}
+	caps := proto.CloneOf(old)
+	caps.Encoders, caps.Hwaccels = enc, media.Families(enc)
+	caps.GpuSessions = 0
+	if len(caps.Hwaccels) > 0 {
+		caps.GpuSessions = int32(a.cfg.GPUSessions)
+	}
+	a.caps.Store(caps)
+	a.log.Warn("the encoders changed since the kept proof; registering again", "was", old.GetEncoders(), "now", enc)
+	if err := a.register(ctx); err != nil {
+		a.log.Warn("register with the new encoders", "err", err)
 	}
 }
