@@ -29,6 +29,24 @@ type Profile struct {
 	Fade float64
 	// Loudness is the EBU R128 target in LUFS; 0 keeps the source's levels.
 	Loudness float64
+	// Preset is an x264 preset name ("" is veryfast); other encoders get
+	// the nearest of theirs.
+	Preset string
+}
+
+// presetIndex places a preset name on x264's scale, 0 (ultrafast) to 8
+// (veryslow); veryfast (2) when empty or unknown.
+func presetIndex(name string) int {
+	for i, n := range []string{"ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"} {
+		if n == name {
+			return i
+		}
+	}
+	return 2
+}
+
+func (p Profile) x264Preset() string {
+	return []string{"ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"}[presetIndex(p.Preset)]
 }
 
 // GOP returns the keyframe interval: two seconds of frames, fixed, so every
@@ -281,18 +299,22 @@ func EncoderArgs(p Profile) []string {
 	args := []string{"-c:v", enc}
 	switch enc {
 	case "libx264":
-		args = append(args, "-preset", "veryfast", "-crf", strconv.Itoa(q), "-profile:v", "high", "-pix_fmt", "yuv420p",
+		args = append(args, "-preset", p.x264Preset(), "-crf", strconv.Itoa(q), "-profile:v", "high", "-pix_fmt", "yuv420p",
 			"-g", g, "-keyint_min", g, "-sc_threshold", "0")
 	case "libx265":
-		args = append(args, "-preset", "veryfast", "-crf", strconv.Itoa(q), "-pix_fmt", "yuv420p", "-tag:v", "hvc1",
+		args = append(args, "-preset", p.x264Preset(), "-crf", strconv.Itoa(q), "-pix_fmt", "yuv420p", "-tag:v", "hvc1",
 			"-g", g, "-keyint_min", g, "-x265-params", "scenecut=0:open-gop=0:log-level=error")
 	case "libsvtav1":
-		args = append(args, "-preset", "10", "-crf", strconv.Itoa(int(math.Round(float64(q)*63/51))), "-pix_fmt", "yuv420p",
+		// SVT-AV1 runs 0 (slowest) to 13; veryfast is its 10.
+		svt := []string{"12", "11", "10", "9", "8", "6", "4", "3", "2"}[presetIndex(p.Preset)]
+		args = append(args, "-preset", svt, "-crf", strconv.Itoa(int(math.Round(float64(q)*63/51))), "-pix_fmt", "yuv420p",
 			"-g", g, "-svtav1-params", "scd=0")
 	default:
 		switch spec.EncoderFamily(enc) {
 		case "nvenc":
-			args = append(args, "-preset", "p4", "-rc", "vbr", "-cq", strconv.Itoa(q), "-b:v", "0", "-pix_fmt", "yuv420p",
+			// NVENC runs p1 (fastest) to p7; veryfast stays p4 as before.
+			nv := []string{"p1", "p2", "p4", "p4", "p5", "p5", "p6", "p7", "p7"}[presetIndex(p.Preset)]
+			args = append(args, "-preset", nv, "-rc", "vbr", "-cq", strconv.Itoa(q), "-b:v", "0", "-pix_fmt", "yuv420p",
 				"-g", g, "-no-scenecut", "1")
 		case "qsv":
 			args = append(args, "-global_quality", strconv.Itoa(q), "-look_ahead", "0", "-pix_fmt", "nv12", "-g", g)

@@ -56,6 +56,12 @@ func TestRenderArgsGolden(t *testing.T) {
 	for _, enc := range Candidates() {
 		golden(t, "encoder-"+enc, EncoderArgs(Profile{FPS: 30, Quality: 23, Encoder: enc}))
 	}
+	for enc, want := range map[string]string{"libx264": "medium", "libx265": "medium", "libsvtav1": "6", "h264_nvenc": "p5"} {
+		args := EncoderArgs(Profile{FPS: 30, Quality: 23, Encoder: enc, Preset: "medium"})
+		if i := slices.Index(args, "-preset"); i < 0 || args[i+1] != want {
+			t.Errorf("%s with preset medium: %v, want -preset %s", enc, args, want)
+		}
+	}
 }
 
 // The safety rules hold for every source kind and builder, whatever the

@@ -38,7 +38,7 @@ func profileOf(p *montagev1.RenderProfile) (media.Profile, error) {
 	mp := media.Profile{
 		Width: r.Width, Height: r.Height, FPS: r.FPS, Quality: r.Quality,
 		AudioBitrate: strconv.Itoa(r.AudioBitrate/1000) + "k",
-		Encoder:      r.Encoder, Crop: r.Fit == spec.FitCrop, Fade: r.Fade,
+		Encoder:      r.Encoder, Crop: r.Fit == spec.FitCrop, Fade: r.Fade, Preset: r.Preset,
 	}
 	if !r.LoudnessOff {
 		mp.Loudness = r.Loudness

@@ -40,6 +40,7 @@ type fileProfile struct {
 	Fade         scalar  `yaml:"fade"`
 	TitleOverlay bool    `yaml:"title_overlay"`
 	HWAccel      string  `yaml:"hwaccel"`
+	Preset       string  `yaml:"preset"`
 }
 
 type fileHighlight struct {
@@ -96,7 +97,7 @@ func Parse(b []byte) (*montagev1.JobSpec, error) {
 			Resolution: string(f.Profile.Resolution), Fps: f.Profile.FPS, VideoCodec: f.Profile.VideoCodec,
 			Quality: f.Profile.Quality, AudioBitrate: string(f.Profile.AudioBitrate),
 			Fit: f.Profile.Fit, Loudness: string(f.Profile.Loudness), Fade: string(f.Profile.Fade),
-			TitleOverlay: f.Profile.TitleOverlay, Hwaccel: f.Profile.HWAccel,
+			TitleOverlay: f.Profile.TitleOverlay, Hwaccel: f.Profile.HWAccel, Preset: f.Profile.Preset,
 		}
 	}
 	for _, h := range f.Highlights {

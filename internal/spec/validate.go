@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -82,7 +83,15 @@ type Profile struct {
 	// Encoder is the job's one ffmpeg encoder; empty until the coordinator
 	// chooses it at submit.
 	Encoder string
+	// Preset is an x264 preset name (DefaultPreset when not given).
+	Preset string
 }
+
+// Presets are the x264/x265 preset names, fastest first.
+var Presets = []string{"ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"}
+
+// DefaultPreset is the preset of a profile that names none.
+const DefaultPreset = "veryfast"
 
 // Clip is a highlight with its times in seconds.
 type Clip struct {
@@ -470,6 +479,13 @@ func ResolveProfile(p *montagev1.RenderProfile) (Profile, error) {
 		}
 		out.Encoder = e
 	}
+	out.Preset = DefaultPreset
+	if pr := strings.ToLower(strings.TrimSpace(p.GetPreset())); pr != "" {
+		if !slices.Contains(Presets, pr) {
+			return Profile{}, fieldErr("profile.preset", "%q is not one of %s", p.GetPreset(), strings.Join(Presets, ", "))
+		}
+		out.Preset = pr
+	}
 	return out, nil
 }
 
@@ -528,5 +544,6 @@ func (p Profile) ToProto() *montagev1.RenderProfile {
 		TitleOverlay: p.TitleOverlay,
 		Hwaccel:      p.HWAccel,
 		Encoder:      p.Encoder,
+		Preset:       p.Preset,
 	}
 }

@@ -24,7 +24,7 @@ func TestValidateDefaults(t *testing.T) {
 		t.Errorf("clip = %+v, want start 5 and the default duration", r.Clips[0])
 	}
 	want := Profile{Width: 1280, Height: 720, FPS: 30, VideoCodec: "h264", Quality: 23, AudioBitrate: 160000,
-		Fit: FitLetterbox, Loudness: -14, Fade: 0.5, HWAccel: HWAuto}
+		Fit: FitLetterbox, Loudness: -14, Fade: 0.5, HWAccel: HWAuto, Preset: DefaultPreset}
 	if r.Profile != want {
 		t.Errorf("profile = %+v, want %+v", r.Profile, want)
 	}
@@ -77,6 +77,7 @@ func TestValidateErrorsNameTheField(t *testing.T) {
 		{"chunk", func(s *montagev1.JobSpec) { s.ChunkSeconds = 2 }, "chunk_seconds", "between 10 and 600"},
 		{"title", func(s *montagev1.JobSpec) { s.Highlights[0].Title = strings.Repeat("t", 201) }, "highlights[0].title", "200"},
 		{"priority", func(s *montagev1.JobSpec) { s.Priority = 1000 }, "priority", "-100 and 100"},
+		{"preset", func(s *montagev1.JobSpec) { s.Profile = &montagev1.RenderProfile{Preset: "lightning"} }, "profile.preset", "ultrafast, superfast, veryfast"},
 		{"burn without transcribe", func(s *montagev1.JobSpec) { s.Subtitles = "burn" }, "subtitles", "needs transcribe: true"},
 		{"subtitles word", func(s *montagev1.JobSpec) { s.Transcribe, s.Subtitles = true, "hardsub" }, "subtitles", "sidecar, embed, burn or none"},
 		{"language", func(s *montagev1.JobSpec) { s.Transcribe, s.Language = true, "english" }, "language", "two-letter"},

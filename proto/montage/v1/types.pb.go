@@ -503,7 +503,12 @@ type RenderProfile struct {
 	// The ffmpeg encoder every segment of the job uses ("libx264",
 	// "h264_nvenc", ...). Chosen once per job by the coordinator; not
 	// settable in a spec.
-	Encoder       string `protobuf:"bytes,11,opt,name=encoder,proto3" json:"encoder,omitempty"`
+	Encoder string `protobuf:"bytes,11,opt,name=encoder,proto3" json:"encoder,omitempty"`
+	// The encoder's speed/size trade-off, as x264 and x265 name it:
+	// ultrafast, superfast, veryfast (default), faster, fast, medium, slow,
+	// slower, veryslow. SVT-AV1 and hardware encoders get the nearest of
+	// their own presets.
+	Preset        string `protobuf:"bytes,12,opt,name=preset,proto3" json:"preset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -611,6 +616,13 @@ func (x *RenderProfile) GetHwaccel() string {
 func (x *RenderProfile) GetEncoder() string {
 	if x != nil {
 		return x.Encoder
+	}
+	return ""
+}
+
+func (x *RenderProfile) GetPreset() string {
+	if x != nil {
+		return x.Preset
 	}
 	return ""
 }
@@ -1731,7 +1743,7 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\bduration\x18\x03 \x01(\tR\bduration\x12\x14\n" +
 	"\x05title\x18\x04 \x01(\tR\x05title\x12\x1f\n" +
 	"\vsource_type\x18\x05 \x01(\tR\n" +
-	"sourceType\"\xbc\x02\n" +
+	"sourceType\"\xd4\x02\n" +
 	"\rRenderProfile\x12\x1e\n" +
 	"\n" +
 	"resolution\x18\x01 \x01(\tR\n" +
@@ -1747,7 +1759,8 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\rtitle_overlay\x18\t \x01(\bR\ftitleOverlay\x12\x18\n" +
 	"\ahwaccel\x18\n" +
 	" \x01(\tR\ahwaccel\x12\x18\n" +
-	"\aencoder\x18\v \x01(\tR\aencoder\"\x80\x06\n" +
+	"\aencoder\x18\v \x01(\tR\aencoder\x12\x16\n" +
+	"\x06preset\x18\f \x01(\tR\x06preset\"\x80\x06\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12'\n" +
