@@ -65,7 +65,10 @@ bench: ffmpeg build
 	bench/overhead.sh
 	bench/cluster.sh
 	bench/scale.sh
-	$(GO) test ./e2e -run '^$$' -bench 'SourceBytes|CachedRerun|TwoPinned' -benchtime 1x -timeout 30m
+	bench/seedloop.sh
+	$(GO) test ./e2e -run '^$$' -bench 'SourceBytes|CachedRerun|TwoPinned|TranscribeEightHighlights|AgentRestartToLease' -benchtime 1x -timeout 30m
+	$(GO) test ./e2e -run '^$$' -bench 'ConsoleFarm10k' -benchtime 10x -timeout 10m
+	$(GO) test ./coordinator/api -run '^$$' -bench 'ListHighlights100k' -benchtime 20x
 
 fuzz:
 	$(GO) test ./internal/spec -run '^$$' -fuzz FuzzParseTimestamp -fuzztime 30s

@@ -16,7 +16,7 @@ rm -rf "$OUT"; mkdir -p "$OUT/samples"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
-[ -x bin/montage-coordinator ] || make -s build
+make -s build
 
 # A 1080p60 H.264 source with 2-s GOPs, as streaming platforms make them.
 ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=size=1920x1080:rate=60:duration=60 -f lavfi -i sine=frequency=330:sample_rate=48000:duration=60 \
