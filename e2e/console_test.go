@@ -189,9 +189,8 @@ func TestConsoleSubmitWatchPlay(t *testing.T) {
 
 	// The spec reader: YAML as montagectl reads it, in the page itself.
 	for yaml, want := range map[string]string{
-		"name: x # a comment\nprofile: {resolution: 320x180, fps: 25, loudness: -14}\nhighlights:\n  - {url: 'http://h/a.mp4', at: 1:02:03, duration: 30, title: \"A: b\"}\n  - url: http://h/b.mp4\n    at: 90\n":
-			`{"name":"x","profile":{"resolution":"320x180","fps":25,"loudness":"-14"},"highlights":[{"url":"http://h/a.mp4","at":"1:02:03","duration":"30","title":"A: b"},{"url":"http://h/b.mp4","at":"90"}]}`,
-		"chunk_seconds: 20\ntranscribe: true\nhighlights:\n- {url: \"http://h/a.mp4\", at: \"5\"}\n": `{"chunk_seconds":20,"transcribe":true,"highlights":[{"url":"http://h/a.mp4","at":"5"}]}`,
+		"name: x # a comment\nprofile: {resolution: 320x180, fps: 25, loudness: -14}\nhighlights:\n  - {url: 'http://h/a.mp4', at: 1:02:03, duration: 30, title: \"A: b\"}\n  - url: http://h/b.mp4\n    at: 90\n": `{"name":"x","profile":{"resolution":"320x180","fps":25,"loudness":"-14"},"highlights":[{"url":"http://h/a.mp4","at":"1:02:03","duration":"30","title":"A: b"},{"url":"http://h/b.mp4","at":"90"}]}`,
+		"chunk_seconds: 20\ntranscribe: true\nhighlights:\n- {url: \"http://h/a.mp4\", at: \"5\"}\n":                                                                                                               `{"chunk_seconds":20,"transcribe":true,"highlights":[{"url":"http://h/a.mp4","at":"5"}]}`,
 	} {
 		js := fmt.Sprintf("import('/ui/spec.js').then(m => JSON.stringify(m.parseSpec(%q)))", yaml)
 		if got := eval[string](b, js); got != want {
