@@ -470,7 +470,7 @@ func (s *State) catalog(j *Job) {
 			last = key
 		}
 		if t.Role == "highlight" || t.Role == "" {
-			if t.Chunk == 0 {
+			if t.Chunk == 0 || len(m.Highlights) == 0 { // a plan lists a highlight's chunks in order, the first first
 				m.Highlights = append(m.Highlights, MontageHighlight{URL: s.SourceOf(t), At: t.Render.Start, Title: t.Render.Title})
 			}
 			m.Highlights[len(m.Highlights)-1].Duration += t.Result.Duration
