@@ -95,11 +95,13 @@ func submitTranscribed(t *testing.T, w *whisper, subs string) (*coordinator, str
 	return submitSpecTranscribed(t, w, transcriptSpec(subs))
 }
 
-func submitSpecTranscribed(t *testing.T, w *whisper, spec string) (*coordinator, string) {
+// submitSpecTranscribed is submitTranscribed with a spec of its own; more
+// environment (a wrong key, another model) overrides the defaults.
+func submitSpecTranscribed(t *testing.T, w *whisper, spec string, more ...string) (*coordinator, string) {
 	t.Helper()
 	srv := httptest.NewServer(w)
 	t.Cleanup(srv.Close)
-	env := []string{"OPENAI_API_KEY=" + openaiKey, "OPENAI_BASE_URL=" + srv.URL + "/v1"}
+	env := append([]string{"OPENAI_API_KEY=" + openaiKey, "OPENAI_BASE_URL=" + srv.URL + "/v1"}, more...)
 	c := startCoordinatorEnv(t, env, t.TempDir(), freePort(t), "-dev")
 	res := ctl(t, c.url, "submit", "-q", writeSpec(t, spec))
 	if res.code != 0 {
@@ -330,15 +332,7 @@ func TestBurnFailsWithTheServiceError(t *testing.T) {
 // offering transcription; the job says what it waits for.
 func TestRefusedKeySwitchesTranscriptionOff(t *testing.T) {
 	w := &whisper{t: t}
-	srv := httptest.NewServer(w)
-	t.Cleanup(srv.Close)
-	env := []string{"OPENAI_API_KEY=sk-wrong-key-e2e", "OPENAI_BASE_URL=" + srv.URL + "/v1"}
-	c := startCoordinatorEnv(t, env, t.TempDir(), freePort(t), "-dev")
-	res := ctl(t, c.url, "submit", "-q", writeSpec(t, transcriptSpec("sidecar")))
-	if res.code != 0 {
-		t.Fatalf("submit: %s", res.stderr)
-	}
-	id := strings.TrimSpace(res.stdout)
+	c, id := submitSpecTranscribed(t, w, transcriptSpec("sidecar"), "OPENAI_API_KEY=sk-wrong-key-e2e")
 	if !pollUntil(2*time.Minute, func() bool {
 		return strings.Contains(ctl(t, c.url, "get", id).stdout, "waiting for an agent that transcribes")
 	}) {
@@ -364,15 +358,7 @@ func TestRefusedKeySwitchesTranscriptionOff(t *testing.T) {
 // is coarse.
 func TestTextOnlyModelWarnsOfCoarseTiming(t *testing.T) {
 	w := &whisper{t: t}
-	srv := httptest.NewServer(w)
-	t.Cleanup(srv.Close)
-	env := []string{"OPENAI_API_KEY=" + openaiKey, "OPENAI_BASE_URL=" + srv.URL + "/v1", "OPENAI_MODEL=gpt-4o-mini-transcribe"}
-	c := startCoordinatorEnv(t, env, t.TempDir(), freePort(t), "-dev")
-	res := ctl(t, c.url, "submit", "-q", writeSpec(t, transcriptSpec("sidecar")))
-	if res.code != 0 {
-		t.Fatalf("submit: %s", res.stderr)
-	}
-	id := strings.TrimSpace(res.stdout)
+	c, id := submitSpecTranscribed(t, w, transcriptSpec("sidecar"), "OPENAI_MODEL=gpt-4o-mini-transcribe")
 	if j := waitJobDone(t, c.url, id, 3*time.Minute); j.GetState().String() != "JOB_STATE_SUCCEEDED" {
 		t.Fatalf("job %s: %s", j.GetState(), j.GetError())
 	}

@@ -21,9 +21,6 @@ type authInterceptor struct {
 	hashOf func(agentID string) string
 }
 
-// SessionCookie carries the web console's token (HttpOnly, SameSite=Strict).
-const SessionCookie = "montage_session"
-
 func bearer(h http.Header) string {
 	v := h.Get("Authorization")
 	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
@@ -40,7 +37,7 @@ func cookieToken(h http.Header) string {
 		return ""
 	}
 	r := http.Request{Header: http.Header{"Cookie": h.Values("Cookie")}}
-	c, err := r.Cookie(SessionCookie)
+	c, err := r.Cookie(auth.SessionCookie)
 	if err != nil {
 		return ""
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -158,11 +157,9 @@ func (s *Server) RemoveHighlights(_ context.Context, req *connect.Request[montag
 	return connect.NewResponse(&montagev1.RemoveHighlightsResponse{Removed: int32(resp.Removed)}), nil
 }
 
-var feedName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
 func (s *Server) AddFeed(_ context.Context, req *connect.Request[montagev1.AddFeedRequest]) (*connect.Response[montagev1.AddFeedResponse], error) {
 	m := req.Msg
-	if !feedName.MatchString(m.GetName()) {
+	if !recurring.ValidName(m.GetName()) {
 		return nil, invalid("name", "must be 1-64 letters, digits, '.', '_' or '-', got %q", m.GetName())
 	}
 	if err := webhook.CheckURL(m.GetUrl()); err != nil {

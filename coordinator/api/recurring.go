@@ -132,27 +132,16 @@ func (s *Server) fireSlot(name string, slot time.Time, manual bool, skipped int)
 		notes = append(notes, fmt.Sprintf("catch-up: %d missed slot(s) before this one were passed over", skipped))
 	}
 	for i, g := range groups {
-		js, err := recurring.JobSpec(&m, g)
-		if err == nil {
-			var r *spec.Resolved
-			if r, err = spec.Validate(js); err == nil {
-				r.Profile.Encoder = sched.ChooseEncoder(online, r.Profile.VideoCodec, r.Profile.HWAccel)
-				id := newJobID()
-				var job *fsm.Job
-				var tasks []*fsm.Task
-				job, tasks, err = planner.Plan(id, js, r, planner.Options{MaxAttempts: s.cfg.MaxAttempts, MaxTasks: s.cfg.MaxTasksPerJob})
-				if err == nil {
-					job.Origin = &fsm.Origin{Schedule: name, Slot: slot, Streamers: g.Streamers, From: from, To: to}
-					if m.Webhook != nil {
-						job.Webhook = &fsm.Webhook{Hook: *m.Webhook}
-					}
-					c.Jobs = append(c.Jobs, &fsm.SubmitCmd{Job: job, Tasks: tasks,
-						IdempotencyKey: fmt.Sprintf("schedule/%s/%d/%d", name, slot.Unix(), i)})
-					continue
-				}
-			}
+		job, tasks, err := s.planGroup(&m, g, online)
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("montage %q not made: %v", g.Name, err))
+			continue
 		}
-		notes = append(notes, fmt.Sprintf("montage %q not made: %v", g.Name, err))
+		job.Origin = &fsm.Origin{Schedule: name, Slot: slot, Streamers: g.Streamers, From: from, To: to}
+		if m.Webhook != nil {
+			job.Webhook = &fsm.Webhook{Hook: *m.Webhook}
+		}
+		c.Jobs = append(c.Jobs, &fsm.SubmitCmd{Job: job, Tasks: tasks, IdempotencyKey: fmt.Sprintf("schedule/%s/%d/%d", name, slot.Unix(), i)})
 	}
 	if len(groups) == 0 {
 		notes = append(notes, fmt.Sprintf("no highlights in the window %s to %s: no montage", from.Format(time.DateOnly), to.Add(-time.Nanosecond).Format(time.DateOnly)))
@@ -171,6 +160,21 @@ func (s *Server) fireSlot(name string, slot time.Time, manual bool, skipped int)
 		s.m.submitted.Inc()
 	}
 	return &fsm.Fire{Slot: slot, At: s.clock.Now(), Jobs: resp.Jobs, Note: c.Note, Manual: manual}, nil
+}
+
+// planGroup turns one montage of a slot into a job, as SubmitJob plans a
+// spec: validated, its encoder chosen among the agents online.
+func (s *Server) planGroup(m *fsm.MontageSchedule, g recurring.Group, online []*fsm.Agent) (*fsm.Job, []*fsm.Task, error) {
+	js, err := recurring.JobSpec(m, g)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := spec.Validate(js)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.Profile.Encoder = sched.ChooseEncoder(online, r.Profile.VideoCodec, r.Profile.HWAccel)
+	return planner.Plan(newJobID(), js, r, planner.Options{MaxAttempts: s.cfg.MaxAttempts, MaxTasks: s.cfg.MaxTasksPerJob})
 }
 
 // tickFeeds polls the feeds that are due, one after another.
@@ -263,18 +267,14 @@ func (s *Server) tickWebhooks(ctx context.Context) {
 	}
 	var todo []work
 	s.node.View(func(st *fsm.State) {
-		for id, j := range st.Jobs {
-			w := j.Webhook
-			if w == nil || !j.Terminal() || w.Delivered || w.GaveUp || j.State == montagev1.JobState_JOB_STATE_CANCELED {
-				continue
-			}
-			switch {
+		st.PendingWebhooks(func(j *fsm.Job) {
+			switch w := j.Webhook; {
 			case w.Claimed && w.ClaimedTerm != term:
-				todo = append(todo, work{id, *w, true})
+				todo = append(todo, work{j.ID, *w, true})
 			case !w.Claimed && !w.NextAttempt.After(now):
-				todo = append(todo, work{id, *w, false})
+				todo = append(todo, work{j.ID, *w, false})
 			}
-		}
+		})
 	})
 	for _, t := range todo {
 		if t.lost {

@@ -24,6 +24,10 @@ type Tokens struct {
 	Viewer string
 }
 
+// SessionCookie carries the web console's token (HttpOnly, SameSite=Strict):
+// the console sets it, the API reads it.
+const SessionCookie = "montage_session"
+
 // Errors the API maps to Unauthenticated and PermissionDenied.
 var (
 	ErrUnauthenticated = errors.New("missing or wrong token")

@@ -360,14 +360,7 @@ func TestEnrollmentIsSpentOnce(t *testing.T) {
 		t.Fatalf("an enrolment already expired: %v", r.Err)
 	}
 	l.apply(&Command{Enroll: &EnrollCmd{Hash: "h2", ExpiresAt: exp}})
-	var snap bytes.Buffer
-	if err := l.s.Snapshot(&snap); err != nil {
-		t.Fatal(err)
-	}
-	restored, err := Restore(&snap)
-	if err != nil {
-		t.Fatal(err)
-	}
+	restored := roundTrip(t, l.s)
 	if e := restored.Enrollments["h1"]; e == nil || e.Name != "garage-pc" || !e.ExpiresAt.Equal(exp) {
 		t.Fatalf("enrolment after restore: %+v", e)
 	}
@@ -445,14 +438,7 @@ func TestCoordinatorAddresses(t *testing.T) {
 		t.Fatalf("a coordinator without an id: %v", r.Err)
 	}
 	want := map[string]string{"c1": "http://a2:7400", "c2": "http://b:7400"}
-	var snap bytes.Buffer
-	if err := l.s.Snapshot(&snap); err != nil {
-		t.Fatal(err)
-	}
-	restored, err := Restore(&snap)
-	if err != nil {
-		t.Fatal(err)
-	}
+	restored := roundTrip(t, l.s)
 	for name, got := range map[string]map[string]string{"applied": l.s.Coordinators, "restored": restored.Coordinators} {
 		if !maps.Equal(got, want) {
 			t.Errorf("%s: coordinators %v, want %v", name, got, want)
@@ -474,14 +460,7 @@ func TestResultWarningReachesTheJob(t *testing.T) {
 	if w := l.s.Jobs["j1"].Warnings; len(w) != 1 || w[0] != "render of highlight 0 (task j1-r0): timing is coarse" {
 		t.Fatalf("warnings %q", w)
 	}
-	var snap bytes.Buffer
-	if err := l.s.Snapshot(&snap); err != nil {
-		t.Fatal(err)
-	}
-	restored, err := Restore(&snap)
-	if err != nil {
-		t.Fatal(err)
-	}
+	restored := roundTrip(t, l.s)
 	if r := restored.Tasks["j1-r0"].Result; r == nil || r.Warning != "timing is coarse" || len(restored.Jobs["j1"].Warnings) != 1 {
 		t.Errorf("after a snapshot: result %+v, warnings %q", r, restored.Jobs["j1"].Warnings)
 	}

@@ -29,6 +29,8 @@ type index struct {
 	dependents map[string][]string
 	// byStreamer holds the library's highlight IDs per streamer.
 	byStreamer map[string]map[string]struct{}
+	// hooks holds the finished jobs whose webhook is not settled yet.
+	hooks map[string]struct{}
 	// Counts by state for metrics, kept here so a scrape reads a few
 	// numbers instead of scanning: each record's counted state beside the
 	// totals.
@@ -51,7 +53,7 @@ type index struct {
 
 func newIndex() index {
 	return index{leased: map[string]string{}, verify: map[string]struct{}{}, tidy: map[string]struct{}{},
-		dependents: map[string][]string{}, byStreamer: map[string]map[string]struct{}{},
+		dependents: map[string][]string{}, byStreamer: map[string]map[string]struct{}{}, hooks: map[string]struct{}{},
 		jobAs: map[string]montagev1.JobState{}, jobN: map[montagev1.JobState]int{},
 		taskAs: map[string]TaskClass{}, taskN: map[TaskClass]int{}}
 }
@@ -247,6 +249,19 @@ func (s *State) refreshJobOnly(j *Job) {
 	} else {
 		delete(s.ix.tidy, j.ID)
 	}
+	if w := j.Webhook; w != nil && j.Terminal() && j.State != montagev1.JobState_JOB_STATE_CANCELED && !w.Delivered && !w.GaveUp {
+		s.ix.hooks[j.ID] = struct{}{}
+	} else {
+		delete(s.ix.hooks, j.ID)
+	}
+}
+
+// PendingWebhooks yields the finished jobs whose end is still to be
+// announced (unordered), so the leader's delivery loop walks only those.
+func (s *State) PendingWebhooks(f func(*Job)) {
+	for id := range s.ix.hooks {
+		f(s.Jobs[id])
+	}
 }
 
 func (s *State) refreshTask(j *Job, t *Task) {
@@ -285,6 +300,7 @@ func (s *State) forgetJob(j *Job) {
 	s.ix.live, _ = put(s.ix.live, keyOfJob(j), false, cmpJob)
 	s.ix.finished, _ = put(s.ix.finished, keyOfFinished(j), false, cmpFin)
 	delete(s.ix.tidy, j.ID)
+	delete(s.ix.hooks, j.ID)
 	s.ix.order.Remove(j, s.gen)
 }
 

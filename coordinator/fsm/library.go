@@ -438,7 +438,9 @@ func (s *State) webhook(at time.Time, c *WebhookCmd) Response {
 	default:
 		w.Claimed, w.LastStatus, w.NextAttempt, w.GaveUp = false, c.Status, c.NextAttempt, c.GiveUp
 	}
-	s.job(c.JobID).Webhook = &w
+	j = s.job(c.JobID)
+	j.Webhook = &w
+	s.refreshJobOnly(j)
 	return Response{}
 }
 

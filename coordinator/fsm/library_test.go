@@ -135,24 +135,25 @@ func TestCatalogAndWebhook(t *testing.T) {
 		!reflect.DeepEqual(m.Chapters, []Chapter{{"One", 0}, {"Two", 4}}) {
 		t.Fatalf("catalog entry %+v", m)
 	}
+	pending := func() []string {
+		var ids []string
+		l.s.PendingWebhooks(func(j *Job) { ids = append(ids, j.ID) })
+		return ids
+	}
+	if got := pending(); !reflect.DeepEqual(got, []string{"j1"}) {
+		t.Fatalf("pending webhooks after the job succeeded: %v", got)
+	}
 	l.apply(&Command{Webhook: &WebhookCmd{JobID: "j1", Claim: true, Term: 2}})
 	l.apply(&Command{Webhook: &WebhookCmd{JobID: "j1", Status: "500 Internal Server Error", NextAttempt: t0.Add(time.Hour)}})
 	l.apply(&Command{Webhook: &WebhookCmd{JobID: "j1", Claim: true, Term: 2}})
 	l.apply(&Command{Webhook: &WebhookCmd{JobID: "j1", Delivered: true, Status: "200 OK"}})
-	if w := l.s.Jobs["j1"].Webhook; !w.Delivered || w.Attempts != 2 || w.Claimed {
-		t.Fatalf("webhook %+v", w)
+	if w := l.s.Jobs["j1"].Webhook; !w.Delivered || w.Attempts != 2 || w.Claimed || len(pending()) != 0 {
+		t.Fatalf("webhook %+v, pending %v", w, pending())
 	}
 	if r := l.apply(&Command{Webhook: &WebhookCmd{JobID: "j1", Claim: true}}); !errors.Is(r.Err, ErrBadCommand) {
 		t.Fatalf("a claim after delivery: %v", r.Err)
 	}
-	var snap bytes.Buffer
-	if err := l.s.Snapshot(&snap); err != nil {
-		t.Fatal(err)
-	}
-	restored, err := Restore(&snap)
-	if err != nil {
-		t.Fatal(err)
-	}
+	restored := roundTrip(t, l.s)
 	if !reflect.DeepEqual(restored.Catalog["j1"], m) || !restored.Jobs["j1"].Webhook.Delivered {
 		t.Fatalf("after a snapshot: %+v %+v", restored.Catalog["j1"], restored.Jobs["j1"].Webhook)
 	}
@@ -174,14 +175,7 @@ func TestLibrarySurvivesSnapshot(t *testing.T) {
 	l.apply(&Command{Feed: &FeedCmd{Add: &Feed{Name: "f", URL: "http://feed", Every: time.Minute}}})
 	l.apply(&Command{MontageSchedule: &MontageScheduleCmd{Add: &MontageSchedule{Name: "w", Cron: "@weekly", Window: 7 * 24 * time.Hour, Tags: []string{"x"}}}})
 	l.apply(&Command{Fire: &FireCmd{Schedule: "w", Slot: t0, Note: "none"}})
-	var snap bytes.Buffer
-	if err := l.s.Snapshot(&snap); err != nil {
-		t.Fatal(err)
-	}
-	r, err := Restore(&snap)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := roundTrip(t, l.s)
 	if !reflect.DeepEqual(r.Highlights, l.s.Highlights) || !reflect.DeepEqual(r.Feeds, l.s.Feeds) || !reflect.DeepEqual(r.MontageSchedules, l.s.MontageSchedules) {
 		t.Fatal("library records differ after a snapshot")
 	}
@@ -190,4 +184,18 @@ func TestLibrarySurvivesSnapshot(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("index after restore: %d", n)
 	}
+}
+
+// roundTrip is the state a snapshot of s restores to.
+func roundTrip(t *testing.T, s *State) *State {
+	t.Helper()
+	var snap bytes.Buffer
+	if err := s.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Restore(&snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

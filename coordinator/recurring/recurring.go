@@ -55,6 +55,10 @@ func bad(field, format string, args ...any) error {
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
+// ValidName reports whether s may name a schedule or a feed: 1-64
+// letters, digits, '.', '_' or '-', starting with a letter or digit.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
 // Cron parses a schedule's five-field expression (or @daily, @weekly, …)
 // in its time zone ("" is UTC). @every is refused: its slots would depend
 // on when the coordinator started, not on the calendar.

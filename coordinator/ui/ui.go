@@ -17,9 +17,6 @@ import (
 //go:embed assets
 var assets embed.FS
 
-// Cookie is the session cookie's name; the API's auth reads it.
-const Cookie = "montage_session"
-
 // CSP allows only this origin's scripts and styles (none inline), and
 // media and images from the object store, which may be another origin.
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: http: https:; " +
@@ -33,14 +30,14 @@ func Handler(tokens auth.Tokens, secure bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /ui/session", func(w http.ResponseWriter, r *http.Request) { signIn(w, r, tokens, secure) })
 	mux.HandleFunc("DELETE /ui/session", func(w http.ResponseWriter, r *http.Request) {
-		http.SetCookie(w, &http.Cookie{Name: Cookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode})
+		http.SetCookie(w, &http.Cookie{Name: auth.SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode})
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /ui/session", func(w http.ResponseWriter, r *http.Request) {
 		role := "open"
 		if !tokens.Open() {
 			role = ""
-			if c, err := r.Cookie(Cookie); err == nil {
+			if c, err := r.Cookie(auth.SessionCookie); err == nil {
 				role = tokens.Role(c.Value)
 			}
 		}
@@ -86,7 +83,7 @@ func signIn(w http.ResponseWriter, r *http.Request, tokens auth.Tokens, secure b
 		http.Error(w, "that token is neither the operator's nor the viewer's", http.StatusUnauthorized)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: Cookie, Value: strings.TrimSpace(in.Token), Path: "/", MaxAge: 30 * 24 * 3600,
+	http.SetCookie(w, &http.Cookie{Name: auth.SessionCookie, Value: strings.TrimSpace(in.Token), Path: "/", MaxAge: 30 * 24 * 3600,
 		HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode})
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]string{"role": role})

@@ -211,8 +211,7 @@ func parseCSV(r io.Reader) ([]Row, error) {
 			return nil, RowError{Line: 1, Field: need, Reason: "the header names no such column, which is required"}
 		}
 	}
-	var rows []Row
-	var errs Errors
+	var set rowSet
 	for {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
@@ -224,7 +223,7 @@ func parseCSV(r io.Reader) ([]Row, error) {
 			if errors.As(err, &pe) {
 				line = pe.Line
 			}
-			errs = append(errs, RowError{Line: line, Reason: err.Error()})
+			set.errs = append(set.errs, RowError{Line: line, Reason: err.Error()})
 			if pe == nil {
 				break
 			}
@@ -240,21 +239,40 @@ func parseCSV(r io.Reader) ([]Row, error) {
 		if t := get("tags"); t != "" {
 			tags = strings.FieldsFunc(t, func(r rune) bool { return r == ';' || r == '|' })
 		}
-		row, err := Check(line, Fields{Streamer: get("streamer"), URL: get("url"), At: get("at"), Duration: get("duration"),
-			Title: get("title"), Date: get("date"), Score: get("score"), Tags: tags})
-		if err != nil {
-			errs = append(errs, err.(RowError))
-			continue
-		}
-		rows = append(rows, row)
-		if len(rows)+len(errs) > MaxRows {
-			return nil, RowError{Line: line, Reason: fmt.Sprintf("more than %d rows; split the file", MaxRows)}
+		if err := set.check(line, Fields{Streamer: get("streamer"), URL: get("url"), At: get("at"), Duration: get("duration"),
+			Title: get("title"), Date: get("date"), Score: get("score"), Tags: tags}); err != nil {
+			return nil, err
 		}
 	}
-	if len(errs) > 0 {
-		return nil, errs
+	return set.result()
+}
+
+// rowSet gathers a file's rows and its refused rows.
+type rowSet struct {
+	rows []Row
+	errs Errors
+}
+
+// check adds a row or its refusal; an error ends the file (too many rows).
+func (s *rowSet) check(line int, f Fields) error {
+	row, err := Check(line, f)
+	if err != nil {
+		s.errs = append(s.errs, err.(RowError))
+	} else {
+		s.rows = append(s.rows, row)
 	}
-	return rows, nil
+	if len(s.rows)+len(s.errs) > MaxRows {
+		return RowError{Line: line, Reason: fmt.Sprintf("more than %d rows; split the file", MaxRows)}
+	}
+	return nil
+}
+
+// result is the rows, or every refusal: none of a file with a bad row.
+func (s *rowSet) result() ([]Row, error) {
+	if len(s.errs) > 0 {
+		return nil, s.errs
+	}
+	return s.rows, nil
 }
 
 // jsonRow is a JSON line; at, duration and score may be numbers or strings.
@@ -283,8 +301,7 @@ func rawString(m json.RawMessage) string {
 func parseJSONLines(r io.Reader) ([]Row, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	var rows []Row
-	var errs Errors
+	var set rowSet
 	line := 0
 	for sc.Scan() {
 		line++
@@ -296,25 +313,16 @@ func parseJSONLines(r io.Reader) ([]Row, error) {
 		dec := json.NewDecoder(bytes.NewReader(text))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&jr); err != nil {
-			errs = append(errs, RowError{Line: line, Reason: "not a JSON object of " + strings.Join(Columns, ", ") + ": " + err.Error()})
+			set.errs = append(set.errs, RowError{Line: line, Reason: "not a JSON object of " + strings.Join(Columns, ", ") + ": " + err.Error()})
 			continue
 		}
-		row, err := Check(line, Fields{Streamer: jr.Streamer, URL: jr.URL, At: rawString(jr.At), Duration: rawString(jr.Duration),
-			Title: jr.Title, Date: jr.Date, Score: rawString(jr.Score), Tags: jr.Tags})
-		if err != nil {
-			errs = append(errs, err.(RowError))
-			continue
-		}
-		rows = append(rows, row)
-		if len(rows)+len(errs) > MaxRows {
-			return nil, RowError{Line: line, Reason: fmt.Sprintf("more than %d rows; split the file", MaxRows)}
+		if err := set.check(line, Fields{Streamer: jr.Streamer, URL: jr.URL, At: rawString(jr.At), Duration: rawString(jr.Duration),
+			Title: jr.Title, Date: jr.Date, Score: rawString(jr.Score), Tags: jr.Tags}); err != nil {
+			return nil, err
 		}
 	}
 	if err := sc.Err(); err != nil {
-		errs = append(errs, RowError{Line: line + 1, Reason: err.Error()})
+		set.errs = append(set.errs, RowError{Line: line + 1, Reason: err.Error()})
 	}
-	if len(errs) > 0 {
-		return nil, errs
-	}
-	return rows, nil
+	return set.result()
 }
