@@ -32,6 +32,8 @@ type Profile struct {
 	// Preset is an x264 preset name ("" is veryfast); other encoders get
 	// the nearest of theirs.
 	Preset string
+	// Cut is "" (exact), "keyframe" or "smart": see cut.go.
+	Cut string
 }
 
 // presetIndex places a preset name on x264's scale, 0 (ultrafast) to 8
@@ -186,6 +188,9 @@ type Render struct {
 	SubtitlesFile string
 	FontsDir      string
 	Output        string
+	// Whole is the highlight's length when this render is a piece of it
+	// (a smart cut's re-encoded edge): fades are sized by the whole.
+	Whole float64
 }
 
 // SubtitleStyle is how burned subtitles look: white on a dark outline and
@@ -227,7 +232,7 @@ func VideoFilter(r Render) string {
 		}
 		f += ":force_style=" + filterPath(SubtitleStyle)
 	}
-	if fade := fadeLen(r); fade > 0 {
+	if fade := FadeLength(r); fade > 0 {
 		if r.FadeIn {
 			f += ",fade=t=in:st=0:d=" + secs(fade)
 		}
@@ -250,8 +255,12 @@ func VideoFilter(r Render) string {
 	return f
 }
 
-// fadeLen keeps fades within a third of a short clip.
-func fadeLen(r Render) float64 {
+// FadeLength is the fades' length: the profile's, within a third of a
+// short clip.
+func FadeLength(r Render) float64 {
+	if r.Whole > 0 {
+		return math.Min(r.Profile.Fade, r.Whole/3)
+	}
 	return math.Min(r.Profile.Fade, r.Duration/3)
 }
 
@@ -266,7 +275,7 @@ func AudioFilter(r Render) string {
 }
 
 func audioFades(r Render) string {
-	fade := fadeLen(r)
+	fade := FadeLength(r)
 	if fade <= 0 {
 		return ""
 	}
@@ -435,6 +444,16 @@ type Loudness struct {
 func ApplyPassArgs(r Render, m *Loudness, videoIn, audioIn string) []string {
 	args := head()
 	args = append(args, "-i", videoIn, "-i", audioIn, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy")
+	args = append(args, levelledAudio(r, m)...)
+	args = append(args, "-map_metadata", "-1", "-movflags", "+faststart")
+	args = append(args, progressArgs...)
+	return append(args, "-f", "mp4", r.Output)
+}
+
+// levelledAudio are the output options of a segment's audio from a kept
+// WAV: loudnorm in linear mode with the measured values (m nil: levels
+// kept), fades, cut to r.Duration, ALAC.
+func levelledAudio(r Render, m *Loudness) []string {
 	af := ""
 	if m != nil {
 		p := r.Profile
@@ -442,30 +461,31 @@ func ApplyPassArgs(r Render, m *Loudness, videoIn, audioIn string) []string {
 			num(p.Loudness), num(TruePeak), num(LoudnessRange), num(m.I), num(m.TP), num(m.LRA), num(m.Thresh), num(m.Offset))
 	}
 	af += audioBase + audioFades(r)
-	args = append(args, "-af", af, "-t", secs(r.Duration))
-	args = append(args, segmentAudio...)
-	args = append(args, "-map_metadata", "-1", "-movflags", "+faststart")
-	args = append(args, progressArgs...)
-	return append(args, "-f", "mp4", r.Output)
+	return append([]string{"-af", af, "-t", secs(r.Duration)}, segmentAudio...)
 }
 
 // ConcatArgs joins segments listed in a concat-demuxer file: video copied,
 // audio re-encoded once (which removes the priming gaps AAC leaves at every
 // join), chapters taken from an FFMETADATA file, moov atom first. The list
 // and segments are local files this agent downloaded, so only file is allowed.
-func ConcatArgs(listPath, metadataPath, audioBitrate, output string) []string {
-	return []string{
+// With inBand (the segments of a copying cut), the montage's sample entry
+// is avc3: each segment's parameter sets travel in its samples.
+func ConcatArgs(listPath, metadataPath, audioBitrate, output string, inBand bool) []string {
+	tag := []string{}
+	if inBand {
+		tag = []string{"-tag:v", "avc3"}
+	}
+	return append([]string{
 		"-nostdin", "-hide_banner", "-v", "error", "-y",
 		"-f", "concat", "-safe", "0", "-protocol_whitelist", "file", "-i", listPath,
 		"-f", "ffmetadata", "-protocol_whitelist", "file", "-i", metadataPath,
 		"-map", "0:v:0", "-map", "0:a:0",
 		"-map_metadata", "1", "-map_chapters", "1",
-		"-c:v", "copy",
+		"-c:v", "copy"}, append(tag,
 		"-c:a", "aac", "-b:a", audioBitrate, "-ar", "48000", "-ac", "2",
 		"-movflags", "+faststart",
 		"-progress", "pipe:1", "-nostats",
-		"-f", "mp4", output,
-	}
+		"-f", "mp4", output)...)
 }
 
 // ThumbnailArgs grabs one frame at `at` seconds of the montage as a JPEG no

@@ -47,7 +47,7 @@ func TestRenderArgsGolden(t *testing.T) {
 		"render-burn-title": RenderArgs(Render{Video: Input{URL: "https://cdn.example/vod.mp4"}, Start: 8, Duration: 12, HasAudio: true, Profile: prof,
 			FadeIn: true, TitleFile: "/w/title.txt", FontFile: "/usr/share/fonts/DejaVuSans.ttf", TitleSeconds: 4,
 			SubtitlesFile: "/w/it's: a, [cut]; x\\y.srt", FontsDir: "/usr/share/fonts", Output: "/w/out.mp4"}),
-		"concat":    ConcatArgs("/w/list.ffconcat", "/w/chapters.ffmeta", "160k", "/w/out.mp4"),
+		"concat":    ConcatArgs("/w/list.ffconcat", "/w/chapters.ffmeta", "160k", "/w/out.mp4", false),
 		"thumbnail": ThumbnailArgs("/w/out.mp4", 3.5, "/w/thumbnail.jpg"),
 	}
 	for name, args := range cases {

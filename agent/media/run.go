@@ -255,3 +255,15 @@ func ParseRate(r string) float64 {
 	}
 	return math.Round(num/den*1000) / 1000
 }
+
+// CutProbe runs CutProbeArgs.
+func (t Tools) CutProbe(ctx context.Context, in Input, from, to float64) (VideoParams, []Packet, error) {
+	cmd := exec.CommandContext(ctx, t.FFprobe, CutProbeArgs(in, from, to)...)
+	stderr := &tail{n: 4096}
+	cmd.Stderr = stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return VideoParams{}, nil, fmt.Errorf("ffprobe packets: %w: %s", err, stderr.String())
+	}
+	return ParseCutProbe(out)
+}

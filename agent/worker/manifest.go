@@ -28,21 +28,27 @@ type ManifestProfile struct {
 	Fit          string  `json:"fit"`
 	Loudness     string  `json:"loudness"`
 	AudioBitrate string  `json:"audio_bitrate"`
+	Cut          string  `json:"cut,omitempty"`
 }
 
 // ManifestPart is one segment: an intro, outro or (a chunk of) a highlight.
 type ManifestPart struct {
-	Role           string                 `json:"role"`
-	HighlightIndex int                    `json:"highlight_index"`
-	Title          string                 `json:"title,omitempty"`
-	Chunk          int                    `json:"chunk"`
-	Chunks         int                    `json:"chunks"`
-	SourceURL      string                 `json:"source_url"`
-	SourceStart    float64                `json:"source_start_seconds"`
-	Offset         float64                `json:"offset_seconds"`
-	Duration       float64                `json:"duration_seconds"`
-	Cached         bool                   `json:"cached"`
-	Source         *montagev1.SourceFacts `json:"source,omitempty"`
+	Role           string  `json:"role"`
+	HighlightIndex int     `json:"highlight_index"`
+	Title          string  `json:"title,omitempty"`
+	Chunk          int     `json:"chunk"`
+	Chunks         int     `json:"chunks"`
+	SourceURL      string  `json:"source_url"`
+	SourceStart    float64 `json:"source_start_seconds"`
+	Offset         float64 `json:"offset_seconds"`
+	Duration       float64 `json:"duration_seconds"`
+	Cached         bool    `json:"cached"`
+	// Cut is how the part's video was made: "encode", "copy" (keyframe
+	// cut) or "smart"; CutNote why a smart cut re-encoded it whole.
+	Cut           string                 `json:"cut,omitempty"`
+	CutNote       string                 `json:"cut_note,omitempty"`
+	CopiedSeconds float64                `json:"copied_seconds,omitempty"`
+	Source        *montagev1.SourceFacts `json:"source,omitempty"`
 }
 
 // ManifestChapter is a chapter as embedded in the MP4.
@@ -56,7 +62,7 @@ func manifest(jobID string, p *montagev1.RenderProfile, prof media.Profile, segs
 	m := Manifest{
 		Job: jobID, Duration: total, Encoder: prof.Encoder,
 		Profile: ManifestProfile{Resolution: p.GetResolution(), FPS: p.GetFps(), VideoCodec: p.GetVideoCodec(),
-			Fit: p.GetFit(), Loudness: p.GetLoudness(), AudioBitrate: p.GetAudioBitrate()},
+			Fit: p.GetFit(), Loudness: p.GetLoudness(), AudioBitrate: p.GetAudioBitrate(), Cut: p.GetCut()},
 	}
 	if m.Encoder == "" {
 		m.Encoder = "libx264"
@@ -77,6 +83,11 @@ func manifest(jobID string, p *montagev1.RenderProfile, prof media.Profile, segs
 		}
 		if f := s.GetSource(); f != nil && (f.GetVideoCodec() != "" || f.GetExtractor() != "" || f.GetWidth() > 0) {
 			part.Source = f
+		}
+		if f := s.GetSource(); f.GetCut() != "" {
+			// Where the copying cut really began (a keyframe cut snaps to
+			// the keyframe at or before the asked time).
+			part.SourceStart, part.Cut, part.CutNote, part.CopiedSeconds = f.GetCutStartSeconds(), f.GetCut(), f.GetCutNote(), f.GetCopiedSeconds()
 		}
 		m.Parts = append(m.Parts, part)
 	}

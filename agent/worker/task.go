@@ -38,7 +38,7 @@ func profileOf(p *montagev1.RenderProfile) (media.Profile, error) {
 	mp := media.Profile{
 		Width: r.Width, Height: r.Height, FPS: r.FPS, Quality: r.Quality,
 		AudioBitrate: strconv.Itoa(r.AudioBitrate/1000) + "k",
-		Encoder:      r.Encoder, Crop: r.Fit == spec.FitCrop, Fade: r.Fade, Preset: r.Preset,
+		Encoder:      r.Encoder, Crop: r.Fit == spec.FitCrop, Fade: r.Fade, Preset: r.Preset, Cut: r.Cut,
 	}
 	if !r.LoudnessOff {
 		mp.Loudness = r.Loudness
@@ -124,6 +124,9 @@ func (a *Agent) runTask(ctx context.Context, l *montagev1.Lease, progress func(f
 	a.stats.storeBytes.Add(float64(res.GetSize()))
 	res.DurationSeconds = written
 	res.Source = facts
+	if n := facts.GetCutNote(); n != "" {
+		res.Warning = "re-encoded whole instead of smart-cut: " + n
+	}
 	res.ExtraOutputs = extrasOut
 	return res, nil
 }
@@ -361,6 +364,9 @@ func (a Renderer) cut(ctx context.Context, in *montagev1.RenderInput, prof media
 			}
 		}
 	}
+	if prof.Cut != "" {
+		return a.copyCut(ctx, prof, r, facts, dir, progress)
+	}
 	d := r.Duration
 	// ffmpeg's last out_time can run past the cut by a packet; the segment
 	// itself lasts d (whole frames, audio cut to match) unless the source
@@ -462,6 +468,11 @@ func (a *Agent) concat(ctx context.Context, l *montagev1.Lease, prof media.Profi
 	if in == nil || len(in.GetSegments()) == 0 {
 		return 0, nil, fmt.Errorf("concat lease without segments")
 	}
+	if prof.Cut == spec.CutKeyframe {
+		if err := keyframeMismatch(in.GetSegments()); err != nil {
+			return 0, nil, err
+		}
+	}
 	paths := make([]string, len(in.GetSegments()))
 	for i, s := range in.GetSegments() {
 		paths[i] = filepath.Join(dir, fmt.Sprintf("seg-%03d.mp4", i))
@@ -520,7 +531,7 @@ func (a Renderer) Concat(ctx context.Context, jobID string, profile *montagev1.R
 	if err := os.WriteFile(meta, []byte(media.FFMetadata("", chapters)), 0o640); err != nil {
 		return 0, nil, fmt.Errorf("chapters: %w", err)
 	}
-	written, err := a.Tools.RunFFmpeg(ctx, media.ConcatArgs(list, meta, prof.AudioBitrate, out), at,
+	written, err := a.Tools.RunFFmpeg(ctx, media.ConcatArgs(list, meta, prof.AudioBitrate, out, prof.Cut != ""), at,
 		func(p float64) { progress(0.9 * p) })
 	if err != nil {
 		return 0, nil, err

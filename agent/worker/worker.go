@@ -750,7 +750,7 @@ func (a *Agent) execute(ctx context.Context, r *running) {
 		}
 		ferr := a.report(rctx, func(ctx context.Context) error {
 			_, err := a.client.FailTask(ctx, connect.NewRequest(&montagev1.FailTaskRequest{
-				AgentId: a.id, TaskId: l.GetTaskId(), Token: l.GetToken(), Error: msg, Handback: handback,
+				AgentId: a.id, TaskId: l.GetTaskId(), Token: l.GetToken(), Error: msg, Handback: handback, Final: errors.Is(err, errFinal),
 			}))
 			return err
 		})

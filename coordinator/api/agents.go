@@ -898,7 +898,7 @@ func (s *Server) FailTask(_ context.Context, req *connect.Request[montagev1.Fail
 		msg = "agent reported failure without a message"
 	}
 	facts := s.taskFacts(m.GetTaskId())
-	_, err := s.apply(&fsm.Command{Fail: &fsm.FailCmd{TaskID: m.GetTaskId(), AgentID: m.GetAgentId(), Token: m.GetToken(), Error: msg, Handback: m.GetHandback(),
+	_, err := s.apply(&fsm.Command{Fail: &fsm.FailCmd{TaskID: m.GetTaskId(), AgentID: m.GetAgentId(), Token: m.GetToken(), Error: msg, Handback: m.GetHandback(), Final: m.GetFinal(),
 		BlockAfter: s.cfg.BlockAfter, QuarantineAfter: s.cfg.QuarantineAfter}})
 	if err != nil {
 		s.ended(facts, "rejected", 0, "")

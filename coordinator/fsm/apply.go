@@ -136,6 +136,10 @@ type FailCmd struct {
 	Token    uint64 `json:"token"`
 	Error    string `json:"error"`
 	Handback bool   `json:"handback,omitempty"`
+	// Final: the input can never work (say, a keyframe cut of sources that
+	// do not match); the task fails now, whatever attempts it has left,
+	// and the agent is not blamed.
+	Final bool `json:"final,omitempty"`
 	// The leader's limits, carried so every replica applies the same:
 	// failures of one job before an agent is blocked from it, and failures
 	// in a row before an agent is quarantined (0: 3 and 5).
@@ -505,8 +509,11 @@ func (s *State) fail(at time.Time, c *FailCmd) Response {
 	t = s.task(t.ID)
 	// An optional task's failures (a transcription service's) say nothing
 	// of the agent: they neither block nor quarantine it.
-	if !c.Handback && !t.Optional {
+	if !c.Handback && !c.Final && !t.Optional {
 		s.countFailure(t, t.AgentID, c)
+	}
+	if c.Final && !c.Handback {
+		t.MaxAttempts = t.Attempts
 	}
 	s.endAttempt(at, t, c.Error, c.Handback)
 	return Response{JobID: t.JobID}

@@ -125,6 +125,23 @@ func TestHandbackCountsAgainstNobody(t *testing.T) {
 	}
 }
 
+// A final failure (input that can never work) fails the job at once, with
+// attempts left, and blames no agent.
+func TestFinalFailureEndsTheJobAtOnce(t *testing.T) {
+	l := newLog()
+	register(l, "a")
+	l.apply(&Command{Submit: job("j", 1, 2)})
+	g := l.apply(&Command{Grant: &GrantCmd{TaskID: "j-r0", AgentID: "a"}})
+	l.apply(&Command{Fail: &FailCmd{TaskID: "j-r0", AgentID: "a", Token: g.Token, Error: "sources differ", Final: true, BlockAfter: 1, QuarantineAfter: 1}})
+	j, a := l.s.Jobs["j"], l.s.Agents["a"]
+	if j.State != montagev1.JobState_JOB_STATE_FAILED || !strings.Contains(j.Error, "sources differ") {
+		t.Errorf("job after a final failure: %s %q", j.State, j.Error)
+	}
+	if a.FailStreak != 0 || j.BlocksAgent("a") || a.State == montagev1.AgentState_AGENT_STATE_QUARANTINED {
+		t.Errorf("the agent was blamed: streak %d, blocked %v, %s", a.FailStreak, j.BlocksAgent("a"), a.State)
+	}
+}
+
 func TestRemoveAgentOnlyWhenIdle(t *testing.T) {
 	l := newLog()
 	register(l, "a")

@@ -165,8 +165,10 @@ func Plan(jobID string, s *montagev1.JobSpec, r *spec.Resolved, o Options) (*fsm
 	}
 	add := func(id, role string, index int, c spec.Clip) {
 		chunks := Chunks(c.Start, c.Duration, r.ChunkSeconds, r.Profile.FPS)
-		if role != "highlight" {
-			chunks = []Chunk{{c.Start, c.Duration}} // an intro's length is only an upper bound
+		if role != "highlight" || r.Profile.Cut != "" {
+			// An intro's length is only an upper bound; a copying cut
+			// encodes little and moves its edges to keyframes itself.
+			chunks = []Chunk{{c.Start, c.Duration}}
 		}
 		for k, ch := range chunks {
 			in := fsm.RenderInput{

@@ -41,6 +41,7 @@ type fileProfile struct {
 	TitleOverlay bool    `yaml:"title_overlay"`
 	HWAccel      string  `yaml:"hwaccel"`
 	Preset       string  `yaml:"preset"`
+	Cut          string  `yaml:"cut"`
 }
 
 type fileHighlight struct {
@@ -97,7 +98,7 @@ func Parse(b []byte) (*montagev1.JobSpec, error) {
 			Resolution: string(f.Profile.Resolution), Fps: f.Profile.FPS, VideoCodec: f.Profile.VideoCodec,
 			Quality: f.Profile.Quality, AudioBitrate: string(f.Profile.AudioBitrate),
 			Fit: f.Profile.Fit, Loudness: string(f.Profile.Loudness), Fade: string(f.Profile.Fade),
-			TitleOverlay: f.Profile.TitleOverlay, Hwaccel: f.Profile.HWAccel, Preset: f.Profile.Preset,
+			TitleOverlay: f.Profile.TitleOverlay, Hwaccel: f.Profile.HWAccel, Preset: f.Profile.Preset, Cut: f.Profile.Cut,
 		}
 	}
 	for _, h := range f.Highlights {

@@ -85,6 +85,24 @@ type Profile struct {
 	Encoder string
 	// Preset is an x264 preset name (DefaultPreset when not given).
 	Preset string
+	// Cut is CutExact (kept as "" so that exact renders keep their cache
+	// keys), CutKeyframe or CutSmart.
+	Cut string `json:",omitempty"`
+}
+
+// Cut modes: how a highlight's video is made from its source.
+const (
+	CutExact    = "exact"
+	CutKeyframe = "keyframe"
+	CutSmart    = "smart"
+)
+
+// CutMode is the profile's cut mode by name (CutExact when unset).
+func (p Profile) CutMode() string {
+	if p.Cut == "" {
+		return CutExact
+	}
+	return p.Cut
 }
 
 // Presets are the x264/x265 preset names, fastest first.
@@ -192,6 +210,9 @@ func Validate(s *montagev1.JobSpec) (*Resolved, error) {
 	}
 	if err := r.transcription(s); err != nil {
 		return nil, err
+	}
+	if r.Profile.Cut == CutKeyframe && r.Subtitles == SubtitlesBurn {
+		return nil, fieldErr("subtitles", "burn draws into the picture, which cut: keyframe copies untouched; use cut: smart or exact, or subtitles: sidecar")
 	}
 	if total := r.Total(); total > MaxTotal {
 		return nil, fieldErr("highlights", "add up to a montage of %s (intro and outro included); the limit is %s",
@@ -486,7 +507,53 @@ func ResolveProfile(p *montagev1.RenderProfile) (Profile, error) {
 		}
 		out.Preset = pr
 	}
+	if err := out.resolveCut(p); err != nil {
+		return Profile{}, err
+	}
 	return out, nil
+}
+
+// resolveCut checks profile.cut and what copying the video rules out: the
+// copied GOPs are the source's H.264, so the montage must be H.264 made by
+// x264 (its edges are re-encoded to match the source, which hardware
+// encoders cannot be told to do), and a keyframe cut, which encodes no
+// video at all, can neither fade nor draw a title.
+func (out *Profile) resolveCut(p *montagev1.RenderProfile) error {
+	c := strings.ToLower(strings.TrimSpace(p.GetCut()))
+	switch c {
+	case "", CutExact:
+		out.Cut = ""
+		return nil
+	case CutKeyframe, CutSmart:
+		out.Cut = c
+	default:
+		return fieldErr("profile.cut", "%q is not exact, keyframe or smart", p.GetCut())
+	}
+	if out.VideoCodec != "h264" {
+		return fieldErr("profile.cut", "%s copies H.264 video from the sources; video_codec must be h264, not %s", c, out.VideoCodec)
+	}
+	switch out.HWAccel {
+	case HWAuto:
+		out.HWAccel = HWNone
+	case HWNone:
+	default:
+		return fieldErr("profile.hwaccel", "cut: %s encodes the cut's edges with x264 to match the source; use hwaccel auto or none, not %s", c, out.HWAccel)
+	}
+	if out.Encoder != "" && out.Encoder != "libx264" {
+		return fieldErr("profile.encoder", "cut: %s encodes with libx264, not %s", c, out.Encoder)
+	}
+	if c != CutKeyframe {
+		return nil
+	}
+	if strings.TrimSpace(p.GetFade()) == "" {
+		out.Fade = 0
+	} else if out.Fade > 0 {
+		return fieldErr("profile.fade", "cut: keyframe copies the video untouched and cannot fade it; set fade: 0 or use cut: smart")
+	}
+	if out.TitleOverlay {
+		return fieldErr("profile.title_overlay", "cut: keyframe copies the video untouched and cannot draw a title; use cut: smart")
+	}
+	return nil
 }
 
 func parseResolution(s string) (int, int, error) {
@@ -545,5 +612,6 @@ func (p Profile) ToProto() *montagev1.RenderProfile {
 		Hwaccel:      p.HWAccel,
 		Encoder:      p.Encoder,
 		Preset:       p.Preset,
+		Cut:          p.Cut,
 	}
 }

@@ -78,6 +78,14 @@ func TestValidateErrorsNameTheField(t *testing.T) {
 		{"title", func(s *montagev1.JobSpec) { s.Highlights[0].Title = strings.Repeat("t", 201) }, "highlights[0].title", "200"},
 		{"priority", func(s *montagev1.JobSpec) { s.Priority = 1000 }, "priority", "-100 and 100"},
 		{"preset", func(s *montagev1.JobSpec) { s.Profile = &montagev1.RenderProfile{Preset: "lightning"} }, "profile.preset", "ultrafast, superfast, veryfast"},
+		{"cut word", func(s *montagev1.JobSpec) { s.Profile = &montagev1.RenderProfile{Cut: "fast"} }, "profile.cut", "exact, keyframe or smart"},
+		{"cut hevc", func(s *montagev1.JobSpec) { s.Profile = &montagev1.RenderProfile{Cut: "smart", VideoCodec: "hevc"} }, "profile.cut", "video_codec must be h264"},
+		{"cut nvenc", func(s *montagev1.JobSpec) { s.Profile = &montagev1.RenderProfile{Cut: "smart", Hwaccel: "nvenc"} }, "profile.hwaccel", "auto or none"},
+		{"keyframe fade", func(s *montagev1.JobSpec) { s.Profile = &montagev1.RenderProfile{Cut: "keyframe", Fade: "0.5"} }, "profile.fade", "cannot fade"},
+		{"keyframe title", func(s *montagev1.JobSpec) { s.Profile = &montagev1.RenderProfile{Cut: "keyframe", TitleOverlay: true} }, "profile.title_overlay", "cannot draw a title"},
+		{"keyframe burn", func(s *montagev1.JobSpec) {
+			s.Profile, s.Transcribe, s.Subtitles = &montagev1.RenderProfile{Cut: "keyframe"}, true, "burn"
+		}, "subtitles", "cut: keyframe copies"},
 		{"burn without transcribe", func(s *montagev1.JobSpec) { s.Subtitles = "burn" }, "subtitles", "needs transcribe: true"},
 		{"subtitles word", func(s *montagev1.JobSpec) { s.Transcribe, s.Subtitles = true, "hardsub" }, "subtitles", "sidecar, embed, burn or none"},
 		{"language", func(s *montagev1.JobSpec) { s.Transcribe, s.Language = true, "english" }, "language", "two-letter"},
@@ -104,6 +112,36 @@ func TestValidateErrorsNameTheField(t *testing.T) {
 	}
 	if _, err := Validate(okSpec()); err != nil {
 		t.Errorf("the valid base spec failed: %v", err)
+	}
+}
+
+// Cut modes resolve with what they imply: keyframe drops the default fade,
+// both pick software x264, exact stays "" so cache keys do not change.
+func TestResolveCut(t *testing.T) {
+	cases := []struct {
+		in      *montagev1.RenderProfile
+		cut, hw string
+		fade    float64
+		mode    string
+	}{
+		{&montagev1.RenderProfile{}, "", HWAuto, DefaultFade, CutExact},
+		{&montagev1.RenderProfile{Cut: "EXACT"}, "", HWAuto, DefaultFade, CutExact},
+		{&montagev1.RenderProfile{Cut: "keyframe"}, CutKeyframe, HWNone, 0, CutKeyframe},
+		{&montagev1.RenderProfile{Cut: "keyframe", Fade: "0"}, CutKeyframe, HWNone, 0, CutKeyframe},
+		{&montagev1.RenderProfile{Cut: " Smart ", Hwaccel: "none"}, CutSmart, HWNone, DefaultFade, CutSmart},
+	}
+	for _, c := range cases {
+		p, err := ResolveProfile(c.in)
+		if err != nil {
+			t.Fatalf("%+v: %v", c.in, err)
+		}
+		if p.Cut != c.cut || p.HWAccel != c.hw || p.Fade != c.fade || p.CutMode() != c.mode {
+			t.Errorf("%+v resolved to cut %q hwaccel %q fade %g mode %s", c.in, p.Cut, p.HWAccel, p.Fade, p.CutMode())
+		}
+		back, err := ResolveProfile(p.ToProto())
+		if err != nil || back != p {
+			t.Errorf("%+v does not survive the wire: %+v, %v", p, back, err)
+		}
 	}
 }
 

@@ -39,6 +39,13 @@ type Source struct {
 	// Flat replaces the pattern by a flat dark blue picture, against which
 	// burned-in text stands out (see BrightPixels).
 	Flat bool
+	// Streamlike encodes H.264 as streaming encoders do (High profile,
+	// B-frames with pyramid, so frames are reordered) instead of the
+	// quickest x264 preset (Constrained Baseline, no reordering).
+	Streamlike bool
+	// OpenGOP makes Streamlike's GOPs open: frames before each keyframe
+	// reference the GOP before it.
+	OpenGOP bool
 }
 
 // Samples is the demo's set: different sizes, frame rates and audio rates,
@@ -90,7 +97,17 @@ func Generate(ctx context.Context, dir string, src Source) error {
 	if src.Codec == "hevc" {
 		args = append(args, "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error", "-tag:v", "hvc1", "-g", gop, "-pix_fmt", "yuv420p")
 	} else {
-		args = append(args, "-c:v", "libx264", "-preset", "ultrafast", "-g", gop, "-keyint_min", gop, "-sc_threshold", "0", "-pix_fmt", "yuv420p")
+		preset := "ultrafast"
+		if src.Streamlike {
+			preset = "superfast" // quick; the B-frames are set below
+		}
+		args = append(args, "-c:v", "libx264", "-preset", preset, "-g", gop, "-keyint_min", gop, "-sc_threshold", "0", "-pix_fmt", "yuv420p")
+		if src.Streamlike {
+			args = append(args, "-profile:v", "high", "-bf", "3", "-b-pyramid", "normal")
+			if src.OpenGOP {
+				args = append(args, "-x264-params", "open-gop=1")
+			}
+		}
 	}
 	if src.SampleRate > 0 {
 		args = append(args, "-c:a", "aac", "-b:a", "96k")

@@ -750,7 +750,20 @@ type SourceFacts struct {
 	// What identifies the source's bytes: its ETag, Last-Modified and size
 	// (or yt-dlp's extractor, video id and format ids). A cached render is
 	// reused only while the source still shows the same identity.
-	Identity      string `protobuf:"bytes,11,opt,name=identity,proto3" json:"identity,omitempty"`
+	Identity string `protobuf:"bytes,11,opt,name=identity,proto3" json:"identity,omitempty"`
+	// Where in the source the segment really starts (a keyframe cut moves
+	// it to the keyframe at or before the asked time).
+	CutStartSeconds float64 `protobuf:"fixed64,12,opt,name=cut_start_seconds,json=cutStartSeconds,proto3" json:"cut_start_seconds,omitempty"`
+	// How the segment's video was made: "encode" (re-encoded whole), "copy"
+	// (copied, keyframe cut) or "smart" (copied GOPs, re-encoded edges).
+	Cut string `protobuf:"bytes,13,opt,name=cut,proto3" json:"cut,omitempty"`
+	// Why a smart cut re-encoded the whole highlight, when it did.
+	CutNote string `protobuf:"bytes,14,opt,name=cut_note,json=cutNote,proto3" json:"cut_note,omitempty"`
+	// The copied video's codec parameters ("codec=h264 profile=High ...");
+	// a keyframe cut joins only segments whose parameters are equal.
+	VideoParams string `protobuf:"bytes,15,opt,name=video_params,json=videoParams,proto3" json:"video_params,omitempty"`
+	// Seconds of the segment's video copied from the source.
+	CopiedSeconds float64 `protobuf:"fixed64,16,opt,name=copied_seconds,json=copiedSeconds,proto3" json:"copied_seconds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -860,6 +873,41 @@ func (x *SourceFacts) GetIdentity() string {
 		return x.Identity
 	}
 	return ""
+}
+
+func (x *SourceFacts) GetCutStartSeconds() float64 {
+	if x != nil {
+		return x.CutStartSeconds
+	}
+	return 0
+}
+
+func (x *SourceFacts) GetCut() string {
+	if x != nil {
+		return x.Cut
+	}
+	return ""
+}
+
+func (x *SourceFacts) GetCutNote() string {
+	if x != nil {
+		return x.CutNote
+	}
+	return ""
+}
+
+func (x *SourceFacts) GetVideoParams() string {
+	if x != nil {
+		return x.VideoParams
+	}
+	return ""
+}
+
+func (x *SourceFacts) GetCopiedSeconds() float64 {
+	if x != nil {
+		return x.CopiedSeconds
+	}
+	return 0
 }
 
 type RenderInput struct {
@@ -2013,7 +2061,10 @@ type FailTaskRequest struct {
 	Token   uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
 	Error   string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
 	// Handing work back (agent shutdown) does not count as an attempt.
-	Handback      bool `protobuf:"varint,5,opt,name=handback,proto3" json:"handback,omitempty"`
+	Handback bool `protobuf:"varint,5,opt,name=handback,proto3" json:"handback,omitempty"`
+	// The task's input can never work (a keyframe cut of sources that do
+	// not match): fail the job now instead of trying again.
+	Final         bool `protobuf:"varint,6,opt,name=final,proto3" json:"final,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2079,6 +2130,13 @@ func (x *FailTaskRequest) GetError() string {
 func (x *FailTaskRequest) GetHandback() bool {
 	if x != nil {
 		return x.Handback
+	}
+	return false
+}
+
+func (x *FailTaskRequest) GetFinal() bool {
+	if x != nil {
+		return x.Final
 	}
 	return false
 }
@@ -2199,7 +2257,7 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"OutputSlot\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x17\n" +
-	"\aput_url\x18\x03 \x01(\tR\x06putUrl\"\xcf\x02\n" +
+	"\aput_url\x18\x03 \x01(\tR\x06putUrl\"\xf2\x03\n" +
 	"\vSourceFacts\x12\x1c\n" +
 	"\tcontainer\x18\x01 \x01(\tR\tcontainer\x12\x1f\n" +
 	"\vvideo_codec\x18\x02 \x01(\tR\n" +
@@ -2215,7 +2273,12 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x10duration_seconds\x18\t \x01(\x01R\x0fdurationSeconds\x12\x1c\n" +
 	"\textractor\x18\n" +
 	" \x01(\tR\textractor\x12\x1a\n" +
-	"\bidentity\x18\v \x01(\tR\bidentity\"\x8e\x04\n" +
+	"\bidentity\x18\v \x01(\tR\bidentity\x12*\n" +
+	"\x11cut_start_seconds\x18\f \x01(\x01R\x0fcutStartSeconds\x12\x10\n" +
+	"\x03cut\x18\r \x01(\tR\x03cut\x12\x19\n" +
+	"\bcut_note\x18\x0e \x01(\tR\acutNote\x12!\n" +
+	"\fvideo_params\x18\x0f \x01(\tR\vvideoParams\x12%\n" +
+	"\x0ecopied_seconds\x18\x10 \x01(\x01R\rcopiedSeconds\"\x8e\x04\n" +
 	"\vRenderInput\x12\x1d\n" +
 	"\n" +
 	"source_url\x18\x01 \x01(\tR\tsourceUrl\x12#\n" +
@@ -2315,13 +2378,14 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\x04R\x05token\x12.\n" +
 	"\x06result\x18\x04 \x01(\v2\x16.montage.v1.TaskResultR\x06result\"\x16\n" +
-	"\x14CompleteTaskResponse\"\x8d\x01\n" +
+	"\x14CompleteTaskResponse\"\xa3\x01\n" +
 	"\x0fFailTaskRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\x04R\x05token\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1a\n" +
-	"\bhandback\x18\x05 \x01(\bR\bhandback\"\x12\n" +
+	"\bhandback\x18\x05 \x01(\bR\bhandback\x12\x14\n" +
+	"\x05final\x18\x06 \x01(\bR\x05final\"\x12\n" +
 	"\x10FailTaskResponse2\xdf\x03\n" +
 	"\fAgentService\x12G\n" +
 	"\bRegister\x12\x1b.montage.v1.RegisterRequest\x1a\x1c.montage.v1.RegisterResponse\"\x00\x12J\n" +

@@ -508,7 +508,14 @@ type RenderProfile struct {
 	// ultrafast, superfast, veryfast (default), faster, fast, medium, slow,
 	// slower, veryslow. SVT-AV1 and hardware encoders get the nearest of
 	// their own presets.
-	Preset        string `protobuf:"bytes,12,opt,name=preset,proto3" json:"preset,omitempty"`
+	Preset string `protobuf:"bytes,12,opt,name=preset,proto3" json:"preset,omitempty"`
+	// How highlights are cut: "exact" (default: every frame re-encoded to
+	// the profile), "keyframe" (video copied from keyframe to keyframe, no
+	// video encode; every source must have the same codec parameters) or
+	// "smart" (frame-exact: the whole GOPs inside a cut are copied and only
+	// its edges re-encoded; a source that does not match the profile is
+	// re-encoded whole). Keyframe and smart need H.264.
+	Cut           string `protobuf:"bytes,13,opt,name=cut,proto3" json:"cut,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -623,6 +630,13 @@ func (x *RenderProfile) GetEncoder() string {
 func (x *RenderProfile) GetPreset() string {
 	if x != nil {
 		return x.Preset
+	}
+	return ""
+}
+
+func (x *RenderProfile) GetCut() string {
+	if x != nil {
+		return x.Cut
 	}
 	return ""
 }
@@ -1743,7 +1757,7 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\bduration\x18\x03 \x01(\tR\bduration\x12\x14\n" +
 	"\x05title\x18\x04 \x01(\tR\x05title\x12\x1f\n" +
 	"\vsource_type\x18\x05 \x01(\tR\n" +
-	"sourceType\"\xd4\x02\n" +
+	"sourceType\"\xe6\x02\n" +
 	"\rRenderProfile\x12\x1e\n" +
 	"\n" +
 	"resolution\x18\x01 \x01(\tR\n" +
@@ -1760,7 +1774,8 @@ const file_montage_v1_types_proto_rawDesc = "" +
 	"\ahwaccel\x18\n" +
 	" \x01(\tR\ahwaccel\x12\x18\n" +
 	"\aencoder\x18\v \x01(\tR\aencoder\x12\x16\n" +
-	"\x06preset\x18\f \x01(\tR\x06preset\"\x80\x06\n" +
+	"\x06preset\x18\f \x01(\tR\x06preset\x12\x10\n" +
+	"\x03cut\x18\r \x01(\tR\x03cut\"\x80\x06\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12'\n" +
