@@ -73,6 +73,7 @@ func runMain(m *testing.M) int {
 		{Name: "c.mp4", Width: 426, Height: 240, FPS: "60000/1001", Seconds: 20},
 	}
 	srcs = append(srcs, syncSources...)
+	srcs = append(srcs, cutSources...)
 	if err := testmedia.GenerateAll(ctx, mediaDir, srcs); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

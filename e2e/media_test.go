@@ -170,19 +170,27 @@ func TestSyncMarkersSurviveTheMontage(t *testing.T) {
 // checkSync asserts everything the sync-marker montage must show.
 func checkSync(t *testing.T, out string) {
 	t.Helper()
+	checkClipsSync(t, out, syncClips, 640, 360, "30/1", 45)
+}
+
+// checkClipsSync asserts that a montage of sync-marker clips, w×h at rate,
+// has them all where they belong: lengths, chapters, every flash and beep
+// (at least minMarkers checked), loudness, moov first, partial playback.
+func checkClipsSync(t *testing.T, out string, clips []syncClip, w, h int, rate string, minMarkers int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var durations []float64
-	for _, c := range syncClips {
+	for _, c := range clips {
 		durations = append(durations, c.dur)
 	}
-	checkMontage(t, out, durations, 640, 360, "30/1")
+	checkMontage(t, out, durations, w, h, rate)
 	chapters, err := testmedia.Chapters(ctx, out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(chapters) != len(syncClips) {
-		t.Fatalf("%d chapters, want %d", len(chapters), len(syncClips))
+	if len(chapters) != len(clips) {
+		t.Fatalf("%d chapters, want %d", len(chapters), len(clips))
 	}
 	flashes, beeps, fps, err := testmedia.Markers(ctx, out)
 	if err != nil {
@@ -201,7 +209,7 @@ func checkSync(t *testing.T, out string) {
 	}
 	at := 0.0
 	checked := 0
-	for i, c := range syncClips {
+	for i, c := range clips {
 		ch := chapters[i]
 		// Chapters sit at the joins and each highlight lasts what was asked.
 		if math.Abs(ch.Start-at) > tol {
@@ -247,7 +255,7 @@ func checkSync(t *testing.T, out string) {
 		}
 		at = ch.End
 	}
-	if checked < 45 {
+	if checked < minMarkers {
 		t.Errorf("only %d markers checked; the test lost its teeth", checked)
 	}
 	// moov before mdat: players start before the download ends.
