@@ -205,3 +205,69 @@ func BenchmarkTranscribeEightHighlights(b *testing.B) {
 		b.Logf("transcripts: one agent %v, two %v (%.2f×); whole job: one %v, two %v", oneT, twoT, oneT.Seconds()/twoT.Seconds(), oneJ, twoJ)
 	}
 }
+
+// stream1080Long is a 150-s 1080p60 H.264 High source with 2-s GOPs at
+// 6 Mb/s: what streaming platforms keep as VODs.
+func stream1080Long(b *testing.B) {
+	b.Helper()
+	if _, err := os.Stat(filepath.Join(mediaDir, "vod1080p60.mp4")); err == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	tmp := filepath.Join(mediaDir, ".tmp-vod1080p60.mp4")
+	out, err := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-y",
+		"-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=60:duration=150",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=150,aformat=channel_layouts=stereo",
+		"-c:v", "libx264", "-preset", "superfast", "-profile:v", "high", "-bf", "3", "-b-pyramid", "normal",
+		"-g", "120", "-keyint_min", "120", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
+		"-b:v", "6M", "-maxrate", "6M", "-bufsize", "12M", "-c:a", "aac", "-b:a", "160k",
+		"-movflags", "+faststart", tmp).CombinedOutput()
+	if err != nil {
+		b.Fatalf("generate the 1080p60 source: %v: %s", err, out)
+	}
+	if err := os.Rename(tmp, filepath.Join(mediaDir, "vod1080p60.mp4")); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// Three 20-s highlights of a 150-s 1080p60 stream VOD into a 1080p60 H.264
+// montage, with cut: exact, keyframe and smart (one agent, no cache): the
+// wall time of each job and the montage's size, and how many times faster
+// than exact the copying cuts are.
+func BenchmarkCutModes1080p60(b *testing.B) {
+	stream1080Long(b)
+	c := startCoordinator(b, b.TempDir(), freePort(b), "-cache-budget", "-1")
+	startAgent(b, c.url, b.TempDir())
+	spec := func(name, cut string) string {
+		return fmt.Sprintf("name: %s\nprofile: {resolution: 1920x1080, fps: 60, cut: %s}\nhighlights:\n"+
+			"  - {url: %s/vod1080p60.mp4, at: 10.5, duration: 20}\n"+
+			"  - {url: %s/vod1080p60.mp4, at: 61.3, duration: 20}\n"+
+			"  - {url: %s/vod1080p60.mp4, at: 115.7, duration: 20}\n", name, cut, mediaURL, mediaURL, mediaURL)
+	}
+	for i := 0; i < b.N; i++ {
+		secs := map[string]float64{}
+		for _, cut := range []string{"exact", "keyframe", "smart"} {
+			t0 := time.Now()
+			r := ctl(b, c.url, "submit", "--wait", "-q", writeSpec(b, spec(fmt.Sprintf("%s-%d", cut, i), cut)))
+			if r.code != 0 {
+				b.Fatalf("%s job failed: %s %s", cut, r.stdout, r.stderr)
+			}
+			secs[cut] = time.Since(t0).Seconds()
+			dir := b.TempDir()
+			if d := ctl(b, c.url, "download", strings.TrimSpace(r.stdout), "-o", filepath.Join(dir, "montage.mp4")); d.code != 0 {
+				b.Fatalf("download: %s", d.stderr)
+			}
+			st, err := os.Stat(filepath.Join(dir, "montage.mp4"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(secs[cut], cut+"-s")
+			b.ReportMetric(float64(st.Size())/1e6, cut+"-MB")
+			b.Logf("cut: %s took %.2f s for a %.1f MB montage", cut, secs[cut], float64(st.Size())/1e6)
+		}
+		b.ReportMetric(secs["exact"]/secs["keyframe"], "keyframe-speedup")
+		b.ReportMetric(secs["exact"]/secs["smart"], "smart-speedup")
+		b.Logf("keyframe %.1f× and smart %.1f× faster than exact", secs["exact"]/secs["keyframe"], secs["exact"]/secs["smart"])
+	}
+}

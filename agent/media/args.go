@@ -405,15 +405,14 @@ func RenderArgs(r Render) []string {
 
 // MeasurePassArgs is the first of two passes when loudness is normalised: it
 // reads the source once, encodes the video to videoOut, keeps the audio as
-// PCM in audioOut and measures its loudness (loudnorm's JSON on stderr, so
+// PCM in audioOut and measures its loudness (ebur128's summary on stderr, so
 // this pass logs at info). The second pass (ApplyPassArgs) only touches the
 // local files, so the source is fetched once.
 func MeasurePassArgs(r Render, videoOut, audioOut string) []string {
 	args := []string{"-nostdin", "-hide_banner", "-v", "info", "-nostats", "-y"}
 	args, audio := r.inputs(args)
-	p := r.Profile
-	fc := fmt.Sprintf("[%s]%s,apad,atrim=duration=%s,asplit=2[keep][measure];[measure]loudnorm=I=%s:TP=%s:LRA=%s:print_format=json[measured]",
-		audio, audioBase, secs(r.Duration), num(p.Loudness), num(TruePeak), num(LoudnessRange))
+	fc := fmt.Sprintf("[%s]%s,apad,atrim=duration=%s,asplit=2[keep][measure];[measure]%s[measured]",
+		audio, audioBase, secs(r.Duration), MeasureFilter)
 	args = append(args, "-filter_complex", fc)
 	args = append(args, "-map", "0:v:0")
 	args = append(args, r.videoOut()...)
@@ -454,14 +453,32 @@ func ApplyPassArgs(r Render, m *Loudness, videoIn, audioIn string) []string {
 // WAV: loudnorm in linear mode with the measured values (m nil: levels
 // kept), fades, cut to r.Duration, ALAC.
 func levelledAudio(r Render, m *Loudness) []string {
-	af := ""
-	if m != nil {
-		p := r.Profile
-		af = fmt.Sprintf("loudnorm=I=%s:TP=%s:LRA=%s:measured_I=%s:measured_TP=%s:measured_LRA=%s:measured_thresh=%s:offset=%s:linear=true,",
-			num(p.Loudness), num(TruePeak), num(LoudnessRange), num(m.I), num(m.TP), num(m.LRA), num(m.Thresh), num(m.Offset))
-	}
-	af += audioBase + audioFades(r)
+	af := LevelFilter(r.Profile, m) + audioBase + audioFades(r)
 	return append([]string{"-af", af, "-t", secs(r.Duration)}, segmentAudio...)
+}
+
+// MeasureFilter measures EBU R128 loudness: integrated loudness with its
+// gate, range and true peak, summed up on stderr at the end (at info
+// level; framelog=verbose keeps the ten lines a second out of it). It runs
+// about three times as fast as loudnorm's first pass, which resamples to
+// 192 kHz to find the same numbers.
+const MeasureFilter = "ebur128=peak=true:framelog=verbose"
+
+// LevelFilter brings measured audio to the profile's target (a filter with
+// a trailing comma; "" with nothing measured). When one gain can do it
+// without the true peak passing TruePeak, it is one volume change, as
+// loudnorm's linear mode would make, at a fraction of its cost; otherwise
+// loudnorm levels it dynamically from the measured values.
+func LevelFilter(p Profile, m *Loudness) string {
+	if m == nil {
+		return ""
+	}
+	gain := p.Loudness - m.I
+	if m.TP+gain <= TruePeak {
+		return "volume=" + strconv.FormatFloat(gain, 'f', 2, 64) + "dB,"
+	}
+	return fmt.Sprintf("loudnorm=I=%s:TP=%s:LRA=%s:measured_I=%s:measured_TP=%s:measured_LRA=%s:measured_thresh=%s:offset=%s:linear=true,",
+		num(p.Loudness), num(TruePeak), num(LoudnessRange), num(m.I), num(m.TP), num(m.LRA), num(m.Thresh), num(m.Offset))
 }
 
 // ConcatArgs joins segments listed in a concat-demuxer file: video copied,

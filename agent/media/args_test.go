@@ -129,18 +129,38 @@ func TestYouTubeChapters(t *testing.T) {
 	}
 }
 
-func TestParseLoudnorm(t *testing.T) {
-	log := "[Parsed_loudnorm_2 @ 0x55] \n{\n\t\"input_i\" : \"-27.61\",\n\t\"input_tp\" : \"-4.47\",\n\t\"input_lra\" : \"18.06\",\n\t\"input_thresh\" : \"-39.20\",\n\t\"output_i\" : \"-16.58\",\n\t\"normalization_type\" : \"dynamic\",\n\t\"target_offset\" : \"0.58\"\n}\nvideo:1kB audio:2kB\n"
-	m, ok, err := ParseLoudnorm(log)
-	if err != nil || !ok || m != (Loudness{I: -27.61, TP: -4.47, LRA: 18.06, Thresh: -39.2, Offset: 0.58}) {
-		t.Errorf("ParseLoudnorm = %+v, %v, %v", m, ok, err)
+func TestParseEBUR128(t *testing.T) {
+	log := "[Parsed_ebur128_3 @ 0x55] t: 0.1  M: -120.7 S: -120.7     I: -70.0 LUFS\n" +
+		"[Parsed_ebur128_3 @ 0x55] Summary:\n\n  Integrated loudness:\n    I:         -27.6 LUFS\n    Threshold: -39.2 LUFS\n\n" +
+		"  Loudness range:\n    LRA:        18.1 LU\n    Threshold: -49.2 LUFS\n    LRA low:   -40.0 LUFS\n    LRA high:  -21.9 LUFS\n\n" +
+		"  True peak:\n    Peak:       -4.5 dBFS\nvideo:1kB audio:2kB\n"
+	m, ok, err := ParseEBUR128(log)
+	if err != nil || !ok || m != (Loudness{I: -27.6, TP: -4.5, LRA: 18.1, Thresh: -39.2}) {
+		t.Errorf("ParseEBUR128 = %+v, %v, %v", m, ok, err)
 	}
-	silent := strings.ReplaceAll(log, "-27.61", "-inf")
-	if _, ok, err := ParseLoudnorm(silent); ok || err != nil {
+	silent := strings.Replace(strings.Replace(log, "-27.6 LUFS", "-70.0 LUFS", 1), "-4.5 dBFS", "-inf dBFS", 1)
+	if _, ok, err := ParseEBUR128(silent); ok || err != nil {
 		t.Errorf("silence: ok %v err %v; want not ok, no error", ok, err)
 	}
-	if _, _, err := ParseLoudnorm("ffmpeg said nothing"); err == nil {
-		t.Error("a log without a measurement parsed")
+	for _, bad := range []string{"ffmpeg said nothing", log[:strings.Index(log, "True peak")]} {
+		if _, _, err := ParseEBUR128(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+// One gain when the peak allows it; loudnorm's dynamic levelling when the
+// gain would push the true peak past the limit.
+func TestLevelFilter(t *testing.T) {
+	p := Profile{Loudness: -16}
+	if f := LevelFilter(p, &Loudness{I: -22.5, TP: -9, LRA: 3, Thresh: -33}); f != "volume=6.50dB," {
+		t.Errorf("linear: %q", f)
+	}
+	if f := LevelFilter(p, &Loudness{I: -25, TP: -6, LRA: 3, Thresh: -35}); !strings.HasPrefix(f, "loudnorm=I=-16:TP=-1.5:LRA=11:measured_I=-25:measured_TP=-6") {
+		t.Errorf("over the peak: %q", f)
+	}
+	if f := LevelFilter(p, nil); f != "" {
+		t.Errorf("nothing measured: %q", f)
 	}
 }
 

@@ -410,7 +410,7 @@ func CopyPieceArgs(in Input, start, fps float64, frames int, out string) []strin
 
 // SegmentAudioArgs cuts r's audio (48 kHz stereo, padded with silence to
 // r.Duration) into a float WAV beside the video pieces; with measure, it
-// also measures its loudness (loudnorm's JSON on stderr, so this logs at
+// also measures its loudness (ebur128's summary on stderr, so this logs at
 // info).
 func SegmentAudioArgs(r Render, wav string, measure bool) []string {
 	lvl := "error"
@@ -421,9 +421,7 @@ func SegmentAudioArgs(r Render, wav string, measure bool) []string {
 	args, audio := r.inputs(args)
 	fc := fmt.Sprintf("[%s]%s,apad,atrim=duration=%s", audio, audioBase, secs(r.Duration))
 	if measure {
-		p := r.Profile
-		fc += fmt.Sprintf(",asplit=2[keep][measure];[measure]loudnorm=I=%s:TP=%s:LRA=%s:print_format=json[measured]",
-			num(p.Loudness), num(TruePeak), num(LoudnessRange))
+		fc += ",asplit=2[keep][measure];[measure]" + MeasureFilter + "[measured]"
 	} else {
 		fc += "[keep]"
 	}

@@ -206,34 +206,39 @@ func (t Tools) Probe(ctx context.Context, in Input) (Info, error) {
 	return ParseProbe(out)
 }
 
-// ParseLoudnorm reads the last JSON block loudnorm printed with
-// print_format=json. ok is false when the audio was silence (loudnorm
-// reports -inf), which needs no normalising.
-func ParseLoudnorm(stderr string) (m Loudness, ok bool, err error) {
-	i := strings.LastIndex(stderr, "\"input_i\"")
+// ParseEBUR128 reads the last summary MeasureFilter printed. ok is false
+// when the audio was silence (below the absolute gate of -70 LUFS), which
+// needs no levelling.
+func ParseEBUR128(stderr string) (m Loudness, ok bool, err error) {
+	i := strings.LastIndex(stderr, "Summary:")
 	if i < 0 {
-		return Loudness{}, false, fmt.Errorf("loudnorm printed no measurement")
+		return Loudness{}, false, fmt.Errorf("ebur128 printed no summary")
 	}
-	open := strings.LastIndex(stderr[:i], "{")
-	end := strings.Index(stderr[i:], "}")
-	if open < 0 || end < 0 {
-		return Loudness{}, false, fmt.Errorf("loudnorm measurement is cut off")
+	// The first value after each label, in the order the summary prints
+	// them: integrated loudness and its gate, range, true peak.
+	rest := stderr[i:]
+	value := func(label string) (float64, bool) {
+		j := strings.Index(rest, label)
+		if j < 0 {
+			return 0, false
+		}
+		rest = rest[j+len(label):]
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			return 0, false
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		return v, err == nil && !math.IsNaN(v)
 	}
-	var raw map[string]string
-	if err := json.Unmarshal([]byte(stderr[open:i+end+1]), &raw); err != nil {
-		return Loudness{}, false, fmt.Errorf("loudnorm measurement: %w", err)
+	var okI, okT, okLRA, okTP bool
+	m.I, okI = value("I:")
+	m.Thresh, okT = value("Threshold:")
+	m.LRA, okLRA = value("LRA:")
+	m.TP, okTP = value("Peak:")
+	if !okI || !okT || !okLRA || !okTP {
+		return Loudness{}, false, fmt.Errorf("ebur128 summary is cut off")
 	}
-	get := func(k string) (float64, bool) {
-		v, err := strconv.ParseFloat(strings.TrimSpace(raw[k]), 64)
-		return v, err == nil && !math.IsInf(v, 0) && !math.IsNaN(v)
-	}
-	var okI, okTP, okLRA, okT, okO bool
-	m.I, okI = get("input_i")
-	m.TP, okTP = get("input_tp")
-	m.LRA, okLRA = get("input_lra")
-	m.Thresh, okT = get("input_thresh")
-	m.Offset, okO = get("target_offset")
-	if !okI || !okTP || !okLRA || !okT || !okO || m.I < -70 {
+	if m.I <= -70 || math.IsInf(m.TP, -1) {
 		return Loudness{}, false, nil
 	}
 	return m, true, nil

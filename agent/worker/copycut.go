@@ -108,7 +108,7 @@ func (a Renderer) copyCut(ctx context.Context, prof media.Profile, r media.Rende
 	}
 	var m *media.Loudness
 	if measure {
-		lv, ok, err := media.ParseLoudnorm(log)
+		lv, ok, err := media.ParseEBUR128(log)
 		if err != nil {
 			return 0, nil, err
 		}

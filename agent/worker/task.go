@@ -388,7 +388,7 @@ func (a Renderer) cut(ctx context.Context, in *montagev1.RenderInput, prof media
 	if err != nil {
 		return 0, nil, err
 	}
-	m, ok, err := media.ParseLoudnorm(log)
+	m, ok, err := media.ParseEBUR128(log)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -27,7 +27,7 @@ const concatSecondsPerClip = 0.1
 // PipelineVersion is part of every content key: bump it whenever a change to
 // the agent's commands changes the bytes of a segment, so that old cached
 // segments are never joined with new ones.
-const PipelineVersion = "render-3"
+const PipelineVersion = "render-4"
 
 // TitleSeconds is how long a highlight's title stays on screen.
 const TitleSeconds = 4.0
