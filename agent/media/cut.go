@@ -165,6 +165,9 @@ type Piece struct {
 	Copy   bool
 	Start  float64
 	Frames int
+	// AtKey: Start is a keyframe, so a re-encode can start decoding there
+	// instead of at the keyframe before it.
+	AtKey bool
 }
 
 // CutPlan is how a segment's video is made.
@@ -319,11 +322,15 @@ func PlanSmartCut(pk []Packet, start float64, frames int, fps float64, edges Sma
 	}
 	var pieces []Piece
 	if head > 0 {
-		pieces = append(pieces, Piece{Start: first, Frames: head})
+		atKey := false
+		for _, p := range pk {
+			atKey = atKey || p.Key && math.Abs(p.PTS-first) < eps
+		}
+		pieces = append(pieces, Piece{Start: first, Frames: head, AtKey: atKey})
 	}
 	pieces = append(pieces, Piece{Copy: true, Start: pk[a].PTS, Frames: copied})
 	if tail > 0 {
-		pieces = append(pieces, Piece{Start: pk[b].PTS, Frames: tail})
+		pieces = append(pieces, Piece{Start: pk[b].PTS, Frames: tail, AtKey: true})
 	}
 	return CutPlan{Mode: CutSmart, Pieces: pieces, Start: first, Frames: frames, Copied: copied}
 }
@@ -379,12 +386,18 @@ func PieceOptions(reorder int) []string {
 
 // EncodePieceArgs re-encodes a piece of r's video (r.Start is the piece's
 // start, r.Duration its length; fades and the title as r says) as MPEG-TS.
-// Decoding starts a quarter frame early so the piece's first frame is the
-// one at r.Start.
-func EncodePieceArgs(r Render, frames, reorder int, out string) []string {
+// Decoding aims a quarter frame early so the piece's first frame is the
+// one at r.Start; a piece that starts at a keyframe (atKey) lands on it
+// and keeps it without decoding the GOP before.
+func EncodePieceArgs(r Render, frames, reorder int, atKey bool, out string) []string {
 	args := head()
 	args = append(args, r.Video.options()...)
-	args = append(args, "-ss", secs(math.Max(0, r.Start-quarterFrame(r.Profile.FPS))), "-i", r.Video.URL)
+	if atKey {
+		args = append(args, "-noaccurate_seek", "-ss", secs(r.Start+quarterFrame(r.Profile.FPS)))
+	} else {
+		args = append(args, "-ss", secs(math.Max(0, r.Start-quarterFrame(r.Profile.FPS))))
+	}
+	args = append(args, "-i", r.Video.URL)
 	args = append(args, "-map", "0:v:0", "-an", "-sn", "-dn", "-frames:v", strconv.Itoa(frames), "-vf", VideoFilter(r), "-fps_mode", "cfr")
 	args = append(args, EncoderArgs(r.Profile)...)
 	args = append(args, PieceOptions(reorder)...)

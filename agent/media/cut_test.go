@@ -108,13 +108,13 @@ func TestPlanSmartCut(t *testing.T) {
 		startsAt float64
 	}{
 		{"head, GOPs and tail", 3.3, 600, SmartEdges{}, CutSmart,
-			[]Piece{{Start: 3.3, Frames: 42}, {Copy: true, Start: 4, Frames: 480}, {Start: 12, Frames: 78}}, "", 3.3},
+			[]Piece{{Start: 3.3, Frames: 42}, {Copy: true, Start: 4, Frames: 480}, {Start: 12, Frames: 78, AtKey: true}}, "", 3.3},
 		{"fades push the copy inwards", 4, 600, SmartEdges{Head: 0.5, Tail: 0.5}, CutSmart,
-			[]Piece{{Start: 4, Frames: 120}, {Copy: true, Start: 6, Frames: 360}, {Start: 12, Frames: 120}}, "", 4},
+			[]Piece{{Start: 4, Frames: 120, AtKey: true}, {Copy: true, Start: 6, Frames: 360}, {Start: 12, Frames: 120, AtKey: true}}, "", 4},
 		{"on keyframes exactly", 4, 480, SmartEdges{}, CutSmart,
 			[]Piece{{Copy: true, Start: 4, Frames: 480}}, "", 4},
 		{"between frames starts at the next", 3.305, 60 * 5, SmartEdges{}, CutSmart,
-			[]Piece{{Start: 3.3 + 1.0/60, Frames: 41}, {Copy: true, Start: 4, Frames: 240}, {Start: 8, Frames: 19}}, "", 3.3 + 1.0/60},
+			[]Piece{{Start: 3.3 + 1.0/60, Frames: 41}, {Copy: true, Start: 4, Frames: 240}, {Start: 8, Frames: 19, AtKey: true}}, "", 3.3 + 1.0/60},
 		{"no whole GOP", 4.5, 150, SmartEdges{}, CutEncoded, nil, "no whole GOP", 4.5},
 	}
 	for _, c := range cases {
@@ -135,7 +135,7 @@ func TestPlanSmartCut(t *testing.T) {
 		sum := 0
 		for i, pc := range p.Pieces {
 			w := c.pieces[i]
-			if pc.Copy != w.Copy || pc.Frames != w.Frames || pc.Start-w.Start > 1e-9 || w.Start-pc.Start > 1e-9 {
+			if pc.Copy != w.Copy || pc.AtKey != w.AtKey || pc.Frames != w.Frames || pc.Start-w.Start > 1e-9 || w.Start-pc.Start > 1e-9 {
 				t.Errorf("%s: piece %d = %+v, want %+v", c.name, i, pc, w)
 			}
 			sum += pc.Frames

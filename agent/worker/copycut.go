@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/stream-montages/montage/agent/media"
 	"github.com/stream-montages/montage/internal/spec"
@@ -30,13 +31,9 @@ func (e finalError) Is(target error) bool {
 // one ffprobe reads the packets around the cut, the plan says which pieces
 // are copied and which re-encoded, each piece is written as MPEG-TS, the
 // audio is cut (and levelled) on its own, and one last ffmpeg joins them.
-func (a Renderer) copyCut(ctx context.Context, prof media.Profile, r media.Render, facts *montagev1.SourceFacts,
+func (a Renderer) copyCut(ctx context.Context, prof media.Profile, r media.Render, probe *cutProbe, facts *montagev1.SourceFacts,
 	dir string, progress func(float64)) (float64, *montagev1.SourceFacts, error) {
-	from, to := r.Start-media.CutWindow, r.Start+r.Duration+media.CutWindow
-	if prof.Cut == spec.CutSmart {
-		from, to = r.Start-1, r.Start+r.Duration+1
-	}
-	params, pk, err := a.Tools.CutProbe(ctx, r.Video, from, to)
+	params, pk, to, err := probe.wait()
 	if err != nil {
 		return 0, nil, fmt.Errorf("read the source's packets: %w", err)
 	}
@@ -75,13 +72,37 @@ func (a Renderer) copyCut(ctx context.Context, prof media.Profile, r media.Rende
 	if plan.Mode == media.CutEncoded {
 		reorder = -1 // nothing copied to match: the preset's own
 	}
-	var list []string
-	done := 0
+	// The audio is cut while the video pieces are made: one is a single
+	// thread of decoding and measuring, the others mostly copying or x264.
+	wav := filepath.Join(dir, "audio.wav")
+	measure := prof.Loudness != 0 && whole.HasAudio
+	type audioDone struct {
+		log string
+		err error
+	}
+	audio := make(chan audioDone, 1)
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		_, log, err := a.Tools.RunFFmpegLog(actx, media.SegmentAudioArgs(whole, wav, measure), 0, nil)
+		audio <- audioDone{log, err}
+	}()
+	// The pieces are made at once too: a head and a tail are short x264
+	// runs whose start-up and decoding overlap well, the copy is I/O.
+	list := make([]string, len(plan.Pieces))
+	errs := make([]error, len(plan.Pieces))
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		part = make([]float64, len(plan.Pieces))
+	)
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
 	for i, pc := range plan.Pieces {
-		path := filepath.Join(dir, fmt.Sprintf("piece-%d.ts", i))
+		list[i] = filepath.Join(dir, fmt.Sprintf("piece-%d.ts", i))
 		var args []string
 		if pc.Copy {
-			args = media.CopyPieceArgs(r.Video, pc.Start, fps, pc.Frames, path)
+			args = media.CopyPieceArgs(r.Video, pc.Start, fps, pc.Frames, list[i])
 		} else {
 			pr := whole
 			pr.Start, pr.Duration, pr.Whole = pc.Start, float64(pc.Frames)/fps, whole.Duration
@@ -90,25 +111,39 @@ func (a Renderer) copyCut(ctx context.Context, prof media.Profile, r media.Rende
 			if i > 0 {
 				pr.TitleFile = ""
 			}
-			args = media.EncodePieceArgs(pr, pc.Frames, reorder, path)
+			args = media.EncodePieceArgs(pr, pc.Frames, reorder, pc.AtKey, list[i])
 		}
-		share := 0.8 * float64(pc.Frames) / float64(max(1, plan.Frames))
-		base := 0.8 * float64(done) / float64(max(1, plan.Frames))
-		if _, err := a.Tools.RunFFmpeg(ctx, args, float64(pc.Frames)/fps, func(p float64) { progress(base + share*p) }); err != nil {
-			return 0, nil, fmt.Errorf("piece %d of the cut: %w", i+1, err)
-		}
-		done += pc.Frames
-		list = append(list, path)
+		share := float64(pc.Frames) / float64(max(1, plan.Frames))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := a.Tools.RunFFmpeg(pctx, args, float64(pc.Frames)/fps, func(p float64) {
+				mu.Lock()
+				defer mu.Unlock()
+				part[i] = share * p
+				sum := 0.0
+				for _, v := range part {
+					sum += v
+				}
+				progress(0.9 * sum)
+			})
+			if err != nil {
+				errs[i] = fmt.Errorf("piece %d of the cut: %w", i+1, err)
+				stop()
+			}
+		}()
 	}
-	wav := filepath.Join(dir, "audio.wav")
-	measure := prof.Loudness != 0 && whole.HasAudio
-	_, log, err := a.Tools.RunFFmpegLog(ctx, media.SegmentAudioArgs(whole, wav, measure), 0, nil)
-	if err != nil {
-		return 0, nil, fmt.Errorf("audio of the cut: %w", err)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, nil, err
+	}
+	ad := <-audio
+	if ad.err != nil {
+		return 0, nil, fmt.Errorf("audio of the cut: %w", ad.err)
 	}
 	var m *media.Loudness
 	if measure {
-		lv, ok, err := media.ParseEBUR128(log)
+		lv, ok, err := media.ParseEBUR128(ad.log)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -127,6 +162,37 @@ func (a Renderer) copyCut(ctx context.Context, prof media.Profile, r media.Rende
 	facts.Cut, facts.CutNote, facts.CutStartSeconds = plan.Mode, plan.Note, plan.Start
 	facts.CopiedSeconds = float64(plan.Copied) / fps
 	return min(whole.Duration, media.WholeFrames(n, fps)), facts, nil
+}
+
+// cutProbe is a copying cut's packet probe, started before the render's
+// other probe so that the two ffprobes overlap.
+type cutProbe struct {
+	to   float64
+	done chan struct{}
+	v    media.VideoParams
+	pk   []media.Packet
+	err  error
+}
+
+// startCutProbe reads the packets around r's cut in the background: from
+// CutWindow before to CutWindow after for a keyframe cut (the keyframes it
+// snaps to lie outside the cut), a second either side for a smart one.
+func (a Renderer) startCutProbe(ctx context.Context, cut string, r media.Render) *cutProbe {
+	from, to := r.Start-media.CutWindow, r.Start+r.Duration+media.CutWindow
+	if cut == spec.CutSmart {
+		from, to = r.Start-1, r.Start+r.Duration+1
+	}
+	p := &cutProbe{to: to, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.v, p.pk, p.err = a.Tools.CutProbe(ctx, r.Video, from, to)
+	}()
+	return p
+}
+
+func (p *cutProbe) wait() (media.VideoParams, []media.Packet, float64, error) {
+	<-p.done
+	return p.v, p.pk, p.to, p.err
 }
 
 // keyframeMismatch checks that the segments of a keyframe cut share their

@@ -70,6 +70,32 @@ func frameHashes(t *testing.T, path string, from float64, frames int) []string {
 	return sums
 }
 
+// framePSNR compares the frame of a at aAt seconds with the frame of b at
+// bAt seconds.
+func framePSNR(t *testing.T, a string, aAt float64, b string, bAt float64) float64 {
+	t.Helper()
+	ts := func(v float64) string { return strconv.FormatFloat(v, 'f', 6, 64) }
+	out, err := exec.Command("ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-ss", ts(aAt), "-i", a, "-ss", ts(bAt), "-i", b,
+		"-lavfi", "[0:v][1:v]psnr", "-frames:v", "1", "-f", "null", "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("psnr: %v: %s", err, out)
+	}
+	s := string(out)
+	i := strings.LastIndex(s, "average:")
+	if i < 0 {
+		t.Fatalf("psnr printed no average: %s", s)
+	}
+	f := strings.Fields(s[i+len("average:"):])
+	if f[0] == "inf" {
+		return 100
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		t.Fatalf("psnr %q: %v", f[0], err)
+	}
+	return v
+}
+
 // decodesStrictly decodes the whole file and fails on any decoding error.
 func decodesStrictly(t *testing.T, path string) {
 	t.Helper()
@@ -125,9 +151,19 @@ func TestSmartCut(t *testing.T) {
 		}
 	}
 	// The edges are re-encoded, so they are not the source's bytes, but
-	// they are its pictures: the frame after the head is the keyframe's.
+	// they are its pictures: the frame after the head is the keyframe's,
+	// and each edge's frames past the fades are the source's at those times
+	// (any other frame of the pattern scores far lower).
 	if got[41] == want[0] || got[42] != want[0] {
 		t.Errorf("the head does not end where the copy begins")
+	}
+	for _, f := range []struct {
+		frame int
+		src   float64
+	}{{20, 3.3 + 20.0/60}, {41, 4 - 1.0/60}, {522, 12}, {579, 13.3 - 21.0/60}} {
+		if p := framePSNR(t, out, float64(f.frame)/60, url+"/closed.mp4", f.src); p < 30 {
+			t.Errorf("frame %d of the cut is not the source's frame at %.4f s (PSNR %.1f dB)", f.frame, f.src, p)
+		}
 	}
 
 	_, _, facts = render("open.mp4", 3.3, 6, "smart")

@@ -314,6 +314,10 @@ func (a Renderer) Render(ctx context.Context, in *montagev1.RenderInput, prof me
 // cut runs the probes and ffmpeg passes of one render on proxied inputs.
 func (a Renderer) cut(ctx context.Context, in *montagev1.RenderInput, prof media.Profile, r media.Render, facts *montagev1.SourceFacts,
 	dir string, progress func(float64)) (float64, *montagev1.SourceFacts, error) {
+	var probe *cutProbe
+	if prof.Cut != "" {
+		probe = a.startCutProbe(ctx, prof.Cut, r)
+	}
 	if r.Audio == nil {
 		// One ffprobe tells whether there is audio to map and whether the
 		// cut lies inside the source; it reads only the header.
@@ -365,7 +369,7 @@ func (a Renderer) cut(ctx context.Context, in *montagev1.RenderInput, prof media
 		}
 	}
 	if prof.Cut != "" {
-		return a.copyCut(ctx, prof, r, facts, dir, progress)
+		return a.copyCut(ctx, prof, r, probe, facts, dir, progress)
 	}
 	d := r.Duration
 	// ffmpeg's last out_time can run past the cut by a packet; the segment
@@ -531,10 +535,24 @@ func (a Renderer) Concat(ctx context.Context, jobID string, profile *montagev1.R
 	if err := os.WriteFile(meta, []byte(media.FFMetadata("", chapters)), 0o640); err != nil {
 		return 0, nil, fmt.Errorf("chapters: %w", err)
 	}
+	// The thumbnail is the montage's frame, taken from the segment it lies
+	// in while the concat runs (the concat copies the video unchanged).
+	thumb := filepath.Join(dir, "thumbnail.jpg")
+	thumbErr := make(chan error, 1)
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		seg, local := segmentAt(offsets, thumbnailAt(chapters))
+		_, err := a.Tools.RunFFmpeg(tctx, media.ThumbnailArgs(paths[seg], local, thumb), 0, nil)
+		thumbErr <- err
+	}()
 	written, err := a.Tools.RunFFmpeg(ctx, media.ConcatArgs(list, meta, prof.AudioBitrate, out, prof.Cut != ""), at,
 		func(p float64) { progress(0.9 * p) })
 	if err != nil {
 		return 0, nil, err
+	}
+	if err := <-thumbErr; err != nil {
+		return 0, nil, fmt.Errorf("thumbnail: %w", err)
 	}
 	extras := map[string]string{}
 	chapTxt := filepath.Join(dir, "chapters.txt")
@@ -542,10 +560,6 @@ func (a Renderer) Concat(ctx context.Context, jobID string, profile *montagev1.R
 		return 0, nil, fmt.Errorf("chapters.txt: %w", err)
 	}
 	extras["chapters"] = chapTxt
-	thumb := filepath.Join(dir, "thumbnail.jpg")
-	if _, err := a.Tools.RunFFmpeg(ctx, media.ThumbnailArgs(out, thumbnailAt(chapters), thumb), 0, nil); err != nil {
-		return 0, nil, fmt.Errorf("thumbnail: %w", err)
-	}
 	extras["thumbnail"] = thumb
 	man, err := manifest(jobID, profile, prof, segs, chapters, offsets, at)
 	if err != nil {
@@ -565,6 +579,17 @@ func (a Renderer) Concat(ctx context.Context, jobID string, profile *montagev1.R
 func thumbnailAt(chapters []media.Chapter) float64 {
 	c := chapters[0]
 	return c.Start + (c.End-c.Start)/3
+}
+
+// segmentAt finds the segment that shows montage time t and the time
+// within it.
+func segmentAt(offsets []float64, t float64) (int, float64) {
+	for i := len(offsets) - 1; i > 0; i-- {
+		if t >= offsets[i] {
+			return i, t - offsets[i]
+		}
+	}
+	return 0, t
 }
 
 // download fetches a committed object and checks it is what the
