@@ -19,7 +19,7 @@ import (
 // cutSources are what streaming platforms hand out: H.264 High with
 // B-frames reordered and a keyframe every 2 s, here with sync markers.
 var cutSources = []testmedia.Source{
-	{Name: "stream1080.mp4", Width: 1920, Height: 1080, FPS: "60", SampleRate: 48000, Channels: 2, Seconds: 30, Sync: true, BeepLevel: 0.5, Streamlike: true},
+	{Name: "stream1080.mp4", Width: 1920, Height: 1080, FPS: "60", SampleRate: 48000, Channels: 2, Seconds: 30, Sync: true, BeepLevel: 0.5, Streamlike: true, HLS: true},
 	{Name: "stream720.mp4", Width: 1280, Height: 720, FPS: "30", SampleRate: 48000, Channels: 2, Seconds: 12, Sync: true, BeepLevel: 0.3, Streamlike: true},
 }
 
@@ -84,7 +84,7 @@ func decodesWithXerror(t *testing.T, path string) {
 // A smart cut of 1080p60 stream VODs is frame-exact and in sync: every
 // flash and beep within one frame where the cut puts it, at the joins and
 // inside, with copied GOPs between re-encoded edges; the whole montage
-// decodes with -xerror; a source that does not match the profile (720p30)
+// decodes with -xerror (HLS too); a source that does not match the profile (720p30)
 // is re-encoded whole and the manifest and the job say why.
 func TestSmartCutKeepsSyncMarkers(t *testing.T) {
 	c := startCoordinator(t, t.TempDir(), freePort(t))
@@ -93,7 +93,7 @@ func TestSmartCutKeepsSyncMarkers(t *testing.T) {
 		{path: "stream1080.mp4", at: 2.3, dur: 6, title: "Smart one"},
 		{path: "stream1080.mp4", at: 11, dur: 7, title: "Smart two"},
 		{path: "stream720.mp4", at: 3.4, dur: 4, title: "720p30 re-encoded"},
-		{path: "stream1080.mp4", at: 20.55, dur: 5.5, title: "Smart three"},
+		{path: "stream1080.m3u8", at: 20.55, dur: 5.5, title: "Smart three, HLS"},
 	}
 	out, j, man := runCutJob(t, c.url, cutSpec("smart", "smart", strconv.FormatFloat(syncLoudness, 'f', -1, 64), clips))
 	checkClipsSync(t, out, clips, 1920, 1080, "60/1", 15)

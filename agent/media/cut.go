@@ -19,7 +19,7 @@ import (
 // SPS/PPS from the stream, so copied source GOPs and x264's re-encoded
 // edges decode as one stream even though their parameter sets differ.
 
-// Packet is one video packet of a source, in seconds from the stream's
+// Packet is one video packet of a source, in seconds from the file's
 // start, as ffprobe reads it (in decode order).
 type Packet struct {
 	PTS, DTS float64
@@ -94,13 +94,20 @@ const CutWindow = KeyframeWindow
 func CutProbeArgs(in Input, from, to float64) []string {
 	args := []string{"-hide_banner", "-v", "error"}
 	args = append(args, in.options()...)
+	// read_intervals take the demuxer's own times, which for HLS start
+	// past zero (windows are wide enough for that); a window from the
+	// start reads without seeking, which an HLS demuxer cannot do to 0.
+	iv := "%" + secs(to)
+	if from > 0 {
+		iv = secs(from) + iv
+	}
 	return append(args, "-select_streams", "v:0", "-show_data_hash", "sha256",
-		"-show_entries", "stream=codec_name,profile,level,width,height,pix_fmt,sample_aspect_ratio,r_frame_rate,field_order,has_b_frames,start_time,extradata_hash:packet=pts_time,dts_time,flags",
-		"-of", "json", "-read_intervals", secs(math.Max(0, from))+"%"+secs(to), in.URL)
+		"-show_entries", "stream=codec_name,profile,level,width,height,pix_fmt,sample_aspect_ratio,r_frame_rate,field_order,has_b_frames,start_time,extradata_hash:packet=pts_time,dts_time,flags:format=start_time",
+		"-of", "json", "-read_intervals", iv, in.URL)
 }
 
 // ParseCutProbe reads CutProbeArgs' output: the parameters and the packets
-// with times from the stream's start, in decode order.
+// with times from the file's start (as -ss counts them), in decode order.
 func ParseCutProbe(out []byte) (VideoParams, []Packet, error) {
 	var p struct {
 		Streams []struct {
@@ -122,6 +129,9 @@ func ParseCutProbe(out []byte) (VideoParams, []Packet, error) {
 			DTS   string `json:"dts_time"`
 			Flags string `json:"flags"`
 		} `json:"packets"`
+		Format struct {
+			StartTime string `json:"start_time"`
+		} `json:"format"`
 	}
 	if err := json.Unmarshal(out, &p); err != nil {
 		return VideoParams{}, nil, fmt.Errorf("ffprobe packets: %w", err)
@@ -135,7 +145,13 @@ func ParseCutProbe(out []byte) (VideoParams, []Packet, error) {
 	if _, h, ok := strings.Cut(s.Extradata, ":"); ok && len(h) >= 16 {
 		v.Extradata = h[:16]
 	}
-	start, _ := strconv.ParseFloat(s.StartTime, 64)
+	// ffmpeg's -ss counts from the file's start (its earliest stream's),
+	// which is not always the video's: an HLS segment's audio often starts
+	// a frame or two before its video. Times are counted the way -ss does.
+	start, err := strconv.ParseFloat(p.Format.StartTime, 64)
+	if err != nil {
+		start, _ = strconv.ParseFloat(s.StartTime, 64)
+	}
 	var pk []Packet
 	for _, q := range p.Packets {
 		pts, err1 := strconv.ParseFloat(q.PTS, 64)
@@ -168,6 +184,26 @@ type Piece struct {
 	// AtKey: Start is a keyframe, so a re-encode can start decoding there
 	// instead of at the keyframe before it.
 	AtKey bool
+	// Seek is where to aim a seek that must land on the keyframe at Start
+	// (a copy, or AtKey): halfway to the next keyframe. Demuxers land on
+	// a keyframe differently (MP4 on the last at or before the target;
+	// HLS, counting from its segments' decode times, can land a GOP early
+	// on a target just past the keyframe); mid-GOP both land on Start.
+	Seek float64
+}
+
+// seekInto is the seek target for the keyframe at k (see Piece.Seek).
+func seekInto(pk []Packet, k float64) float64 {
+	next := math.Inf(1)
+	for _, p := range pk {
+		if p.Key && p.PTS > k+eps && p.PTS < next {
+			next = p.PTS
+		}
+	}
+	if math.IsInf(next, 1) {
+		return k + 0.001 // past any rounding, short of any next frame
+	}
+	return k + (next-k)/2
 }
 
 // CutPlan is how a segment's video is made.
@@ -263,7 +299,7 @@ func PlanKeyframeCut(pk []Packet, start, duration, readTo float64) (CutPlan, err
 	if frames <= 0 {
 		return CutPlan{}, fmt.Errorf("the cut at %s s holds no frame", secs(start))
 	}
-	return CutPlan{Mode: CutCopied, Pieces: []Piece{{Copy: true, Start: pk[first].PTS, Frames: frames}},
+	return CutPlan{Mode: CutCopied, Pieces: []Piece{{Copy: true, Start: pk[first].PTS, Frames: frames, Seek: seekInto(pk, pk[first].PTS)}},
 		Start: pk[first].PTS, Frames: frames, Copied: frames}, nil
 }
 
@@ -326,11 +362,15 @@ func PlanSmartCut(pk []Packet, start float64, frames int, fps float64, edges Sma
 		for _, p := range pk {
 			atKey = atKey || p.Key && math.Abs(p.PTS-first) < eps
 		}
-		pieces = append(pieces, Piece{Start: first, Frames: head, AtKey: atKey})
+		h := Piece{Start: first, Frames: head, AtKey: atKey}
+		if atKey {
+			h.Seek = seekInto(pk, first)
+		}
+		pieces = append(pieces, h)
 	}
-	pieces = append(pieces, Piece{Copy: true, Start: pk[a].PTS, Frames: copied})
+	pieces = append(pieces, Piece{Copy: true, Start: pk[a].PTS, Frames: copied, Seek: seekInto(pk, pk[a].PTS)})
 	if tail > 0 {
-		pieces = append(pieces, Piece{Start: pk[b].PTS, Frames: tail, AtKey: true})
+		pieces = append(pieces, Piece{Start: pk[b].PTS, Frames: tail, AtKey: true, Seek: seekInto(pk, pk[b].PTS)})
 	}
 	return CutPlan{Mode: CutSmart, Pieces: pieces, Start: first, Frames: frames, Copied: copied}
 }
@@ -387,13 +427,18 @@ func PieceOptions(reorder int) []string {
 // EncodePieceArgs re-encodes a piece of r's video (r.Start is the piece's
 // start, r.Duration its length; fades and the title as r says) as MPEG-TS.
 // Decoding aims a quarter frame early so the piece's first frame is the
-// one at r.Start; a piece that starts at a keyframe (atKey) lands on it
-// and keeps it without decoding the GOP before.
-func EncodePieceArgs(r Render, frames, reorder int, atKey bool, out string) []string {
+// one at r.Start; a piece of a file that starts at a keyframe (seek > 0:
+// see Piece.Seek) lands on it and keeps it without decoding the GOP
+// before.
+func EncodePieceArgs(r Render, frames, reorder int, seek float64, out string) []string {
 	args := head()
 	args = append(args, r.Video.options()...)
-	if atKey {
-		args = append(args, "-noaccurate_seek", "-ss", secs(r.Start+quarterFrame(r.Profile.FPS)))
+	if seek > 0 && r.Video.Kind != SourceHLS {
+		// What a seek lands before its target keeps negative times, which
+		// a constant frame rate output would drop: -itsoffset moves the
+		// keyframe back to zero. (HLS is left out: its demuxer drops what
+		// lies before the target itself, so the keyframe would be lost.)
+		args = append(args, "-noaccurate_seek", "-ss", secs(seek), "-itsoffset", secs(seek-r.Start))
 	} else {
 		args = append(args, "-ss", secs(math.Max(0, r.Start-quarterFrame(r.Profile.FPS))))
 	}
@@ -407,14 +452,13 @@ func EncodePieceArgs(r Render, frames, reorder int, atKey bool, out string) []st
 }
 
 // CopyPieceArgs copies frames packets of the source's video from the
-// keyframe at start, as MPEG-TS (the parameter sets go in band). The seek
-// aims a quarter frame past the keyframe and -copypriorss keeps what it
-// lands on, so rounding can neither start a GOP early nor skip the
-// keyframe.
-func CopyPieceArgs(in Input, start, fps float64, frames int, out string) []string {
+// keyframe at start, which a seek to seek lands on (see Piece.Seek), as
+// MPEG-TS (the parameter sets go in band); -copypriorss keeps the packets
+// between the keyframe and the target, and -itsoffset starts them at zero.
+func CopyPieceArgs(in Input, start, seek float64, frames int, out string) []string {
 	args := head()
 	args = append(args, in.options()...)
-	args = append(args, "-ss", secs(start+quarterFrame(fps)), "-i", in.URL,
+	args = append(args, "-ss", secs(seek), "-itsoffset", secs(seek-start), "-i", in.URL,
 		"-map", "0:v:0", "-an", "-sn", "-dn", "-c:v", "copy", "-copypriorss", "1", "-frames:v", strconv.Itoa(frames),
 		"-map_metadata", "-1")
 	args = append(args, progressArgs...)

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"math"
 	"strings"
 	"testing"
 )
@@ -83,7 +84,8 @@ func TestPlanKeyframeCut(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		if p.Mode != CutCopied || p.Start != c.from || p.Frames != c.frames || p.Copied != c.frames || len(p.Pieces) != 1 || !p.Pieces[0].Copy {
+		if p.Mode != CutCopied || p.Start != c.from || p.Frames != c.frames || p.Copied != c.frames || len(p.Pieces) != 1 || !p.Pieces[0].Copy ||
+			math.Abs(p.Pieces[0].Seek-(c.from+1)) > 1e-9 {
 			t.Errorf("%s: %+v, want a copy of %d frames from %g", c.name, p, c.frames, c.from)
 		}
 	}
@@ -108,13 +110,13 @@ func TestPlanSmartCut(t *testing.T) {
 		startsAt float64
 	}{
 		{"head, GOPs and tail", 3.3, 600, SmartEdges{}, CutSmart,
-			[]Piece{{Start: 3.3, Frames: 42}, {Copy: true, Start: 4, Frames: 480}, {Start: 12, Frames: 78, AtKey: true}}, "", 3.3},
+			[]Piece{{Start: 3.3, Frames: 42}, {Copy: true, Start: 4, Frames: 480, Seek: 5}, {Start: 12, Frames: 78, AtKey: true, Seek: 13}}, "", 3.3},
 		{"fades push the copy inwards", 4, 600, SmartEdges{Head: 0.5, Tail: 0.5}, CutSmart,
-			[]Piece{{Start: 4, Frames: 120, AtKey: true}, {Copy: true, Start: 6, Frames: 360}, {Start: 12, Frames: 120, AtKey: true}}, "", 4},
+			[]Piece{{Start: 4, Frames: 120, AtKey: true, Seek: 5}, {Copy: true, Start: 6, Frames: 360, Seek: 7}, {Start: 12, Frames: 120, AtKey: true, Seek: 13}}, "", 4},
 		{"on keyframes exactly", 4, 480, SmartEdges{}, CutSmart,
-			[]Piece{{Copy: true, Start: 4, Frames: 480}}, "", 4},
+			[]Piece{{Copy: true, Start: 4, Frames: 480, Seek: 5}}, "", 4},
 		{"between frames starts at the next", 3.305, 60 * 5, SmartEdges{}, CutSmart,
-			[]Piece{{Start: 3.3 + 1.0/60, Frames: 41}, {Copy: true, Start: 4, Frames: 240}, {Start: 8, Frames: 19, AtKey: true}}, "", 3.3 + 1.0/60},
+			[]Piece{{Start: 3.3 + 1.0/60, Frames: 41}, {Copy: true, Start: 4, Frames: 240, Seek: 5}, {Start: 8, Frames: 19, AtKey: true, Seek: 9}}, "", 3.3 + 1.0/60},
 		{"no whole GOP", 4.5, 150, SmartEdges{}, CutEncoded, nil, "no whole GOP", 4.5},
 	}
 	for _, c := range cases {
@@ -135,7 +137,7 @@ func TestPlanSmartCut(t *testing.T) {
 		sum := 0
 		for i, pc := range p.Pieces {
 			w := c.pieces[i]
-			if pc.Copy != w.Copy || pc.AtKey != w.AtKey || pc.Frames != w.Frames || pc.Start-w.Start > 1e-9 || w.Start-pc.Start > 1e-9 {
+			if pc.Copy != w.Copy || pc.AtKey != w.AtKey || math.Abs(pc.Seek-w.Seek) > 1e-9 || pc.Frames != w.Frames || pc.Start-w.Start > 1e-9 || w.Start-pc.Start > 1e-9 {
 				t.Errorf("%s: piece %d = %+v, want %+v", c.name, i, pc, w)
 			}
 			sum += pc.Frames
@@ -209,7 +211,8 @@ func TestDiffParams(t *testing.T) {
 func TestParseCutProbe(t *testing.T) {
 	out := []byte(`{"packets":[{"pts_time":"1.433333","dts_time":"1.400000","flags":"K_"},{"pts_time":"1.500000","dts_time":"1.416667","flags":"__"},{"dts_time":"1.5","flags":"__"}],
 "streams":[{"codec_name":"h264","profile":"High","width":640,"height":360,"has_b_frames":2,"sample_aspect_ratio":"1:1","pix_fmt":"yuv420p","level":31,
-"field_order":"progressive","r_frame_rate":"60/1","start_time":"1.400000","extradata_hash":"SHA256:0123456789abcdef0123"}]}`)
+"field_order":"progressive","r_frame_rate":"60/1","start_time":"1.433333","extradata_hash":"SHA256:0123456789abcdef0123"}],
+"format":{"start_time":"1.400000"}}`)
 	v, pk, err := ParseCutProbe(out)
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +221,7 @@ func TestParseCutProbe(t *testing.T) {
 		t.Errorf("params %s", v)
 	}
 	if len(pk) != 2 || !pk[0].Key || pk[1].Key || pk[0].PTS < 0.0333 || pk[0].PTS > 0.0334 || pk[0].DTS != 0 {
-		t.Errorf("packets %+v (times from the stream's start; the packet without a time dropped)", pk)
+		t.Errorf("packets %+v (times from the file's start; the packet without a time dropped)", pk)
 	}
 	if _, _, err := ParseCutProbe([]byte(`{"streams":[]}`)); err == nil {
 		t.Error("no video stream accepted")

@@ -102,7 +102,7 @@ func (a Renderer) copyCut(ctx context.Context, prof media.Profile, r media.Rende
 		list[i] = filepath.Join(dir, fmt.Sprintf("piece-%d.ts", i))
 		var args []string
 		if pc.Copy {
-			args = media.CopyPieceArgs(r.Video, pc.Start, fps, pc.Frames, list[i])
+			args = media.CopyPieceArgs(r.Video, pc.Start, pc.Seek, pc.Frames, list[i])
 		} else {
 			pr := whole
 			pr.Start, pr.Duration, pr.Whole = pc.Start, float64(pc.Frames)/fps, whole.Duration
@@ -111,7 +111,7 @@ func (a Renderer) copyCut(ctx context.Context, prof media.Profile, r media.Rende
 			if i > 0 {
 				pr.TitleFile = ""
 			}
-			args = media.EncodePieceArgs(pr, pc.Frames, reorder, pc.AtKey, list[i])
+			args = media.EncodePieceArgs(pr, pc.Frames, reorder, pc.Seek, list[i])
 		}
 		share := float64(pc.Frames) / float64(max(1, plan.Frames))
 		wg.Add(1)
@@ -176,11 +176,12 @@ type cutProbe struct {
 
 // startCutProbe reads the packets around r's cut in the background: from
 // CutWindow before to CutWindow after for a keyframe cut (the keyframes it
-// snaps to lie outside the cut), a second either side for a smart one.
+// snaps to lie outside the cut), a second before and two after for a
+// smart one.
 func (a Renderer) startCutProbe(ctx context.Context, cut string, r media.Render) *cutProbe {
 	from, to := r.Start-media.CutWindow, r.Start+r.Duration+media.CutWindow
 	if cut == spec.CutSmart {
-		from, to = r.Start-1, r.Start+r.Duration+1
+		from, to = r.Start-1, r.Start+r.Duration+2
 	}
 	p := &cutProbe{to: to, done: make(chan struct{})}
 	go func() {

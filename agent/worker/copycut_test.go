@@ -2,9 +2,11 @@ package worker
 
 import (
 	"context"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,7 +30,7 @@ func copyCutSources(t *testing.T) (tools media.Tools, url string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	srcs := []testmedia.Source{
-		{Name: "closed.mp4", Width: 640, Height: 360, FPS: "60", SampleRate: 48000, Channels: 2, Seconds: 20, Streamlike: true},
+		{Name: "closed.mp4", Width: 640, Height: 360, FPS: "60", SampleRate: 48000, Channels: 2, Seconds: 20, Streamlike: true, HLS: true},
 		{Name: "open.mp4", Width: 640, Height: 360, FPS: "60", SampleRate: 48000, Channels: 2, Seconds: 12, Streamlike: true, OpenGOP: true},
 		{Name: "big.mp4", Width: 854, Height: 480, FPS: "30", SampleRate: 44100, Channels: 1, Seconds: 8},
 	}
@@ -166,6 +168,20 @@ func TestSmartCut(t *testing.T) {
 		}
 	}
 
+	// The same from the HLS copy of the source (2-s segments).
+	out, _, facts = render("closed.m3u8", 3.3, 10, "smart")
+	if facts.GetCut() != media.CutSmart || facts.GetCopiedSeconds() != 8 {
+		t.Errorf("HLS: cut %q copying %.3f s (%s), want smart copying 8 s", facts.GetCut(), facts.GetCopiedSeconds(), facts.GetCutNote())
+	}
+	// HLS times count from the playlist's first packet, here its audio's,
+	// which starts a frame or two before the video: the GOPs sit where that
+	// puts them, within two frames of the MP4's.
+	hls := frameHashes(t, out, -1, 0)
+	at := slices.Index(hls, want[0])
+	if len(hls) != 600 || at < 40 || at > 44 || strings.Join(hls[at:at+480], ",") != strings.Join(want, ",") {
+		t.Errorf("HLS: %d frames, the source's 4-s keyframe at frame %d; the copied GOPs are not the source's", len(hls), at)
+	}
+
 	_, _, facts = render("open.mp4", 3.3, 6, "smart")
 	if facts.GetCut() != media.CutEncoded || !strings.Contains(facts.GetCutNote(), "open GOP") {
 		t.Errorf("open GOPs: cut %q note %q, want encode because of open GOPs", facts.GetCut(), facts.GetCutNote())
@@ -213,6 +229,16 @@ func TestKeyframeCutAndJoin(t *testing.T) {
 	got, want := frameHashes(t, out, -1, 0), frameHashes(t, url+"/closed.mp4", 2, 720)
 	if len(got) != 720 || strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("the keyframe cut's %d frames are not the source's 720 from 2 s", len(got))
+	}
+
+	// From the HLS copy of the source: the same GOPs, frame for frame.
+	out, s = seg("kf-hls", "closed.m3u8", 3.3, 10, "keyframe")
+	if f := s.GetSource(); f.GetCut() != media.CutCopied || math.Abs(f.GetCutStartSeconds()-2) > 0.05 || s.GetDurationSeconds() != 12 {
+		t.Errorf("HLS keyframe cut: %s from %.3f lasting %.3f; want a copy from about 2 lasting 12", f.GetCut(), f.GetCutStartSeconds(), s.GetDurationSeconds())
+	}
+	decodesStrictly(t, out)
+	if got := frameHashes(t, out, -1, 0); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("the HLS keyframe cut's %d frames are not the source's 720 from 2 s", len(got))
 	}
 
 	var paths []string
