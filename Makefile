@@ -66,7 +66,7 @@ bench: ffmpeg build
 	bench/cluster.sh
 	bench/scale.sh
 	bench/seedloop.sh
-	$(GO) test ./e2e -run '^$$' -bench 'SourceBytes|CachedRerun|TwoPinned|TranscribeEightHighlights|AgentRestartToLease' -benchtime 1x -timeout 30m
+	$(GO) test ./e2e -run '^$$' -bench 'SourceBytes|CachedRerun|TwoPinned|TranscribeEightHighlights|AgentRestartToLease|CutModes1080p60' -benchtime 1x -timeout 30m
 	$(GO) test ./e2e -run '^$$' -bench 'ConsoleFarm10k' -benchtime 10x -timeout 10m
 	$(GO) test ./coordinator/api -run '^$$' -bench 'ListHighlights100k' -benchtime 20x
 

@@ -228,7 +228,7 @@ func TestTranscriptFailureKeepsTheMontage(t *testing.T) {
 		t.Fatalf("a montage whose transcripts failed did not finish:\n%s", ctl(t, c.url, "get", id).stdout)
 	}
 	get := ctl(t, c.url, "get", id).stdout
-	mustContain(t, get, "transcript of highlight 0", "montagectl get")
+	mustContain(t, get, "transcript of highlight 1", "montagectl get")
 	mustContain(t, get, "this audio cannot be transcribed", "montagectl get")
 	p := filepath.Join(t.TempDir(), "m.srt")
 	if r := ctl(t, c.url, "download", id, "--what", "srt", "-o", p); r.code != 0 {

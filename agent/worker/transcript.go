@@ -43,7 +43,7 @@ func (f transcriptFile) cues() []subtitles.Cue {
 // and returns its cues, in the highlight's time.
 func (a *Agent) readTranscript(ctx context.Context, tr *montagev1.TranscriptRef, path string) ([]subtitles.Cue, error) {
 	if err := a.download(ctx, tr.GetUrl(), path, tr.GetSize(), tr.GetSha256()); err != nil {
-		return nil, fmt.Errorf("transcript of highlight %d: %w", tr.GetHighlightIndex(), err)
+		return nil, fmt.Errorf("transcript of highlight %d: %w", tr.GetHighlightIndex()+1, err)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -51,7 +51,7 @@ func (a *Agent) readTranscript(ctx context.Context, tr *montagev1.TranscriptRef,
 	}
 	var f transcriptFile
 	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("transcript of highlight %d: %w", tr.GetHighlightIndex(), err)
+		return nil, fmt.Errorf("transcript of highlight %d: %w", tr.GetHighlightIndex()+1, err)
 	}
 	return f.cues(), nil
 }
@@ -178,7 +178,7 @@ func (a *Agent) subtitles(ctx context.Context, in *montagev1.ConcatInput, dir, o
 	for i, tr := range in.GetTranscripts() {
 		p := places[tr.GetHighlightIndex()]
 		if p == nil {
-			return fmt.Errorf("transcript of highlight %d: no such highlight in the montage", tr.GetHighlightIndex())
+			return fmt.Errorf("transcript of highlight %d: no such highlight in the montage", tr.GetHighlightIndex()+1)
 		}
 		cues, err := a.readTranscript(ctx, tr, filepath.Join(dir, fmt.Sprintf("transcript-%03d.json", i)))
 		if err != nil {

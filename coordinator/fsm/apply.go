@@ -635,12 +635,18 @@ func (s *State) endAttempt(at time.Time, t *Task, msg string, handback bool) {
 	s.cancelRest(at, j)
 }
 
+// describe names a task as people count highlights: from 1, as
+// montagectl's task list does.
 func describe(t *Task) string {
+	what := fmt.Sprintf("highlight %d", t.HighlightIndex+1)
+	if t.Role == "intro" || t.Role == "outro" {
+		what = "the " + t.Role
+	}
 	switch t.Type {
 	case montagev1.TaskType_TASK_TYPE_RENDER:
-		return fmt.Sprintf("render of highlight %d (task %s)", t.HighlightIndex, t.ID)
+		return fmt.Sprintf("render of %s (task %s)", what, t.ID)
 	case montagev1.TaskType_TASK_TYPE_TRANSCRIBE:
-		return fmt.Sprintf("transcript of highlight %d (task %s)", t.HighlightIndex, t.ID)
+		return fmt.Sprintf("transcript of %s (task %s)", what, t.ID)
 	}
 	return fmt.Sprintf("concat (task %s)", t.ID)
 }

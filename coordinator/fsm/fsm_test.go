@@ -406,7 +406,7 @@ func TestOptionalTaskFailureWarns(t *testing.T) {
 		t.Fatalf("an optional failure ended the job: %v", r.Ended)
 	}
 	j := l.s.Jobs["j"]
-	if j.Terminal() || len(j.Warnings) != 1 || !strings.Contains(j.Warnings[0], "transcript of highlight 0") {
+	if j.Terminal() || len(j.Warnings) != 1 || !strings.Contains(j.Warnings[0], "transcript of highlight 1") {
 		t.Fatalf("job %s, warnings %v", j.State, j.Warnings)
 	}
 	runnable := slices.Collect(l.s.Runnable())
@@ -457,7 +457,7 @@ func TestResultWarningReachesTheJob(t *testing.T) {
 		Result: Result{Key: "k", Warning: "timing is coarse"}}}); r.Err != nil {
 		t.Fatal(r.Err)
 	}
-	if w := l.s.Jobs["j1"].Warnings; len(w) != 1 || w[0] != "render of highlight 0 (task j1-r0): timing is coarse" {
+	if w := l.s.Jobs["j1"].Warnings; len(w) != 1 || w[0] != "render of highlight 1 (task j1-r0): timing is coarse" {
 		t.Fatalf("warnings %q", w)
 	}
 	restored := roundTrip(t, l.s)
