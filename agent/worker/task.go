@@ -318,22 +318,13 @@ func (a Renderer) cut(ctx context.Context, in *montagev1.RenderInput, prof media
 	if prof.Cut != "" {
 		probe = a.startCutProbe(ctx, prof.Cut, r)
 	}
+	// One ffprobe tells whether there is audio to map and whether the cut
+	// lies inside the source; it reads only the header, and runs while the
+	// render starts (see speculate).
+	var streams *streamProbe
 	if r.Audio == nil {
-		// One ffprobe tells whether there is audio to map and whether the
-		// cut lies inside the source; it reads only the header.
-		info, err := a.Tools.Probe(ctx, r.Video)
-		if err != nil {
-			return 0, nil, fmt.Errorf("probe source: %w", err)
-		}
-		if !info.HasVideo {
-			return 0, nil, fmt.Errorf("source has no video stream")
-		}
-		if info.Duration > 0 && in.GetStartSeconds() >= info.Duration {
-			return 0, nil, fmt.Errorf("highlight starts at %s but the source is only %s long",
-				spec.FormatTimestamp(in.GetStartSeconds()), spec.FormatTimestamp(info.Duration))
-		}
-		r.HasAudio = info.HasAudio
-		fillFacts(facts, info)
+		streams = a.startStreamProbe(ctx, r.Video, in.GetStartSeconds(), facts)
+		r.HasAudio = true
 	}
 	if in.GetSnapStart() || in.GetSnapEnd() {
 		if err := a.snapChunk(ctx, in, &r); err != nil {
@@ -369,8 +360,100 @@ func (a Renderer) cut(ctx context.Context, in *montagev1.RenderInput, prof media
 		}
 	}
 	if prof.Cut != "" {
+		if err := streams.apply(&r); err != nil {
+			return 0, nil, err
+		}
 		return a.copyCut(ctx, prof, r, probe, facts, dir, progress)
 	}
+	return a.speculate(ctx, streams, r, func(ctx context.Context, r media.Render) (float64, *montagev1.SourceFacts, error) {
+		return a.encode(ctx, prof, r, facts, dir, progress)
+	})
+}
+
+// streamProbe is the stream probe of a render's source, running in the
+// background.
+type streamProbe struct {
+	done chan struct{}
+	info media.Info
+	err  error
+}
+
+// startStreamProbe probes in the background, then checks what the render
+// needs (a video stream, a start inside the source) and fills facts.
+func (a Renderer) startStreamProbe(ctx context.Context, in media.Input, start float64, facts *montagev1.SourceFacts) *streamProbe {
+	p := &streamProbe{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		info, err := a.Tools.Probe(ctx, in)
+		switch {
+		case err != nil:
+			p.err = fmt.Errorf("probe source: %w", err)
+		case !info.HasVideo:
+			p.err = fmt.Errorf("source has no video stream")
+		case info.Duration > 0 && start >= info.Duration:
+			p.err = fmt.Errorf("highlight starts at %s but the source is only %s long",
+				spec.FormatTimestamp(start), spec.FormatTimestamp(info.Duration))
+		default:
+			p.info = info
+			fillFacts(facts, info)
+		}
+	}()
+	return p
+}
+
+// apply waits for the probe and tells r whether the source has audio; a
+// nil probe (separate audio input: there is audio) leaves r as it is.
+func (p *streamProbe) apply(r *media.Render) error {
+	if p == nil {
+		return nil
+	}
+	<-p.done
+	if p.err != nil {
+		return p.err
+	}
+	r.HasAudio = p.info.HasAudio
+	return nil
+}
+
+// speculate starts run as if the source had audio, as nearly every source
+// does, while the stream probe finishes: the probe's quarter second is off
+// every render's time. A source the probe refuses stops the run; one
+// without audio runs again with generated silence.
+func (a Renderer) speculate(ctx context.Context, streams *streamProbe, r media.Render,
+	run func(context.Context, media.Render) (float64, *montagev1.SourceFacts, error)) (float64, *montagev1.SourceFacts, error) {
+	if streams == nil {
+		return run(ctx, r)
+	}
+	type result struct {
+		n     float64
+		facts *montagev1.SourceFacts
+		err   error
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan result, 1)
+	go func(r media.Render) {
+		n, f, err := run(rctx, r)
+		done <- result{n, f, err}
+	}(r)
+	if err := streams.apply(&r); err != nil {
+		cancel()
+		<-done
+		return 0, nil, err
+	}
+	if !r.HasAudio {
+		cancel()
+		<-done
+		return run(ctx, r)
+	}
+	res := <-done
+	return res.n, res.facts, res.err
+}
+
+// encode renders r by re-encoding every frame (cut: exact): one pass, or
+// two when loudness is normalised.
+func (a Renderer) encode(ctx context.Context, prof media.Profile, r media.Render, facts *montagev1.SourceFacts,
+	dir string, progress func(float64)) (float64, *montagev1.SourceFacts, error) {
 	d := r.Duration
 	// ffmpeg's last out_time can run past the cut by a packet; the segment
 	// itself lasts d (whole frames, audio cut to match) unless the source

@@ -74,7 +74,7 @@ func FuzzParse(f *testing.F) {
 func TestParseMediaFields(t *testing.T) {
 	s, err := Parse([]byte(`
 chunk_seconds: 30
-profile: {fit: crop, loudness: -23, fade: 0.5, title_overlay: true, hwaccel: nvenc, video_codec: hevc}
+profile: {fit: crop, loudness: -23, fade: 0.5, title_overlay: true, hwaccel: nvenc, video_codec: hevc, preset: fast, cut: exact}
 intro: {url: "s3://brand/intro.mp4", duration: 5}
 outro: {url: "https://a/outro.mp4", title: Bye}
 highlights:
@@ -84,7 +84,8 @@ highlights:
 		t.Fatal(err)
 	}
 	p := s.GetProfile()
-	if p.GetFit() != "crop" || p.GetLoudness() != "-23" || p.GetFade() != "0.5" || !p.GetTitleOverlay() || p.GetHwaccel() != "nvenc" {
+	if p.GetFit() != "crop" || p.GetLoudness() != "-23" || p.GetFade() != "0.5" || !p.GetTitleOverlay() || p.GetHwaccel() != "nvenc" ||
+		p.GetPreset() != "fast" || p.GetCut() != "exact" {
 		t.Errorf("profile = %v", p)
 	}
 	if s.GetChunkSeconds() != 30 || s.GetIntro().GetUrl() != "s3://brand/intro.mp4" || s.GetIntro().GetDuration() != "5" ||
