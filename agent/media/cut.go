@@ -218,6 +218,9 @@ type CutPlan struct {
 	Frames int
 	// Copied is how many of the frames are copied.
 	Copied int
+	// Seconds is a keyframe cut's length from the keyframes' own times
+	// (0: Frames at the frame rate), right for a variable frame rate too.
+	Seconds float64
 }
 
 // eps absorbs the rounding of times printed to microseconds.
@@ -283,12 +286,15 @@ func PlanKeyframeCut(pk []Packet, start, duration, readTo float64) (CutPlan, err
 	if openGOP(pk, first) {
 		return CutPlan{}, fmt.Errorf("the source has open GOPs (frames before the keyframe at %s s depend on the GOP before it): cut: keyframe cannot copy it; use smart or exact", secs(pk[first].PTS))
 	}
-	var frames int
+	var (
+		frames  int
+		seconds float64
+	)
 	if last >= 0 {
 		if !copySpanExact(pk, first, last) {
 			return CutPlan{}, fmt.Errorf("frames of the source are reordered across its keyframes between %s and %s s: cut: keyframe cannot copy it; use smart or exact", secs(pk[first].PTS), secs(pk[last].PTS))
 		}
-		frames = last - first
+		frames, seconds = last-first, pk[last].PTS-pk[first].PTS
 	} else {
 		endOfSource := len(pk) > 0 && pk[len(pk)-1].PTS < readTo-2*CutWindow/3
 		if !endOfSource {
@@ -300,7 +306,7 @@ func PlanKeyframeCut(pk []Packet, start, duration, readTo float64) (CutPlan, err
 		return CutPlan{}, fmt.Errorf("the cut at %s s holds no frame", secs(start))
 	}
 	return CutPlan{Mode: CutCopied, Pieces: []Piece{{Copy: true, Start: pk[first].PTS, Frames: frames, Seek: seekInto(pk, pk[first].PTS)}},
-		Start: pk[first].PTS, Frames: frames, Copied: frames}, nil
+		Start: pk[first].PTS, Frames: frames, Copied: frames, Seconds: seconds}, nil
 }
 
 // SmartEdges are the re-encoded lengths a smart cut keeps at each edge at

@@ -84,10 +84,26 @@ func TestPlanKeyframeCut(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
+		seconds := float64(c.frames) / 60
+		if c.name == "to the end of the source" {
+			seconds = 0 // no keyframe ends it: frames at the rate
+		}
 		if p.Mode != CutCopied || p.Start != c.from || p.Frames != c.frames || p.Copied != c.frames || len(p.Pieces) != 1 || !p.Pieces[0].Copy ||
+			math.Abs(p.Seconds-seconds) > 1e-9 ||
 			math.Abs(p.Pieces[0].Seek-(c.from+1)) > 1e-9 {
 			t.Errorf("%s: %+v, want a copy of %d frames from %g", c.name, p, c.frames, c.from)
 		}
+	}
+	// A variable frame rate: the length is the keyframes' distance, not
+	// the frames at a nominal rate (one frame of the span lasts 0.5 s).
+	var vfr []Packet
+	for _, q := range pk {
+		if q.PTS <= 4 || q.PTS >= 4.5 {
+			vfr = append(vfr, q)
+		}
+	}
+	if p, err := PlanKeyframeCut(vfr, 3.3, 10, 30); err != nil || p.Seconds != 12 || p.Frames != 720-29 {
+		t.Errorf("variable frame rate: %+v, %v; want 12 s in 691 frames", p, err)
 	}
 	if _, err := PlanKeyframeCut(stream(1200, 120, true), 5, 5, 30); err == nil || !strings.Contains(err.Error(), "open GOPs") {
 		t.Errorf("open GOPs: %v", err)

@@ -68,6 +68,9 @@ func (a Renderer) copyCut(ctx context.Context, prof media.Profile, r media.Rende
 	}
 	whole := r
 	whole.Start, whole.Duration = plan.Start, float64(plan.Frames)/fps
+	if plan.Seconds > 0 {
+		whole.Duration = plan.Seconds // the audio lasts what the copied frames show
+	}
 	reorder := params.Reorder
 	if plan.Mode == media.CutEncoded {
 		reorder = -1 // nothing copied to match: the preset's own
@@ -161,7 +164,11 @@ func (a Renderer) copyCut(ctx context.Context, prof media.Profile, r media.Rende
 	}
 	facts.Cut, facts.CutNote, facts.CutStartSeconds = plan.Mode, plan.Note, plan.Start
 	facts.CopiedSeconds = float64(plan.Copied) / fps
-	return min(whole.Duration, media.WholeFrames(n, fps)), facts, nil
+	length := media.WholeFrames(n, fps)
+	if plan.Seconds > 0 {
+		facts.CopiedSeconds, length = plan.Seconds, n
+	}
+	return min(whole.Duration, length), facts, nil
 }
 
 // cutProbe is a copying cut's packet probe, started before the render's
