@@ -94,8 +94,18 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
+// handedOut are the ports freePort gave this test binary: a port closed
+// after picking it can come back from the next pick, and two coordinators
+// (or a coordinator and a server) would then race for it.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
 func freePort(t testing.TB) int {
 	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	// The coordinator uses the port and the next two (raft, gossip).
 	for i := 0; i < 100; i++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -104,6 +114,9 @@ func freePort(t testing.TB) int {
 		}
 		p := l.Addr().(*net.TCPAddr).Port
 		l.Close()
+		if handedOut.ports[p] || handedOut.ports[p+1] || handedOut.ports[p+2] {
+			continue
+		}
 		ok := true
 		for _, q := range []int{p + 1, p + 2} {
 			l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
@@ -114,6 +127,7 @@ func freePort(t testing.TB) int {
 			l2.Close()
 		}
 		if ok {
+			handedOut.ports[p], handedOut.ports[p+1], handedOut.ports[p+2] = true, true, true
 			return p
 		}
 	}

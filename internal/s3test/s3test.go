@@ -29,6 +29,7 @@ type Server struct {
 	bin      string
 	cmd      *exec.Cmd
 	out      *bytes.Buffer
+	exited   chan struct{} // closed when the process has ended
 }
 
 // Binary finds versitygw on PATH or in $(go env GOPATH)/bin.
@@ -46,20 +47,39 @@ func Binary() (string, error) {
 	return "", fmt.Errorf("versitygw not found; install it with `make tools` (go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)")
 }
 
-func freeAddr(t testing.TB) string {
+// freeAddrs returns n distinct free loopback addresses. Each listener stays
+// open until all are picked: closed one by one, the system may hand the
+// same port out twice (the S3 and admin ports once came out equal, and the
+// server could not bind).
+func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var out []string
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		out = append(out, l.Addr().String())
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return out
 }
 
-// Start runs a server until the test ends.
+// Start runs a server until the test ends. A port taken by another process
+// between picking it and the server binding it costs a retry on others.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s, err := Run(t.TempDir(), freeAddr(t), freeAddr(t))
+	var (
+		s   *Server
+		err error
+	)
+	for try := 0; try < 3; try++ {
+		addrs := freeAddrs(t, 2)
+		if s, err = Run(t.TempDir(), addrs[0], addrs[1]); err == nil {
+			break
+		}
+		t.Logf("versitygw on %v: %v", addrs, err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,13 +113,22 @@ func Run(dir, addr, admin string) (*Server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start versitygw: %w", err)
 	}
-	s := &Server{Endpoint: "http://" + addr, Admin: "http://" + admin, bin: bin, cmd: cmd, out: out}
+	s := &Server{Endpoint: "http://" + addr, Admin: "http://" + admin, bin: bin, cmd: cmd, out: out, exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(s.exited)
+	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get(s.Endpoint)
 		if err == nil {
 			resp.Body.Close()
 			return s, nil
+		}
+		select {
+		case <-s.exited: // it could not bind, say: no use waiting
+			return nil, fmt.Errorf("versitygw exited: %v\n%s", err, s.Stop())
+		default:
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("versitygw did not start: %v\n%s", err, s.Stop())
@@ -111,7 +140,7 @@ func Run(dir, addr, admin string) (*Server, error) {
 // Stop ends the server and returns what it printed.
 func (s *Server) Stop() string {
 	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
+	<-s.exited
 	return s.out.String()
 }
 
