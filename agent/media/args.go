@@ -411,15 +411,24 @@ func RenderArgs(r Render) []string {
 func MeasurePassArgs(r Render, videoOut, audioOut string) []string {
 	args := []string{"-nostdin", "-hide_banner", "-v", "info", "-nostats", "-y"}
 	args, audio := r.inputs(args)
-	fc := fmt.Sprintf("[%s]%s,apad,atrim=duration=%s,asplit=2[keep][measure];[measure]%s[measured]",
-		audio, audioBase, secs(r.Duration), MeasureFilter)
-	args = append(args, "-filter_complex", fc)
+	args = append(args, "-filter_complex", keptAudio(audio, r.Duration, true))
 	args = append(args, "-map", "0:v:0")
 	args = append(args, r.videoOut()...)
 	args = append(args, "-an", "-f", "mp4", videoOut)
 	args = append(args, "-map", "[keep]", "-c:a", "pcm_f32le", "-f", "wav", audioOut)
 	args = append(args, "-map", "[measured]", "-f", "null", "-")
 	return append(args, "-progress", "pipe:1")
+}
+
+// keptAudio is the filtergraph that brings a render's audio to 48 kHz
+// stereo lasting d seconds as [keep] and, with measure, also sends it
+// through MeasureFilter as [measured].
+func keptAudio(audio string, d float64, measure bool) string {
+	fc := fmt.Sprintf("[%s]%s,apad,atrim=duration=%s", audio, audioBase, secs(d))
+	if measure {
+		return fc + ",asplit=2[keep][measure];[measure]" + MeasureFilter + "[measured]"
+	}
+	return fc + "[keep]"
 }
 
 // TruePeak and LoudnessRange are the loudnorm targets besides integrated

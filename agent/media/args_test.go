@@ -47,7 +47,18 @@ func TestRenderArgsGolden(t *testing.T) {
 		"render-burn-title": RenderArgs(Render{Video: Input{URL: "https://cdn.example/vod.mp4"}, Start: 8, Duration: 12, HasAudio: true, Profile: prof,
 			FadeIn: true, TitleFile: "/w/title.txt", FontFile: "/usr/share/fonts/DejaVuSans.ttf", TitleSeconds: 4,
 			SubtitlesFile: "/w/it's: a, [cut]; x\\y.srt", FontsDir: "/usr/share/fonts", Output: "/w/out.mp4"}),
-		"concat":    ConcatArgs("/w/list.ffconcat", "/w/chapters.ffmeta", "160k", "/w/out.mp4", false),
+		"concat":      ConcatArgs("/w/list.ffconcat", "/w/chapters.ffmeta", "160k", "/w/out.mp4", false),
+		"concat-avc3": ConcatArgs("/w/list.ffconcat", "/w/chapters.ffmeta", "160k", "/w/out.mp4", true),
+		// The copying cuts' commands (cut.go).
+		"cut-probe": CutProbeArgs(Input{URL: "https://cdn.example/v/index.m3u8", Kind: SourceHLS}, 2.3, 14.5),
+		"cut-copy":  CopyPieceArgs(Input{URL: "https://cdn.example/vod.mp4"}, 4, 5, 480, "/w/piece-1.ts"),
+		"cut-head": EncodePieceArgs(Render{Video: Input{URL: "https://cdn.example/vod.mp4"}, Start: 3.3, Duration: 0.7, Whole: 10,
+			Profile: Profile{Width: 1920, Height: 1080, FPS: 60, Quality: 23, Fade: 0.5}, FadeIn: true}, 42, 2, 0, "/w/piece-0.ts"),
+		"cut-tail-at-key": EncodePieceArgs(Render{Video: Input{URL: "https://cdn.example/vod.mp4"}, Start: 12, Duration: 1.3, Whole: 10,
+			Profile: Profile{Width: 1920, Height: 1080, FPS: 60, Quality: 23, Fade: 0.5}, FadeOut: true}, 78, 0, 13, "/w/piece-2.ts"),
+		"cut-audio-measure": SegmentAudioArgs(Render{Video: Input{URL: "https://cdn.example/vod.mp4"}, Start: 3.3, Duration: 10, HasAudio: true, Profile: loud}, "/w/audio.wav", true),
+		"cut-join": JoinPiecesArgs(Render{Duration: 10, Profile: loud, FadeIn: true, FadeOut: true, Output: "/w/out.mp4"},
+			&Loudness{I: -20, TP: -9, LRA: 3, Thresh: -30}, "/w/pieces.ffconcat", "/w/audio.wav"),
 		"thumbnail": ThumbnailArgs("/w/out.mp4", 3.5, "/w/thumbnail.jpg"),
 	}
 	for name, args := range cases {
@@ -69,20 +80,25 @@ func TestRenderArgsGolden(t *testing.T) {
 func TestRenderArgsRules(t *testing.T) {
 	for _, kind := range []SourceKind{SourceFile, SourceHLS} {
 		r := Render{Video: Input{URL: "https://x/y", Kind: kind}, Audio: &Input{URL: "https://x/a", Kind: kind}, Start: 5, Duration: 2, HasAudio: true, Profile: prof, Output: "o.mp4"}
-		for name, args := range map[string][]string{"render": RenderArgs(r), "measure": MeasurePassArgs(r, "v.mp4", "a.wav")} {
+		builders := map[string][]string{"render": RenderArgs(r), "measure": MeasurePassArgs(r, "v.mp4", "a.wav"),
+			"cut audio": SegmentAudioArgs(r, "a.wav", true), "cut copy": CopyPieceArgs(r.Video, 4, 5, 60, "p.ts"),
+			"cut edge": EncodePieceArgs(r, 60, 2, 0, "p.ts"), "cut edge at key": EncodePieceArgs(r, 60, 2, 6, "p.ts")}
+		wantInputs := map[string]int{"cut copy": 1, "cut edge": 1, "cut edge at key": 1}
+		for name, args := range builders {
 			if args[0] != "-nostdin" {
 				t.Errorf("%s kind %d: -nostdin is not first", name, kind)
 			}
 			tt := slices.Index(args, "-t")
-			inputs := 0
+			inputs, prev := 0, 0
 			for i, a := range args {
 				if a != "-i" || !strings.HasPrefix(args[i+1], "https://") {
 					continue
 				}
 				inputs++
-				if args[i-2] != "-ss" || i > tt {
-					t.Errorf("%s kind %d: input %s lacks its own -ss before -i and -t after: %v", name, kind, args[i+1], args)
+				if !slices.Contains(args[prev:i], "-ss") || tt >= 0 && i > tt {
+					t.Errorf("%s kind %d: input %s lacks its own -ss before -i (and -t after): %v", name, kind, args[i+1], args)
 				}
+				prev = i
 				wl := slices.Index(args[:i], "-protocol_whitelist")
 				if wl < 0 {
 					t.Fatalf("%s kind %d: no protocol whitelist before %s", name, kind, args[i+1])
@@ -93,8 +109,12 @@ func TestRenderArgsRules(t *testing.T) {
 					}
 				}
 			}
-			if inputs != 2 {
-				t.Errorf("%s kind %d: %d network inputs, want 2", name, kind, inputs)
+			want := 2 // the video and the separate audio
+			if n, ok := wantInputs[name]; ok {
+				want = n
+			}
+			if inputs != want {
+				t.Errorf("%s kind %d: %d network inputs, want %d", name, kind, inputs, want)
 			}
 		}
 	}

@@ -482,13 +482,7 @@ func SegmentAudioArgs(r Render, wav string, measure bool) []string {
 	}
 	args := []string{"-nostdin", "-hide_banner", "-v", lvl, "-nostats", "-y"}
 	args, audio := r.inputs(args)
-	fc := fmt.Sprintf("[%s]%s,apad,atrim=duration=%s", audio, audioBase, secs(r.Duration))
-	if measure {
-		fc += ",asplit=2[keep][measure];[measure]" + MeasureFilter + "[measured]"
-	} else {
-		fc += "[keep]"
-	}
-	args = append(args, "-filter_complex", fc, "-map", "[keep]", "-c:a", "pcm_f32le", "-f", "wav", wav)
+	args = append(args, "-filter_complex", keptAudio(audio, r.Duration, measure), "-map", "[keep]", "-c:a", "pcm_f32le", "-f", "wav", wav)
 	if measure {
 		args = append(args, "-map", "[measured]", "-f", "null", "-")
 	}

@@ -101,8 +101,8 @@ func framePSNR(t *testing.T, a string, aAt float64, b string, bAt float64) float
 // decodesStrictly decodes the whole file and fails on any decoding error.
 func decodesStrictly(t *testing.T, path string) {
 	t.Helper()
-	if out, err := exec.Command("ffmpeg", "-v", "error", "-xerror", "-i", path, "-f", "null", "-").CombinedOutput(); err != nil || len(out) > 0 {
-		t.Errorf("%s does not decode cleanly: %v: %s", filepath.Base(path), err, out)
+	if err := testmedia.DecodeErrors(context.Background(), path); err != nil {
+		t.Errorf("%s does not decode cleanly: %v", filepath.Base(path), err)
 	}
 }
 

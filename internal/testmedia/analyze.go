@@ -224,3 +224,14 @@ func BrightPixels(ctx context.Context, path string, at float64) (int, error) {
 	}
 	return n, nil
 }
+
+// DecodeErrors decodes a whole file with -xerror, which stops at the first
+// decoding error: nil when every frame and sample decodes cleanly (and
+// ffmpeg has nothing to say), else what it said.
+func DecodeErrors(ctx context.Context, path string) error {
+	out, err := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-xerror", "-i", path, "-f", "null", "-").CombinedOutput()
+	if err != nil || len(out) > 0 {
+		return fmt.Errorf("decode %s: %v: %s", path, err, out)
+	}
+	return nil
+}
