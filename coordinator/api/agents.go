@@ -423,6 +423,7 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 			if e := st.Cache[t.CacheEntry]; e != nil && e.Identity != "" {
 				l.Render.CachedIdentity = e.Identity
 			}
+			l.SegmentIndex, l.SegmentCount = segmentOf(st, j, t.ID)
 			if r.Burn != "" {
 				tr := st.Tasks[r.Burn]
 				if tr == nil || tr.State != montagev1.TaskState_TASK_STATE_SUCCEEDED || tr.Result == nil {
@@ -550,6 +551,31 @@ func (s *Server) buildLease(taskID string, token uint64) (*montagev1.Lease, erro
 	}
 	l.OutputPutUrl = u
 	return l, nil
+}
+
+// segmentOf finds a render's place among the segments its job's concat
+// joins (the concat's renders, in order); -1, 0 when it has none.
+func segmentOf(st *fsm.State, j *fsm.Job, taskID string) (index, count int32) {
+	index = -1
+	for i := len(j.TaskIDs) - 1; i >= 0; i-- {
+		c := st.Tasks[j.TaskIDs[i]]
+		if c == nil || c.Type != montagev1.TaskType_TASK_TYPE_CONCAT {
+			continue
+		}
+		for _, d := range c.DependsOn {
+			if dt := st.Tasks[d]; dt != nil && dt.Type == montagev1.TaskType_TASK_TYPE_RENDER {
+				if d == taskID {
+					index = count
+				}
+				count++
+			}
+		}
+		break
+	}
+	if index < 0 {
+		return -1, 0
+	}
+	return index, count
 }
 
 // concatInputsObject moves a concat's list of inputs out of the lease into

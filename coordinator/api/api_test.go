@@ -170,6 +170,16 @@ func TestJobThroughTheAPI(t *testing.T) {
 	if ls[0].GetProfile().GetResolution() != "1280x720" || ls[0].GetOutputKey() != blob.SegmentKey(j.GetId(), ls[0].GetTaskId(), ls[0].GetToken()) {
 		t.Errorf("lease lacks the resolved profile or attempt key: %v", ls[0])
 	}
+	// Each render knows its place in the montage: the concat's order.
+	for _, l := range ls {
+		want := int32(0)
+		if strings.HasSuffix(l.GetTaskId(), "-r001") {
+			want = 1
+		}
+		if l.GetSegmentIndex() != want || l.GetSegmentCount() != 2 {
+			t.Errorf("lease %s: segment %d of %d, want %d of 2", l.GetTaskId(), l.GetSegmentIndex(), l.GetSegmentCount(), want)
+		}
+	}
 	// Progress from heartbeats shows in the job.
 	hb, err := h.agents.Heartbeat(context.Background(), connect.NewRequest(&montagev1.HeartbeatRequest{AgentId: "a1",
 		Leases: []*montagev1.LeaseProgress{{TaskId: ls[0].GetTaskId(), Token: ls[0].GetToken(), Progress: 0.5}, {TaskId: "nope", Token: 1}}}))
@@ -195,6 +205,9 @@ func TestJobThroughTheAPI(t *testing.T) {
 	c := h.lease(t, "a1", 1, 1)
 	if len(c) != 1 || c[0].GetType() != montagev1.TaskType_TASK_TYPE_CONCAT || len(c[0].GetConcat().GetSegments()) != 2 {
 		t.Fatalf("concat lease: %v", c)
+	}
+	if c[0].GetSegmentCount() != 0 {
+		t.Errorf("a concat is no segment, yet its lease says %d segments", c[0].GetSegmentCount())
 	}
 	if err := h.complete(t, "a1", c[0]); err != nil {
 		t.Fatal(err)

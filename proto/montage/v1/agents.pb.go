@@ -414,6 +414,12 @@ type Lease struct {
 	// cover the output.
 	PartSizeBytes int64            `protobuf:"varint,19,opt,name=part_size_bytes,json=partSizeBytes,proto3" json:"part_size_bytes,omitempty"`
 	Transcribe    *TranscribeInput `protobuf:"bytes,20,opt,name=transcribe,proto3" json:"transcribe,omitempty"`
+	// A render's place in its montage: the concat joins segment_count
+	// segments and this one is number segment_index (from 0). An agent that
+	// rendered the first segments keeps them and encodes the montage's audio
+	// while the rest render; 0 segments: not known.
+	SegmentIndex  int32 `protobuf:"varint,21,opt,name=segment_index,json=segmentIndex,proto3" json:"segment_index,omitempty"`
+	SegmentCount  int32 `protobuf:"varint,22,opt,name=segment_count,json=segmentCount,proto3" json:"segment_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -586,6 +592,20 @@ func (x *Lease) GetTranscribe() *TranscribeInput {
 		return x.Transcribe
 	}
 	return nil
+}
+
+func (x *Lease) GetSegmentIndex() int32 {
+	if x != nil {
+		return x.SegmentIndex
+	}
+	return 0
+}
+
+func (x *Lease) GetSegmentCount() int32 {
+	if x != nil {
+		return x.SegmentCount
+	}
+	return 0
 }
 
 // TranscribeInput is one highlight to transcribe: its source and cut.
@@ -2217,7 +2237,7 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x0ffree_disk_bytes\x18\a \x01(\x03R\rfreeDiskBytes\x12/\n" +
 	"\x06status\x18\b \x01(\v2\x17.montage.v1.AgentStatusR\x06status\">\n" +
 	"\x11LeaseTaskResponse\x12)\n" +
-	"\x06leases\x18\x01 \x03(\v2\x11.montage.v1.LeaseR\x06leases\"\xce\x06\n" +
+	"\x06leases\x18\x01 \x03(\v2\x11.montage.v1.LeaseR\x06leases\"\x98\a\n" +
 	"\x05Lease\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x14\n" +
@@ -2243,7 +2263,9 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x0fpart_size_bytes\x18\x13 \x01(\x03R\rpartSizeBytes\x12;\n" +
 	"\n" +
 	"transcribe\x18\x14 \x01(\v2\x1b.montage.v1.TranscribeInputR\n" +
-	"transcribe\"\xd5\x01\n" +
+	"transcribe\x12#\n" +
+	"\rsegment_index\x18\x15 \x01(\x05R\fsegmentIndex\x12#\n" +
+	"\rsegment_count\x18\x16 \x01(\x05R\fsegmentCount\"\xd5\x01\n" +
 	"\x0fTranscribeInput\x12\x1d\n" +
 	"\n" +
 	"source_url\x18\x01 \x01(\tR\tsourceUrl\x12\x1f\n" +
