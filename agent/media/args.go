@@ -490,8 +490,34 @@ func LevelFilter(p Profile, m *Loudness) string {
 		num(p.Loudness), num(TruePeak), num(LoudnessRange), num(m.I), num(m.TP), num(m.LRA), num(m.Thresh), num(m.Offset))
 }
 
+// MontageRate is the montage audio's sample rate: every segment's audio is
+// 48 kHz stereo (audioBase), and so is the PCM the montage's encoder reads.
+const MontageRate = 48000
+
+// MontageAudioArgs is the montage's one AAC encode: 48 kHz stereo float PCM
+// arriving on stdin, segment after segment (see SegmentPCMArgs), into an
+// M4A whose edit list hides the encoder's priming. Encoding the joined
+// audio once removes the priming gaps AAC would leave at every join. It
+// reads only its pipe: nothing on the command line names a source.
+func MontageAudioArgs(audioBitrate, output string) []string {
+	return []string{"-hide_banner", "-v", "error", "-y",
+		"-protocol_whitelist", "pipe", "-f", "f32le", "-ar", strconv.Itoa(MontageRate), "-ac", "2", "-i", "pipe:0",
+		"-c:a", "aac", "-b:a", audioBitrate, "-f", "mp4", output}
+}
+
+// SegmentPCMArgs decodes a local segment's audio to the montage encoder's
+// PCM on stdout, exactly samples long: the segment's place in the montage
+// is fixed by the lengths of the segments before it, counted in samples,
+// so the audio can never drift from the copied video.
+func SegmentPCMArgs(segment string, samples int64) []string {
+	return []string{"-nostdin", "-hide_banner", "-v", "error",
+		"-protocol_whitelist", "file", "-i", segment,
+		"-map", "0:a:0", "-af", fmt.Sprintf("%s,apad,atrim=end_sample=%d", audioBase, samples),
+		"-c:a", "pcm_f32le", "-f", "f32le", "pipe:1"}
+}
+
 // ConcatArgs joins segments listed in a concat-demuxer file: video copied,
-// audio re-encoded once (which removes the priming gaps AAC leaves at every
+// audio encoded once (which removes the priming gaps AAC leaves at every
 // join), chapters taken from an FFMETADATA file, moov atom first. The list
 // and segments are local files this agent downloaded, so only file is allowed.
 // With inBand (the segments of a copying cut), the montage's sample entry
@@ -509,6 +535,30 @@ func ConcatArgs(listPath, metadataPath, audioBitrate, output string, inBand bool
 		"-map_metadata", "1", "-map_chapters", "1",
 		"-c:v", "copy"}, append(tag,
 		"-c:a", "aac", "-b:a", audioBitrate, "-ar", "48000", "-ac", "2",
+		"-movflags", "+faststart",
+		"-progress", "pipe:1", "-nostats",
+		"-f", "mp4", output)...)
+}
+
+// MuxMontageArgs joins segments listed in a concat-demuxer file with the
+// montage's encoded audio: video and audio copied, chapters taken from an
+// FFMETADATA file, moov atom first. The list, the segments and the audio
+// are local files this agent wrote or downloaded, so only file is allowed.
+// With inBand (the segments of a copying cut), the montage's sample entry
+// is avc3: each segment's parameter sets travel in its samples.
+func MuxMontageArgs(listPath, audioPath, metadataPath, output string, inBand bool) []string {
+	tag := []string{}
+	if inBand {
+		tag = []string{"-tag:v", "avc3"}
+	}
+	return append([]string{
+		"-nostdin", "-hide_banner", "-v", "error", "-y",
+		"-f", "concat", "-safe", "0", "-protocol_whitelist", "file", "-i", listPath,
+		"-protocol_whitelist", "file", "-i", audioPath,
+		"-f", "ffmetadata", "-protocol_whitelist", "file", "-i", metadataPath,
+		"-map", "0:v:0", "-map", "1:a:0",
+		"-map_metadata", "2", "-map_chapters", "2",
+		"-c", "copy"}, append(tag,
 		"-movflags", "+faststart",
 		"-progress", "pipe:1", "-nostats",
 		"-f", "mp4", output)...)

@@ -34,3 +34,21 @@ func lower(pid, threads int) error {
 	}
 	return nil
 }
+
+// idle runs a started ffmpeg only when nothing else wants the CPU
+// (SCHED_IDLE, beneath even nice 19): work done ahead of need, which must
+// not slow the renders it overlaps. normal undoes it when the work is
+// needed now.
+func idle(pid int) error {
+	return unix.SchedSetAttr(pid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: schedIdle}, 0)
+}
+
+// normal puts an idle ffmpeg back at the renders' priority (nice 19).
+func normal(pid int) error {
+	return unix.SchedSetAttr(pid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: schedOther, Nice: 19}, 0)
+}
+
+const (
+	schedOther = 0
+	schedIdle  = 5
+)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -109,6 +110,112 @@ func (t Tools) RunFFmpegLog(ctx context.Context, args []string, total float64, p
 		return 0, "", fmt.Errorf("ffmpeg failed (%v): %s", err, msg)
 	}
 	return written, stderr.String(), nil
+}
+
+// Feed is a running ffmpeg that reads its input from a pipe: several other
+// ffmpegs write into it one after another (RunFFmpegTo), without the data
+// passing through this process.
+type Feed struct {
+	cmd    *exec.Cmd
+	w      *os.File
+	stderr *tail
+	done   chan struct{}
+	err    error
+}
+
+// StartFeed starts ffmpeg with args that read pipe:0; with background, it
+// runs only on CPU time nothing else wants (see Hurry).
+func (t Tools) StartFeed(ctx context.Context, args []string, background bool) (*Feed, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("ffmpeg pipe: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, t.FFmpeg, args...)
+	f := &Feed{cmd: cmd, w: w, stderr: &tail{n: 4096}, done: make(chan struct{})}
+	cmd.Stdin, cmd.Stderr = r, f.stderr
+	err = cmd.Start()
+	r.Close() // the child holds its own copy
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("start ffmpeg: %w", err)
+	}
+	_ = lower(cmd.Process.Pid, t.Threads)
+	if background {
+		_ = idle(cmd.Process.Pid)
+	}
+	go func() {
+		defer close(f.done)
+		if err := cmd.Wait(); err != nil {
+			f.err = fmt.Errorf("ffmpeg failed (%v): %s", err, f.stderr.String())
+		}
+	}()
+	return f, nil
+}
+
+// Hurry gives a background feed the renders' priority: it is needed now.
+func (f *Feed) Hurry() {
+	_ = normal(f.cmd.Process.Pid)
+}
+
+// Prioritize gives a background ffmpeg (RunFFmpegTo) the renders' priority.
+func Prioritize(pid int) { _ = normal(pid) }
+
+// Input is where writers put what the feed's ffmpeg reads.
+func (f *Feed) Input() *os.File { return f.w }
+
+// Exited tells whether the feed's ffmpeg ended (it should not before
+// Finish), and how.
+func (f *Feed) Exited() (bool, error) {
+	select {
+	case <-f.done:
+		if f.err == nil {
+			return true, errors.New("ffmpeg ended before its input did")
+		}
+		return true, f.err
+	default:
+		return false, nil
+	}
+}
+
+// Finish ends the input and waits for ffmpeg to write its output.
+func (f *Feed) Finish() error {
+	f.w.Close()
+	<-f.done
+	return f.err
+}
+
+// Abort kills the feed's ffmpeg.
+func (f *Feed) Abort() {
+	f.w.Close()
+	_ = f.cmd.Process.Kill()
+	<-f.done
+}
+
+// RunFFmpegTo runs ffmpeg with its stdout going straight to w (a pipe's
+// write end: the child writes into it itself); with background, only on CPU
+// time nothing else wants.
+// started, when set, learns the process id as soon as it runs.
+func (t Tools) RunFFmpegTo(ctx context.Context, args []string, w *os.File, background bool, started func(pid int)) error {
+	cmd := exec.CommandContext(ctx, t.FFmpeg, args...)
+	stderr := &tail{n: 4096}
+	cmd.Stdout, cmd.Stderr = w, stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start ffmpeg: %w", err)
+	}
+	_ = lower(cmd.Process.Pid, t.Threads)
+	if background {
+		_ = idle(cmd.Process.Pid)
+	}
+	if started != nil {
+		started(cmd.Process.Pid)
+	}
+	if err := cmd.Wait(); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("ffmpeg stopped: %w", ctx.Err())
+		}
+		return fmt.Errorf("ffmpeg failed (%v): %s", err, stderr.String())
+	}
+	return nil
 }
 
 // parseProgress reads ffmpeg's key=value progress blocks and returns the
