@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func syncSpec(name string) string {
 func TestSyncMarkersSurviveTheMontage(t *testing.T) {
 	port := freePort(t)
 	c := startCoordinator(t, t.TempDir(), port)
-	startAgent(t, c.url, t.TempDir())
+	agent := startAgent(t, c.url, t.TempDir())
 	res := ctl(t, c.url, "submit", writeSpec(t, syncSpec("sync")), "--wait", "-q")
 	if res.code != 0 {
 		t.Fatalf("submit --wait exited %d:\n%s\n%s", res.code, res.stdout, res.stderr)
@@ -86,6 +87,13 @@ func TestSyncMarkersSurviveTheMontage(t *testing.T) {
 	}
 	out := filepath.Join(dir, "montage.mp4")
 	checkSync(t, out)
+	// One agent rendered every segment: its concat joined the files it kept
+	// and carried on the audio it encoded while they rendered.
+	ahead := regexp.MustCompile(`msg="concat: montage audio encoded ahead".* segments_ahead=(\d+) segments=(\d+) segments_local=(\d+)`).
+		FindStringSubmatch(agent.out.String())
+	if ahead == nil || ahead[1] == "0" || ahead[2] != ahead[3] {
+		t.Errorf("the concat did not use the kept segments and their audio encoded ahead: %q", ahead)
+	}
 
 	// chapters.txt follows YouTube's rules.
 	txt, err := os.ReadFile(filepath.Join(dir, "chapters.txt"))

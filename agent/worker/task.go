@@ -123,6 +123,8 @@ func (a *Agent) runTask(ctx context.Context, l *montagev1.Lease, progress func(f
 	}
 	a.stats.storeBytes.Add(float64(res.GetSize()))
 	res.DurationSeconds = written
+	// A segment stays for its montage's concat, should that come here.
+	a.spool.stage(l, out, res)
 	res.Source = facts
 	if n := facts.GetCutNote(); n != "" {
 		res.Warning = "re-encoded whole instead of smart-cut: " + n
@@ -560,15 +562,34 @@ func (a *Agent) concat(ctx context.Context, l *montagev1.Lease, prof media.Profi
 			return 0, nil, err
 		}
 	}
+	// Segments this agent rendered may still be here, their audio encoded
+	// ahead (spool); the rest are downloaded.
+	kept := a.spool.take(l.GetJobId())
+	defer kept.discard()
 	paths := make([]string, len(in.GetSegments()))
+	local := 0
 	for i, s := range in.GetSegments() {
+		if p := kept.segment(i, s); p != "" {
+			paths[i] = p
+			local++
+			continue
+		}
 		paths[i] = filepath.Join(dir, fmt.Sprintf("seg-%03d.mp4", i))
 		if err := a.download(ctx, s.GetUrl(), paths[i], s.GetSize(), s.GetSha256()); err != nil {
 			return 0, nil, fmt.Errorf("segment %d: %w", i, err)
 		}
 		progress(0.4 * float64(i+1) / float64(len(paths)))
 	}
-	written, extras, err := a.renderer().Concat(ctx, l.GetJobId(), l.GetProfile(), in.GetSegments(), paths, dir, out,
+	var ahead *montageAudio
+	if kept != nil {
+		ahead = kept.audio
+		kept.audio = nil // the concat's now: Concat ends or aborts it
+	}
+	if ahead != nil && ahead.continues(in.GetSegments(), prof.AudioBitrate) {
+		a.log.Info("concat: montage audio encoded ahead", "job", l.GetJobId(), "segments_ahead", len(ahead.fed),
+			"segments", len(paths), "segments_local", local)
+	}
+	written, extras, err := a.renderer().concat(ctx, l.GetJobId(), l.GetProfile(), in.GetSegments(), paths, dir, out, ahead,
 		func(p float64) { progress(0.4 + 0.6*p) })
 	if err != nil || in.GetSubtitles() == "" {
 		return written, extras, err
@@ -583,11 +604,31 @@ func (a *Agent) concat(ctx context.Context, l *montagev1.Lease, prof media.Profi
 // chapters.txt (YouTube's description format), a thumbnail and a manifest,
 // returned by output name. Chapter times come from the durations the renders
 // reported when they committed; the chunks of one highlight make one chapter.
-func (a Renderer) Concat(ctx context.Context, jobID string, profile *montagev1.RenderProfile, segs []*montagev1.ConcatSegment, paths []string, dir, out string, progress func(float64)) (float64, map[string]string, error) {
+// The montage's audio is encoded once, from the segments in order.
+func (a Renderer) Concat(ctx context.Context, jobID string, profile *montagev1.RenderProfile, segs []*montagev1.ConcatSegment, paths []string,
+	dir, out string, progress func(float64)) (float64, map[string]string, error) {
+	return a.concat(ctx, jobID, profile, segs, paths, dir, out, nil, progress)
+}
+
+// concat is Concat carrying on ahead, an encode of the montage's audio
+// begun while its segments rendered (see spool), when ahead holds the first
+// of segs; otherwise it aborts ahead. It owns ahead.
+func (a Renderer) concat(ctx context.Context, jobID string, profile *montagev1.RenderProfile, segs []*montagev1.ConcatSegment, paths []string,
+	dir, out string, ahead *montageAudio, progress func(float64)) (float64, map[string]string, error) {
 	prof, err := profileOf(profile)
+	if ahead != nil && (err != nil || !ahead.continues(segs, prof.AudioBitrate)) {
+		ahead.abort()
+		ahead = nil
+	}
 	if err != nil {
 		return 0, nil, err
 	}
+	owned := ahead // until finishAudio takes it, every return aborts it
+	defer func() {
+		if owned != nil {
+			owned.abort()
+		}
+	}()
 	var (
 		chapters []media.Chapter
 		at       float64
@@ -610,16 +651,8 @@ func (a Renderer) Concat(ctx context.Context, jobID string, profile *montagev1.R
 		}
 		at += d
 	}
-	list := filepath.Join(dir, "list.ffconcat")
-	if err := os.WriteFile(list, []byte(media.ConcatList(paths)), 0o640); err != nil {
-		return 0, nil, fmt.Errorf("concat list: %w", err)
-	}
-	meta := filepath.Join(dir, "chapters.ffmeta")
-	if err := os.WriteFile(meta, []byte(media.FFMetadata("", chapters)), 0o640); err != nil {
-		return 0, nil, fmt.Errorf("chapters: %w", err)
-	}
 	// The thumbnail is the montage's frame, taken from the segment it lies
-	// in while the concat runs (the concat copies the video unchanged).
+	// in while the audio is encoded (the concat copies the video unchanged).
 	thumb := filepath.Join(dir, "thumbnail.jpg")
 	thumbErr := make(chan error, 1)
 	tctx, cancel := context.WithCancel(ctx)
@@ -629,8 +662,28 @@ func (a Renderer) Concat(ctx context.Context, jobID string, profile *montagev1.R
 		_, err := a.Tools.RunFFmpeg(tctx, media.ThumbnailArgs(paths[seg], local, thumb), 0, nil)
 		thumbErr <- err
 	}()
-	written, err := a.Tools.RunFFmpeg(ctx, media.ConcatArgs(list, meta, prof.AudioBitrate, out, prof.Cut != ""), at,
-		func(p float64) { progress(0.9 * p) })
+	list := filepath.Join(dir, "list.ffconcat")
+	if err := os.WriteFile(list, []byte(media.ConcatList(paths)), 0o640); err != nil {
+		return 0, nil, fmt.Errorf("concat list: %w", err)
+	}
+	meta := filepath.Join(dir, "chapters.ffmeta")
+	if err := os.WriteFile(meta, []byte(media.FFMetadata("", chapters)), 0o640); err != nil {
+		return 0, nil, fmt.Errorf("chapters: %w", err)
+	}
+	// Without an encode ahead, one ffmpeg copies the video and encodes the
+	// audio as it joins: the same AAC bytes as the encode fed segment by
+	// segment (TestMontageAudioAhead), in one pass.
+	args := media.ConcatArgs(list, meta, prof.AudioBitrate, out, prof.Cut != "")
+	if ahead != nil {
+		owned = nil
+		audio, err := a.finishAudio(ctx, segs, paths, ahead)
+		if err != nil {
+			return 0, nil, err
+		}
+		progress(0.5)
+		args = media.MuxMontageArgs(list, audio, meta, out, prof.Cut != "")
+	}
+	written, err := a.Tools.RunFFmpeg(ctx, args, at, func(p float64) { progress(0.5 + 0.4*p) })
 	if err != nil {
 		return 0, nil, err
 	}
@@ -655,6 +708,22 @@ func (a Renderer) Concat(ctx context.Context, jobID string, profile *montagev1.R
 	extras["manifest"] = manPath
 	progress(1)
 	return written, extras, nil
+}
+
+// finishAudio feeds ahead (which continues segs) the segments it lacks and
+// returns its M4A.
+func (a Renderer) finishAudio(ctx context.Context, segs []*montagev1.ConcatSegment, paths []string, m *montageAudio) (string, error) {
+	m.hurry()
+	for i := len(m.fed); i < len(segs); i++ {
+		if err := m.add(ctx, paths[i], segs[i].GetSha256(), segs[i].GetDurationSeconds()); err != nil {
+			m.abort()
+			return "", err
+		}
+	}
+	if err := m.finish(); err != nil {
+		return "", err
+	}
+	return m.path, nil
 }
 
 // thumbnailAt picks a frame a third into the first highlight: past its fade

@@ -102,6 +102,8 @@ type Agent struct {
 	log    *slog.Logger
 	stats  *stats
 	tr     *transcribe.Client // guarded by mu
+	// spool keeps rendered segments for their concat (see spool).
+	spool *spool
 
 	mu         sync.Mutex
 	credential string // from Register; sent on every later call
@@ -131,6 +133,10 @@ func (a *Agent) checkDisk(l *montagev1.Lease) error {
 		return nil
 	}
 	avail, err := disk.Available(a.cfg.DataDir)
+	if err == nil && avail < need && a.spool.held() > 0 {
+		a.spool.free() // kept segments only save a concat some work
+		avail, err = disk.Available(a.cfg.DataDir)
+	}
 	if err != nil || avail >= need {
 		return nil // unknown: the coordinator's check used our last report
 	}
@@ -269,6 +275,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		tr:      cfg.Transcriber,
 	}
 	a.caps.Store(caps)
+	if a.spool, err = newSpool(context.WithoutCancel(ctx), filepath.Join(cfg.DataDir, "spool"), tools, a.log); err != nil {
+		return nil, err
+	}
 	if fromCache {
 		a.reprove = func(ctx context.Context) { a.proveAgain(ctx, candidates, proofPath, proofKey) }
 	}
@@ -480,6 +489,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.mu.Unlock()
 	wg.Wait()
+	a.spool.free()
 	stopHB()
 	<-hbDone
 	return runErr
@@ -493,6 +503,7 @@ func (a *Agent) freeDisk() int64 {
 		a.log.Warn("free disk unknown", "err", err)
 		return 0
 	}
+	avail += a.spool.held() // freed when a task needs it
 	a.mu.Lock()
 	for _, r := range a.running {
 		avail -= r.lease.GetExpectedBytes()
@@ -694,6 +705,7 @@ func (a *Agent) execute(ctx context.Context, r *running) {
 		}
 	}()
 	log.Info("task started", "type", l.GetType().String())
+	defer a.spool.unstage(l.GetTaskId()) // kept only once committed
 	start := time.Now()
 	var res *montagev1.TaskResult
 	err := a.checkDisk(l)
@@ -734,6 +746,7 @@ func (a *Agent) execute(ctx context.Context, r *running) {
 			})
 			return
 		}
+		a.spool.keep(l.GetTaskId())
 		a.stats.ended(l.GetType(), "succeeded", time.Since(start))
 		log.Info("task done", "seconds", time.Since(start).Seconds(), "bytes", res.GetSize())
 	case errors.Is(err, errReused):
