@@ -555,10 +555,27 @@ func (a *Agent) gpuBusy() int {
 	return used
 }
 
+// busy is how many slots the running tasks fill: a keyframe cut's render
+// fills a third of one (see slotThirds).
 func (a *Agent) busy() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return len(a.running)
+	thirds := 0
+	for _, r := range a.running {
+		thirds += slotThirds(r.lease)
+	}
+	return thirds / 3
+}
+
+// slotThirds is the share of a slot a task fills, in thirds. A keyframe
+// cut's render copies the video and cuts the audio: it mostly waits on
+// reads and writes and uses a fraction of one core, so three share a slot
+// (a slot is sized for an encode, which uses every core it is given).
+func slotThirds(l *montagev1.Lease) int {
+	if l.GetType() == montagev1.TaskType_TASK_TYPE_RENDER && l.GetProfile().GetCut() == spec.CutKeyframe {
+		return 1
+	}
+	return 3
 }
 
 func (a *Agent) register(ctx context.Context) error {
