@@ -114,7 +114,9 @@ func (s *spool) stage(l *montagev1.Lease, out string, res *montagev1.TaskResult)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return false
 	}
-	path := filepath.Join(dir, fmt.Sprintf("seg-%06d.mp4", l.GetSegmentIndex()))
+	// Named by grant too: a segment rendered again never overwrites the
+	// one kept (and perhaps being fed) before it.
+	path := filepath.Join(dir, fmt.Sprintf("seg-%06d-%d.mp4", l.GetSegmentIndex(), l.GetToken()))
 	if err := os.Rename(out, path); err != nil {
 		return false
 	}

@@ -111,7 +111,7 @@ func TestMontageAudioAhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	commit := func(job string, i int, sha string) {
+	commit := func(job string, i int, sha string, token ...uint64) {
 		t.Helper()
 		staged := filepath.Join(dir, fmt.Sprintf("out-%s-%d.mp4", job, i))
 		b, err := os.ReadFile(paths[i])
@@ -123,6 +123,9 @@ func TestMontageAudioAhead(t *testing.T) {
 		}
 		l := &montagev1.Lease{TaskId: fmt.Sprintf("%s-r%d", job, i), JobId: job, Type: montagev1.TaskType_TASK_TYPE_RENDER,
 			SegmentIndex: int32(i), SegmentCount: 3, Profile: prof}
+		if len(token) > 0 {
+			l.Token = token[0]
+		}
 		if !sp.stage(l, staged, &montagev1.TaskResult{Sha256: sha, Size: int64(len(b)), DurationSeconds: segs[i].GetDurationSeconds()}) {
 			t.Fatalf("segment %d of %s not staged", i, job)
 		}
@@ -179,6 +182,16 @@ func TestMontageAudioAhead(t *testing.T) {
 	ahead = j.audio
 	j.audio = nil
 	concat("mismatch", ahead)
+	j.discard()
+
+	// A segment rendered again (a later grant) replaces the one kept.
+	commit("c", 1, segs[1].GetSha256(), 7)
+	commit("c", 1, segs[1].GetSha256(), 8)
+	j = sp.take("c")
+	p := j.segment(1, segs[1])
+	if _, err := os.Stat(filepath.Join(j.dir, "seg-000001-7.mp4")); !os.IsNotExist(err) || !strings.HasSuffix(p, "seg-000001-8.mp4") {
+		t.Errorf("after a second grant's render the spool offers %q (the first's file: %v)", p, err)
+	}
 	j.discard()
 }
 
