@@ -70,4 +70,7 @@ for i in $(seq 1 "$RUNS"); do
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 mf=$(median "${farm[@]}"); ml=$(median "${plain[@]}")
+# Each pair ran back to back: their ratio sees less of the machine's drift.
+pairs=(); for k in "${!farm[@]}"; do pairs+=("$(awk -v f="${farm[$k]}" -v l="${plain[$k]}" 'BEGIN {printf "%.3f", f/l}')"); done
+echo "per-pair ratios: ${pairs[*]} (median $(median "${pairs[@]}"))"
 awk -v n="$RUNS" -v f="$mf" -v l="$ml" 'BEGIN {printf "seedloop: runs=%d farm_s=%.2f loop_s=%.2f ratio=%.3f\n", n, f/1000, l/1000, f/l}'
