@@ -516,30 +516,6 @@ func SegmentPCMArgs(segment string, samples int64) []string {
 		"-c:a", "pcm_f32le", "-f", "f32le", "pipe:1"}
 }
 
-// ConcatArgs joins segments listed in a concat-demuxer file: video copied,
-// audio encoded once (which removes the priming gaps AAC leaves at every
-// join), chapters taken from an FFMETADATA file, moov atom first. The list
-// and segments are local files this agent downloaded, so only file is allowed.
-// With inBand (the segments of a copying cut), the montage's sample entry
-// is avc3: each segment's parameter sets travel in its samples.
-func ConcatArgs(listPath, metadataPath, audioBitrate, output string, inBand bool) []string {
-	tag := []string{}
-	if inBand {
-		tag = []string{"-tag:v", "avc3"}
-	}
-	return append([]string{
-		"-nostdin", "-hide_banner", "-v", "error", "-y",
-		"-f", "concat", "-safe", "0", "-protocol_whitelist", "file", "-i", listPath,
-		"-f", "ffmetadata", "-protocol_whitelist", "file", "-i", metadataPath,
-		"-map", "0:v:0", "-map", "0:a:0",
-		"-map_metadata", "1", "-map_chapters", "1",
-		"-c:v", "copy"}, append(tag,
-		"-c:a", "aac", "-b:a", audioBitrate, "-ar", "48000", "-ac", "2",
-		"-movflags", "+faststart",
-		"-progress", "pipe:1", "-nostats",
-		"-f", "mp4", output)...)
-}
-
 // MuxMontageArgs joins segments listed in a concat-demuxer file with the
 // montage's encoded audio: video and audio copied, chapters taken from an
 // FFMETADATA file, moov atom first. The list, the segments and the audio

@@ -53,8 +53,6 @@ func TestRenderArgsGolden(t *testing.T) {
 		"segment-pcm":   SegmentPCMArgs("/w/seg-001.mp4", 961024),
 		"mux":           MuxMontageArgs("/w/list.ffconcat", "/w/audio.m4a", "/w/chapters.ffmeta", "/w/out.mp4", false),
 		"mux-avc3":      MuxMontageArgs("/w/list.ffconcat", "/w/audio.m4a", "/w/chapters.ffmeta", "/w/out.mp4", true),
-		"concat":        ConcatArgs("/w/list.ffconcat", "/w/chapters.ffmeta", "160k", "/w/out.mp4", false),
-		"concat-avc3":   ConcatArgs("/w/list.ffconcat", "/w/chapters.ffmeta", "160k", "/w/out.mp4", true),
 		// The copying cuts' commands (cut.go).
 		"cut-probe": CutProbeArgs(Input{URL: "https://cdn.example/v/index.m3u8", Kind: SourceHLS}, 2.3, 14.5),
 		"cut-copy":  CopyPieceArgs(Input{URL: "https://cdn.example/vod.mp4"}, 4, 5, 480, "/w/piece-1.ts"),

@@ -670,20 +670,22 @@ func (a Renderer) concat(ctx context.Context, jobID string, profile *montagev1.R
 	if err := os.WriteFile(meta, []byte(media.FFMetadata("", chapters)), 0o640); err != nil {
 		return 0, nil, fmt.Errorf("chapters: %w", err)
 	}
-	// Without an encode ahead, one ffmpeg copies the video and encodes the
-	// audio as it joins: the same AAC bytes as the encode fed segment by
-	// segment (TestMontageAudioAhead), in one pass.
-	args := media.ConcatArgs(list, meta, prof.AudioBitrate, out, prof.Cut != "")
-	if ahead != nil {
-		owned = nil
-		audio, err := a.finishAudio(ctx, segs, paths, ahead)
-		if err != nil {
+	// Without an encode ahead the concat makes the same one, the same way:
+	// a montage's bytes never depend on which agent rendered what, so a
+	// rerun from the cache gives the same file.
+	if ahead == nil {
+		if ahead, err = startMontageAudio(ctx, a.Tools, prof.AudioBitrate, filepath.Join(dir, "audio.m4a"), false); err != nil {
 			return 0, nil, err
 		}
-		progress(0.5)
-		args = media.MuxMontageArgs(list, audio, meta, out, prof.Cut != "")
 	}
-	written, err := a.Tools.RunFFmpeg(ctx, args, at, func(p float64) { progress(0.5 + 0.4*p) })
+	owned = nil
+	audio, err := a.finishAudio(ctx, segs, paths, ahead)
+	if err != nil {
+		return 0, nil, err
+	}
+	progress(0.5)
+	written, err := a.Tools.RunFFmpeg(ctx, media.MuxMontageArgs(list, audio, meta, out, prof.Cut != ""), at,
+		func(p float64) { progress(0.5 + 0.4*p) })
 	if err != nil {
 		return 0, nil, err
 	}
