@@ -563,30 +563,78 @@ func (a *Agent) concat(ctx context.Context, l *montagev1.Lease, prof media.Profi
 		}
 	}
 	// Segments this agent rendered may still be here, their audio encoded
-	// ahead (spool); the rest are downloaded.
+	// ahead (spool); the rest are downloaded, and each is fed to the
+	// montage's audio as soon as it is here, while the next downloads.
+	segs := in.GetSegments()
 	kept := a.spool.take(l.GetJobId())
 	defer kept.discard()
-	paths := make([]string, len(in.GetSegments()))
+	var ahead *montageAudio
+	if kept != nil {
+		ahead, kept.audio = kept.audio, nil // the concat's now
+	}
+	if ahead != nil && !ahead.continues(segs, prof.AudioBitrate) {
+		ahead.abort()
+		ahead = nil
+	}
+	encodedAhead := 0
+	if ahead != nil {
+		encodedAhead = len(ahead.fed)
+	} else {
+		var err error
+		if ahead, err = startMontageAudio(ctx, a.tools, prof.AudioBitrate, filepath.Join(dir, "audio.m4a"), false); err != nil {
+			return 0, nil, err
+		}
+	}
+	ahead.hurry()
+	paths := make([]string, len(segs))
+	ready := make([]chan struct{}, len(segs))
+	for i := range ready {
+		ready[i] = make(chan struct{})
+	}
+	fctx, stopFeed := context.WithCancel(ctx)
+	defer stopFeed()
+	fed := make(chan error, 1)
+	go func() {
+		for i := len(ahead.fed); i < len(segs); i++ {
+			select {
+			case <-ready[i]:
+			case <-fctx.Done():
+				fed <- fctx.Err()
+				return
+			}
+			if err := ahead.add(fctx, paths[i], segs[i].GetSha256(), segs[i].GetDurationSeconds()); err != nil {
+				fed <- err
+				return
+			}
+		}
+		fed <- nil
+	}()
+	fail := func(err error) (float64, map[string]string, error) {
+		stopFeed()
+		<-fed
+		ahead.abort()
+		return 0, nil, err
+	}
 	local := 0
-	for i, s := range in.GetSegments() {
+	for i, s := range segs {
 		if p := kept.segment(i, s); p != "" {
 			paths[i] = p
 			local++
-			continue
+		} else {
+			paths[i] = filepath.Join(dir, fmt.Sprintf("seg-%03d.mp4", i))
+			if err := a.download(ctx, s.GetUrl(), paths[i], s.GetSize(), s.GetSha256()); err != nil {
+				return fail(fmt.Errorf("segment %d: %w", i, err))
+			}
 		}
-		paths[i] = filepath.Join(dir, fmt.Sprintf("seg-%03d.mp4", i))
-		if err := a.download(ctx, s.GetUrl(), paths[i], s.GetSize(), s.GetSha256()); err != nil {
-			return 0, nil, fmt.Errorf("segment %d: %w", i, err)
-		}
+		close(ready[i])
 		progress(0.4 * float64(i+1) / float64(len(paths)))
 	}
-	var ahead *montageAudio
-	if kept != nil {
-		ahead = kept.audio
-		kept.audio = nil // the concat's now: Concat ends or aborts it
+	if err := <-fed; err != nil {
+		ahead.abort()
+		return 0, nil, err
 	}
-	if ahead != nil && ahead.continues(in.GetSegments(), prof.AudioBitrate) {
-		a.log.Info("concat: montage audio encoded ahead", "job", l.GetJobId(), "segments_ahead", len(ahead.fed),
+	if encodedAhead > 0 {
+		a.log.Info("concat: montage audio encoded ahead", "job", l.GetJobId(), "segments_ahead", encodedAhead,
 			"segments", len(paths), "segments_local", local)
 	}
 	written, extras, err := a.renderer().concat(ctx, l.GetJobId(), l.GetProfile(), in.GetSegments(), paths, dir, out, ahead,
