@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+	"github.com/stream-montages/montage/proto/montage/v1/montagev1connect"
 )
 
 func (h *harness) handBack(t *testing.T, agent string, l *montagev1.Lease) {
@@ -278,6 +279,21 @@ func TestLimits(t *testing.T) {
 	h.submit(t, 1)
 	if err := submit(&montagev1.JobSpec{Highlights: []*montagev1.Highlight{{Url: "http://src/v.mp4", At: "1"}}}); connect.CodeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "-max-queued-jobs") {
 		t.Errorf("a full farm: %v", err)
+	}
+	// A schedule's fire counts against the limit too: refused, it leaves
+	// the slot unfired (due again once jobs finish) and adds no job.
+	sc := montagev1connect.NewScheduleServiceClient(http.DefaultClient, h.url)
+	if _, err := sc.AddSchedule(context.Background(), connect.NewRequest(&montagev1.AddScheduleRequest{Schedule: &montagev1.MontageSchedule{
+		Name: "weekly", Cron: "0 9 * * 1", Tz: "UTC", WindowSeconds: 7 * 86400, Group: "all"}})); err != nil {
+		t.Fatal(err)
+	}
+	_, err := sc.RunSchedule(context.Background(), connect.NewRequest(&montagev1.RunScheduleRequest{Name: "weekly"}))
+	if connect.CodeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "-max-queued-jobs") || !strings.Contains(err.Error(), `schedule "weekly"`) {
+		t.Errorf("a schedule fired into a full farm: %v", err)
+	}
+	ls, err := sc.ListSchedules(context.Background(), connect.NewRequest(&montagev1.ListSchedulesRequest{}))
+	if err != nil || len(ls.Msg.GetSchedules()) != 1 || ls.Msg.GetSchedules()[0].GetLastSlot() != nil {
+		t.Errorf("the refused fire was recorded: %v %v", ls, err)
 	}
 	list, err := h.jobs.ListJobs(context.Background(), connect.NewRequest(&montagev1.ListJobsRequest{}))
 	if err != nil || len(list.Msg.GetJobs()) != 2 {

@@ -95,6 +95,13 @@ func (s *Server) tickSchedules(context.Context) {
 			switch {
 			case errors.Is(err, fsm.ErrAlreadyFired) || connect.CodeOf(err) == connect.CodeAlreadyExists:
 				continue
+			case connect.CodeOf(err) == connect.CodeResourceExhausted:
+				// Tried every tick until there is room: said once a minute.
+				if now.Sub(s.fullSaid) >= time.Minute {
+					s.fullSaid = now
+					s.log.Warn("schedule slot waits for room in the farm", "schedule", d.name, "slot", slot, "err", err)
+				}
+				return
 			case err != nil:
 				s.log.Warn("schedule slot did not fire; trying again", "schedule", d.name, "slot", slot, "err", err)
 				return
@@ -108,10 +115,11 @@ func (s *Server) tickSchedules(context.Context) {
 // proposes them with the fire, as one command.
 func (s *Server) fireSlot(name string, slot time.Time, manual bool, skipped int) (*fsm.Fire, error) {
 	var (
-		m      fsm.MontageSchedule
-		groups []recurring.Group
-		online []*fsm.Agent
-		found  bool
+		m          fsm.MontageSchedule
+		groups     []recurring.Group
+		online     []*fsm.Agent
+		found      bool
+		unfinished int
 	)
 	s.node.View(func(st *fsm.State) {
 		p := st.MontageSchedules[name]
@@ -121,9 +129,17 @@ func (s *Server) fireSlot(name string, slot time.Time, manual bool, skipped int)
 		found, m = true, *p
 		groups = recurring.Select(&m, slot, st.HighlightsOf)
 		online = s.onlineAgents(st)
+		unfinished = st.Unfinished()
 	})
 	if !found {
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("schedule %q: %w", name, fsm.ErrNotFound))
+	}
+	// A full farm takes no fire either, as it takes no submission: the
+	// slot stays due and fires once some jobs have finished.
+	if unfinished >= s.cfg.MaxQueuedJobs {
+		return nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
+			"schedule %q, slot %s: the farm has %d unfinished jobs; the limit is %d (-max-queued-jobs): the slot fires when some have finished",
+			name, slot.Format(time.RFC3339), unfinished, s.cfg.MaxQueuedJobs))
 	}
 	from, to := recurring.Window(&m, slot)
 	c := &fsm.FireCmd{Schedule: name, Slot: slot, Manual: manual, Skipped: skipped}

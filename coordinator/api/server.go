@@ -123,6 +123,9 @@ type Server struct {
 	claims  map[string]bool // tasks whose grants are being proposed
 
 	feedKick chan struct{} // a feed was added: poll now
+	// fullSaid is when tickSchedules last logged a slot waiting for room
+	// (only its goroutine reads and writes it).
+	fullSaid time.Time
 }
 
 // New wires a server.
