@@ -95,8 +95,9 @@ func newSpool(ctx context.Context, dir string, tools media.Tools, log *slog.Logg
 
 // stage moves a render's uploaded output into the spool, to keep once the
 // coordinator has committed it (keep) or drop if it did not (unstage).
-// It reports whether it took the file.
-func (s *spool) stage(l *montagev1.Lease, out string, res *montagev1.TaskResult) bool {
+// bitrate is the montage's audio bitrate as the concat resolves it. It
+// reports whether it took the file.
+func (s *spool) stage(l *montagev1.Lease, out, bitrate string, res *montagev1.TaskResult) bool {
 	if s == nil || l.GetType() != montagev1.TaskType_TASK_TYPE_RENDER || l.GetSegmentCount() <= 0 ||
 		l.GetSegmentIndex() < 0 || l.GetSegmentIndex() >= l.GetSegmentCount() || res.GetSha256() == "" {
 		return false
@@ -121,10 +122,6 @@ func (s *spool) stage(l *montagev1.Lease, out string, res *montagev1.TaskResult)
 		return false
 	}
 	s.bytes += res.GetSize()
-	bitrate := ""
-	if p, err := profileOf(l.GetProfile()); err == nil {
-		bitrate = p.AudioBitrate // as the concat will resolve it
-	}
 	s.staged[l.GetTaskId()] = stagedSegment{
 		keptSegment: keptSegment{path: path, sha: res.GetSha256(), size: res.GetSize(), seconds: res.GetDurationSeconds()},
 		job:         l.GetJobId(), index: int(l.GetSegmentIndex()), count: int(l.GetSegmentCount()), bitrate: bitrate,

@@ -136,7 +136,7 @@ func TestMontageAudioAhead(t *testing.T) {
 		if len(token) > 0 {
 			l.Token = token[0]
 		}
-		if !sp.stage(l, staged, &montagev1.TaskResult{Sha256: sha, Size: int64(len(b)), DurationSeconds: segs[i].GetDurationSeconds()}) {
+		if !sp.stage(l, staged, "128k", &montagev1.TaskResult{Sha256: sha, Size: int64(len(b)), DurationSeconds: segs[i].GetDurationSeconds()}) {
 			t.Fatalf("segment %d of %s not staged", i, job)
 		}
 		sp.keep(l.GetTaskId())

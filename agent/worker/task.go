@@ -124,7 +124,7 @@ func (a *Agent) runTask(ctx context.Context, l *montagev1.Lease, progress func(f
 	a.stats.storeBytes.Add(float64(res.GetSize()))
 	res.DurationSeconds = written
 	// A segment stays for its montage's concat, should that come here.
-	a.spool.stage(l, out, res)
+	a.spool.stage(l, out, prof.AudioBitrate, res)
 	res.Source = facts
 	if n := facts.GetCutNote(); n != "" {
 		res.Warning = "re-encoded whole instead of smart-cut: " + n
@@ -557,17 +557,18 @@ func (a *Agent) concat(ctx context.Context, l *montagev1.Lease, prof media.Profi
 	if in == nil || len(in.GetSegments()) == 0 {
 		return 0, nil, fmt.Errorf("concat lease without segments")
 	}
-	if prof.Cut == spec.CutKeyframe {
-		if err := keyframeMismatch(in.GetSegments()); err != nil {
-			return 0, nil, err
-		}
-	}
 	// Segments this agent rendered may still be here, their audio encoded
 	// ahead (spool); the rest are downloaded, and each is fed to the
 	// montage's audio as soon as it is here, while the next downloads.
+	// Taken first: a concat that fails frees them at once.
 	segs := in.GetSegments()
 	kept := a.spool.take(l.GetJobId())
 	defer kept.discard()
+	if prof.Cut == spec.CutKeyframe {
+		if err := keyframeMismatch(segs); err != nil {
+			return 0, nil, err
+		}
+	}
 	var ahead *montageAudio
 	if kept != nil {
 		ahead, kept.audio = kept.audio, nil // the concat's now
