@@ -131,7 +131,11 @@ func run() error {
 	}
 	defer node.Shutdown()
 
-	srv := api.New(node, store, clk, api.Config{
+	affinity := cfg.ConcatAffinity
+	if affinity == 0 {
+		affinity = -1 // the API's zero is its default
+	}
+	srv := api.New(node, store, clk, api.Config{ConcatAffinity: affinity,
 		LeaseTTL: cfg.LeaseTTL, MaxAttempts: cfg.MaxAttempts, BlockAfter: cfg.BlockAfter, QuarantineAfter: cfg.QuarantineAfter, AgentGC: cfg.AgentGC,
 		MaxQueuedJobs: cfg.MaxQueuedJobs, MaxTasksPerJob: cfg.MaxTasksPerJob, InlineConcatInputs: cfg.InlineConcat,
 		MultipartThreshold: cfg.Multipart, PartSize: cfg.PartSize,

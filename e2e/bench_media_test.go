@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -269,5 +271,52 @@ func BenchmarkCutModes1080p60(b *testing.B) {
 		b.ReportMetric(secs["exact"]/secs["keyframe"], "keyframe-speedup")
 		b.ReportMetric(secs["exact"]/secs["smart"], "smart-speedup")
 		b.Logf("keyframe %.1f× and smart %.1f× faster than exact", secs["exact"]/secs["keyframe"], secs["exact"]/secs["smart"])
+	}
+}
+
+// A two-highlight montage on a farm of three agents (one slot each): two
+// render, the third waits for work. With -concat-affinity 0 the waiting
+// agent takes the concat and downloads both segments and encodes all the
+// audio; by default the concat waits for an agent that kept its segments.
+// Reported: the concat's time and the job's, each way.
+func BenchmarkConcatAffinity(b *testing.B) {
+	benchSources(b)
+	spec := func(tag string) string {
+		return fmt.Sprintf("name: %s\nprofile: {resolution: 1280x720, fps: 30}\nhighlights:\n"+
+			"  - {url: %[2]s/long.mp4, at: 2, duration: 15}\n  - {url: %[2]s/long.mp4, at: 20, duration: 15}\n", tag, mediaURL)
+	}
+	done := regexp.MustCompile(`msg="task done" agent=\S+ task=(j[0-9a-f]+)-concat .*seconds=([0-9.]+)`)
+	run := func(tag string, affinity string) (concat, job float64, local string) {
+		c := startCoordinator(b, b.TempDir(), freePort(b), "-cache-budget", "-1", "-concat-affinity", affinity)
+		var agents []*proc
+		for range 3 {
+			agents = append(agents, startAgent(b, c.url, b.TempDir()))
+		}
+		waitFor(b, 30*time.Second, "three agents registered", func() bool {
+			return strings.Count(c.out.String(), "agent registered") >= 3
+		})
+		job = runJob(b, c.url, spec(tag)).Seconds()
+		for _, a := range agents {
+			if m := done.FindStringSubmatch(a.out.String()); m != nil {
+				concat, _ = strconv.ParseFloat(m[2], 64)
+				if l := regexp.MustCompile(`segments_local=(\d+)`).FindStringSubmatch(a.out.String()); l != nil {
+					local = l[1]
+				} else {
+					local = "0"
+				}
+			}
+			a.kill(syscall.SIGTERM)
+		}
+		c.kill(syscall.SIGTERM)
+		return concat, job, local
+	}
+	for i := 0; i < b.N; i++ {
+		offC, offJ, offL := run(fmt.Sprintf("off-%d", i), "0")
+		onC, onJ, onL := run(fmt.Sprintf("on-%d", i), "3s")
+		b.ReportMetric(offC, "concat-off-s")
+		b.ReportMetric(onC, "concat-on-s")
+		b.ReportMetric(offJ, "job-off-s")
+		b.ReportMetric(onJ, "job-on-s")
+		b.Logf("concat %.2f s (%s segments local) without affinity, %.2f s (%s local) with; job %.2f s and %.2f s", offC, offL, onC, onL, offJ, onJ)
 	}
 }

@@ -89,7 +89,7 @@ func TestSyncMarkersSurviveTheMontage(t *testing.T) {
 	checkSync(t, out)
 	// One agent rendered every segment: its concat joined the files it kept
 	// and carried on the audio it encoded while they rendered.
-	ahead := regexp.MustCompile(`msg="concat: montage audio encoded ahead".* segments_ahead=(\d+) segments=(\d+) segments_local=(\d+)`).
+	ahead := regexp.MustCompile(`msg="concat: segments gathered".* segments_ahead=(\d+) segments=(\d+) segments_local=(\d+)`).
 		FindStringSubmatch(agent.out.String())
 	if ahead == nil || ahead[1] == "0" || ahead[2] != ahead[3] {
 		t.Errorf("the concat did not use the kept segments and their audio encoded ahead: %q", ahead)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 	"connectrpc.com/connect"
 
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
+	"github.com/stream-montages/montage/proto/montage/v1/montagev1connect"
 )
 
 func mixedSpec(name string, dur float64) string {
@@ -248,4 +250,64 @@ func TestStaleLeaseTokenRejected(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A montage's concat goes to the agent that kept its segments, not to an
+// idle agent that asks first: agent B is drained while A renders, and
+// comes back while A renders the last segment, so B is waiting for work
+// when the concat becomes runnable. The coordinator gives B nothing (its
+// debug log says so, for B's poll), and A joins its kept files.
+func TestConcatGoesToTheAgentKeepingItsSegments(t *testing.T) {
+	c := startCoordinator(t, t.TempDir(), freePort(t), "-cache-budget", "-1")
+	a := startAgent(t, c.url, t.TempDir())
+	bDir := t.TempDir()
+	startAgent(t, c.url, bDir)
+	waitFor(t, 30*time.Second, "both agents registered", func() bool {
+		return strings.Count(c.out.String(), "agent registered") >= 2
+	})
+	raw, err := os.ReadFile(filepath.Join(bDir, "agent-id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bID := strings.TrimSpace(string(raw))
+	cluster := montagev1connect.NewClusterServiceClient(http.DefaultClient, c.url)
+	drain := func(on bool) {
+		t.Helper()
+		if _, err := cluster.DrainAgent(context.Background(), connect.NewRequest(&montagev1.DrainAgentRequest{AgentId: bID, Drain: on})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drain(true)
+	spec := fmt.Sprintf("name: keeper\nprofile: {resolution: 1280x720, fps: 30}\nhighlights:\n"+
+		"  - {url: %[1]s/a.mp4, at: 1, duration: 8}\n  - {url: %[1]s/a.mp4, at: 10, duration: 8}\n", mediaURL)
+	res := ctl(t, c.url, "submit", writeSpec(t, spec), "-q")
+	if res.code != 0 {
+		t.Fatalf("submit: %s %s", res.stdout, res.stderr)
+	}
+	id := strings.TrimSpace(res.stdout)
+	// A has one slot: its second render has started once the first is done.
+	waitFor(t, time.Minute, "A's second render", func() bool {
+		return strings.Count(a.out.String(), `msg="task started"`) >= 2
+	})
+	drain(false)
+	waitFor(t, 2*time.Minute, "the job done", func() bool {
+		return getJob(t, c.url, id).GetState() == montagev1.JobState_JOB_STATE_SUCCEEDED
+	})
+	var aID string
+	for _, task := range getJob(t, c.url, id).GetTasks() {
+		if task.GetType() == montagev1.TaskType_TASK_TYPE_RENDER {
+			if aID != "" && task.GetAgentId() != aID {
+				t.Fatalf("the renders ran on %s and %s; B was drained", aID, task.GetAgentId())
+			}
+			aID = task.GetAgentId()
+		}
+	}
+	for _, task := range getJob(t, c.url, id).GetTasks() {
+		if task.GetType() == montagev1.TaskType_TASK_TYPE_CONCAT && task.GetAgentId() != aID {
+			t.Fatalf("the concat ran on %s, not on %s, which kept the segments", task.GetAgentId(), aID)
+		}
+	}
+	mustContain(t, c.out.String(), `msg="concat waits for an agent keeping its segments" task=`+id+"-concat agent="+bID,
+		"coordinator log (B asked while the concat waited for A, and got nothing)")
+	mustContain(t, a.out.String(), "segments_local=2", "A's concat log (it joined the segments it kept)")
 }

@@ -162,7 +162,7 @@ func (a *Agent) reportPaused(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	_, _ = a.client.LeaseTask(cctx, connect.NewRequest(&montagev1.LeaseTaskRequest{
-		AgentId: a.id, FreeSlots: 0, Held: a.held(), HeldListed: true, FreeDiskBytes: a.freeDisk(), Status: a.status(),
+		AgentId: a.id, FreeSlots: 0, Held: a.held(), HeldListed: true, FreeDiskBytes: a.freeDisk(), Status: a.status(), KeptJobs: a.spool.keptJobs(),
 	}))
 }
 

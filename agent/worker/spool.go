@@ -249,6 +249,40 @@ func (j *spooledJob) discard() {
 	_ = os.RemoveAll(j.dir)
 }
 
+// keptJobs lists the montages this spool keeps segments of, staged or kept,
+// sorted: the coordinator leaves their concats to this agent a moment.
+func (s *spool) keptJobs() []string {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	set := map[string]bool{}
+	for id := range s.jobs {
+		set[id] = true
+	}
+	for _, st := range s.staged {
+		set[st.job] = true
+	}
+	out := make([]string, 0, len(set))
+	for id := range set {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// isStaged reports whether a render's output waits here for its commit.
+func (s *spool) isStaged(taskID string) bool {
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.staged[taskID]
+	return ok
+}
+
 // held is what the spool keeps on disk.
 func (s *spool) held() int64 {
 	if s == nil {

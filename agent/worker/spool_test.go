@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -217,5 +218,49 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("timed out")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The spool says which montages it keeps segments of, staged or kept, so
+// the coordinator can leave their concats to this agent; and which
+// renders wait for their commit, so the completion can say it keeps them.
+func TestSpoolSaysWhatItKeeps(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := newSpool(context.Background(), filepath.Join(dir, "spool"), media.Tools{}, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := func(job string, i int) string {
+		t.Helper()
+		out := filepath.Join(dir, fmt.Sprintf("%s-%d.mp4", job, i))
+		if err := os.WriteFile(out, []byte("segment"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		// Never segment 0: nothing is encoded, so no ffmpeg is needed.
+		l := &montagev1.Lease{TaskId: fmt.Sprintf("%s-r%d", job, i), JobId: job, Type: montagev1.TaskType_TASK_TYPE_RENDER, SegmentIndex: int32(i), SegmentCount: 3}
+		if !sp.stage(l, out, "160k", &montagev1.TaskResult{Sha256: strings.Repeat("a", 64), Size: 7, DurationSeconds: 1}) {
+			t.Fatalf("%s not staged", l.GetTaskId())
+		}
+		return l.GetTaskId()
+	}
+	if got := sp.keptJobs(); len(got) != 0 {
+		t.Fatalf("an empty spool keeps %v", got)
+	}
+	x1 := stage("x", 1)
+	y2 := stage("y", 2)
+	if !sp.isStaged(x1) || !sp.isStaged(y2) || sp.isStaged("x-r2") {
+		t.Errorf("staged: x1 %v y2 %v x-r2 %v", sp.isStaged(x1), sp.isStaged(y2), sp.isStaged("x-r2"))
+	}
+	if got := sp.keptJobs(); !slices.Equal(got, []string{"x", "y"}) {
+		t.Errorf("keptJobs with x and y staged = %v", got)
+	}
+	sp.keep(x1)
+	sp.unstage(y2) // the coordinator did not commit it
+	if got := sp.keptJobs(); !slices.Equal(got, []string{"x"}) || sp.isStaged(x1) {
+		t.Errorf("after x kept and y dropped: keptJobs = %v, x1 staged %v", got, sp.isStaged(x1))
+	}
+	sp.take("x").discard()
+	if got := sp.keptJobs(); len(got) != 0 {
+		t.Errorf("after the concat took x the spool keeps %v", got)
 	}
 }

@@ -634,10 +634,10 @@ func (a *Agent) concat(ctx context.Context, l *montagev1.Lease, prof media.Profi
 		ahead.abort()
 		return 0, nil, err
 	}
-	if encodedAhead > 0 {
-		a.log.Info("concat: montage audio encoded ahead", "job", l.GetJobId(), "segments_ahead", encodedAhead,
-			"segments", len(paths), "segments_local", local)
-	}
+	// What this agent had of the montage: its segments on disk and their
+	// audio encoded ahead (the rest it downloaded and encoded now).
+	a.log.Info("concat: segments gathered", "job", l.GetJobId(), "segments_ahead", encodedAhead,
+		"segments", len(paths), "segments_local", local)
 	written, extras, err := a.renderer().concat(ctx, l.GetJobId(), l.GetProfile(), in.GetSegments(), paths, dir, out, ahead,
 		func(p float64) { progress(0.4 + 0.6*p) })
 	if err != nil || in.GetSubtitles() == "" {

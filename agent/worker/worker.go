@@ -430,7 +430,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		callCtx, cancel := context.WithTimeout(ctx, a.cfg.PollWait+10*time.Second)
 		resp, err := a.client.LeaseTask(callCtx, connect.NewRequest(&montagev1.LeaseTaskRequest{
 			AgentId: a.id, FreeSlots: int32(free), FreeGpuSessions: int32(gpuFree), WaitSeconds: a.cfg.PollWait.Seconds(),
-			Held: a.held(), HeldListed: true, FreeDiskBytes: a.freeDisk(), Status: a.status(),
+			Held: a.held(), HeldListed: true, FreeDiskBytes: a.freeDisk(), Status: a.status(), KeptJobs: a.spool.keptJobs(),
 		}))
 		cancel()
 		if err != nil {
@@ -742,7 +742,7 @@ func (a *Agent) execute(ctx context.Context, r *running) {
 	case err == nil:
 		err = a.report(rctx, func(ctx context.Context) error {
 			_, err := a.client.CompleteTask(ctx, connect.NewRequest(&montagev1.CompleteTaskRequest{
-				AgentId: a.id, TaskId: l.GetTaskId(), Token: l.GetToken(), Result: res,
+				AgentId: a.id, TaskId: l.GetTaskId(), Token: l.GetToken(), Result: res, Kept: a.spool.isStaged(l.GetTaskId()),
 			}))
 			return err
 		})

@@ -232,8 +232,12 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 	if err := checkStatus(m.GetStatus()); err != nil {
 		return nil, err
 	}
+	if err := checkKeptJobs(m.GetKeptJobs()); err != nil {
+		return nil, err
+	}
 	s.lead.Seen(m.GetAgentId())
 	s.statuses.set(m.GetAgentId(), m.GetStatus())
+	s.kept.set(m.GetAgentId(), m.GetKeptJobs())
 	if err := s.requireLeader(); err != nil {
 		return nil, err
 	}
@@ -253,7 +257,7 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 		// Registered before the evaluation, so that work arriving between
 		// the two is not missed; only work this agent could take wakes it.
 		woken, cancel := s.node.WaitWork(m.GetAgentId(), provides)
-		leases, err := s.grant(m.GetAgentId(), int(m.GetFreeSlots()), int(m.GetFreeGpuSessions()), m.GetFreeDiskBytes())
+		leases, waitUntil, err := s.grant(m.GetAgentId(), int(m.GetFreeSlots()), int(m.GetFreeGpuSessions()), m.GetFreeDiskBytes())
 		if err != nil {
 			cancel()
 			return nil, err
@@ -265,6 +269,12 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 			cancel()
 			return connect.NewResponse(&montagev1.LeaseTaskResponse{Leases: leases}), nil
 		}
+		// A concat left for an agent keeping its segments is this
+		// agent's to take if that agent has not come for it by then.
+		var stopWaiting <-chan time.Time
+		if !waitUntil.IsZero() {
+			stopWaiting = s.clock.After(max(0, waitUntil.Sub(s.clock.Now())))
+		}
 		select {
 		case <-ctx.Done():
 			cancel()
@@ -273,13 +283,30 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 			cancel()
 			return connect.NewResponse(&montagev1.LeaseTaskResponse{}), nil
 		case <-woken:
+		case <-stopWaiting:
+			cancel()
 		}
 	}
 }
 
+// checkKeptJobs bounds an agent's list of kept jobs.
+func checkKeptJobs(jobs []string) error {
+	if len(jobs) > maxKeptJobs {
+		return invalid("kept_jobs", "lists %d jobs; an agent keeps at most %d", len(jobs), maxKeptJobs)
+	}
+	for i, j := range jobs {
+		if j == "" || len(j) > 64 {
+			return invalid(fmt.Sprintf("kept_jobs[%d]", i), "must be a job id of 1..64 characters")
+		}
+	}
+	return nil
+}
+
 // grant picks tasks by policy and commits each grant through raft. A pick
 // that another grant raced to is skipped (Apply re-checks runnability).
-func (s *Server) grant(agentID string, n, gpu int, freeDisk int64) ([]*montagev1.Lease, error) {
+// waitUntil, when not zero, is when a concat left for an agent keeping its
+// segments would be this agent's to take.
+func (s *Server) grant(agentID string, n, gpu int, freeDisk int64) (_ []*montagev1.Lease, waitUntil time.Time, _ error) {
 	// Agents asking at once must not all pick the same task: what one
 	// picked is claimed until its grant is decided, and others pass over
 	// it. Without this, every agent woken by one new task proposes a grant
@@ -291,7 +318,14 @@ func (s *Server) grant(agentID string, n, gpu int, freeDisk int64) ([]*montagev1
 			return // outside its schedule: no new work
 		}
 		picks = sched.Pick(st, sched.Ask{Agent: agentID, Slots: n, GPU: gpu, FreeDisk: freeDisk, Online: s.lead.Online,
-			Skip: func(id string) bool { return s.claims[id] }})
+			Skip:  func(id string) bool { return s.claims[id] },
+			Keeps: s.kept.keeps, Affinity: s.cfg.ConcatAffinity, Now: s.clock.Now(),
+			Waits: func(id string, until time.Time) {
+				s.log.Debug("concat waits for an agent keeping its segments", "task", id, "agent", agentID, "until", until)
+				if waitUntil.IsZero() || until.Before(waitUntil) {
+					waitUntil = until
+				}
+			}})
 	})
 	for _, id := range picks {
 		s.claims[id] = true
@@ -312,7 +346,7 @@ func (s *Server) grant(agentID string, n, gpu int, freeDisk int64) ([]*montagev1
 			if connect.CodeOf(err) == connect.CodeFailedPrecondition {
 				continue
 			}
-			return out, err
+			return out, waitUntil, err
 		}
 		s.leases.Track(id, agentID, resp.Token, s.clock.Now())
 		s.m.granted.Inc()
@@ -329,7 +363,7 @@ func (s *Server) grant(agentID string, n, gpu int, freeDisk int64) ([]*montagev1
 		}
 		out = append(out, l)
 	}
-	return out, nil
+	return out, waitUntil, nil
 }
 
 // handBack requeues a lease without using an attempt or counting a failure.
@@ -762,15 +796,34 @@ func (s *Server) CompleteTask(ctx context.Context, req *connect.Request[montagev
 	}
 	s.leases.Drop(m.GetTaskId())
 	if deferred {
+		s.keptBy(m)
 		s.ended(facts, "verifying", r.GetDurationSeconds(), "")
 		s.log.Info("task result kept for a read-back: the store does not check checksums", "task", m.GetTaskId(), "agent", m.GetAgentId(), "size", r.GetSize())
 		s.lead.VerifySoon()
 		return connect.NewResponse(&montagev1.CompleteTaskResponse{}), nil
 	}
 	s.lead.KeepSegment(m.GetTaskId(), res)
+	s.keptBy(m)
 	s.ended(facts, "succeeded", r.GetDurationSeconds(), "")
 	s.log.Info("task completed", "task", m.GetTaskId(), "agent", m.GetAgentId(), "token", m.GetToken(), "key", r.GetKey())
 	return connect.NewResponse(&montagev1.CompleteTaskResponse{}), nil
+}
+
+// keptBy records that the agent keeps the render it just completed for its
+// montage's concat.
+func (s *Server) keptBy(m *montagev1.CompleteTaskRequest) {
+	if !m.GetKept() {
+		return
+	}
+	var job string
+	s.node.View(func(st *fsm.State) {
+		if t := st.Tasks[m.GetTaskId()]; t != nil && t.Type == montagev1.TaskType_TASK_TYPE_RENDER {
+			job = t.JobID
+		}
+	})
+	if job != "" {
+		s.kept.add(m.GetAgentId(), job)
+	}
 }
 
 // errReadBackLater: the store cannot prove an object from its metadata and

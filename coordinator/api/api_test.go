@@ -5,11 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +30,36 @@ type harness struct {
 	jobs   montagev1connect.JobServiceClient
 	agents montagev1connect.AgentServiceClient
 	url    string
+	logs   *logBuffer // the server's log, debug included
+}
+
+// logBuffer is a log that tests read while the server writes it.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// count is how many lines hold all of parts.
+func (l *logBuffer) count(parts ...string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for line := range strings.Lines(l.b.String()) {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
 }
 
 func newHarness(t *testing.T) *harness {
@@ -62,7 +92,8 @@ func newHarnessStore(t testing.TB, cfg Config, wrap func(blob.Store) blob.Store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.LeaseTTL, cfg.LeaseGrace, cfg.MaxLeaseWait = 10*time.Second, 5*time.Second, 2*time.Second
 	if cfg.MaxAttempts == 0 {
 		cfg.MaxAttempts = 2
@@ -85,7 +116,7 @@ func newHarnessStore(t testing.TB, cfg Config, wrap func(blob.Store) blob.Store)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return &harness{store: served, clk: clk, srv: srv, url: hs.URL,
+	return &harness{store: served, clk: clk, srv: srv, url: hs.URL, logs: logs,
 		jobs:   montagev1connect.NewJobServiceClient(hs.Client(), hs.URL),
 		agents: montagev1connect.NewAgentServiceClient(hs.Client(), hs.URL)}
 }
@@ -121,6 +152,13 @@ func (h *harness) lease(t *testing.T, agent string, n int32, wait float64) []*mo
 
 func (h *harness) complete(t *testing.T, agent string, l *montagev1.Lease) error {
 	t.Helper()
+	return h.completeKept(t, agent, l, false)
+}
+
+// completeKept completes l, saying whether the agent keeps its output for
+// the montage's concat.
+func (h *harness) completeKept(t *testing.T, agent string, l *montagev1.Lease, kept bool) error {
+	t.Helper()
 	body := "bytes of " + l.GetOutputKey()
 	req, _ := http.NewRequest(http.MethodPut, l.GetOutputPutUrl(), strings.NewReader(body))
 	resp, err := http.DefaultClient.Do(req)
@@ -130,7 +168,7 @@ func (h *harness) complete(t *testing.T, agent string, l *montagev1.Lease) error
 	resp.Body.Close()
 	sum := sha256.Sum256([]byte(body))
 	_, err = h.agents.CompleteTask(context.Background(), connect.NewRequest(&montagev1.CompleteTaskRequest{
-		AgentId: agent, TaskId: l.GetTaskId(), Token: l.GetToken(),
+		AgentId: agent, TaskId: l.GetTaskId(), Token: l.GetToken(), Kept: kept,
 		Result: &montagev1.TaskResult{Key: l.GetOutputKey(), Size: int64(len(body)), Sha256: hex.EncodeToString(sum[:]), DurationSeconds: 5},
 	}))
 	return err

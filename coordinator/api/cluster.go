@@ -152,6 +152,7 @@ func (s *Server) RemoveAgent(_ context.Context, req *connect.Request[montagev1.R
 	}
 	s.lead.Forget(id)
 	s.statuses.forget(id)
+	s.kept.forget(id)
 	s.log.Info("agent removed by an operator", "agent", id)
 	return connect.NewResponse(&montagev1.RemoveAgentResponse{}), nil
 }

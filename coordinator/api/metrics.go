@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/stream-montages/montage/coordinator/fsm"
+	"github.com/stream-montages/montage/coordinator/sched"
 	"github.com/stream-montages/montage/internal/version"
 	montagev1 "github.com/stream-montages/montage/proto/montage/v1"
 )
@@ -252,15 +253,8 @@ func (s *Server) ended(f taskFacts, outcome string, media float64, msg string) {
 // was last requeued or its last dependency finished, whichever is later.
 func (s *Server) readySince(taskID string) (typ string, since time.Time) {
 	s.node.View(func(st *fsm.State) {
-		t := st.Tasks[taskID]
-		if t == nil {
-			return
-		}
-		typ, since = typeLabel(t.Type), t.UpdatedAt
-		for _, d := range t.DependsOn {
-			if dt := st.Tasks[d]; dt != nil && dt.UpdatedAt.After(since) {
-				since = dt.UpdatedAt
-			}
+		if t := st.Tasks[taskID]; t != nil {
+			typ, since = typeLabel(t.Type), sched.ReadySince(st, t)
 		}
 	})
 	return typ, since

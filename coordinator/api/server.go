@@ -68,6 +68,9 @@ type Config struct {
 	// AgentGC forgets agents this leader has not seen for this long and
 	// that hold no lease (0: never).
 	AgentGC time.Duration
+	// ConcatAffinity is how long a concat that just became runnable waits
+	// for an agent keeping its segments (0: 3 s; negative: never waits).
+	ConcatAffinity time.Duration
 }
 
 func (c *Config) defaults() {
@@ -104,6 +107,9 @@ func (c *Config) defaults() {
 	if c.WatchInterval == 0 {
 		c.WatchInterval = 500 * time.Millisecond
 	}
+	if c.ConcatAffinity == 0 {
+		c.ConcatAffinity = 3 * time.Second
+	}
 }
 
 // Server implements the Connect services.
@@ -118,6 +124,8 @@ type Server struct {
 	m      *metrics
 	// statuses holds what agents last said of themselves (leader only).
 	statuses agentStatuses
+	// kept is which agents keep which jobs' segments (leader only).
+	kept keepers
 
 	claimMu sync.Mutex
 	claims  map[string]bool // tasks whose grants are being proposed

@@ -36,6 +36,7 @@ type Coordinator struct {
 	BlockAfter      int
 	QuarantineAfter int
 	AgentGC         time.Duration
+	ConcatAffinity  time.Duration
 	MaxQueuedJobs   int
 	MaxTasksPerJob  int
 	InlineConcat    int
@@ -82,6 +83,7 @@ func Flags(fs *flag.FlagSet) *Coordinator {
 	fs.IntVar(&c.MaxTasksPerJob, "max-tasks-per-job", 2500, "tasks one job may plan into (renders, chunks and the concat)")
 	fs.IntVar(&c.InlineConcat, "inline-concat-inputs", 256, "inputs a concat lease carries itself; a concat with more reads them from an object")
 	fs.DurationVar(&c.AgentGC, "agent-gc", 7*24*time.Hour, "forget agents unseen this long that hold no work (0 keeps them)")
+	fs.DurationVar(&c.ConcatAffinity, "concat-affinity", 3*time.Second, "how long a montage's concat waits for an agent that keeps its segments before another agent may take it (0: never waits)")
 	fs.BoolVar(&c.DevAgent, "dev-agent", true, "with -dev, run an embedded agent")
 	fs.StringVar(&c.DevAgentMetrics, "dev-agent-metrics-listen", "", "with -dev, serve the embedded agent's Prometheus metrics on ADDR (e.g. 127.0.0.1:9102)")
 	fs.IntVar(&c.AgentSlots, "agent-slots", 1, "with -dev, slots of the embedded agent")
@@ -214,6 +216,8 @@ func (c *Coordinator) Resolve() error {
 		return fmt.Errorf("-retention %s: must not be negative (0 keeps jobs forever)", c.Retention)
 	case c.AgentGC < 0:
 		return fmt.Errorf("-agent-gc %s: must not be negative (0 keeps agents forever)", c.AgentGC)
+	case c.ConcatAffinity < 0 || c.ConcatAffinity > time.Minute:
+		return fmt.Errorf("-concat-affinity %s: must be between 0 (never wait) and 1m", c.ConcatAffinity)
 	case c.BlockAfter < 1:
 		return fmt.Errorf("-block-after %d: must be at least 1", c.BlockAfter)
 	case c.QuarantineAfter < 1:

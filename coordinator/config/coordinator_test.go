@@ -34,6 +34,8 @@ func TestResolve(t *testing.T) {
 		{[]string{"-data-dir", "d", "-part-size", "100"}, "-part-size 100"},
 		{[]string{"-data-dir", "d", "-retention", "-1h"}, "-retention"},
 		{[]string{"-data-dir", "d", "-quarantine-after", "0"}, "-quarantine-after 0"},
+		{[]string{"-data-dir", "d", "-concat-affinity", "-1s"}, "-concat-affinity -1s: must be between 0"},
+		{[]string{"-data-dir", "d", "-concat-affinity", "2m"}, "-concat-affinity 2m0s"},
 		{[]string{"-data-dir", "d", "-listen", "nope"}, `-listen "nope"`},
 	} {
 		if _, err := load(bad.args...); err == nil || !strings.Contains(err.Error(), bad.want) {

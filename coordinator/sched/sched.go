@@ -4,6 +4,7 @@ package sched
 
 import (
 	"slices"
+	"time"
 
 	"github.com/stream-montages/montage/coordinator/fsm"
 	"github.com/stream-montages/montage/internal/spec"
@@ -24,6 +25,17 @@ type Ask struct {
 	// Skip names tasks not to pick: grants of them are being proposed for
 	// other agents right now.
 	Skip func(taskID string) bool
+	// Keeps reports whether an agent keeps a job's committed segments (it
+	// rendered them and holds them for the concat, whose audio it encodes
+	// ahead). A concat runnable for less than Affinity waits for such an
+	// agent when one is ready, online and able to take it: that agent
+	// joins files it has instead of downloading them. Now is the caller's
+	// clock; Waits, when set, hears of each concat left waiting and until
+	// when it waits.
+	Keeps    func(agentID, jobID string) bool
+	Affinity time.Duration
+	Now      time.Time
+	Waits    func(taskID string, until time.Time)
 }
 
 // Pick returns up to a.Slots task ids for the asking agent, best first:
@@ -33,7 +45,8 @@ type Ask struct {
 // most a.GPU of the picks use a hardware encoder. A draining, quarantined
 // or unknown agent gets nothing, and nothing of a job that blocked it. A
 // task this agent failed waits for another agent that is online and could
-// take it. Only runnable tasks are read, never all jobs or tasks.
+// take it, and a fresh concat for an agent keeping its segments (Keeps).
+// Only runnable tasks are read, never all jobs or tasks.
 func Pick(s *fsm.State, ask Ask) []string {
 	agentID, n, gpu, freeDisk, online := ask.Agent, ask.Slots, ask.GPU, ask.FreeDisk, ask.Online
 	if n <= 0 {
@@ -55,6 +68,12 @@ func Pick(s *fsm.State, ask Ask) []string {
 			continue
 		}
 		if freeDisk > 0 && t.ExpectedBytes > freeDisk {
+			continue
+		}
+		if until, ok := waitsForKeeper(s, j, t, ask); ok {
+			if ask.Waits != nil {
+				ask.Waits(t.ID, until)
+			}
 			continue
 		}
 		if NeedsGPU(t) {
@@ -85,6 +104,37 @@ func otherTaker(s *fsm.State, j *fsm.Job, t *fsm.Task, agentID string, online fu
 		}
 	}
 	return false
+}
+
+// waitsForKeeper reports whether concat t is left for another agent that
+// keeps its job's segments, and until when it waits for one.
+func waitsForKeeper(s *fsm.State, j *fsm.Job, t *fsm.Task, ask Ask) (time.Time, bool) {
+	if t.Type != montagev1.TaskType_TASK_TYPE_CONCAT || ask.Keeps == nil || ask.Affinity <= 0 || ask.Keeps(ask.Agent, t.JobID) {
+		return time.Time{}, false
+	}
+	until := ReadySince(s, t).Add(ask.Affinity)
+	if !ask.Now.Before(until) {
+		return time.Time{}, false
+	}
+	for id, b := range s.Agents {
+		if id != ask.Agent && b.State == montagev1.AgentState_AGENT_STATE_READY && (ask.Online == nil || ask.Online(id)) &&
+			ask.Keeps(id, t.JobID) && t.FailCounts[id] == 0 && !j.BlocksAgent(id) && Provides(b, t.Requires) {
+			return until, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// ReadySince is when t became runnable as far as the state tells: the
+// latest change to it or to a task it waits for.
+func ReadySince(s *fsm.State, t *fsm.Task) time.Time {
+	since := t.UpdatedAt
+	for _, d := range t.DependsOn {
+		if dt := s.Tasks[d]; dt != nil && dt.UpdatedAt.After(since) {
+			since = dt.UpdatedAt
+		}
+	}
+	return since
 }
 
 // Provides reports whether an agent offers everything in requires.

@@ -225,3 +225,84 @@ func TestPickSkipsClaimedTasks(t *testing.T) {
 		t.Errorf("Pick = %v, want %v", got, want)
 	}
 }
+
+// A concat that just became runnable waits for an agent that keeps its
+// job's segments, while such an agent could take it; after Affinity any
+// agent takes it, and the waiting asker hears until when it waits.
+func TestPickLeavesAFreshConcatToItsKeeper(t *testing.T) {
+	s := fsm.New()
+	at := time.Unix(100, 0)
+	idx := uint64(0)
+	apply := func(c *fsm.Command) fsm.Response {
+		idx++
+		c.At = at
+		r := s.Apply(idx, c)
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		return r
+	}
+	for _, id := range []string{"keeper", "other", "third"} {
+		apply(&fsm.Command{Register: &fsm.RegisterCmd{Agent: &fsm.Agent{ID: id, Slots: 2, Provides: []string{"libx264"}}}})
+	}
+	apply(&fsm.Command{Submit: &fsm.SubmitCmd{Job: &fsm.Job{ID: "j"}, Tasks: []*fsm.Task{
+		{ID: "j-r0", Type: montagev1.TaskType_TASK_TYPE_RENDER, ExpectedSeconds: 20, MaxAttempts: 3},
+		{ID: "j-concat", Type: montagev1.TaskType_TASK_TYPE_CONCAT, DependsOn: []string{"j-r0"}, MaxAttempts: 3},
+		{ID: "j-r9", Type: montagev1.TaskType_TASK_TYPE_RENDER, ExpectedSeconds: 5, MaxAttempts: 3},
+	}}})
+	g := apply(&fsm.Command{Grant: &fsm.GrantCmd{TaskID: "j-r0", AgentID: "keeper"}})
+	// The render's commit is what makes the concat runnable: 10 s later.
+	at = time.Unix(110, 0)
+	apply(&fsm.Command{Complete: &fsm.CompleteCmd{TaskID: "j-r0", AgentID: "keeper", Token: g.Token, Result: fsm.Result{Key: "k", Size: 1, SHA256: "x"}}})
+	if got := ReadySince(s, s.Tasks["j-concat"]); !got.Equal(at) {
+		t.Fatalf("ReadySince = %v, want the commit's %v", got, at)
+	}
+
+	keeps := func(agent, job string) bool { return agent == "keeper" && job == "j" }
+	all := func(string) bool { return true }
+	notKeeper := func(id string) bool { return id != "keeper" }
+	cases := []struct {
+		name      string
+		agent     string
+		now       time.Time
+		online    func(string) bool
+		keeps     func(string, string) bool
+		affinity  time.Duration
+		mutate    func()
+		want      []string
+		waitUntil time.Time
+	}{
+		{"the keeper takes it", "keeper", at, all, keeps, 3 * time.Second, nil, []string{"j-r9", "j-concat"}, time.Time{}},
+		{"another agent leaves it while it is fresh", "other", at.Add(2 * time.Second), all, keeps, 3 * time.Second, nil, []string{"j-r9"}, at.Add(3 * time.Second)},
+		{"and takes it once the affinity is over", "other", at.Add(3 * time.Second), all, keeps, 3 * time.Second, nil, []string{"j-r9", "j-concat"}, time.Time{}},
+		{"no waiting without an affinity", "other", at, all, keeps, 0, nil, []string{"j-r9", "j-concat"}, time.Time{}},
+		{"nobody keeps it", "other", at, all, func(string, string) bool { return false }, 3 * time.Second, nil, []string{"j-r9", "j-concat"}, time.Time{}},
+		{"the keeper is offline", "other", at, notKeeper, keeps, 3 * time.Second, nil, []string{"j-r9", "j-concat"}, time.Time{}},
+		{"the keeper is draining", "other", at, all, keeps, 3 * time.Second, func() { s.Agents["keeper"].State = montagev1.AgentState_AGENT_STATE_DRAINING },
+			[]string{"j-r9", "j-concat"}, time.Time{}},
+		{"the keeper failed it", "other", at, all, keeps, 3 * time.Second, func() { s.Tasks["j-concat"].FailCounts = map[string]int{"keeper": 1} },
+			[]string{"j-r9", "j-concat"}, time.Time{}},
+		{"the keeper lacks what it needs", "other", at, all, keeps, 3 * time.Second, func() { s.Tasks["j-concat"].Requires = []string{"libx264"}; s.Agents["keeper"].Provides = nil },
+			[]string{"j-r9", "j-concat"}, time.Time{}},
+		{"the keeper is blocked from the job", "other", at, all, keeps, 3 * time.Second, func() { s.Jobs["j"].Blocked = []string{"keeper"} },
+			[]string{"j-r9", "j-concat"}, time.Time{}},
+	}
+	for _, c := range cases {
+		s.Agents["keeper"].State, s.Agents["keeper"].Provides = montagev1.AgentState_AGENT_STATE_READY, []string{"libx264"}
+		s.Tasks["j-concat"].FailCounts, s.Tasks["j-concat"].Requires, s.Jobs["j"].Blocked = nil, nil, nil
+		if c.mutate != nil {
+			c.mutate()
+		}
+		var until time.Time
+		got := Pick(s, Ask{Agent: c.agent, Slots: 5, Online: c.online, Keeps: c.keeps, Affinity: c.affinity, Now: c.now,
+			Waits: func(id string, u time.Time) {
+				if id != "j-concat" {
+					t.Errorf("%s: %s waits, not the concat", c.name, id)
+				}
+				until = u
+			}})
+		if !reflect.DeepEqual(got, c.want) || !until.Equal(c.waitUntil) {
+			t.Errorf("%s: Pick = %v waiting until %v, want %v until %v", c.name, got, until, c.want, c.waitUntil)
+		}
+	}
+}

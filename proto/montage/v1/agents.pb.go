@@ -241,7 +241,12 @@ type LeaseTaskRequest struct {
 	FreeDiskBytes int64 `protobuf:"varint,7,opt,name=free_disk_bytes,json=freeDiskBytes,proto3" json:"free_disk_bytes,omitempty"`
 	// A short summary of the agent's health for the farm's metrics, so that
 	// agents Prometheus cannot reach are still seen.
-	Status        *AgentStatus `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"`
+	Status *AgentStatus `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"`
+	// Jobs whose committed segments the agent keeps for their concat (it
+	// rendered them and encodes the montage's audio ahead). The whole list
+	// each time: a job not in it is no longer kept. A fresh concat waits a
+	// moment for an agent keeping its segments.
+	KeptJobs      []string `protobuf:"bytes,9,rep,name=kept_jobs,json=keptJobs,proto3" json:"kept_jobs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -328,6 +333,13 @@ func (x *LeaseTaskRequest) GetFreeDiskBytes() int64 {
 func (x *LeaseTaskRequest) GetStatus() *AgentStatus {
 	if x != nil {
 		return x.Status
+	}
+	return nil
+}
+
+func (x *LeaseTaskRequest) GetKeptJobs() []string {
+	if x != nil {
+		return x.KeptJobs
 	}
 	return nil
 }
@@ -1971,11 +1983,14 @@ func (x *StartUploadResponse) GetCompleteUrl() string {
 }
 
 type CompleteTaskRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Token         uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
-	Result        *TaskResult            `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	TaskId  string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Token   uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
+	Result  *TaskResult            `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"`
+	// The agent keeps this render's output for its montage's concat once it
+	// is committed (see LeaseTaskRequest.kept_jobs).
+	Kept          bool `protobuf:"varint,5,opt,name=kept,proto3" json:"kept,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2036,6 +2051,13 @@ func (x *CompleteTaskRequest) GetResult() *TaskResult {
 		return x.Result
 	}
 	return nil
+}
+
+func (x *CompleteTaskRequest) GetKept() bool {
+	if x != nil {
+		return x.Kept
+	}
+	return false
 }
 
 type CompleteTaskResponse struct {
@@ -2224,7 +2246,7 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\x10RegisterResponse\x12'\n" +
 	"\x05agent\x18\x01 \x01(\v2\x11.montage.v1.AgentR\x05agent\x12\"\n" +
 	"\fcoordinators\x18\x02 \x03(\tR\fcoordinators\x12)\n" +
-	"\x10agent_credential\x18\x03 \x01(\tR\x0fagentCredential\"\xc4\x02\n" +
+	"\x10agent_credential\x18\x03 \x01(\tR\x0fagentCredential\"\xe1\x02\n" +
 	"\x10LeaseTaskRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +
@@ -2235,7 +2257,8 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\vheld_listed\x18\x06 \x01(\bR\n" +
 	"heldListed\x12&\n" +
 	"\x0ffree_disk_bytes\x18\a \x01(\x03R\rfreeDiskBytes\x12/\n" +
-	"\x06status\x18\b \x01(\v2\x17.montage.v1.AgentStatusR\x06status\">\n" +
+	"\x06status\x18\b \x01(\v2\x17.montage.v1.AgentStatusR\x06status\x12\x1b\n" +
+	"\tkept_jobs\x18\t \x03(\tR\bkeptJobs\">\n" +
 	"\x11LeaseTaskResponse\x12)\n" +
 	"\x06leases\x18\x01 \x03(\v2\x11.montage.v1.LeaseR\x06leases\"\x98\a\n" +
 	"\x05Lease\x12\x17\n" +
@@ -2394,12 +2417,13 @@ const file_montage_v1_agents_proto_rawDesc = "" +
 	"\tpart_size\x18\x02 \x01(\x03R\bpartSize\x12\x1b\n" +
 	"\tpart_urls\x18\x03 \x03(\tR\bpartUrls\x12\x17\n" +
 	"\aput_url\x18\x04 \x01(\tR\x06putUrl\x12!\n" +
-	"\fcomplete_url\x18\x05 \x01(\tR\vcompleteUrl\"\x8f\x01\n" +
+	"\fcomplete_url\x18\x05 \x01(\tR\vcompleteUrl\"\xa3\x01\n" +
 	"\x13CompleteTaskRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\x04R\x05token\x12.\n" +
-	"\x06result\x18\x04 \x01(\v2\x16.montage.v1.TaskResultR\x06result\"\x16\n" +
+	"\x06result\x18\x04 \x01(\v2\x16.montage.v1.TaskResultR\x06result\x12\x12\n" +
+	"\x04kept\x18\x05 \x01(\bR\x04kept\"\x16\n" +
 	"\x14CompleteTaskResponse\"\xa3\x01\n" +
 	"\x0fFailTaskRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x17\n" +
