@@ -63,7 +63,8 @@ func TestRenderArgsGolden(t *testing.T) {
 		"cut-audio-measure": SegmentAudioArgs(Render{Video: Input{URL: "https://cdn.example/vod.mp4"}, Start: 3.3, Duration: 10, HasAudio: true, Profile: loud}, "/w/audio.wav", true),
 		"cut-join": JoinPiecesArgs(Render{Duration: 10, Profile: loud, FadeIn: true, FadeOut: true, Output: "/w/out.mp4"},
 			&Loudness{I: -20, TP: -9, LRA: 3, Thresh: -30}, "/w/pieces.ffconcat", "/w/audio.wav"),
-		"thumbnail": ThumbnailArgs("/w/out.mp4", 3.5, "/w/thumbnail.jpg"),
+		"thumbnail":          ThumbnailArgs("/w/out.mp4", 3.5, false, "/w/thumbnail.jpg"),
+		"thumbnail-keyframe": ThumbnailArgs("/w/out.mp4", 3.5, true, "/w/thumbnail.jpg"),
 	}
 	for name, args := range cases {
 		golden(t, name, args)

@@ -708,8 +708,7 @@ func (a Renderer) concat(ctx context.Context, jobID string, profile *montagev1.R
 	defer cancel()
 	go func() {
 		seg, local := segmentAt(offsets, thumbnailAt(chapters))
-		_, err := a.Tools.RunFFmpeg(tctx, media.ThumbnailArgs(paths[seg], local, thumb), 0, nil)
-		thumbErr <- err
+		thumbErr <- a.thumbnail(tctx, paths[seg], local, thumb)
 	}()
 	list := filepath.Join(dir, "list.ffconcat")
 	if err := os.WriteFile(list, []byte(media.ConcatList(paths)), 0o640); err != nil {
@@ -777,8 +776,23 @@ func (a Renderer) finishAudio(ctx context.Context, segs []*montagev1.ConcatSegme
 	return m.path, nil
 }
 
+// thumbnail writes the first keyframe at or after `at` of a segment as the
+// montage's thumbnail, or the frame at `at` when no keyframe follows it.
+func (a Renderer) thumbnail(ctx context.Context, seg string, at float64, out string) error {
+	_ = os.Remove(out)
+	if _, err := a.Tools.RunFFmpeg(ctx, media.ThumbnailArgs(seg, at, true, out), 0, nil); err != nil {
+		return err
+	}
+	if st, err := os.Stat(out); err == nil && st.Size() > 0 {
+		return nil
+	}
+	_, err := a.Tools.RunFFmpeg(ctx, media.ThumbnailArgs(seg, at, false, out), 0, nil)
+	return err
+}
+
 // thumbnailAt picks a frame a third into the first highlight: past its fade
-// and title, still the montage's opening moment.
+// and title, still the montage's opening moment (the thumbnail is the first
+// keyframe from there, at most a GOP later).
 func thumbnailAt(chapters []media.Chapter) float64 {
 	c := chapters[0]
 	return c.Start + (c.End-c.Start)/3
