@@ -318,8 +318,8 @@ func (s *Server) grant(agentID string, n, gpu int, freeDisk int64) (_ []*montage
 			return // outside its schedule: no new work
 		}
 		picks = sched.Pick(st, sched.Ask{Agent: agentID, Slots: n, GPU: gpu, FreeDisk: freeDisk, Online: s.lead.Online,
-			Skip:  func(id string) bool { return s.claims[id] },
-			Keeps: s.kept.keeps, Affinity: s.cfg.ConcatAffinity, Now: s.clock.Now(),
+			Skip:    func(id string) bool { return s.claims[id] },
+			Keepers: s.kept.of, Affinity: s.cfg.ConcatAffinity, Now: s.clock.Now(),
 			Waits: func(id string, until time.Time) {
 				s.log.Debug("concat waits for an agent keeping its segments", "task", id, "agent", agentID, "until", until)
 				if waitUntil.IsZero() || until.Before(waitUntil) {

@@ -25,14 +25,14 @@ type Ask struct {
 	// Skip names tasks not to pick: grants of them are being proposed for
 	// other agents right now.
 	Skip func(taskID string) bool
-	// Keeps reports whether an agent keeps a job's committed segments (it
-	// rendered them and holds them for the concat, whose audio it encodes
+	// Keepers lists the agents that keep a job's committed segments (they
+	// rendered them and hold them for the concat, whose audio they encode
 	// ahead). A concat runnable for less than Affinity waits for such an
 	// agent when one is ready, online and able to take it: that agent
 	// joins files it has instead of downloading them. Now is the caller's
 	// clock; Waits, when set, hears of each concat left waiting and until
 	// when it waits.
-	Keeps    func(agentID, jobID string) bool
+	Keepers  func(jobID string) []string
 	Affinity time.Duration
 	Now      time.Time
 	Waits    func(taskID string, until time.Time)
@@ -45,7 +45,7 @@ type Ask struct {
 // most a.GPU of the picks use a hardware encoder. A draining, quarantined
 // or unknown agent gets nothing, and nothing of a job that blocked it. A
 // task this agent failed waits for another agent that is online and could
-// take it, and a fresh concat for an agent keeping its segments (Keeps).
+// take it, and a fresh concat for an agent keeping its segments (Keepers).
 // Only runnable tasks are read, never all jobs or tasks.
 func Pick(s *fsm.State, ask Ask) []string {
 	agentID, n, gpu, freeDisk, online := ask.Agent, ask.Slots, ask.GPU, ask.FreeDisk, ask.Online
@@ -109,16 +109,20 @@ func otherTaker(s *fsm.State, j *fsm.Job, t *fsm.Task, agentID string, online fu
 // waitsForKeeper reports whether concat t is left for another agent that
 // keeps its job's segments, and until when it waits for one.
 func waitsForKeeper(s *fsm.State, j *fsm.Job, t *fsm.Task, ask Ask) (time.Time, bool) {
-	if t.Type != montagev1.TaskType_TASK_TYPE_CONCAT || ask.Keeps == nil || ask.Affinity <= 0 || ask.Keeps(ask.Agent, t.JobID) {
+	if t.Type != montagev1.TaskType_TASK_TYPE_CONCAT || ask.Keepers == nil || ask.Affinity <= 0 {
+		return time.Time{}, false
+	}
+	keepers := ask.Keepers(t.JobID)
+	if len(keepers) == 0 || slices.Contains(keepers, ask.Agent) {
 		return time.Time{}, false
 	}
 	until := ReadySince(s, t).Add(ask.Affinity)
 	if !ask.Now.Before(until) {
 		return time.Time{}, false
 	}
-	for id, b := range s.Agents {
-		if id != ask.Agent && b.State == montagev1.AgentState_AGENT_STATE_READY && (ask.Online == nil || ask.Online(id)) &&
-			ask.Keeps(id, t.JobID) && t.FailCounts[id] == 0 && !j.BlocksAgent(id) && Provides(b, t.Requires) {
+	for _, id := range keepers {
+		if b := s.Agents[id]; b != nil && b.State == montagev1.AgentState_AGENT_STATE_READY && (ask.Online == nil || ask.Online(id)) &&
+			t.FailCounts[id] == 0 && !j.BlocksAgent(id) && Provides(b, t.Requires) {
 			return until, true
 		}
 	}

@@ -258,7 +258,12 @@ func TestPickLeavesAFreshConcatToItsKeeper(t *testing.T) {
 		t.Fatalf("ReadySince = %v, want the commit's %v", got, at)
 	}
 
-	keeps := func(agent, job string) bool { return agent == "keeper" && job == "j" }
+	keeps := func(job string) []string {
+		if job == "j" {
+			return []string{"gone", "keeper"} // an agent the state no longer knows is passed over
+		}
+		return nil
+	}
 	all := func(string) bool { return true }
 	notKeeper := func(id string) bool { return id != "keeper" }
 	cases := []struct {
@@ -266,7 +271,7 @@ func TestPickLeavesAFreshConcatToItsKeeper(t *testing.T) {
 		agent     string
 		now       time.Time
 		online    func(string) bool
-		keeps     func(string, string) bool
+		keeps     func(string) []string
 		affinity  time.Duration
 		mutate    func()
 		want      []string
@@ -276,7 +281,7 @@ func TestPickLeavesAFreshConcatToItsKeeper(t *testing.T) {
 		{"another agent leaves it while it is fresh", "other", at.Add(2 * time.Second), all, keeps, 3 * time.Second, nil, []string{"j-r9"}, at.Add(3 * time.Second)},
 		{"and takes it once the affinity is over", "other", at.Add(3 * time.Second), all, keeps, 3 * time.Second, nil, []string{"j-r9", "j-concat"}, time.Time{}},
 		{"no waiting without an affinity", "other", at, all, keeps, 0, nil, []string{"j-r9", "j-concat"}, time.Time{}},
-		{"nobody keeps it", "other", at, all, func(string, string) bool { return false }, 3 * time.Second, nil, []string{"j-r9", "j-concat"}, time.Time{}},
+		{"nobody keeps it", "other", at, all, func(string) []string { return nil }, 3 * time.Second, nil, []string{"j-r9", "j-concat"}, time.Time{}},
 		{"the keeper is offline", "other", at, notKeeper, keeps, 3 * time.Second, nil, []string{"j-r9", "j-concat"}, time.Time{}},
 		{"the keeper is draining", "other", at, all, keeps, 3 * time.Second, func() { s.Agents["keeper"].State = montagev1.AgentState_AGENT_STATE_DRAINING },
 			[]string{"j-r9", "j-concat"}, time.Time{}},
@@ -294,7 +299,7 @@ func TestPickLeavesAFreshConcatToItsKeeper(t *testing.T) {
 			c.mutate()
 		}
 		var until time.Time
-		got := Pick(s, Ask{Agent: c.agent, Slots: 5, Online: c.online, Keeps: c.keeps, Affinity: c.affinity, Now: c.now,
+		got := Pick(s, Ask{Agent: c.agent, Slots: 5, Online: c.online, Keepers: c.keeps, Affinity: c.affinity, Now: c.now,
 			Waits: func(id string, u time.Time) {
 				if id != "j-concat" {
 					t.Errorf("%s: %s waits, not the concat", c.name, id)
