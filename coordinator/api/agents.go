@@ -237,10 +237,10 @@ func (s *Server) LeaseTask(ctx context.Context, req *connect.Request[montagev1.L
 	}
 	s.lead.Seen(m.GetAgentId())
 	s.statuses.set(m.GetAgentId(), m.GetStatus())
-	s.kept.set(m.GetAgentId(), m.GetKeptJobs())
 	if err := s.requireLeader(); err != nil {
 		return nil, err
 	}
+	s.kept.set(m.GetAgentId(), m.GetKeptJobs()) // the leader's alone: it schedules
 	// Grants the agent never received (a response lost on its way) go
 	// out again before anything new: the agent lists what it holds.
 	if m.GetHeldListed() {
