@@ -33,6 +33,7 @@ func copyCutSources(t *testing.T) (tools media.Tools, url string) {
 		{Name: "closed.mp4", Width: 640, Height: 360, FPS: "60", SampleRate: 48000, Channels: 2, Seconds: 20, Streamlike: true, HLS: true},
 		{Name: "open.mp4", Width: 640, Height: 360, FPS: "60", SampleRate: 48000, Channels: 2, Seconds: 12, Streamlike: true, OpenGOP: true},
 		{Name: "big.mp4", Width: 854, Height: 480, FPS: "30", SampleRate: 44100, Channels: 1, Seconds: 8},
+		{Name: "longgop.mp4", Width: 640, Height: 360, FPS: "60", SampleRate: 48000, Channels: 2, Seconds: 12, Streamlike: true, GOPSeconds: 5},
 	}
 	if err := testmedia.GenerateAll(ctx, dir, srcs); err != nil {
 		t.Fatal(err)
@@ -229,6 +230,17 @@ func TestKeyframeCutAndJoin(t *testing.T) {
 	got, want := frameHashes(t, out, -1, 0), frameHashes(t, url+"/closed.mp4", 2, 720)
 	if len(got) != 720 || strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("the keyframe cut's %d frames are not the source's 720 from 2 s", len(got))
+	}
+
+	// Keyframes every 5 s (as some platforms' VODs have): the cut snaps to
+	// them.
+	out, s = seg("kf-long", "longgop.mp4", 9, 1, "keyframe")
+	if f := s.GetSource(); f.GetCut() != media.CutCopied || f.GetCutStartSeconds() != 5 || math.Abs(s.GetDurationSeconds()-5) > 1e-6 {
+		t.Errorf("keyframe cut of 9+1 s with 5-s GOPs: %s from %.3f lasting %.3f; want a copy from 5 lasting 5",
+			f.GetCut(), f.GetCutStartSeconds(), s.GetDurationSeconds())
+	}
+	if got, want := frameHashes(t, out, -1, 0), frameHashes(t, url+"/longgop.mp4", 5, 300); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("the long-GOP keyframe cut's %d frames are not the source's 300 from 5 s", len(got))
 	}
 
 	// From the HLS copy of the source: the same GOPs, frame for frame.

@@ -46,6 +46,9 @@ type Source struct {
 	// OpenGOP makes Streamlike's GOPs open: frames before each keyframe
 	// reference the GOP before it.
 	OpenGOP bool
+	// GOPSeconds is the keyframe interval (0: two seconds, as streaming
+	// platforms use); HLS segments are cut at keyframes.
+	GOPSeconds float64
 }
 
 // Samples is the demo's set: different sizes, frame rates and audio rates,
@@ -93,7 +96,7 @@ func Generate(ctx context.Context, dir string, src Source) error {
 	}
 	// A keyframe every two seconds, like a streaming encoder, so the HLS
 	// variant has segments of exactly two seconds.
-	gop := gopOf(src.FPS)
+	gop := gopOf(src.FPS, src.GOPSeconds)
 	if src.Codec == "hevc" {
 		args = append(args, "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error", "-tag:v", "hvc1", "-g", gop, "-pix_fmt", "yuv420p")
 	} else {
@@ -144,8 +147,12 @@ func GenerateAll(ctx context.Context, dir string, srcs []Source) error {
 	return nil
 }
 
-// gopOf is two seconds of frames at a rate like "30" or "60000/1001".
-func gopOf(fps string) string {
+// gopOf is that many seconds of frames (0: two) at a rate like "30" or
+// "60000/1001".
+func gopOf(fps string, seconds float64) string {
+	if seconds <= 0 {
+		seconds = 2
+	}
 	n, d, found := strings.Cut(fps, "/")
 	num, _ := strconv.ParseFloat(n, 64)
 	den := 1.0
@@ -153,9 +160,9 @@ func gopOf(fps string) string {
 		den, _ = strconv.ParseFloat(d, 64)
 	}
 	if num <= 0 || den <= 0 {
-		return "60"
+		return strconv.Itoa(int(math.Round(30 * seconds)))
 	}
-	return strconv.Itoa(int(math.Round(2 * num / den)))
+	return strconv.Itoa(int(math.Round(seconds * num / den)))
 }
 
 // MarkerSeconds is how long each sync flash and beep lasts.
