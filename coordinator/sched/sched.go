@@ -107,26 +107,47 @@ func otherTaker(s *fsm.State, j *fsm.Job, t *fsm.Task, agentID string, online fu
 }
 
 // waitsForKeeper reports whether concat t is left for another agent that
-// keeps its job's segments, and until when it waits for one.
+// keeps its job's segments, and until when it waits for one. The agent
+// that keeps the montage's first segment is preferred to other keepers:
+// it has the audio encoded ahead from there.
 func waitsForKeeper(s *fsm.State, j *fsm.Job, t *fsm.Task, ask Ask) (time.Time, bool) {
 	if t.Type != montagev1.TaskType_TASK_TYPE_CONCAT || ask.Keepers == nil || ask.Affinity <= 0 {
 		return time.Time{}, false
 	}
 	keepers := ask.Keepers(t.JobID)
-	if len(keepers) == 0 || slices.Contains(keepers, ask.Agent) {
+	if len(keepers) == 0 {
+		return time.Time{}, false
+	}
+	able := func(id string) bool {
+		b := s.Agents[id]
+		return b != nil && b.State == montagev1.AgentState_AGENT_STATE_READY && (ask.Online == nil || ask.Online(id)) &&
+			t.FailCounts[id] == 0 && !j.BlocksAgent(id) && Provides(b, t.Requires)
+	}
+	if first := firstSegment(s, t); first != nil && slices.Contains(keepers, first.AgentID) && able(first.AgentID) {
+		keepers = []string{first.AgentID}
+	}
+	if slices.Contains(keepers, ask.Agent) {
 		return time.Time{}, false
 	}
 	until := ReadySince(s, t).Add(ask.Affinity)
 	if !ask.Now.Before(until) {
 		return time.Time{}, false
 	}
-	for _, id := range keepers {
-		if b := s.Agents[id]; b != nil && b.State == montagev1.AgentState_AGENT_STATE_READY && (ask.Online == nil || ask.Online(id)) &&
-			t.FailCounts[id] == 0 && !j.BlocksAgent(id) && Provides(b, t.Requires) {
-			return until, true
-		}
+	if slices.ContainsFunc(keepers, able) {
+		return until, true
 	}
 	return time.Time{}, false
+}
+
+// firstSegment is the render a concat joins first (its dependencies are in
+// the montage's order), or nil.
+func firstSegment(s *fsm.State, concat *fsm.Task) *fsm.Task {
+	for _, d := range concat.DependsOn {
+		if dt := s.Tasks[d]; dt != nil && dt.Type == montagev1.TaskType_TASK_TYPE_RENDER {
+			return dt
+		}
+	}
+	return nil
 }
 
 // ReadySince is when t became runnable as far as the state tells: the

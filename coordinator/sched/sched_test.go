@@ -227,8 +227,9 @@ func TestPickSkipsClaimedTasks(t *testing.T) {
 }
 
 // A concat that just became runnable waits for an agent that keeps its
-// job's segments, while such an agent could take it; after Affinity any
-// agent takes it, and the waiting asker hears until when it waits.
+// job's segments, while such an agent could take it (the one that keeps
+// the first segment before other keepers); after Affinity any agent takes
+// it, and the waiting asker hears until when it waits.
 func TestPickLeavesAFreshConcatToItsKeeper(t *testing.T) {
 	s := fsm.New()
 	at := time.Unix(100, 0)
@@ -264,6 +265,12 @@ func TestPickLeavesAFreshConcatToItsKeeper(t *testing.T) {
 		}
 		return nil
 	}
+	keepsBoth := func(job string) []string {
+		if job == "j" {
+			return []string{"third", "keeper"} // keeper rendered the first segment
+		}
+		return nil
+	}
 	all := func(string) bool { return true }
 	notKeeper := func(id string) bool { return id != "keeper" }
 	cases := []struct {
@@ -291,6 +298,9 @@ func TestPickLeavesAFreshConcatToItsKeeper(t *testing.T) {
 			[]string{"j-r9", "j-concat"}, time.Time{}},
 		{"the keeper is blocked from the job", "other", at, all, keeps, 3 * time.Second, func() { s.Jobs["j"].Blocked = []string{"keeper"} },
 			[]string{"j-r9", "j-concat"}, time.Time{}},
+		{"a keeper of later segments leaves it to the first segment's", "third", at, all, keepsBoth, 3 * time.Second, nil, []string{"j-r9"}, at.Add(3 * time.Second)},
+		{"and takes it when that keeper is offline", "third", at, notKeeper, keepsBoth, 3 * time.Second, nil, []string{"j-r9", "j-concat"}, time.Time{}},
+		{"while a non-keeper still waits for it", "other", at, notKeeper, keepsBoth, 3 * time.Second, nil, []string{"j-r9"}, at.Add(3 * time.Second)},
 	}
 	for _, c := range cases {
 		s.Agents["keeper"].State, s.Agents["keeper"].Provides = montagev1.AgentState_AGENT_STATE_READY, []string{"libx264"}
