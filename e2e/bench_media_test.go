@@ -299,10 +299,8 @@ func BenchmarkConcatAffinity(b *testing.B) {
 		for _, a := range agents {
 			if m := done.FindStringSubmatch(a.out.String()); m != nil {
 				concat, _ = strconv.ParseFloat(m[2], 64)
-				if l := regexp.MustCompile(`segments_local=(\d+)`).FindStringSubmatch(a.out.String()); l != nil {
-					local = l[1]
-				} else {
-					local = "0"
+				if l := regexp.MustCompile(`segments_ahead=(\d+) segments=\d+ segments_local=(\d+)`).FindStringSubmatch(a.out.String()); l != nil {
+					local = l[2] + " local, " + l[1] + " encoded ahead"
 				}
 			}
 			a.kill(syscall.SIGTERM)
@@ -317,6 +315,6 @@ func BenchmarkConcatAffinity(b *testing.B) {
 		b.ReportMetric(onC, "concat-on-s")
 		b.ReportMetric(offJ, "job-off-s")
 		b.ReportMetric(onJ, "job-on-s")
-		b.Logf("concat %.2f s (%s segments local) without affinity, %.2f s (%s local) with; job %.2f s and %.2f s", offC, offL, onC, onL, offJ, onJ)
+		b.Logf("concat %.2f s (segments: %s) without affinity, %.2f s (%s) with; job %.2f s and %.2f s", offC, offL, onC, onL, offJ, onJ)
 	}
 }
