@@ -1,9 +1,6 @@
 package api
 
-import (
-	"slices"
-	"sync"
-)
+import "sync"
 
 // maxKeptJobs bounds the jobs one agent may say it keeps: a spool holds a
 // few montages, never thousands.
@@ -23,12 +20,16 @@ type keepers struct {
 func (k *keepers) set(agentID string, jobs []string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	listed := make(map[string]bool, len(jobs))
+	for _, j := range jobs {
+		listed[j] = true
+	}
 	for j := range k.byAgent[agentID] {
-		if !slices.Contains(jobs, j) {
+		if !listed[j] {
 			k.dropLocked(agentID, j)
 		}
 	}
-	for _, j := range jobs {
+	for j := range listed {
 		k.addLocked(agentID, j)
 	}
 }
